@@ -1,0 +1,51 @@
+# Makefile — the two quick-start commands (`make run`, `make test`) and the builds behind them.
+# The real build is CMake; this file installs what is missing, configures and drives it.
+
+BUILD      ?= build
+SAN_BUILD  ?= build-sanitize
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+PACKAGES   := build-essential cmake libcjson-dev zlib1g-dev clang libclang-rt-14-dev
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test deps build test-fast test-sanitize fuzz-smoke test-slow clean
+
+# Builds gemma4c and streams an answer from a small synthetic model (random weights) it builds itself.
+run: build
+	./$(BUILD)/gemma4c run
+
+# Everything CI checks: the tests, the tests again under ASan + UBSan, and a short fuzzing pass per parser.
+test: test-fast test-sanitize fuzz-smoke
+
+deps:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+test-fast: build
+	ctest --test-dir $(BUILD) -LE slow --output-on-failure
+
+test-sanitize: deps
+	cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGEMMA4C_SANITIZE=ON >/dev/null
+	cmake --build $(SAN_BUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir $(SAN_BUILD) -LE slow --output-on-failure
+
+# Each libFuzzer harness for FUZZ_SECONDS (seeded from the golden files when present).
+FUZZ_SECONDS ?= 20
+fuzz-smoke: deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DGEMMA4C_FUZZ=ON >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# Full-size E2B and E4B against golden/synthetic: several minutes and about 10 GB of memory.
+test-slow: build
+	ctest --test-dir $(BUILD) -L slow --output-on-failure
+
+clean:
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# run.sh — runs every built libFuzzer harness for a fixed time, seeded with small real inputs; fails on a crash.
+set -eu
+BUILD="$1"
+SECONDS_EACH="${2:-20}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+GOLDEN="${GEMMA4C_GOLDEN:-$ROOT/../shared/golden}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+seed() { # harness, files...
+  local dir="$WORK/seeds-$1"; shift
+  mkdir -p "$dir"
+  for f in "$@"; do [ -f "$f" ] && head -c 65536 "$f" >"$dir/$(basename "$f")"; done
+  echo "$dir"
+}
+
+status=0
+for bin in "$BUILD"/fuzz_*; do
+  [ -x "$bin" ] || continue
+  name="$(basename "$bin")"
+  case "$name" in
+    fuzz_config) seeds=$(seed "$name" "$GOLDEN/tiny/checkpoint/config.json" "$GOLDEN/tiny/checkpoint/generation_config.json") ;;
+    fuzz_safetensors) seeds=$(seed "$name" "$GOLDEN/tiny/reference/vision_small.safetensors") ;;
+    fuzz_chat) seeds=$(seed "$name" "$ROOT/tests/data/chat_cases.json") ;;
+    *) seeds=$(seed "$name") ;;
+  esac
+  mkdir -p "$WORK/corpus-$name"
+  echo "fuzzing $name for ${SECONDS_EACH}s"
+  if ! "$bin" -max_total_time="$SECONDS_EACH" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+       -artifact_prefix="$WORK/" "$WORK/corpus-$name" "$seeds" >"$WORK/$name.log" 2>&1; then
+    echo "FAIL: $name found a problem:"; tail -40 "$WORK/$name.log"; status=1
+    mkdir -p "$ROOT/fuzz/crashes" && cp "$WORK"/crash-* "$WORK"/leak-* "$WORK"/timeout-* "$ROOT/fuzz/crashes/" 2>/dev/null || true
+  else
+    grep -E "^#[0-9]+.*DONE" "$WORK/$name.log" | tail -1 || true
+  fi
+done
+exit $status

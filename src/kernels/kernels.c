@@ -1,0 +1,93 @@
+/* kernels.c — variant selection, the blocked matrix product, and the small row-wise ops. */
+#include "kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const g4_kernel_ops *g4_kernels_best(void) {
+    const char *force = getenv("GEMMA4C_KERNELS");
+    if (force && strcmp(force, "portable") == 0) return g4_kernels_portable();
+    const g4_kernel_ops *ops = g4_kernels_avx2();
+    return ops ? ops : g4_kernels_portable();
+}
+
+/* Weight rows are converted to float in blocks small enough to stay in cache while every activation row
+ * passes over them: the weight is read from memory once per call whatever T is. */
+enum { ROW_BLOCK = 16 };
+
+typedef struct matmul_job {
+    const g4_kernel_ops *ops;
+    const float *x;
+    int64_t T, K, N;
+    const unsigned char *w;
+    size_t row_bytes;
+    g4_dtype dt;
+    float *y;
+    float *scratch; /* per worker: ROW_BLOCK * K floats */
+} matmul_job;
+
+static void matmul_range(void *ctx, int64_t begin, int64_t end, int worker) {
+    matmul_job *j = ctx;
+    float *wf = j->scratch + (size_t)worker * ROW_BLOCK * (size_t)j->K;
+    for (int64_t blk = begin; blk < end; blk++) {
+        int64_t n0 = blk * ROW_BLOCK, n1 = n0 + ROW_BLOCK < j->N ? n0 + ROW_BLOCK : j->N;
+        for (int64_t n = n0; n < n1; n++)
+            j->ops->to_f32(wf + (n - n0) * j->K, j->w + (size_t)n * j->row_bytes, j->dt, j->K);
+        for (int64_t t = 0; t < j->T; t++) {
+            const float *xr = j->x + t * j->K;
+            float *yr = j->y + t * j->N;
+            for (int64_t n = n0; n < n1; n++) yr[n] = j->ops->dot(xr, wf + (n - n0) * j->K, j->K);
+        }
+    }
+}
+
+int g4_compute_init(g4_compute *c, int n_threads, int64_t max_k) {
+    memset(c, 0, sizeof *c);
+    c->ops = g4_kernels_best();
+    c->pool = g4_pool_create(n_threads);
+    if (!c->pool) return -1;
+    c->max_k = max_k;
+    c->scratch = malloc((size_t)g4_pool_size(c->pool) * ROW_BLOCK * (size_t)max_k * sizeof(float));
+    if (!c->scratch) {
+        g4_compute_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+void g4_compute_free(g4_compute *c) {
+    g4_pool_destroy(c->pool);
+    free(c->scratch);
+    memset(c, 0, sizeof *c);
+}
+
+void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_tensor *w, float *y) {
+    int64_t N = w->shape[0];
+    matmul_job j = {c->ops, x, T, K, N, w->data, (size_t)K * g4_dtype_size(w->dtype), w->dtype, y, c->scratch};
+    g4_pool_for(c->pool, (N + ROW_BLOCK - 1) / ROW_BLOCK, 1, matmul_range, &j);
+}
+
+void g4_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps) {
+    float ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    if (weight)
+        for (int64_t i = 0; i < n; i++) out[i] = x[i] * r * weight[i];
+    else
+        for (int64_t i = 0; i < n; i++) out[i] = x[i] * r;
+}
+
+float g4_gelu_tanh(float x) {
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+void g4_softmax(float *x, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += (x[i] = expf(x[i] - m));
+    float inv = 1.0f / s;
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}

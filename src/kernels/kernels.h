@@ -1,0 +1,46 @@
+/* kernels.h — the numeric primitives the model is built from; SIMD variants are chosen at run time. */
+#ifndef G4_KERNELS_H
+#define G4_KERNELS_H
+
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "core/threads.h"
+
+/* The per-ISA primitives. Every implementation computes the same thing up to float rounding order and is
+ * tested against the portable one. */
+typedef struct g4_kernel_ops {
+    const char *name; /* "portable", "avx2" ... */
+    float (*dot)(const float *a, const float *b, int64_t n);
+    void (*axpy)(float *y, float a, const float *x, int64_t n); /* y += a * x */
+    /* dst[i] = float(src[i]) for a weight row of dtype F32, BF16 or F16 */
+    void (*to_f32)(float *dst, const void *src, g4_dtype dt, int64_t n);
+} g4_kernel_ops;
+
+const g4_kernel_ops *g4_kernels_portable(void);
+const g4_kernel_ops *g4_kernels_avx2(void); /* NULL when this build or CPU lacks AVX2+FMA */
+/* The best variant this CPU runs; GEMMA4C_KERNELS=portable forces the portable one. */
+const g4_kernel_ops *g4_kernels_best(void);
+
+/* What the matrix products run on: the chosen primitives, the worker pool and per-worker scratch. */
+typedef struct g4_compute {
+    const g4_kernel_ops *ops;
+    g4_pool *pool;
+    float *scratch; /* per worker: a block of weight rows converted to float */
+    int64_t max_k;  /* longest weight row the scratch holds */
+} g4_compute;
+
+/* n_threads <= 0: one per CPU. max_k: the widest input dimension of any weight used. */
+int g4_compute_init(g4_compute *c, int n_threads, int64_t max_k);
+void g4_compute_free(g4_compute *c);
+
+/* y[T, N] = x[T, K] · W[N, K]^T, with W a weight tensor of dtype F32, BF16 or F16 (K <= max_k), rows split over
+ * the pool. */
+void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_tensor *w, float *y);
+
+/* Row-wise ops on [n] vectors (portable: cheap next to the matrix products). */
+void g4_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps); /* weight may be NULL */
+float g4_gelu_tanh(float x);
+void g4_softmax(float *x, int64_t n);
+
+#endif

@@ -1,0 +1,34 @@
+/* ops_portable.c — plain C primitives: the reference every SIMD variant is tested against. */
+#include "kernels.h"
+
+static float dot_portable(const float *a, const float *b, int64_t n) {
+    /* Eight partial sums: keeps rounding close to the SIMD variants and lets compilers vectorize. */
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    float tail = 0;
+    for (; i < n; i++) tail += a[i] * b[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
+static void axpy_portable(float *y, float a, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void to_f32_portable(float *dst, const void *src, g4_dtype dt, int64_t n) {
+    if (dt == G4_DT_F32) {
+        const float *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = s[i];
+    } else if (dt == G4_DT_BF16) {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = g4_bf16_to_f32(s[i]);
+    } else {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = g4_f16_to_f32(s[i]);
+    }
+}
+
+static const g4_kernel_ops portable_ops = {"portable", dot_portable, axpy_portable, to_f32_portable};
+
+const g4_kernel_ops *g4_kernels_portable(void) { return &portable_ops; }

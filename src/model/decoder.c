@@ -1,0 +1,337 @@
+/* decoder.c — the Gemma 4 text forward pass, written to be read next to the spec (gemma4-text.md §2). */
+#include "decoder.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static float *alloc_floats(int64_t n, int *failed) {
+    float *p = calloc((size_t)max64(n, 1), sizeof(float));
+    if (!p) *failed = 1;
+    return p;
+}
+
+int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t n_ctx, int64_t max_chunk, g4_err *err) {
+    memset(d, 0, sizeof *d);
+    const g4_text_config *tc = &m->cfg.text;
+    if (n_ctx <= 0 || n_ctx > tc->max_position_embeddings) n_ctx = tc->max_position_embeddings;
+    if (max_chunk <= 0) max_chunk = 256;
+    max_chunk = min64(max_chunk, n_ctx);
+    d->m = m;
+    d->c = c;
+    d->n_ctx = n_ctx;
+    d->max_chunk = max_chunk;
+    const int64_t C = max_chunk, H = tc->hidden_size, L = tc->num_layers, P = tc->ple_dim;
+    int64_t qw = 0, kvw = 0, iw = 0;
+    for (int l = 0; l < L; l++) {
+        qw = max64(qw, (int64_t)tc->num_heads * tc->layer_head_dim[l]);
+        kvw = max64(kvw, (int64_t)tc->layer_kv_heads[l] * tc->layer_head_dim[l]);
+        iw = max64(iw, tc->layer_intermediate[l]);
+    }
+    int failed = 0;
+    d->kv = calloc((size_t)L, sizeof *d->kv);
+    if (!d->kv) failed = 1;
+    for (int l = 0; !failed && l < tc->first_kv_shared; l++) {
+        const int64_t width = (int64_t)tc->layer_kv_heads[l] * tc->layer_head_dim[l];
+        /* A sliding layer's queries reach back window-1 positions from the first token of a chunk. */
+        int64_t cap = tc->layer_type[l] == G4_LAYER_SLIDING ? min64(n_ctx, tc->sliding_window + C) : n_ctx;
+        d->kv[l].cap = cap;
+        d->kv[l].k = alloc_floats(cap * width, &failed);
+        d->kv[l].v = alloc_floats(cap * width, &failed);
+    }
+    d->x = alloc_floats(C * H, &failed);
+    d->xn = alloc_floats(C * H, &failed);
+    d->proj = alloc_floats(C * H, &failed);
+    d->q = alloc_floats(C * qw, &failed);
+    d->attn = alloc_floats(C * qw, &failed);
+    d->k = alloc_floats(C * kvw, &failed);
+    d->v = alloc_floats(C * kvw, &failed);
+    d->gate = alloc_floats(C * iw, &failed);
+    d->up = alloc_floats(C * iw, &failed);
+    d->ple = alloc_floats(C * L * P, &failed);
+    d->ple_gate = alloc_floats(C * P, &failed);
+    d->ple_row = alloc_floats(L * P, &failed);
+    for (int type = 0; type < 2; type++) {
+        int64_t half = (type == G4_LAYER_FULL ? tc->global_head_dim : tc->head_dim) / 2;
+        d->rope_cos[type] = alloc_floats(C * half, &failed);
+        d->rope_sin[type] = alloc_floats(C * half, &failed);
+    }
+    d->scores = alloc_floats((int64_t)g4_pool_size(c->pool) * n_ctx, &failed);
+    d->logit_rows = min64(C, 32);
+    d->logits = alloc_floats(d->logit_rows * tc->vocab_size, &failed);
+    if (failed) {
+        g4_decoder_free(d);
+        return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for a %lld-token context", (long long)n_ctx);
+    }
+    return 0;
+}
+
+void g4_decoder_free(g4_decoder *d) {
+    if (d->kv && d->m)
+        for (int l = 0; l < d->m->cfg.text.num_layers; l++) {
+            free(d->kv[l].k);
+            free(d->kv[l].v);
+        }
+    free(d->kv);
+    float *bufs[] = {d->x, d->xn, d->q, d->k, d->v, d->attn, d->proj, d->gate, d->up, d->ple, d->ple_gate, d->ple_row,
+                     d->rope_cos[0], d->rope_cos[1], d->rope_sin[0], d->rope_sin[1], d->scores, d->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    memset(d, 0, sizeof *d);
+}
+
+void g4_decoder_rewind(g4_decoder *d, int64_t pos) {
+    if (pos < d->pos && pos >= 0) d->pos = pos;
+}
+
+/* ---- pieces of the forward pass ---------------------------------------------------------------------- */
+
+static void rmsnorm_rows(float *out, const float *x, const float *w, int64_t rows, int64_t n, float eps) {
+    for (int64_t r = 0; r < rows; r++) g4_rmsnorm(out + r * n, x + r * n, w, n, eps);
+}
+
+/* x[t] = E[id_t] * sqrt(H) (the model's embed_scale). */
+static void embed_tokens(g4_decoder *d, const int32_t *ids, int64_t n) {
+    const g4_model *m = d->m;
+    const int64_t H = m->cfg.text.hidden_size;
+    const float scale = m->embed_scale;
+    for (int64_t t = 0; t < n; t++) {
+        float *row = d->x + t * H;
+        g4_embedding_row(&m->embed, ids[t], row);
+        for (int64_t i = 0; i < H; i++) row[i] *= scale;
+    }
+}
+
+/* ple[t][l] = (RMSNorm(x[t] · W_plmp^T / sqrt(H))[l] + E_ple[id_t][l] * sqrt(P)) / sqrt(2), for all layers. */
+static void per_layer_inputs(g4_decoder *d, const int32_t *ids, int64_t n) {
+    const g4_model *m = d->m;
+    const g4_text_config *c = &m->cfg.text;
+    const int64_t H = c->hidden_size, L = c->num_layers, P = c->ple_dim, LP = L * P;
+    g4_matmul(d->c, d->x, n, H, &m->ple_model_proj, d->ple);
+    const float proj_scale = (float)(1.0 / sqrt((double)H));
+    const float table_scale = m->ple_embed_scale;
+    const float combine = (float)(1.0 / sqrt(2.0));
+    for (int64_t t = 0; t < n; t++) {
+        float *pt = d->ple + t * LP;
+        for (int64_t i = 0; i < LP; i++) pt[i] *= proj_scale;
+        for (int64_t l = 0; l < L; l++) g4_rmsnorm(pt + l * P, pt + l * P, m->ple_projection_norm, P, (float)c->rms_norm_eps);
+        /* Ids beyond the per-layer vocabulary use the pad row, as transformers masks them. */
+        int64_t id = ids[t] < c->vocab_size_per_layer_input ? ids[t] : c->pad_token_id;
+        g4_embedding_row(&m->ple_table, id, d->ple_row);
+        for (int64_t i = 0; i < LP; i++) pt[i] = (pt[i] + d->ple_row[i] * table_scale) * combine;
+    }
+}
+
+/* cos/sin of pos * inv_freq for every position of the chunk, per layer type. */
+static void rope_prepare(g4_decoder *d, int64_t pos0, int64_t n) {
+    const g4_text_config *c = &d->m->cfg.text;
+    for (int type = 0; type < 2; type++) {
+        const int64_t half = (type == G4_LAYER_FULL ? c->global_head_dim : c->head_dim) / 2;
+        const float *inv = d->m->inv_freq[type];
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t i = 0; i < half; i++) {
+                float angle = (float)(pos0 + t) * inv[i];
+                d->rope_cos[type][t * half + i] = cosf(angle);
+                d->rope_sin[type][t * half + i] = sinf(angle);
+            }
+    }
+}
+
+/* Rotate-half RoPE: pairs (i, i + D/2). */
+static void rope_apply(float *x, const float *cs, const float *sn, int64_t D) {
+    const int64_t half = D / 2;
+    for (int64_t i = 0; i < half; i++) {
+        float x1 = x[i], x2 = x[i + half];
+        x[i] = x1 * cs[i] - x2 * sn[i];
+        x[i + half] = x2 * cs[i] + x1 * sn[i];
+    }
+}
+
+typedef struct attn_job {
+    g4_decoder *d;
+    int layer;
+    int64_t n, pos0;
+} attn_job;
+
+/* One (token, query head) pair per item: scores over the allowed cached keys, softmax, weighted values. */
+static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
+    attn_job *j = ctx;
+    g4_decoder *d = j->d;
+    const g4_text_config *c = &d->m->cfg.text;
+    const g4_kernel_ops *ops = d->c->ops;
+    const int l = j->layer;
+    const int64_t D = c->layer_head_dim[l], nq = c->num_heads, nkv = c->layer_kv_heads[l];
+    const g4_kv_layer *kv = &d->kv[c->kv_donor[l]];
+    const int sliding = c->layer_type[l] == G4_LAYER_SLIDING;
+    float *scores = d->scores + (size_t)worker * (size_t)d->n_ctx;
+    for (int64_t item = begin; item < end; item++) {
+        const int64_t t = item / nq, h = item % nq, kvh = h / (nq / nkv);
+        const int64_t p = j->pos0 + t;
+        const int64_t lo = sliding ? max64(0, p - c->sliding_window + 1) : 0;
+        const float *q = d->q + (t * nq + h) * D;
+        for (int64_t s = lo; s <= p; s++) {
+            const float *k = kv->k + ((s % kv->cap) * nkv + kvh) * D;
+            scores[s - lo] = ops->dot(q, k, D); /* attention scaling is 1: q and k are normalised */
+        }
+        g4_softmax(scores, p - lo + 1);
+        float *out = d->attn + (t * nq + h) * D;
+        memset(out, 0, (size_t)D * sizeof(float));
+        for (int64_t s = lo; s <= p; s++) ops->axpy(out, scores[s - lo], kv->v + ((s % kv->cap) * nkv + kvh) * D, D);
+    }
+}
+
+static void attention_block(g4_decoder *d, int l, int64_t n, int64_t pos0) {
+    const g4_model *m = d->m;
+    const g4_text_config *c = &m->cfg.text;
+    const g4_layer *ly = &m->layers[l];
+    const int64_t H = c->hidden_size, D = c->layer_head_dim[l], nq = c->num_heads, nkv = c->layer_kv_heads[l];
+    const int type = c->layer_type[l];
+    const int64_t half = D / 2;
+    const float eps = (float)c->rms_norm_eps;
+
+    rmsnorm_rows(d->xn, d->x, ly->input_norm, n, H, eps);
+    g4_matmul(d->c, d->xn, n, H, &ly->q_proj, d->q);
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t h = 0; h < nq; h++) {
+            float *qh = d->q + (t * nq + h) * D;
+            g4_rmsnorm(qh, qh, ly->q_norm, D, eps);
+            rope_apply(qh, d->rope_cos[type] + t * half, d->rope_sin[type] + t * half, D);
+        }
+    if (l < c->first_kv_shared) { /* KV-shared layers attend to their donor's cache instead */
+        g4_kv_layer *kv = &d->kv[l];
+        g4_matmul(d->c, d->xn, n, H, &ly->k_proj, d->k);
+        if (c->attention_k_eq_v)
+            memcpy(d->v, d->k, (size_t)(n * nkv * D) * sizeof(float));
+        else
+            g4_matmul(d->c, d->xn, n, H, &ly->v_proj, d->v);
+        for (int64_t t = 0; t < n; t++) {
+            const int64_t slot = (pos0 + t) % kv->cap;
+            for (int64_t h = 0; h < nkv; h++) {
+                float *kh = d->k + (t * nkv + h) * D, *vh = d->v + (t * nkv + h) * D;
+                g4_rmsnorm(kh, kh, ly->k_norm, D, eps);
+                rope_apply(kh, d->rope_cos[type] + t * half, d->rope_sin[type] + t * half, D);
+                g4_rmsnorm(vh, vh, NULL, D, eps); /* values are normalised without a weight, never rotated */
+                memcpy(kv->k + (slot * nkv + h) * D, kh, (size_t)D * sizeof(float));
+                memcpy(kv->v + (slot * nkv + h) * D, vh, (size_t)D * sizeof(float));
+            }
+        }
+    }
+    attn_job job = {d, l, n, pos0};
+    g4_pool_for(d->c->pool, n * nq, 1, attention_range, &job);
+    g4_matmul(d->c, d->attn, n, nq * D, &ly->o_proj, d->proj);
+    rmsnorm_rows(d->proj, d->proj, ly->post_attention_norm, n, H, eps);
+    for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
+}
+
+static void mlp_block(g4_decoder *d, int l, int64_t n) {
+    const g4_model *m = d->m;
+    const g4_text_config *c = &m->cfg.text;
+    const g4_layer *ly = &m->layers[l];
+    const int64_t H = c->hidden_size, I = c->layer_intermediate[l];
+    const float eps = (float)c->rms_norm_eps;
+    rmsnorm_rows(d->xn, d->x, ly->pre_feedforward_norm, n, H, eps);
+    g4_matmul(d->c, d->xn, n, H, &ly->gate_proj, d->gate);
+    g4_matmul(d->c, d->xn, n, H, &ly->up_proj, d->up);
+    for (int64_t i = 0; i < n * I; i++) d->gate[i] = g4_gelu_tanh(d->gate[i]) * d->up[i];
+    g4_matmul(d->c, d->gate, n, I, &ly->down_proj, d->proj);
+    rmsnorm_rows(d->proj, d->proj, ly->post_feedforward_norm, n, H, eps);
+    for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
+}
+
+/* x += RMSNorm((gelu(x · W_gate^T) * ple[l]) · W_proj^T) */
+static void per_layer_input_block(g4_decoder *d, int l, int64_t n) {
+    const g4_model *m = d->m;
+    const g4_text_config *c = &m->cfg.text;
+    const g4_layer *ly = &m->layers[l];
+    const int64_t H = c->hidden_size, L = c->num_layers, P = c->ple_dim;
+    g4_matmul(d->c, d->x, n, H, &ly->per_layer_input_gate, d->ple_gate);
+    for (int64_t t = 0; t < n; t++) {
+        const float *pl = d->ple + (t * L + l) * P;
+        float *g = d->ple_gate + t * P;
+        for (int64_t i = 0; i < P; i++) g[i] = g4_gelu_tanh(g[i]) * pl[i];
+    }
+    g4_matmul(d->c, d->ple_gate, n, P, &ly->per_layer_projection, d->proj);
+    rmsnorm_rows(d->proj, d->proj, ly->post_per_layer_input_norm, n, H, (float)c->rms_norm_eps);
+    for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
+}
+
+static void decoder_layer(g4_decoder *d, int l, int64_t n, int64_t pos0) {
+    const g4_text_config *c = &d->m->cfg.text;
+    attention_block(d, l, n, pos0);
+    mlp_block(d, l, n);
+    if (c->ple_dim > 0) per_layer_input_block(d, l, n);
+    const float s = d->m->layers[l].layer_scalar; /* scales the whole residual stream, not just the branch */
+    for (int64_t i = 0; i < n * c->hidden_size; i++) d->x[i] *= s;
+}
+
+/* logits = softcap(RMSNorm(x) · E^T), in slices of logit_rows positions. */
+static int output_logits(g4_decoder *d, int64_t n, int64_t pos0, const g4_forward_opts *opts, g4_err *err) {
+    const g4_text_config *c = &d->m->cfg.text;
+    const int64_t H = c->hidden_size, V = c->vocab_size;
+    const float cap = (float)c->final_logit_softcapping;
+    int64_t first = opts->on_logits ? 0 : n - 1; /* only the last row unless every position is wanted */
+    for (int64_t r0 = first; r0 < n; r0 += d->logit_rows) {
+        int64_t rows = min64(d->logit_rows, n - r0);
+        g4_matmul(d->c, d->xn + r0 * H, rows, H, &d->m->lm_head, d->logits);
+        if (cap > 0)
+            for (int64_t i = 0; i < rows * V; i++) d->logits[i] = cap * tanhf(d->logits[i] / cap);
+        if (opts->on_logits) {
+            int rc = opts->on_logits(opts->ctx, pos0 + r0, rows, d->logits, err);
+            if (rc) return rc;
+        }
+        if (opts->last_logits && r0 + rows == n)
+            memcpy(opts->last_logits, d->logits + (rows - 1) * V, (size_t)V * sizeof(float));
+    }
+    return 0;
+}
+
+static int forward_chunk(g4_decoder *d, const int32_t *ids, int64_t n, int64_t row0, int64_t T,
+                         const g4_forward_opts *opts, g4_err *err) {
+    const g4_text_config *c = &d->m->cfg.text;
+    const int64_t H = c->hidden_size, L = c->num_layers, P = c->ple_dim;
+    const int64_t pos0 = d->pos;
+    g4_probe *probe = opts ? opts->probe : NULL;
+
+    embed_tokens(d, ids, n);
+    if (probe && probe->inputs_embeds) memcpy(probe->inputs_embeds + row0 * H, d->x, (size_t)(n * H) * sizeof(float));
+    if (P > 0) {
+        per_layer_inputs(d, ids, n);
+        if (probe && probe->per_layer_inputs)
+            memcpy(probe->per_layer_inputs + row0 * L * P, d->ple, (size_t)(n * L * P) * sizeof(float));
+    }
+    if (probe && probe->hidden_states) memcpy(probe->hidden_states + row0 * H, d->x, (size_t)(n * H) * sizeof(float));
+    rope_prepare(d, pos0, n);
+    for (int l = 0; l < L; l++) {
+        decoder_layer(d, l, n, pos0);
+        if (probe && probe->hidden_states && l < L - 1)
+            memcpy(probe->hidden_states + ((int64_t)(l + 1) * T + row0) * H, d->x, (size_t)(n * H) * sizeof(float));
+    }
+    d->pos += n;
+    rmsnorm_rows(d->xn, d->x, d->m->final_norm, n, H, (float)c->rms_norm_eps);
+    if (probe && probe->hidden_states)
+        memcpy(probe->hidden_states + (L * T + row0) * H, d->xn, (size_t)(n * H) * sizeof(float));
+    if (opts && (opts->on_logits || opts->last_logits)) return output_logits(d, n, pos0, opts, err);
+    return 0;
+}
+
+int g4_decoder_forward(g4_decoder *d, const int32_t *ids, int64_t T, const g4_forward_opts *opts, g4_err *err) {
+    const g4_text_config *c = &d->m->cfg.text;
+    if (T <= 0) return g4_fail(err, GEMMA4C_ERR_ARG, "no tokens to run");
+    for (int64_t t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= c->vocab_size)
+            return g4_fail(err, GEMMA4C_ERR_ARG, "token id %d at position %lld is outside the vocabulary (0..%d)",
+                           ids[t], (long long)t, c->vocab_size - 1);
+    if (T > d->n_ctx - d->pos)
+        return g4_fail(err, GEMMA4C_ERR_CONTEXT, "%lld tokens do not fit the context: %lld of %lld positions used",
+                       (long long)T, (long long)d->pos, (long long)d->n_ctx);
+    static const g4_forward_opts none = {0};
+    if (!opts) opts = &none;
+    for (int64_t s = 0; s < T; s += d->max_chunk) {
+        int64_t n = min64(d->max_chunk, T - s);
+        int rc = forward_chunk(d, ids + s, n, s, T, opts, err);
+        if (rc) return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,59 @@
+/* decoder.h — the Gemma 4 text decoder over one sequence: batched prefill and one-token decode with a KV cache. */
+#ifndef G4_DECODER_H
+#define G4_DECODER_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+
+/* The KV cache of one layer that computes its own K/V. Position p lives in slot p % cap: sliding layers keep
+ * only the window plus one chunk, full layers the whole context. Layout [cap][kv_heads][head_dim]. */
+typedef struct g4_kv_layer {
+    float *k, *v;
+    int64_t cap;
+} g4_kv_layer;
+
+/* Optional outputs for tests and tools, written for every position of a forward call (row t of the call). */
+typedef struct g4_probe {
+    float *inputs_embeds;    /* [T, H] */
+    float *per_layer_inputs; /* [T, L, P] */
+    float *hidden_states;    /* [L + 1, T, H]: embeddings, each layer's output, the last after the final norm */
+} g4_probe;
+
+/* Receives logits [n, V] for positions pos0 .. pos0+n-1 of the sequence. */
+typedef int (*g4_logits_fn)(void *ctx, int64_t pos0, int64_t n, const float *logits, g4_err *err);
+
+typedef struct g4_decoder {
+    const g4_model *m;
+    g4_compute *c;
+    int64_t n_ctx;     /* positions the cache can hold */
+    int64_t pos;       /* positions already in the cache */
+    int64_t max_chunk; /* tokens per batched step */
+    g4_kv_layer *kv;   /* [num_layers]; empty for KV-shared layers */
+
+    /* chunk scratch */
+    float *x, *xn, *q, *k, *v, *attn, *proj, *gate, *up, *ple, *ple_gate, *ple_row, *rope_cos[2], *rope_sin[2];
+    float *scores; /* per worker: n_ctx */
+    float *logits; /* [logit_rows, V] */
+    int64_t logit_rows;
+} g4_decoder;
+
+int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t n_ctx, int64_t max_chunk, g4_err *err);
+void g4_decoder_free(g4_decoder *d);
+/* Forget everything after `pos` tokens (0: start a new sequence). */
+void g4_decoder_rewind(g4_decoder *d, int64_t pos);
+
+typedef struct g4_forward_opts {
+    g4_logits_fn on_logits; /* every position's logits (NULL: none) */
+    void *ctx;
+    float *last_logits;     /* [V]: the last position's logits (NULL: not needed) */
+    g4_probe *probe;
+} g4_forward_opts;
+
+/* Appends T tokens to the sequence, running them in batches of max_chunk. Ids outside the vocabulary and
+ * sequences longer than the context are errors (nothing is appended then). */
+int g4_decoder_forward(g4_decoder *d, const int32_t *ids, int64_t T, const g4_forward_opts *opts, g4_err *err);
+
+#endif

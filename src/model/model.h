@@ -1,0 +1,74 @@
+/* model.h — a loaded Gemma 4 text model: config, tokenizer and weights bound to the decoder's structure. */
+#ifndef G4_MODEL_H
+#define G4_MODEL_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "format/config.h"
+#include "synth/synth_weights.h"
+#include "text/tokenizer.h"
+
+/* A [rows, width] table that the decoder reads one row at a time (token embeddings, per-layer embeddings).
+ * Its rows come from the mapped file, or from the synthetic formula without ever being stored. */
+typedef struct g4_embedding {
+    g4_tensor t;        /* t.data is NULL for a synthetic table */
+    g4_synth_rule rule; /* synthetic tables only */
+    int64_t rows, width;
+} g4_embedding;
+
+/* Reads row `row` as float32. */
+void g4_embedding_row(const g4_embedding *e, int64_t row, float *out);
+
+typedef struct g4_layer {
+    /* Norm weights are small: held as float32 copies. k_norm is NULL on KV-shared layers. */
+    float *input_norm, *post_attention_norm, *pre_feedforward_norm, *post_feedforward_norm;
+    float *q_norm, *k_norm, *post_per_layer_input_norm;
+    g4_tensor q_proj, k_proj, v_proj, o_proj; /* k/v unused (zero) on KV-shared layers */
+    g4_tensor gate_proj, up_proj, down_proj;
+    g4_tensor per_layer_input_gate, per_layer_projection; /* unused when the model has no PLE */
+    float layer_scalar;
+} g4_layer;
+
+typedef struct g4_model {
+    g4_model_config cfg;
+    g4_generation_config gen;
+    g4_tokenizer *tok;
+    int tokenizer_is_byte_level; /* the checkpoint shipped no tokenizer.json */
+    int synthetic;               /* weights come from the synthetic formula (random, not a real model) */
+    char source[1024];           /* where the model came from, for messages */
+
+    g4_embedding embed;         /* embed_tokens [V, H]; its tensor is also the tied output matrix */
+    g4_tensor lm_head;          /* [V, H]: embed.t when tied */
+    g4_embedding ple_table;     /* embed_tokens_per_layer [V_ple, L * P] */
+    g4_tensor ple_model_proj;   /* per_layer_model_projection [L * P, H] */
+    float *ple_projection_norm; /* [P] */
+    float *final_norm;          /* [H] */
+    g4_layer *layers;
+    /* Embedding multipliers: sqrt(H) and sqrt(P) in float32 for real checkpoints. They are module buffers in
+     * transformers, so a synthetic model takes them from the formula like any other 0-D tensor. */
+    float embed_scale, ple_embed_scale;
+    float *inv_freq[2]; /* RoPE frequencies per layer type, [head_dim / 2] (zeros for pairs that don't rotate) */
+
+    /* ownership */
+    struct g4_checkpoint *ckpt;
+    void **owned;
+    size_t n_owned, cap_owned;
+} g4_model;
+
+/* Loads a Hugging Face model directory (config.json, generation_config.json, safetensors, tokenizer.json).
+ * Every tensor is mapped, not copied; shapes and dtypes are checked against the config. */
+int g4_model_load_dir(const char *dir, g4_model **out, g4_err *err);
+
+/* Builds a model whose weights follow the synthetic formula for the given config.json text (the full-size
+ * golden references use it; so do the quick start and the benchmarks). The per-layer embedding table is
+ * never materialised. n_threads: for filling the weights. */
+int g4_model_synthetic(const char *config_json, int n_threads, g4_model **out, g4_err *err);
+
+void g4_model_free(g4_model *m);
+
+/* The widest input (K) of any weight matrix: sizes the matrix-product scratch. */
+int64_t g4_model_max_input_width(const g4_model *m);
+
+#endif

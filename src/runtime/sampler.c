@@ -1,0 +1,130 @@
+/* sampler.c — transformers' logits processing order: repetition penalty, temperature, top-k, top-p, min-p. */
+#include "sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* xoshiro256**: small, fast, and the same stream on every platform for a given seed. */
+static uint64_t next_u64(uint64_t s[4]) {
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+static double next_unit(uint64_t s[4]) { return (double)(next_u64(s) >> 11) / 9007199254740992.0; }
+
+int g4_sampler_init(g4_sampler *s, const g4_sampler_params *p, int vocab, g4_err *err) {
+    memset(s, 0, sizeof *s);
+    if (vocab <= 0) return g4_fail(err, GEMMA4C_ERR_ARG, "sampler: empty vocabulary");
+    if (!p->greedy && !(p->temperature > 0)) return g4_fail(err, GEMMA4C_ERR_ARG, "temperature must be > 0 when sampling");
+    if (p->top_k < 0) return g4_fail(err, GEMMA4C_ERR_ARG, "top-k must be >= 0");
+    if (!(p->top_p > 0 && p->top_p <= 1)) return g4_fail(err, GEMMA4C_ERR_ARG, "top-p must be in (0, 1]");
+    if (!(p->min_p >= 0 && p->min_p < 1)) return g4_fail(err, GEMMA4C_ERR_ARG, "min-p must be in [0, 1)");
+    if (!(p->repetition_penalty > 0)) return g4_fail(err, GEMMA4C_ERR_ARG, "repetition penalty must be > 0");
+    s->p = *p;
+    s->vocab = vocab;
+    s->cand = malloc((size_t)vocab * sizeof *s->cand);
+    s->seen = calloc((size_t)vocab, 1);
+    if (!s->cand || !s->seen) {
+        g4_sampler_free(s);
+        return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    }
+    uint64_t z = p->seed;
+    for (int i = 0; i < 4; i++) { /* splitmix64 expands the seed into the generator state */
+        z += 0x9E3779B97F4A7C15ull;
+        uint64_t x = z;
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+        s->rng[i] = x ^ (x >> 31);
+    }
+    return 0;
+}
+
+void g4_sampler_free(g4_sampler *s) {
+    free(s->cand);
+    free(s->seen);
+    memset(s, 0, sizeof *s);
+}
+
+static void apply_repetition_penalty(g4_sampler *s, float *logits, const int32_t *history, size_t n) {
+    float pen = s->p.repetition_penalty;
+    if (pen == 1.0f || !history) return;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = history[i];
+        if (id < 0 || id >= s->vocab || s->seen[id]) continue;
+        s->seen[id] = 1;
+        logits[id] = logits[id] < 0 ? logits[id] * pen : logits[id] / pen;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (history[i] >= 0 && history[i] < s->vocab) s->seen[history[i]] = 0;
+}
+
+static int32_t argmax(const float *v, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+/* Descending by logit; equal logits by id, so the order (and thus sampling) is deterministic. */
+static int by_logit_desc(const void *a, const void *b) {
+    const g4_candidate *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int32_t g4_sampler_pick(g4_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+    const int V = s->vocab;
+    apply_repetition_penalty(s, logits, history, n_history);
+    if (s->p.greedy) return argmax(logits, V);
+
+    /* Temperature, then drop what cannot matter: tokens e^-30 below the best carry < 1e-8 of the mass in
+     * total even over a 262144-token vocabulary, and sorting the rest is far cheaper. */
+    const float inv_t = 1.0f / s->p.temperature;
+    float best = -INFINITY;
+    for (int i = 0; i < V; i++) best = fmaxf(best, logits[i] * inv_t);
+    int n = 0;
+    for (int i = 0; i < V; i++) {
+        float l = logits[i] * inv_t;
+        if (l >= best - 30.0f) s->cand[n++] = (g4_candidate){l, i};
+    }
+    qsort(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc);
+    if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
+
+    /* Softmax over the survivors; probabilities stay in cand[].logit from here on. */
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += (s->cand[i].logit = expf(s->cand[i].logit - best));
+    for (int i = 0; i < n; i++) s->cand[i].logit = (float)(s->cand[i].logit / sum);
+
+    if (s->p.top_p < 1.0f) { /* smallest prefix whose mass reaches top_p; at least one token */
+        double cum = 0;
+        int keep = 0;
+        while (keep < n) {
+            cum += s->cand[keep++].logit;
+            if (cum >= s->p.top_p) break;
+        }
+        n = keep;
+    }
+    if (s->p.min_p > 0) { /* tokens below min_p times the top probability go */
+        float floor_p = s->p.min_p * s->cand[0].logit;
+        int keep = 1;
+        while (keep < n && s->cand[keep].logit >= floor_p) keep++;
+        n = keep;
+    }
+    double total = 0;
+    for (int i = 0; i < n; i++) total += s->cand[i].logit;
+    double r = next_unit(s->rng) * total;
+    for (int i = 0; i < n; i++) {
+        r -= s->cand[i].logit;
+        if (r < 0) return s->cand[i].id;
+    }
+    return s->cand[n - 1].id;
+}

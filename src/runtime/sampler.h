@@ -1,0 +1,38 @@
+/* sampler.h — choosing the next token from logits: greedy, or sampled after penalty/temperature/top-k/top-p/min-p. */
+#ifndef G4_SAMPLER_H
+#define G4_SAMPLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef struct g4_sampler_params {
+    int greedy;                /* argmax (ties: the lowest id, as torch.argmax) */
+    float temperature;         /* > 0 when sampling */
+    int top_k;                 /* 0: off */
+    float top_p;               /* 1: off */
+    float min_p;               /* 0: off */
+    float repetition_penalty;  /* 1: off; applied to every id already in the sequence, as transformers does */
+    uint64_t seed;
+} g4_sampler_params;
+
+typedef struct g4_candidate {
+    float logit;
+    int32_t id;
+} g4_candidate;
+
+typedef struct g4_sampler {
+    g4_sampler_params p;
+    uint64_t rng[4];
+    int vocab;
+    struct g4_candidate *cand; /* [vocab] */
+    uint8_t *seen;  /* [vocab] ids that the penalty applies to */
+} g4_sampler;
+
+int g4_sampler_init(g4_sampler *s, const g4_sampler_params *p, int vocab, g4_err *err);
+void g4_sampler_free(g4_sampler *s);
+/* Picks a token. `logits` is modified; `history` is the sequence so far (for the repetition penalty). */
+int32_t g4_sampler_pick(g4_sampler *s, float *logits, const int32_t *history, size_t n_history);
+
+#endif

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# cli_commands.sh — the gemma4c command end to end: answers, streaming, and one clear error line for bad input.
+set -u
+BIN="$1"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+GOLDEN="${GEMMA4C_GOLDEN:-$ROOT/../shared/golden}"
+TINY="$GOLDEN/tiny/checkpoint"
+if [ ! -d "$TINY" ]; then
+  if [ "${CI:-}" = "true" ]; then echo "golden data not found under CI"; exit 1; fi
+  echo "SKIPPED: golden data not found"; exit 77
+fi
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+pass=0; fail=0
+
+ok() { # name, command...: must exit 0
+  local name="$1"; shift
+  if "$@" >"$TMP/out" 2>"$TMP/err"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $name (exit $?)"; cat "$TMP/err"; fi
+}
+bad() { # name, expected text in the error, command...: must fail with one stderr line containing it
+  local name="$1" want="$2"; shift 2
+  "$@" >"$TMP/out" 2>"$TMP/err"; local rc=$?
+  local lines; lines=$(wc -l <"$TMP/err")
+  if [ $rc -ne 0 ] && [ "$lines" -eq 1 ] && grep -q -- "$want" "$TMP/err" && grep -q "^gemma4c: error: " "$TMP/err"; then
+    pass=$((pass+1))
+  else
+    fail=$((fail+1)); echo "FAIL: $name (exit $rc, $lines stderr lines, wanted '$want'):"; cat "$TMP/err"
+  fi
+}
+has() { # name, file, text
+  if grep -q -- "$3" "$2"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $1: '$3' not in $2"; cat "$2"; fi
+}
+
+# The quick start: no model at all.
+ok "run without a model" "$BIN" run -n 12 --seed 1
+has "synthetic model is labelled" "$TMP/err" "RANDOM weights"
+ok "run tiny checkpoint" "$BIN" run -m "$TINY" -p "Hello" -n 8 -v
+has "timings with -v" "$TMP/err" "tok/s"
+has "time to first token" "$TMP/err" "time to first token"
+ok "greedy raw prompt" "$BIN" run -m "$TINY" -p "Hello" --raw --greedy -n 4
+ok "prompt from stdin" bash -c "echo 'Hi there' | '$BIN' run -m '$TINY' -p - -n 4 --temp 0.7 --top-k 20 --top-p 0.9 --min-p 0.05 --repeat-penalty 1.1 --seed 3"
+ok "chat, several turns" bash -c "printf 'Hi\nTell me more\n/reset\nAgain\n/exit\n' | '$BIN' chat -m '$TINY' -n 6 --think"
+ok "logits" "$BIN" logits -m "$TINY" --ids 2,105,300,107 --out "$TMP/logits.safetensors"
+size=$(stat -c %s "$TMP/logits.safetensors")
+if [ "$size" -gt $((4*512*4)) ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: logits file too small ($size)"; fi
+
+# A repo id found in the Hugging Face cache.
+mkdir -p "$TMP/hf/hub/models--google--tiny-gemma/refs" "$TMP/hf/hub/models--google--tiny-gemma/snapshots/abc123"
+echo abc123 >"$TMP/hf/hub/models--google--tiny-gemma/refs/main"
+for f in "$TINY"/*; do ln -s "$f" "$TMP/hf/hub/models--google--tiny-gemma/snapshots/abc123/"; done
+ok "repo id from the cache" env HF_HOME="$TMP/hf" "$BIN" run -m google/tiny-gemma -p hi -n 3
+bad "repo id not in the cache" "hf download" env HF_HOME="$TMP/hf" "$BIN" run -m google/other -p hi
+
+# Bad input: one line, non-zero exit.
+bad "no such model" "no such model" "$BIN" run -m "$TMP/nowhere" -p hi
+mkdir -p "$TMP/empty"
+bad "directory without config" "config.json" "$BIN" run -m "$TMP/empty" -p hi
+bad "unknown option" "unknown option" "$BIN" run --bogus
+bad "unknown command" "unknown command" "$BIN" fly
+bad "bad number" "integer" "$BIN" run -m "$TINY" -p hi -n many
+bad "missing value" "needs a value" "$BIN" run -m "$TINY" -p
+bad "run needs a prompt" "prompt" "$BIN" run -m "$TINY"
+bad "temperature range" "number" "$BIN" run -m "$TINY" -p hi --temp -1
+bad "media not yet" "not supported" "$BIN" run -m "$TINY" -p hi --image "$GOLDEN/media/small.png"
+bad "gguf not yet" "GGUF" "$BIN" run -m "$TMP/model.gguf" -p hi
+bad "unknown token id" "outside the vocabulary" "$BIN" logits -m "$TINY" --ids 2,99999 --out "$TMP/x.safetensors"
+bad "malformed ids" "not a token id" "$BIN" logits -m "$TINY" --ids 2,abc --out "$TMP/x.safetensors"
+bad "trailing comma" "trailing comma" "$BIN" logits -m "$TINY" --ids 2,3, --out "$TMP/x.safetensors"
+bad "logits needs --out" "--out" "$BIN" logits -m "$TINY" --ids 2,3
+long=$(head -c 3000 /dev/zero | tr '\0' 'a')
+bad "prompt longer than the context" "context" "$BIN" run -m "$TINY" -p "$long" -c 64
+bad "ids longer than the model's context" "context" "$BIN" logits -m "$TINY" --ids "$(seq -s, 1 5000 | sed 's/[0-9]*/2/g')" --out "$TMP/x.safetensors"
+bad "unwritable output" "$TMP/no/dir" "$BIN" logits -m "$TINY" --ids 2,3 --out "$TMP/no/dir/x.safetensors"
+
+echo "cli_commands: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,57 @@
+/* golden_util.h — reading golden reference tensors and measuring how far an output is from them. */
+#ifndef G4_GOLDEN_UTIL_H
+#define G4_GOLDEN_UTIL_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "format/safetensors.h"
+
+/* A float copy of a reference tensor (any numeric dtype); exits the test when it is missing. */
+static inline float *g4t_tensor_f32(const g4_st_file *f, const char *name, int64_t *numel) {
+    const g4_tensor *t = g4_st_find(f, name);
+    if (!t) {
+        fprintf(stderr, "reference tensor %s missing\n", name);
+        exit(1);
+    }
+    int64_t n = g4_tensor_numel(t);
+    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!v) exit(1);
+    for (int64_t i = 0; i < n; i++) v[i] = g4_tensor_get_f32(t, i);
+    if (numel) *numel = n;
+    return v;
+}
+
+static inline int32_t *g4t_tensor_i32(const g4_st_file *f, const char *name, int64_t *numel) {
+    int64_t n;
+    float *v = g4t_tensor_f32(f, name, &n);
+    int32_t *ids = malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
+    if (!ids) exit(1);
+    for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)v[i];
+    free(v);
+    if (numel) *numel = n;
+    return ids;
+}
+
+/* max |got - want| divided by the range (max - min) of want: the "relative over the logit range" measure. */
+static inline double g4t_rel_err(const float *got, const float *want, int64_t n) {
+    double lo = INFINITY, hi = -INFINITY, worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (want[i] < lo) lo = want[i];
+        if (want[i] > hi) hi = want[i];
+        double e = fabs((double)got[i] - (double)want[i]);
+        if (!(e <= worst)) worst = e; /* NaN counts as the worst */
+    }
+    double range = hi - lo;
+    return range > 0 ? worst / range : worst;
+}
+
+static inline int64_t g4t_argmax(const float *v, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+#endif

@@ -1,0 +1,60 @@
+/* test.h — the few macros every test program uses: checks that count failures, golden-data lookup, skipping. */
+#ifndef G4_TEST_H
+#define G4_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int g4t_failures;
+static int g4t_checks;
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        g4t_checks++;                                                      \
+        if (!(cond)) {                                                     \
+            g4t_failures++;                                                \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fputc('\n', stderr);                                           \
+        }                                                                  \
+    } while (0)
+
+/* Exit code 77 tells ctest the test was skipped. */
+#define G4T_SKIP 77
+
+/* The golden directory: $GEMMA4C_GOLDEN, else ../shared/golden beside the repository. Returns NULL (and the
+ * test should skip) when it is missing; under CI (CI=true) a missing golden directory is a failure. */
+static inline const char *g4t_golden_dir(void) {
+    static char path[4096];
+    const char *env = getenv("GEMMA4C_GOLDEN");
+    if (env && *env)
+        snprintf(path, sizeof path, "%s", env);
+    else
+        snprintf(path, sizeof path, "%s/../shared/golden", GEMMA4C_SOURCE_DIR);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return path;
+    return NULL;
+}
+
+/* Call when golden data is needed: returns the directory or ends the test (skip, or fail under CI). */
+static inline const char *g4t_require_golden(void) {
+    const char *dir = g4t_golden_dir();
+    if (dir) return dir;
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0) {
+        fprintf(stderr, "golden data not found (set GEMMA4C_GOLDEN); required under CI\n");
+        exit(1);
+    }
+    printf("SKIPPED: golden data not found (set GEMMA4C_GOLDEN or place ../shared/golden)\n");
+    exit(G4T_SKIP);
+}
+
+static inline int g4t_finish(const char *name) {
+    printf("%s: %d checks, %d failed\n", name, g4t_checks, g4t_failures);
+    return g4t_failures ? 1 : 0;
+}
+
+#endif

@@ -1,0 +1,221 @@
+/* test_checkpoint.c — checkpoint variants that must load (text-only, single file, f32/f16) and broken ones that
+ * must fail with one clear message. */
+#include "test.h"
+
+#include <cjson/cJSON.h>
+#include <unistd.h>
+
+#include "core/mapfile.h"
+#include "format/safetensors.h"
+#include "golden_util.h"
+#include "model/decoder.h"
+#include "model/model.h"
+
+static char tmp_root[] = "/tmp/gemma4c-ckpt-XXXXXX";
+static char golden_ckpt[4200];
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f) exit(1);
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *read_text(const char *path) {
+    char *s;
+    g4_err err = {0};
+    if (g4_read_file(path, 1 << 20, &s, NULL, &err)) exit(1);
+    return s;
+}
+
+typedef enum { KEEP, TO_F32, TO_F16 } conversion;
+
+/* Writes the golden model's text tensors to dir/model.safetensors (renamed with `prefix`, converted, and with
+ * an optional tensor mutated) plus the config `config_json`. */
+static void make_checkpoint(const char *dir, const char *prefix, conversion conv, const char *config_json,
+                            const char *mutate, int mutate_kind) {
+    mkdir(dir, 0755);
+    g4_checkpoint *src;
+    g4_err err = {0};
+    if (g4_checkpoint_open(golden_ckpt, &src, &err)) exit(1);
+    size_t n = g4_checkpoint_count(src), k = 0;
+    g4_tensor *out = calloc(n, sizeof *out);
+    char **names = calloc(n, sizeof *names);
+    void **bufs = calloc(n, sizeof *bufs);
+    for (size_t i = 0; i < n; i++) {
+        const g4_tensor *t = g4_checkpoint_at(src, i);
+        const char *lm = "model.language_model.";
+        if (strncmp(t->name, lm, strlen(lm)) != 0) continue;
+        names[k] = malloc(strlen(t->name) + 32);
+        sprintf(names[k], "%s%s", prefix, t->name + strlen(lm));
+        g4_tensor o = *t;
+        o.name = names[k];
+        int64_t numel = g4_tensor_numel(t);
+        if (conv != KEEP) {
+            o.dtype = conv == TO_F32 ? G4_DT_F32 : G4_DT_F16;
+            o.nbytes = (size_t)numel * g4_dtype_size(o.dtype);
+            bufs[k] = malloc(o.nbytes);
+            for (int64_t e = 0; e < numel; e++) {
+                float v = g4_tensor_get_f32(t, e);
+                if (conv == TO_F32) ((float *)bufs[k])[e] = v;
+                else ((uint16_t *)bufs[k])[e] = g4_f32_to_f16(v);
+            }
+            o.data = bufs[k];
+        }
+        if (mutate && strcmp(t->name + strlen(lm), mutate) == 0) {
+            if (mutate_kind == 0) { /* wrong shape: drop the last row */
+                o.shape[0] -= 1;
+                o.nbytes = (size_t)(numel / t->shape[0] * o.shape[0]) * g4_dtype_size(o.dtype);
+            } else { /* wrong dtype: same bytes reinterpreted as I16 */
+                o.dtype = G4_DT_I16;
+            }
+        }
+        out[k++] = o;
+    }
+    char path[4300];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK(g4_st_write(path, out, k, NULL, 0, &err) == 0, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_text(path, config_json);
+    for (size_t i = 0; i < k; i++) free(names[i]), free(bufs[i]);
+    free(out), free(names), free(bufs);
+    g4_checkpoint_close(src);
+}
+
+static double logits_error(const char *dir, const g4_st_file *ref) {
+    g4_model *m;
+    g4_err err = {0};
+    if (g4_model_load_dir(dir, &m, &err)) {
+        CHECK(0, "%s: %s", dir, err.msg);
+        return 1e9;
+    }
+    int64_t T;
+    int32_t *ids = g4t_tensor_i32(ref, "input_ids", &T);
+    float *want = g4t_tensor_f32(ref, "logits", NULL);
+    const int64_t V = m->cfg.text.vocab_size;
+    g4_compute c;
+    g4_compute_init(&c, 2, g4_model_max_input_width(m));
+    g4_decoder d;
+    g4_decoder_init(&d, m, &c, 128, 64, &err);
+    float *last = malloc((size_t)V * 4);
+    g4_forward_opts o = {NULL, NULL, last, NULL};
+    CHECK(g4_decoder_forward(&d, ids, T, &o, &err) == 0, "%s", err.msg);
+    double e = g4t_rel_err(last, want + (T - 1) * V, V);
+    g4_decoder_free(&d);
+    g4_compute_free(&c);
+    g4_model_free(m);
+    free(ids), free(want), free(last);
+    return e;
+}
+
+/* Loading must fail with an error whose message contains `needle`. */
+static void expect_failure(const char *dir, const char *needle, const char *what) {
+    g4_model *m = NULL;
+    g4_err err = {0};
+    int rc = g4_model_load_dir(dir, &m, &err);
+    CHECK(rc != 0, "%s: loaded", what);
+    CHECK(strstr(err.msg, needle) != NULL, "%s: message '%s' lacks '%s'", what, err.msg, needle);
+    CHECK(strchr(err.msg, '\n') == NULL, "%s: message spans lines", what);
+    printf("  %-28s -> %s\n", what, err.msg);
+    g4_model_free(m);
+}
+
+int main(void) {
+    const char *golden = g4t_require_golden();
+    snprintf(golden_ckpt, sizeof golden_ckpt, "%s/tiny/checkpoint", golden);
+    if (!mkdtemp(tmp_root)) return 1;
+    char path[4300], dir[4300];
+    g4_err err = {0};
+    snprintf(path, sizeof path, "%s/tiny/reference/text.safetensors", golden);
+    g4_st_file *ref;
+    if (g4_st_open(path, &ref, &err)) return 1;
+    snprintf(path, sizeof path, "%s/config.json", golden_ckpt);
+    char *config = read_text(path);
+
+    /* The text_config alone, as a Gemma4ForCausalLM checkpoint stores it. */
+    cJSON *root = cJSON_Parse(config);
+    cJSON *text_cfg = cJSON_DetachItemFromObject(root, "text_config");
+    char *text_only = cJSON_PrintUnformatted(text_cfg);
+
+    snprintf(dir, sizeof dir, "%s/text_only", tmp_root);
+    make_checkpoint(dir, "model.", KEEP, text_only, NULL, 0);
+    double e = logits_error(dir, ref);
+    printf("text-only single-file checkpoint: last logits rel err %.2e\n", e);
+    CHECK(e <= 1e-4, "text-only: %.3e", e);
+
+    snprintf(dir, sizeof dir, "%s/f32", tmp_root);
+    make_checkpoint(dir, "model.language_model.", TO_F32, config, NULL, 0);
+    e = logits_error(dir, ref);
+    printf("float32 checkpoint: last logits rel err %.2e\n", e);
+    CHECK(e <= 1e-4, "f32: %.3e", e);
+
+    /* float16 cannot hold every bf16 value exactly: the answer moves a little, not a lot. */
+    snprintf(dir, sizeof dir, "%s/f16", tmp_root);
+    make_checkpoint(dir, "model.language_model.", TO_F16, config, NULL, 0);
+    e = logits_error(dir, ref);
+    printf("float16 checkpoint: last logits rel err %.2e\n", e);
+    CHECK(e <= 2e-2, "f16: %.3e", e);
+
+    printf("broken checkpoints:\n");
+    snprintf(dir, sizeof dir, "%s/shape", tmp_root);
+    make_checkpoint(dir, "model.language_model.", KEEP, config, "layers.2.self_attn.q_proj.weight", 0);
+    expect_failure(dir, "layers.2.self_attn.q_proj.weight has shape [63, 64]", "shape mismatch");
+    snprintf(dir, sizeof dir, "%s/dtype", tmp_root);
+    make_checkpoint(dir, "model.language_model.", KEEP, config, "layers.1.mlp.up_proj.weight", 1);
+    expect_failure(dir, "dtype I16", "wrong dtype");
+
+    snprintf(dir, sizeof dir, "%s/missing_config", tmp_root);
+    mkdir(dir, 0755);
+    expect_failure(dir, "config.json", "missing config.json");
+
+    snprintf(dir, sizeof dir, "%s/bad_config", tmp_root);
+    make_checkpoint(dir, "model.language_model.", KEEP, "{\"text_config\": {\"hidden_size\": ", NULL, 0);
+    expect_failure(dir, "config", "truncated config.json");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_text(path, "[1, 2, 3]");
+    expect_failure(dir, "config", "config.json not an object");
+
+    /* The golden shards, with the index or a shard broken. */
+    snprintf(dir, sizeof dir, "%s/shards", tmp_root);
+    mkdir(dir, 0755);
+    const char *files[] = {"config.json", "generation_config.json", "model.safetensors.index.json",
+                           "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                           "model-00003-of-00003.safetensors", "model-unused-shared-kv.safetensors"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char from[4400], to[4400];
+        snprintf(from, sizeof from, "%s/%s", golden_ckpt, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        CHECK(symlink(from, to) == 0, "symlink %s", files[i]);
+    }
+    snprintf(path, sizeof path, "%s/model-00002-of-00003.safetensors", dir);
+    unlink(path);
+    expect_failure(dir, "model-00002-of-00003.safetensors", "missing shard");
+    /* truncated shard: the header promises more data than the file has */
+    char from[4400];
+    snprintf(from, sizeof from, "%s/model-00002-of-00003.safetensors", golden_ckpt);
+    char *bytes;
+    size_t len;
+    CHECK(g4_read_file(from, 1 << 26, &bytes, &len, &err) == 0, "%s", err.msg);
+    FILE *f = fopen(path, "wb");
+    fwrite(bytes, 1, len / 2, f);
+    fclose(f);
+    free(bytes);
+    expect_failure(dir, "model-00002-of-00003.safetensors", "truncated shard");
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    unlink(path);
+    write_text(path, "{\"weight_map\": {\"model.language_model.norm.weight\": \"../../etc/passwd\"}}");
+    expect_failure(dir, "index", "index escaping the directory");
+    unlink(path);
+    write_text(path, "{\"weight_map\": ");
+    expect_failure(dir, "index", "truncated index");
+
+    cJSON_Delete(root);
+    cJSON_Delete(text_cfg);
+    free(text_only);
+    free(config);
+    g4_st_close(ref);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
+    return g4t_finish("test_checkpoint");
+}

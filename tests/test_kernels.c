@@ -1,0 +1,87 @@
+/* test_kernels.c — every SIMD variant against the portable kernels on random inputs of odd sizes. */
+#include "test.h"
+
+#include "core/threads.h"
+#include "kernels/kernels.h"
+
+static uint64_t rng = 0x1234567;
+static float rnd(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) / 16777216.0) * 2.0f - 1.0f;
+}
+
+static void check_ops(const g4_kernel_ops *ops) {
+    const g4_kernel_ops *ref = g4_kernels_portable();
+    int64_t sizes[] = {1, 3, 7, 8, 9, 31, 33, 100, 257, 1023};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        int64_t n = sizes[si];
+        float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4), *y1 = malloc((size_t)n * 4), *y2 = malloc((size_t)n * 4);
+        uint16_t *h = malloc((size_t)n * 2);
+        for (int64_t i = 0; i < n; i++) a[i] = rnd(), b[i] = rnd(), y1[i] = y2[i] = rnd();
+        double d1 = ref->dot(a, b, n), d2 = ops->dot(a, b, n);
+        CHECK(fabs(d1 - d2) <= 1e-5 * (1 + fabs(d1)) * sqrt((double)n), "%s dot n=%lld: %g vs %g", ops->name, (long long)n, d1, d2);
+        ref->axpy(y1, 0.37f, a, n);
+        ops->axpy(y2, 0.37f, a, n);
+        for (int64_t i = 0; i < n; i++) CHECK(fabsf(y1[i] - y2[i]) <= 1e-6f, "%s axpy n=%lld i=%lld", ops->name, (long long)n, (long long)i);
+        for (int dt = 0; dt < 3; dt++) {
+            g4_dtype type = dt == 0 ? G4_DT_F32 : dt == 1 ? G4_DT_BF16 : G4_DT_F16;
+            const void *src = a;
+            if (type != G4_DT_F32) {
+                for (int64_t i = 0; i < n; i++) h[i] = type == G4_DT_BF16 ? g4_f32_to_bf16(a[i]) : g4_f32_to_f16(a[i]);
+                src = h;
+            }
+            ref->to_f32(y1, src, type, n);
+            ops->to_f32(y2, src, type, n);
+            CHECK(memcmp(y1, y2, (size_t)n * 4) == 0, "%s to_f32 dtype %d n=%lld", ops->name, dt, (long long)n);
+        }
+        free(a), free(b), free(y1), free(y2), free(h);
+    }
+}
+
+/* The blocked, threaded matrix product against a direct double-precision loop. */
+static void check_matmul(int threads, int64_t T, int64_t K, int64_t N) {
+    g4_compute c;
+    CHECK(g4_compute_init(&c, threads, K) == 0, "compute init");
+    float *x = malloc((size_t)(T * K) * 4), *y = malloc((size_t)(T * N) * 4);
+    uint16_t *w = malloc((size_t)(N * K) * 2);
+    for (int64_t i = 0; i < T * K; i++) x[i] = rnd();
+    for (int64_t i = 0; i < N * K; i++) w[i] = g4_f32_to_bf16(rnd());
+    g4_tensor wt = {"w", G4_DT_BF16, 2, {N, K}, w, (size_t)(N * K) * 2};
+    g4_matmul(&c, x, T, K, &wt, y);
+    double worst = 0;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t n = 0; n < N; n++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) s += (double)x[t * K + k] * g4_bf16_to_f32(w[n * K + k]);
+            double e = fabs(s - y[t * N + n]);
+            worst = e > worst ? e : worst;
+        }
+    CHECK(worst < 1e-4, "matmul %s T=%lld K=%lld N=%lld threads=%d: max err %g", c.ops->name, (long long)T,
+          (long long)K, (long long)N, threads, worst);
+    free(x), free(y), free(w);
+    g4_compute_free(&c);
+}
+
+static void check_norms(void) {
+    float x[5] = {1, -2, 3, -4, 5}, w[5] = {1, 0.5f, 2, 1, 1}, out[5];
+    g4_rmsnorm(out, x, w, 5, 1e-6f);
+    double r = 1.0 / sqrt((1 + 4 + 9 + 16 + 25) / 5.0 + 1e-6);
+    for (int i = 0; i < 5; i++) CHECK(fabs(out[i] - x[i] * r * w[i]) < 1e-6, "rmsnorm %d", i);
+    CHECK(fabsf(g4_gelu_tanh(1.0f) - 0.8411920f) < 1e-6f, "gelu(1) = %.7f", g4_gelu_tanh(1.0f));
+    CHECK(g4_gelu_tanh(0.0f) == 0.0f, "gelu(0)");
+    float p[4] = {1000, 1000, -INFINITY, 999};
+    g4_softmax(p, 4);
+    CHECK(fabsf(p[0] - p[1]) < 1e-7f && p[2] == 0 && fabsf(p[0] + p[1] + p[3] - 1) < 1e-6f, "softmax stable");
+}
+
+int main(void) {
+    check_ops(g4_kernels_portable());
+    const g4_kernel_ops *avx2 = g4_kernels_avx2();
+    if (avx2) check_ops(avx2);
+    else printf("AVX2 not available on this CPU: only the portable kernels were tested\n");
+    check_matmul(1, 1, 37, 19);
+    check_matmul(2, 5, 129, 33);
+    check_matmul(3, 17, 64, 100);
+    check_norms();
+    return g4t_finish("test_kernels");
+}
