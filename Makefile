@@ -8,14 +8,19 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES   := build-essential cmake libcjson-dev zlib1g-dev clang libclang-rt-14-dev
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps build test-fast test-sanitize fuzz-smoke test-slow clean
+.PHONY: run test deps build test-all test-fast test-sanitize fuzz-smoke test-slow clean
 
 # Builds gemma4c and streams an answer from a small synthetic model (random weights) it builds itself.
 run: build
 	./$(BUILD)/gemma4c run
 
-# Everything CI checks: the tests, the tests again under ASan + UBSan, and a short fuzzing pass per parser.
-test: test-fast test-sanitize fuzz-smoke
+# Everything CI checks: a short fuzzing pass per parser, the tests under ASan + UBSan, then every test in the
+# release build, the full-size E2B/E4B comparison included (last, so the closing summary is ctest's).
+test: fuzz-smoke test-sanitize
+	$(MAKE) --no-print-directory test-all
+
+test-all: build
+	ctest --test-dir $(BUILD) --output-on-failure
 
 deps:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,7 +37,7 @@ test-fast: build
 	ctest --test-dir $(BUILD) -LE slow --output-on-failure
 
 test-sanitize: deps
-	cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGEMMA4C_SANITIZE=ON >/dev/null
+	cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGEMMA4C_SANITIZE=ON >/dev/null
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir $(SAN_BUILD) -LE slow --output-on-failure
 

@@ -12,6 +12,7 @@ typedef struct logits_sink {
     int64_t V;
 } logits_sink;
 
+/* Positions count from the start of the sequence, which every check here begins afresh. */
 static int keep_logits(void *ctx, int64_t pos0, int64_t n, const float *logits, g4_err *err) {
     logits_sink *s = ctx;
     memcpy(s->all + pos0 * s->V, logits, (size_t)(n * s->V) * sizeof(float));

@@ -7,17 +7,6 @@
 #include "cli.h"
 #include "format/safetensors.h"
 
-typedef struct logits_out {
-    float *all;
-    int64_t V;
-} logits_out;
-
-static int keep(void *ctx, int64_t pos0, int64_t n, const float *logits, g4_err *err) {
-    logits_out *o = ctx;
-    memcpy(o->all + pos0 * o->V, logits, (size_t)(n * o->V) * sizeof(float));
-    return 0;
-}
-
 static int parse_ids(const char *text, g4_ids *ids) {
     const char *p = text;
     while (*p) {
@@ -62,17 +51,16 @@ int cmd_logits(int argc, char **argv) {
     if (T > s->d.n_ctx)
         rc = g4_fail(&err, GEMMA4C_ERR_CONTEXT, "%lld tokens exceed the model's context of %lld", (long long)T,
                      (long long)s->d.n_ctx);
-    logits_out out = {NULL, V};
-    if (!rc && !(out.all = malloc((size_t)(T * V) * sizeof(float))))
+    float *all = NULL;
+    if (!rc && !(all = malloc((size_t)(T * V) * sizeof(float))))
         rc = g4_fail(&err, GEMMA4C_ERR_NOMEM, "out of memory for %lld x %lld logits", (long long)T, (long long)V);
-    g4_forward_opts fo = {keep, &out, NULL, NULL};
-    if (!rc) rc = g4_decoder_forward(&s->d, ids.v, T, &fo, &err);
+    if (!rc) rc = g4_decoder_forward_all_logits(&s->d, ids.v, T, all, &err);
     if (!rc) {
-        g4_tensor t = {"logits", G4_DT_F32, 2, {T, V}, out.all, (size_t)(T * V) * sizeof(float)};
+        g4_tensor t = {"logits", G4_DT_F32, 2, {T, V}, all, (size_t)(T * V) * sizeof(float)};
         g4_st_meta meta[] = {{"about", "logits[t] predicts token t+1 (softcapped), float32, computed by gemma4c"}};
         rc = g4_st_write(o.out, &t, 1, meta, 1, &err);
     }
-    free(out.all);
+    free(all);
     g4_ids_free(&ids);
     g4_session_close(s);
     return rc ? cli_error("%s", err.msg) : 0;

@@ -335,3 +335,20 @@ int g4_decoder_forward(g4_decoder *d, const int32_t *ids, int64_t T, const g4_fo
     }
     return 0;
 }
+
+typedef struct logits_dest {
+    float *out;
+    int64_t first, V; /* out row 0 is sequence position `first` */
+} logits_dest;
+
+static int copy_logits(void *ctx, int64_t pos0, int64_t n, const float *logits, g4_err *err) {
+    logits_dest *d = ctx;
+    memcpy(d->out + (pos0 - d->first) * d->V, logits, (size_t)(n * d->V) * sizeof(float));
+    return 0;
+}
+
+int g4_decoder_forward_all_logits(g4_decoder *d, const int32_t *ids, int64_t T, float *out, g4_err *err) {
+    logits_dest dest = {out, d->pos, d->m->cfg.text.vocab_size};
+    g4_forward_opts opts = {copy_logits, &dest, NULL, NULL};
+    return g4_decoder_forward(d, ids, T, &opts, err);
+}

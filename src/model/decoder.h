@@ -56,4 +56,7 @@ typedef struct g4_forward_opts {
  * sequences longer than the context are errors (nothing is appended then). */
 int g4_decoder_forward(g4_decoder *d, const int32_t *ids, int64_t T, const g4_forward_opts *opts, g4_err *err);
 
+/* Appends T tokens and writes the logits of every one of them to out [T, V]. */
+int g4_decoder_forward_all_logits(g4_decoder *d, const int32_t *ids, int64_t T, float *out, g4_err *err);
+
 #endif

@@ -237,12 +237,30 @@ static bool is_unicode_space(int32_t c) {
            (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* single_word boundaries. tokenizers asks char::is_alphanumeric; without Unicode tables every non-ASCII,
- * non-space character counts as a word character (letters are by far the common case). */
+/* Common non-ASCII characters outside the regex class \w (letters, marks, decimal digits, connector punctuation):
+ * punctuation, other numbers, symbols, arrows, box drawing and block elements (Gemma's U+2581 among them), emoji,
+ * private use. */
+static const int32_t NON_WORD_RANGES[][2] = {
+    {0x80, 0xA9},       {0xAB, 0xB4},       {0xB6, 0xB9},       {0xBB, 0xBF},       {0xD7, 0xD7},
+    {0xF7, 0xF7},       {0x2C2, 0x2C5},     {0x2D2, 0x2DF},     {0x2E5, 0x2EB},     {0x2ED, 0x2ED},
+    {0x2EF, 0x2FF},     {0x2000, 0x200B},   {0x200E, 0x203E},   {0x2041, 0x2053},   {0x2055, 0x206F},
+    {0x20A0, 0x20CF},   {0x2190, 0x245F},   {0x2500, 0x2BFF},   {0x2E00, 0x2E7F},   {0x3000, 0x3004},
+    {0x3008, 0x3020},   {0x3030, 0x3030},   {0x3036, 0x3037},   {0x303D, 0x303F},   {0x30FB, 0x30FB},
+    {0xE000, 0xF8FF},   {0xFE10, 0xFE1F},   {0xFE30, 0xFE32},   {0xFE35, 0xFE4C},   {0xFE50, 0xFE6F},
+    {0xFF01, 0xFF0F},   {0xFF1A, 0xFF20},   {0xFF3B, 0xFF3E},   {0xFF40, 0xFF40},   {0xFF5B, 0xFF65},
+    {0xFFF0, 0xFFFF},   {0x1F000, 0x1F0FF}, {0x1F1E6, 0x1F1FF}, {0x1F300, 0x1FAFF}, {0xE0000, 0xE00FF},
+    {0xF0000, 0x10FFFF},
+};
+
+/* single_word boundaries: the library tests the regex class \w. Without the full Unicode tables, non-ASCII
+ * characters count as word characters unless they fall in one of the ranges above. */
 static bool is_word_char(int32_t c) {
     if (c < 0) return false;
     if (c < 0x80) return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-    return !is_unicode_space(c);
+    if (is_unicode_space(c)) return false;
+    for (size_t i = 0; i < sizeof NON_WORD_RANGES / sizeof NON_WORD_RANGES[0]; i++)
+        if (c >= NON_WORD_RANGES[i][0] && c <= NON_WORD_RANGES[i][1]) return false;
+    return true;
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -908,9 +926,11 @@ static int batch_read_pair(jscan *s, tk_merge_batch *mb, size_t rank) {
     int rc;
     if (js_at(s, '"')) {
         if ((rc = js_string(s, b))) return rc;
+        /* Like the library, exactly one space: a token with a space in it needs the pair form. */
         const char *sp = b->len > a0 ? memchr(b->data + a0, ' ', b->len - a0) : NULL;
-        if (!sp) return g4_fail(s->err, GEMMA4C_ERR_FORMAT, "tokenizer.json: merge %zu is not \"left right\"", rank);
-        size_t at = (size_t)(sp - b->data);
+        size_t at = sp ? (size_t)(sp - b->data) : 0;
+        if (!sp || memchr(sp + 1, ' ', b->len - at - 1))
+            return g4_fail(s->err, GEMMA4C_ERR_FORMAT, "tokenizer.json: merge %zu is not \"left right\"", rank);
         batch_record(mb, 0, a0, at - a0);
         batch_record(mb, 1, at + 1, b->len - at - 1);
         return 0;
