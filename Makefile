@@ -45,7 +45,7 @@ test-sanitize: deps
 FUZZ_SECONDS ?= 20
 fuzz-smoke: deps
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DGEMMA4C_FUZZ=ON >/dev/null
-	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
 	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 # Full-size E2B and E4B against golden/synthetic: several minutes and about 10 GB of memory.

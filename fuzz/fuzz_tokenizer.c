@@ -1,4 +1,4 @@
-/* fuzz_tokenizer.c — libFuzzer harness: arbitrary bytes as tokenizer.json (then encode/decode with it), or as text for a fixed tokenizer. */
+/* fuzz_tokenizer.c — libFuzzer harness: bytes as a tokenizer.json (then used), or as text for fixed tokenizers. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -13,10 +13,12 @@ static const char FIXED_TOKENIZER[] =
     "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\\u2581\"},"
     "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\\u2581\"}]},"
     "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"String\":\"\\n\"},"
-    "\"behavior\":\"Isolated\"},{\"type\":\"Split\",\"pattern\":{\"String\":\"\\u2581\"},\"behavior\":\"MergedWithNext\","
+    "\"behavior\":\"Isolated\"},{\"type\":\"Split\",\"pattern\":{\"String\":\"\\u2581\"},\"behavior\":"
+    "\"MergedWithNext\","
     "\"invert\":true}]},"
     "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Replace\",\"pattern\":{\"String\":\"\\u2581\"},"
-    "\"content\":\" \"},{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"},{\"type\":\"Strip\",\"content\":\" \",\"start\":1,"
+    "\"content\":\" \"},{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"},{\"type\":\"Strip\",\"content\":\" "
+    "\",\"start\":1,"
     "\"stop\":1}]},"
     "\"added_tokens\":[{\"id\":0,\"content\":\"<unk>\",\"special\":true},"
     "{\"id\":1,\"content\":\"<s>\",\"special\":true,\"lstrip\":true,\"rstrip\":true,\"normalized\":false},"
@@ -66,7 +68,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     g4_err err = {0};
     const char *rest = (const char *)data + 1;
     size_t n = size - 1;
-    if (data[0] & 1) {
+    if ((data[0] & 3) == 3) {
+        /* The input is text for the byte-level fallback tokenizer. */
+        const g4_special_token extra[] = {{"<|image|>", 502}, {"<|audio|>", 506}};
+        if (g4_tokenizer_byte_level(512, extra, 2, &t, &err) != 0) __builtin_trap();
+        exercise(t, rest, n);
+    } else if (data[0] & 1) {
         /* The input is text for the fixed tokenizer. */
         if (g4_tokenizer_parse(FIXED_TOKENIZER, sizeof FIXED_TOKENIZER - 1, &t, &err) != 0) __builtin_trap();
         exercise(t, rest, n);

@@ -19,7 +19,7 @@ typedef struct cli_opts {
     const char *media[CLI_MAX_LIST]; /* --image/--audio/--video, in order (not supported yet) */
     const char *media_kind[CLI_MAX_LIST];
     int n_media;
-    int max_tokens;
+    int max_tokens; /* -1: not given */
     int threads;
     int64_t ctx, batch;
     int verbose, think, raw, greedy;

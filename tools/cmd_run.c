@@ -47,7 +47,7 @@ static int add_message(cJSON *messages, const char *role, const char *content) {
 
 static void generate_params(const cli_opts *o, const g4_session *s, g4_generate_params *gp) {
     memset(gp, 0, sizeof *gp);
-    gp->max_tokens = o->max_tokens;
+    gp->max_tokens = o->max_tokens < 0 ? 512 : o->max_tokens;
     gp->stop_ids = s->m->gen.eos_ids;
     gp->n_stop_ids = (size_t)s->m->gen.n_eos;
     gp->stop_strings = o->stops;
@@ -103,7 +103,10 @@ int cmd_run(int argc, char **argv) {
         return 1;
     }
     announce_model(&o, s);
-    if (!o.model) fprintf(stderr, "> %s\n", text);
+    if (!o.model) {
+        fprintf(stderr, "> %s\n", text);
+        if (o.max_tokens < 0) o.max_tokens = 64; /* noise: keep the demonstration short */
+    }
     g4_err err = {0};
     g4_ids ids = {0};
     g4_sampler_params sp;

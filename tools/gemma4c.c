@@ -70,7 +70,7 @@ static int is_option(const char *arg, const char *name, const char *alias) {
 
 int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command) {
     memset(o, 0, sizeof *o);
-    o->max_tokens = 512;
+    o->max_tokens = -1; /* unset: 512 */
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -2,10 +2,13 @@
 #include "kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#pragma GCC target("avx2,fma,f16c")
+#include <cpuid.h>
 #include <immintrin.h>
 
-static float hsum256(__m256 v) {
+/* Only these functions are compiled for AVX2: the rest of the program still runs on any x86-64. */
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static float hsum256(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
     lo = _mm_add_ps(lo, hi);
     lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
@@ -13,7 +16,7 @@ static float hsum256(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
-static float dot_avx2(const float *a, const float *b, int64_t n) {
+AVX2 static float dot_avx2(const float *a, const float *b, int64_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
@@ -28,14 +31,14 @@ static float dot_avx2(const float *a, const float *b, int64_t n) {
     return sum;
 }
 
-static void axpy_avx2(float *y, float a, const float *x, int64_t n) {
+AVX2 static void axpy_avx2(float *y, float a, const float *x, int64_t n) {
     __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-static void to_f32_avx2(float *dst, const void *src, g4_dtype dt, int64_t n) {
+AVX2 static void to_f32_avx2(float *dst, const void *src, g4_dtype dt, int64_t n) {
     int64_t i = 0;
     if (dt == G4_DT_F32) {
         const float *s = src;
@@ -58,9 +61,10 @@ static void to_f32_avx2(float *dst, const void *src, g4_dtype dt, int64_t n) {
 static const g4_kernel_ops avx2_ops = {"avx2", dot_avx2, axpy_avx2, to_f32_avx2};
 
 const g4_kernel_ops *g4_kernels_avx2(void) {
+    unsigned a, b, c, d;
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return &avx2_ops;
+    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c) return &avx2_ops;
     return NULL;
 }
 #else

@@ -1,4 +1,4 @@
-/* tokenizer.c — Hugging Face tokenizer.json (BPE) loading, encoding and decoding that reproduce the `tokenizers` library. */
+/* tokenizer.c — Hugging Face tokenizer.json BPE: load, encode and decode exactly as the `tokenizers` library does. */
 #include "text/tokenizer.h"
 
 #include <cjson/cJSON.h>
@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <zlib.h>
 
 #include "core/mapfile.h"
@@ -14,9 +15,9 @@
 #define TK_MAX_FILE_BYTES ((size_t)512 << 20)
 #define TK_MAX_JSON_BYTES ((size_t)1 << 30)
 #define TK_MAX_DEPTH 128
-#define TK_MAX_STEPS 32       /* normalizer / pre-tokenizer / decoder steps after flattening Sequences */
-#define TK_MAX_SEQ_NESTING 8  /* Sequence inside Sequence */
-#define TK_ID_SLACK 65536     /* ids may leave gaps, but only this many beyond twice the number of tokens */
+#define TK_MAX_STEPS 32      /* normalizer / pre-tokenizer / decoder steps after flattening Sequences */
+#define TK_MAX_SEQ_NESTING 8 /* Sequence inside Sequence */
+#define TK_ID_SLACK 65536    /* ids may leave gaps, but only this many beyond twice the number of tokens */
 #define TK_BYTE_LEVEL_MAX_VOCAB (1 << 24)
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -113,13 +114,37 @@ struct g4_tokenizer {
     size_t n_dec;
 };
 
+/* Large zero-filled blocks (hash tables, the inflated file). Mapped with MAP_POPULATE they are faulted in by one
+ * call instead of one page fault per 4 KiB on first touch, which took a quarter of the load time on virtual
+ * machines. Blocks past TK_POPULATE_MAX are mapped lazily, so that a lying gzip header commits nothing. */
+#define TK_BIG_BLOCK ((size_t)1 << 20)
+#define TK_POPULATE_MAX ((size_t)128 << 20)
+
+static void *big_calloc(size_t bytes) {
+    if (bytes < TK_BIG_BLOCK) return calloc(1, bytes ? bytes : 1);
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+#ifdef MAP_POPULATE
+    if (bytes <= TK_POPULATE_MAX) flags |= MAP_POPULATE;
+#endif
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* bytes: what big_calloc was given. */
+static void big_free(void *p, size_t bytes) {
+    if (!p) return;
+    if (bytes < TK_BIG_BLOCK)
+        free(p);
+    else
+        munmap(p, bytes);
+}
+
 static const char *pool_at(const g4_tokenizer *t, tk_str s) { return t->pool.data ? t->pool.data + s.off : ""; }
 
 static int nomem(g4_err *err) { return g4_fail(err, GEMMA4C_ERR_NOMEM, "tokenizer: out of memory"); }
 
 static int pool_add(g4_tokenizer *t, const char *s, size_t n, tk_str *out, g4_err *err) {
-    if (t->pool.len + n >= UINT32_MAX)
-        return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer: token texts exceed 4 GiB");
+    if (t->pool.len + n >= UINT32_MAX) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer: token texts exceed 4 GiB");
     out->off = (uint32_t)t->pool.len;
     out->len = (uint32_t)n;
     return g4_buf_append(&t->pool, s, n) ? nomem(err) : 0;
@@ -241,14 +266,14 @@ static bool is_unicode_space(int32_t c) {
  * punctuation, other numbers, symbols, arrows, box drawing and block elements (Gemma's U+2581 among them), emoji,
  * private use. */
 static const int32_t NON_WORD_RANGES[][2] = {
-    {0x80, 0xA9},       {0xAB, 0xB4},       {0xB6, 0xB9},       {0xBB, 0xBF},       {0xD7, 0xD7},
-    {0xF7, 0xF7},       {0x2C2, 0x2C5},     {0x2D2, 0x2DF},     {0x2E5, 0x2EB},     {0x2ED, 0x2ED},
-    {0x2EF, 0x2FF},     {0x2000, 0x200B},   {0x200E, 0x203E},   {0x2041, 0x2053},   {0x2055, 0x206F},
-    {0x20A0, 0x20CF},   {0x2190, 0x245F},   {0x2500, 0x2BFF},   {0x2E00, 0x2E7F},   {0x3000, 0x3004},
-    {0x3008, 0x3020},   {0x3030, 0x3030},   {0x3036, 0x3037},   {0x303D, 0x303F},   {0x30FB, 0x30FB},
-    {0xE000, 0xF8FF},   {0xFE10, 0xFE1F},   {0xFE30, 0xFE32},   {0xFE35, 0xFE4C},   {0xFE50, 0xFE6F},
-    {0xFF01, 0xFF0F},   {0xFF1A, 0xFF20},   {0xFF3B, 0xFF3E},   {0xFF40, 0xFF40},   {0xFF5B, 0xFF65},
-    {0xFFF0, 0xFFFF},   {0x1F000, 0x1F0FF}, {0x1F1E6, 0x1F1FF}, {0x1F300, 0x1FAFF}, {0xE0000, 0xE00FF},
+    {0x80, 0xA9},        {0xAB, 0xB4},       {0xB6, 0xB9},       {0xBB, 0xBF},       {0xD7, 0xD7},
+    {0xF7, 0xF7},        {0x2C2, 0x2C5},     {0x2D2, 0x2DF},     {0x2E5, 0x2EB},     {0x2ED, 0x2ED},
+    {0x2EF, 0x2FF},      {0x2000, 0x200B},   {0x200E, 0x203E},   {0x2041, 0x2053},   {0x2055, 0x206F},
+    {0x20A0, 0x20CF},    {0x2190, 0x245F},   {0x2500, 0x2BFF},   {0x2E00, 0x2E7F},   {0x3000, 0x3004},
+    {0x3008, 0x3020},    {0x3030, 0x3030},   {0x3036, 0x3037},   {0x303D, 0x303F},   {0x30FB, 0x30FB},
+    {0xE000, 0xF8FF},    {0xFE10, 0xFE1F},   {0xFE30, 0xFE32},   {0xFE35, 0xFE4C},   {0xFE50, 0xFE6F},
+    {0xFF01, 0xFF0F},    {0xFF1A, 0xFF20},   {0xFF3B, 0xFF3E},   {0xFF40, 0xFF40},   {0xFF5B, 0xFF65},
+    {0xFFF0, 0xFFFF},    {0x1F000, 0x1F0FF}, {0x1F1E6, 0x1F1FF}, {0x1F300, 0x1FAFF}, {0xE0000, 0xE00FF},
     {0xF0000, 0x10FFFF},
 };
 
@@ -367,7 +392,7 @@ static int vocab_insert(g4_tokenizer *t, int32_t id, uint64_t h, g4_err *err) {
 /* Indexes every model-vocabulary id by its text; two ids with one text is a broken file. */
 static int vocab_build(g4_tokenizer *t, size_t n_model, g4_err *err) {
     size_t cap = table_size_for(n_model);
-    t->vocab = calloc(cap, sizeof *t->vocab);
+    t->vocab = big_calloc(cap * sizeof *t->vocab);
     if (!t->vocab) return nomem(err);
     t->vocab_mask = cap - 1;
     int32_t batch[TK_BATCH];
@@ -389,7 +414,9 @@ static int vocab_build(g4_tokenizer *t, size_t n_model, g4_err *err) {
     return 0;
 }
 
-static uint64_t merge_key(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a + 1) << 32 | ((uint64_t)(uint32_t)b + 1); }
+static uint64_t merge_key(int32_t a, int32_t b) {
+    return ((uint64_t)(uint32_t)a + 1) << 32 | ((uint64_t)(uint32_t)b + 1);
+}
 
 static bool merge_find(const g4_tokenizer *t, int32_t a, int32_t b, uint32_t *rank, int32_t *new_id) {
     if (!t->merges) return false;
@@ -417,11 +444,11 @@ static bool merge_place(tk_mslot *table, size_t mask, tk_mslot m) {
 static int merge_reserve(g4_tokenizer *t, size_t n, g4_err *err) {
     size_t old_cap = t->merges ? t->merge_mask + 1 : 0, cap = table_size_for(n);
     if (cap <= old_cap) return 0;
-    tk_mslot *table = calloc(cap, sizeof *table);
+    tk_mslot *table = big_calloc(cap * sizeof *table);
     if (!table) return nomem(err);
     for (size_t i = 0; i < old_cap; i++)
         if (t->merges[i].key) merge_place(table, cap - 1, t->merges[i]);
-    free(t->merges);
+    big_free(t->merges, old_cap * sizeof *table);
     t->merges = table;
     t->merge_mask = cap - 1;
     return 0;
@@ -501,12 +528,18 @@ static int js_expect(jscan *s, char c, const char *what) {
     return 0;
 }
 
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 static int js_hex4(jscan *s, uint32_t *v) {
     if (s->end - s->p < 4) return js_fail(s, "truncated \\u escape");
     uint32_t x = 0;
     for (int i = 0; i < 4; i++) {
-        char c = s->p[i];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+        int d = hex_digit(s->p[i]);
         if (d < 0) return js_fail(s, "bad \\u escape");
         x = x * 16 + (uint32_t)d;
     }
@@ -954,7 +987,8 @@ static int batch_read_merge(const g4_tokenizer *t, jscan *s, tk_merge_batch *mb,
     if (rc) return rc;
     size_t skip = t->has_prefix ? t->prefix.len : 0, *off = mb->off[mb->n], *len = mb->len[mb->n];
     if (len[1] < skip)
-        return g4_fail(s->err, GEMMA4C_ERR_FORMAT, "tokenizer.json: merge %zu: right part shorter than the prefix", rank);
+        return g4_fail(s->err, GEMMA4C_ERR_FORMAT, "tokenizer.json: merge %zu: right part shorter than the prefix",
+                       rank);
     g4_buf_reset(&mb->tmp);
     size_t m0 = mb->text.len;
     if (g4_buf_append(&mb->tmp, mb->text.data + off[0], len[0]) ||
@@ -1068,7 +1102,8 @@ static int check_dropout(tk_span sp, g4_err *err) {
     memcpy(num, sp.p, sp.n);
     num[sp.n] = '\0';
     double d = strtod(num, NULL);
-    if (!(d >= 0.0 && d <= 1.0)) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: model.dropout %s out of [0, 1]", num);
+    if (!(d >= 0.0 && d <= 1.0))
+        return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: model.dropout %s out of [0, 1]", num);
     if (d > 0.0) return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "tokenizer.json: BPE dropout %s is not supported", num);
     return 0;
 }
@@ -1114,8 +1149,7 @@ static int cj_parse(tk_span sp, const char *what, cJSON **out, g4_err *err) {
 
 static int cj_string(const cJSON *obj, const char *key, const char *ctx, const char **out, g4_err *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsString(v))
-        return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: %s.%s must be a string", ctx, key);
+    if (!cJSON_IsString(v)) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: %s.%s must be a string", ctx, key);
     *out = v->valuestring;
     return 0;
 }
@@ -1133,7 +1167,8 @@ static int cj_bool(const cJSON *obj, const char *key, bool dflt, const char *ctx
 
 static int cj_uint(const cJSON *obj, const char *key, double max, const char *ctx, int64_t *out, g4_err *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > max || v->valuedouble != (double)(int64_t)v->valuedouble)
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > max ||
+        v->valuedouble != (double)(int64_t)v->valuedouble)
         return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: %s.%s must be an integer in [0, %.0f]", ctx, key, max);
     *out = (int64_t)v->valuedouble;
     return 0;
@@ -1167,7 +1202,8 @@ static int too_many_steps(const char *what, g4_err *err) {
 }
 
 static int cj_type(const cJSON *obj, const char *ctx, const char **type, g4_err *err) {
-    if (!cJSON_IsObject(obj)) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: %s must be an object or null", ctx);
+    if (!cJSON_IsObject(obj))
+        return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: %s must be an object or null", ctx);
     return cj_string(obj, "type", ctx, type, err);
 }
 
@@ -1180,9 +1216,12 @@ static int parse_normalizer(g4_tokenizer *t, const cJSON *n, int depth, g4_err *
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, "normalizers");
         if (!cJSON_IsArray(list))
             return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: normalizer Sequence needs \"normalizers\": [...]");
-        if (depth >= TK_MAX_SEQ_NESTING) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: normalizer nested too deep");
+        if (depth >= TK_MAX_SEQ_NESTING)
+            return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: normalizer nested too deep");
         const cJSON *item;
         cJSON_ArrayForEach(item, list) {
+            if (!cJSON_IsObject(item))
+                return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: a Sequence holds a non-object");
             if ((rc = parse_normalizer(t, item, depth + 1, err))) return rc;
         }
         return 0;
@@ -1199,7 +1238,8 @@ static int parse_normalizer(g4_tokenizer *t, const cJSON *n, int depth, g4_err *
         if ((rc = cj_string(n, "prepend", "normalizer Prepend", &text, err))) return rc;
     } else {
         return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED,
-                       "tokenizer.json: normalizer type \"%.40s\" is not supported (Replace, Prepend, Sequence are)", type);
+                       "tokenizer.json: normalizer type \"%.40s\" is not supported (Replace, Prepend, Sequence are)",
+                       type);
     }
     if ((rc = pool_add(t, text, strlen(text), &st->content, err))) return rc;
     t->n_norm++;
@@ -1207,7 +1247,7 @@ static int parse_normalizer(g4_tokenizer *t, const cJSON *n, int depth, g4_err *
 }
 
 static int split_behavior(const char *b, int *out) {
-    static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+    static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
     for (int i = 0; i < 5; i++)
         if (strcmp(b, names[i]) == 0) {
             *out = i;
@@ -1224,10 +1264,14 @@ static int parse_pre_tokenizer(g4_tokenizer *t, const cJSON *p, int depth, g4_er
     if (strcmp(type, "Sequence") == 0) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
         if (!cJSON_IsArray(list))
-            return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: pre_tokenizer Sequence needs \"pretokenizers\": [...]");
-        if (depth >= TK_MAX_SEQ_NESTING) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: pre_tokenizer nested too deep");
+            return g4_fail(err, GEMMA4C_ERR_FORMAT,
+                           "tokenizer.json: pre_tokenizer Sequence needs \"pretokenizers\": [...]");
+        if (depth >= TK_MAX_SEQ_NESTING)
+            return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: pre_tokenizer nested too deep");
         const cJSON *item;
         cJSON_ArrayForEach(item, list) {
+            if (!cJSON_IsObject(item))
+                return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: a Sequence holds a non-object");
             if ((rc = parse_pre_tokenizer(t, item, depth + 1, err))) return rc;
         }
         return 0;
@@ -1249,7 +1293,7 @@ static int parse_pre_tokenizer(g4_tokenizer *t, const cJSON *p, int depth, g4_er
 
 static int parse_strip(g4_tokenizer *t, const cJSON *d, tk_dec_step *st, g4_err *err) {
     const char *content = "";
-    int64_t start, stop;
+    int64_t start = 0, stop = 0;
     int rc = cj_string(d, "content", "decoder Strip", &content, err);
     if (!rc) rc = cj_uint(d, "start", 1e9, "decoder Strip", &start, err);
     if (!rc) rc = cj_uint(d, "stop", 1e9, "decoder Strip", &stop, err);
@@ -1272,9 +1316,12 @@ static int parse_decoder(g4_tokenizer *t, const cJSON *d, int depth, g4_err *err
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(d, "decoders");
         if (!cJSON_IsArray(list))
             return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: decoder Sequence needs \"decoders\": [...]");
-        if (depth >= TK_MAX_SEQ_NESTING) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: decoder nested too deep");
+        if (depth >= TK_MAX_SEQ_NESTING)
+            return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: decoder nested too deep");
         const cJSON *item;
         cJSON_ArrayForEach(item, list) {
+            if (!cJSON_IsObject(item))
+                return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: a Sequence holds a non-object");
             if ((rc = parse_decoder(t, item, depth + 1, err))) return rc;
         }
         return 0;
@@ -1349,9 +1396,10 @@ static int added_assign_id(g4_tokenizer *t, tk_added *a, int64_t listed, int32_t
 }
 
 static int parse_added_token(g4_tokenizer *t, const cJSON *item, int32_t limit, g4_err *err) {
-    if (!cJSON_IsObject(item)) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: added_tokens entries must be objects");
+    if (!cJSON_IsObject(item))
+        return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: added_tokens entries must be objects");
     const char *content = "";
-    int64_t listed;
+    int64_t listed = 0;
     tk_added a = {0};
     int rc = cj_string(item, "content", "added_tokens[]", &content, err);
     if (!rc) rc = cj_uint(item, "id", (double)INT32_MAX, "added_tokens[]", &listed, err);
@@ -1534,8 +1582,8 @@ static int normalize(const g4_tokenizer *t, const char *s, size_t n, tk_work *w,
         g4_buf_reset(dst);
         int bad;
         if (st->kind == NORM_REPLACE)
-            bad = replace_all(s, n, pool_at(t, st->pattern), st->pattern.len, pool_at(t, st->content),
-                              st->content.len, dst);
+            bad = replace_all(s, n, pool_at(t, st->pattern), st->pattern.len, pool_at(t, st->content), st->content.len,
+                              dst);
         else
             bad = n ? g4_buf_append(dst, pool_at(t, st->content), st->content.len) || g4_buf_append(dst, s, n) : 0;
         if (bad) return nomem(err);
@@ -1654,24 +1702,20 @@ static bool bytes_have_tokens(const g4_tokenizer *t, const char *s, size_t n) {
     return true;
 }
 
-/* Pending unknown characters, merged into one <unk> when fuse_unk is set. */
-typedef struct tk_unk {
-    bool pending;
-} tk_unk;
-
-static int unk_char(const g4_tokenizer *t, tk_work *w, tk_unk *u, g4_err *err) {
+/* An unknown character: it leaves a <unk> pending, which absorbs the following unknown ones under fuse_unk. */
+static int unk_char(const g4_tokenizer *t, tk_work *w, bool *pending, g4_err *err) {
     if (!t->has_unk) return 0; /* no unk token: the library drops the character */
     if (t->unk_id < 0)
         return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer: unk token \"%.*s\" is not in the vocabulary",
                        (int)(t->unk_text.len > 64 ? 64 : t->unk_text.len), pool_at(t, t->unk_text));
-    if (u->pending && !t->fuse_unk && sym_push(w, t->unk_id)) return nomem(err);
-    u->pending = true;
+    if (*pending && !t->fuse_unk && sym_push(w, t->unk_id)) return nomem(err);
+    *pending = true;
     return 0;
 }
 
 /* Initial symbols of a word: one per character, else its bytes' <0xNN> tokens, else <unk>. */
 static int word_symbols(const g4_tokenizer *t, const char *s, size_t n, tk_work *w, g4_err *err) {
-    tk_unk u = {false};
+    bool unk_pending = false;
     w->n_sym = 0;
     for (size_t i = 0; i < n;) {
         size_t k = char_len(s + i, n - i);
@@ -1681,8 +1725,8 @@ static int word_symbols(const g4_tokenizer *t, const char *s, size_t n, tk_work 
         int32_t id = vocab_find(t, c, cn);
         i += k;
         if (id >= 0) {
-            if (u.pending && sym_push(w, t->unk_id)) return nomem(err);
-            u.pending = false;
+            if (unk_pending && sym_push(w, t->unk_id)) return nomem(err);
+            unk_pending = false;
             if (sym_push(w, id)) return nomem(err);
             continue;
         }
@@ -1692,10 +1736,10 @@ static int word_symbols(const g4_tokenizer *t, const char *s, size_t n, tk_work 
                 if (sym_push(w, t->byte_id[(unsigned char)c[b]])) return nomem(err);
             continue;
         }
-        int rc = unk_char(t, w, &u, err);
+        int rc = unk_char(t, w, &unk_pending, err);
         if (rc) return rc;
     }
-    if (u.pending && sym_push(w, t->unk_id)) return nomem(err);
+    if (unk_pending && sym_push(w, t->unk_id)) return nomem(err);
     return 0;
 }
 
@@ -1927,10 +1971,6 @@ static const char *list_tok(const tk_list *l, size_t k, size_t *n) {
     return buf_text(&l->text) + start;
 }
 
-static int hex_digit(char c) {
-    return (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
-}
-
 /* "<0xNN>" -> NN, else -1. The library parses the two characters with u8::from_str_radix, which also takes "+N". */
 static int byte_token_value(const char *s, size_t n) {
     if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
@@ -1990,8 +2030,8 @@ static int dec_step(const g4_tokenizer *t, const tk_dec_step *st, const tk_list 
         const char *s = list_tok(in, k, &n);
         int bad;
         if (st->kind == DEC_REPLACE)
-            bad = replace_all(s, n, pool_at(t, st->pattern), st->pattern.len, pool_at(t, st->content),
-                              st->content.len, &out->text) ||
+            bad = replace_all(s, n, pool_at(t, st->pattern), st->pattern.len, pool_at(t, st->content), st->content.len,
+                              &out->text) ||
                   list_close(out);
         else
             bad = dec_strip_one(st, pool_at(t, st->content), st->content.len, s, n, out);
@@ -2119,12 +2159,27 @@ void g4_tokenizer_free(g4_tokenizer *t) {
     g4_buf_free(&t->pool);
     free(t->piece);
     free(t->flags);
-    free(t->vocab);
-    free(t->merges);
+    if (t->vocab) big_free(t->vocab, (t->vocab_mask + 1) * sizeof *t->vocab);
+    if (t->merges) big_free(t->merges, (t->merge_mask + 1) * sizeof *t->merges);
     free(t->added);
     free(t->raw_trie.nodes);
     free(t->norm_trie.nodes);
     free(t);
+}
+
+static bool is_special_text(const g4_tokenizer *t, const char *s, size_t n) {
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].special && str_eq(t, t->added[i].text, s, n)) return true;
+    return false;
+}
+
+/* The library decodes a normalized added token as its normalized text (so that the decoder can undo the
+ * normalizer), and skips a token as special by that text: a special token whose text the normalizer changes is
+ * then no longer skipped. */
+static int decode_as_normalized(g4_tokenizer *t, int32_t id, const char *s, size_t n, g4_err *err) {
+    int rc = pool_add(t, s, n, &t->piece[id], err);
+    if (!rc && !is_special_text(t, s, n)) t->flags[id] &= (uint8_t)~ID_SPECIAL;
+    return rc;
 }
 
 /* Added tokens marked `normalized` are matched after normalization, so their own text is normalized too. */
@@ -2137,6 +2192,7 @@ static int build_tries(g4_tokenizer *t, g4_err *err) {
         size_t n = a->text.len;
         if (a->normalized) rc = normalize(t, s, n, &w, &s, &n, err);
         if (!rc && n && trie_insert(a->normalized ? &t->norm_trie : &t->raw_trie, s, n, (int32_t)i)) rc = nomem(err);
+        if (!rc && a->normalized && !str_eq(t, a->text, s, n)) rc = decode_as_normalized(t, a->id, s, n, err);
     }
     work_free(&w);
     return rc;
@@ -2194,54 +2250,64 @@ static size_t gunzip_size_hint(const unsigned char *in, size_t n) {
     return hint < 1024 ? 1024 : hint;
 }
 
+/* The inflated file: big_calloc'd, so its size travels with it. */
+typedef struct tk_block {
+    char *p;
+    size_t len, cap;
+} tk_block;
+
+static int block_grow(tk_block *b, g4_err *err) {
+    if (b->cap >= TK_MAX_JSON_BYTES)
+        return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer: gzip content larger than %zu bytes", TK_MAX_JSON_BYTES);
+    size_t cap = b->cap * 2 > TK_MAX_JSON_BYTES ? TK_MAX_JSON_BYTES : b->cap * 2;
+    char *p = big_calloc(cap);
+    if (!p) return nomem(err);
+    memcpy(p, b->p, b->len);
+    big_free(b->p, b->cap);
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* One inflate call over at most 1 GiB in and out (zlib counts in uInt). */
+static int inflate_some(z_stream *zs, tk_block *b, size_t *in_left) {
+    uInt in_chunk = *in_left > (1u << 30) ? (1u << 30) : (uInt)*in_left;
+    uInt out_chunk = b->cap - b->len > (1u << 30) ? (1u << 30) : (uInt)(b->cap - b->len);
+    zs->avail_in = in_chunk;
+    zs->next_out = (Bytef *)b->p + b->len;
+    zs->avail_out = out_chunk;
+    int z = inflate(zs, Z_NO_FLUSH);
+    *in_left -= in_chunk - zs->avail_in;
+    b->len += out_chunk - zs->avail_out;
+    return z;
+}
+
 /* gzip (possibly several members), bounded so that a small bomb cannot take all memory. */
-static int gunzip(const unsigned char *in, size_t n, char **out, size_t *out_n, g4_err *err) {
+static int gunzip(const unsigned char *in, size_t n, tk_block *b, g4_err *err) {
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return nomem(err);
-    size_t cap = gunzip_size_hint(in, n), len = 0;
-    char *buf = malloc(cap);
-    int rc = buf ? 0 : nomem(err);
+    b->cap = gunzip_size_hint(in, n);
+    b->len = 0;
+    b->p = big_calloc(b->cap);
+    int rc = b->p ? 0 : nomem(err);
     zs.next_in = (Bytef *)in;
     size_t in_left = n;
     while (!rc) {
-        if (len == cap) {
-            if (cap >= TK_MAX_JSON_BYTES) {
-                rc = g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer: gzip content larger than %zu bytes", TK_MAX_JSON_BYTES);
-                break;
-            }
-            cap = cap * 2 > TK_MAX_JSON_BYTES ? TK_MAX_JSON_BYTES : cap * 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                rc = nomem(err);
-                break;
-            }
-            buf = nb;
-        }
-        uInt in_chunk = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
-        uInt out_chunk = cap - len > (1u << 30) ? (1u << 30) : (uInt)(cap - len);
-        zs.avail_in = in_chunk;
-        zs.next_out = (Bytef *)buf + len;
-        zs.avail_out = out_chunk;
-        int z = inflate(&zs, Z_NO_FLUSH);
-        in_left -= in_chunk - zs.avail_in;
-        len += out_chunk - zs.avail_out;
+        if (b->len == b->cap && (rc = block_grow(b, err))) break;
+        int z = inflate_some(&zs, b, &in_left);
         if (z == Z_STREAM_END) {
             if (in_left == 0) break;
             if (inflateReset(&zs) != Z_OK) rc = g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer: bad gzip member");
-            continue;
+        } else if (z == Z_BUF_ERROR && in_left == 0) {
+            rc = g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer: truncated gzip data");
+        } else if (z != Z_OK && z != Z_BUF_ERROR) {
+            rc = g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer: corrupt gzip data");
         }
-        if (z == Z_BUF_ERROR && in_left == 0) rc = g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer: truncated gzip data");
-        else if (z != Z_OK && z != Z_BUF_ERROR) rc = g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer: corrupt gzip data");
     }
     inflateEnd(&zs);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    *out_n = len;
-    return 0;
+    if (rc) big_free(b->p, b->cap);
+    return rc;
 }
 
 int g4_tokenizer_load(const char *path, g4_tokenizer **out, g4_err *err) {
@@ -2253,11 +2319,12 @@ int g4_tokenizer_load(const char *path, g4_tokenizer **out, g4_err *err) {
     if (m.size > TK_MAX_FILE_BYTES) {
         rc = g4_fail(err, GEMMA4C_ERR_FORMAT, "file of %zu bytes is too large for a tokenizer", m.size);
     } else if (m.size >= 2 && m.data[0] == 0x1f && m.data[1] == 0x8b) {
-        char *json = NULL;
-        size_t n = 0;
-        rc = gunzip(m.data, m.size, &json, &n, err);
-        if (!rc) rc = g4_tokenizer_parse(json, n, out, err);
-        free(json);
+        tk_block json = {0};
+        rc = gunzip(m.data, m.size, &json, err);
+        if (!rc) {
+            rc = g4_tokenizer_parse(json.p, json.len, out, err);
+            big_free(json.p, json.cap);
+        }
     } else {
         rc = g4_tokenizer_parse((const char *)m.data, m.size, out, err);
     }
@@ -2272,25 +2339,40 @@ int g4_tokenizer_load(const char *path, g4_tokenizer **out, g4_err *err) {
 #define GEMMA_BYTE_BASE 238
 
 static const g4_special_token GEMMA_CONTROL[] = {
-    {"<pad>", 0},          {"<eos>", 1},         {"<bos>", 2},          {"<unk>", 3},
-    {"<mask>", 4},         {"<|tool>", 46},      {"<tool|>", 47},       {"<|tool_call>", 48},
-    {"<tool_call|>", 49},  {"<|tool_response>", 50}, {"<tool_response|>", 51}, {"<|\"|>", 52},
-    {"<|think|>", 98},     {"<|channel>", 100},  {"<channel|>", 101},   {"<|turn>", 105},
+    {"<pad>", 0},
+    {"<eos>", 1},
+    {"<bos>", 2},
+    {"<unk>", 3},
+    {"<mask>", 4},
+    {"<|tool>", 46},
+    {"<tool|>", 47},
+    {"<|tool_call>", 48},
+    {"<tool_call|>", 49},
+    {"<|tool_response>", 50},
+    {"<tool_response|>", 51},
+    {"<|\"|>", 52},
+    {"<|think|>", 98},
+    {"<|channel>", 100},
+    {"<channel|>", 101},
+    {"<|turn>", 105},
     {"<turn|>", 106},
 };
 
 static int check_extras(int vocab_size, const g4_special_token *extra, size_t n_extra, g4_err *err) {
     for (size_t i = 0; i < n_extra; i++) {
         const g4_special_token *e = &extra[i];
-        if (!e->text || !*e->text) return g4_fail(err, GEMMA4C_ERR_ARG, "tokenizer: extra special token %zu has no text", i);
+        if (!e->text || !*e->text)
+            return g4_fail(err, GEMMA4C_ERR_ARG, "tokenizer: extra special token %zu has no text", i);
         if (e->id < 0 || e->id >= vocab_size)
-            return g4_fail(err, GEMMA4C_ERR_ARG, "tokenizer: special token %s id %d outside the vocabulary (%d)", e->text,
-                           (int)e->id, vocab_size);
+            return g4_fail(err, GEMMA4C_ERR_ARG, "tokenizer: special token %s id %d outside the vocabulary (%d)",
+                           e->text, (int)e->id, vocab_size);
         if (e->id >= GEMMA_BYTE_BASE && e->id < GEMMA_BYTE_BASE + 256)
-            return g4_fail(err, GEMMA4C_ERR_ARG, "tokenizer: special token %s id %d is a byte token", e->text, (int)e->id);
+            return g4_fail(err, GEMMA4C_ERR_ARG, "tokenizer: special token %s id %d is a byte token", e->text,
+                           (int)e->id);
         for (size_t j = 0; j < i; j++)
             if (extra[j].id == e->id || strcmp(extra[j].text, e->text) == 0)
-                return g4_fail(err, GEMMA4C_ERR_ARG, "tokenizer: special tokens %s and %s clash", extra[j].text, e->text);
+                return g4_fail(err, GEMMA4C_ERR_ARG, "tokenizer: special tokens %s and %s clash", extra[j].text,
+                               e->text);
     }
     return 0;
 }
@@ -2312,8 +2394,8 @@ static int byte_level_token(g4_tokenizer *t, const char *text, int32_t id, bool 
     return added_push(t, a, err);
 }
 
-/* Control tokens (unless an extra takes their id or text), extras, byte tokens, and a visible placeholder for every
- * other id so that whatever a model emits can be shown. */
+/* Control tokens (unless an extra takes their id or text), extras, byte tokens, and a placeholder for every other
+ * id so that whatever a model emits can be shown; placeholders count as special, so streamed text skips them. */
 static int byte_level_fill(g4_tokenizer *t, const g4_special_token *extra, size_t n_extra, g4_err *err) {
     int rc = 0;
     for (size_t i = 0; !rc && i < sizeof GEMMA_CONTROL / sizeof GEMMA_CONTROL[0]; i++) {
@@ -2325,12 +2407,13 @@ static int byte_level_fill(g4_tokenizer *t, const g4_special_token *extra, size_
     for (int32_t id = 0; !rc && id < t->n_ids; id++) {
         if (t->flags[id]) continue;
         char name[24];
-        if (id >= GEMMA_BYTE_BASE && id < GEMMA_BYTE_BASE + 256)
+        int is_byte = id >= GEMMA_BYTE_BASE && id < GEMMA_BYTE_BASE + 256;
+        if (is_byte)
             snprintf(name, sizeof name, "<0x%02X>", (unsigned)(id - GEMMA_BYTE_BASE));
         else
             snprintf(name, sizeof name, "<id_%d>", (int)id);
         rc = pool_add(t, name, strlen(name), &t->piece[id], err);
-        t->flags[id] = ID_PRESENT | ID_MODEL;
+        t->flags[id] = ID_PRESENT | ID_MODEL | (is_byte ? 0 : ID_SPECIAL);
     }
     return rc;
 }
