@@ -23,6 +23,9 @@ typedef struct cli_opts {
     int threads;
     int64_t ctx, batch;
     int verbose, think, raw, greedy;
+    /* bench */
+    const char *shape;
+    int bench_prompt, json, no_bandwidth;
     /* sampling overrides; the model's generation_config.json supplies the rest */
     int has_temp, has_top_k, has_top_p, has_min_p, has_penalty, has_seed;
     float temp, top_p, min_p, penalty;
@@ -47,5 +50,6 @@ void cli_sampling(const cli_opts *o, const g4_session *s, g4_sampler_params *sp)
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

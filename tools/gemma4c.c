@@ -15,6 +15,8 @@ static const char usage[] =
     "  run     -m MODEL [-p PROMPT]      answer one prompt, streaming (no -m: a small synthetic model)\n"
     "  chat    -m MODEL                  interactive multi-turn chat\n"
     "  logits  -m MODEL --ids 2,105,... --out F.safetensors   logits of every position\n"
+    "  bench   [-m MODEL | --shape e2b|e4b|small] [-t N] [--prompt-tokens 512] [-n 128] [--json]\n"
+    "                                    prefill/decode speed, time to first token, peak RSS, bytes/token\n"
     "\n"
     "MODEL is a Hugging Face model directory, a repo id found in the Hugging Face cache\n"
     "(e.g. google/gemma-4-E4B-it after `hf download google/gemma-4-E4B-it`), or synthetic:small|e2b|e4b.\n"
@@ -78,11 +80,23 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
 #define NEED_VALUE() \
     if (!v) return cli_error("%s needs a value", a); \
     i++
-        long long n;
+        long long n = 0;
         if (IS("-v", "--verbose")) o->verbose = 1;
         else if (IS("--think", NULL)) o->think = 1;
         else if (IS("--raw", NULL)) o->raw = 1;
         else if (IS("--greedy", NULL)) o->greedy = 1;
+        else if (IS("--json", NULL)) o->json = 1;
+        else if (IS("--no-bandwidth", NULL)) o->no_bandwidth = 1;
+        else if (IS("--shape", NULL)) {
+            NEED_VALUE();
+            if (strcmp(v, "e2b") && strcmp(v, "e4b") && strcmp(v, "small"))
+                return cli_error("--shape expects e2b, e4b or small, got '%s'", v);
+            o->shape = v;
+        } else if (IS("--prompt-tokens", NULL)) {
+            NEED_VALUE();
+            if (parse_long(a, v, 1, 1 << 20, &n)) return 1;
+            o->bench_prompt = (int)n;
+        }
         else if (IS("-h", "--help")) {
             fputs(usage, stdout);
             return 2;
@@ -183,7 +197,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "run") == 0) return cmd_run(argc, argv);
     if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
     if (strcmp(cmd, "logits") == 0) return cmd_logits(argc, argv);
-    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "convert") == 0 || strcmp(cmd, "bench") == 0 ||
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "convert") == 0 ||
         strcmp(cmd, "features") == 0)
         return cli_error("'%s' is not available in this build yet", cmd);
     return cli_error("unknown command '%s' (see gemma4c --help)", cmd);

@@ -356,3 +356,18 @@ int64_t g4_model_max_input_width(const g4_model *m) {
     }
     return w;
 }
+
+int64_t g4_model_weight_bytes_per_token(const g4_model *m) {
+    const g4_text_config *c = &m->cfg.text;
+    int64_t bytes = (int64_t)m->lm_head.nbytes + (int64_t)m->ple_model_proj.nbytes;
+    bytes += (int64_t)(m->embed.t.nbytes / (size_t)m->embed.rows);
+    if (m->ple_table.rows) bytes += m->ple_table.width * 2; /* a synthetic table is generated, not read: count bf16 */
+    if (m->ple_table.t.data) bytes += (int64_t)(m->ple_table.t.nbytes / (size_t)m->ple_table.rows) - m->ple_table.width * 2;
+    for (int l = 0; l < c->num_layers; l++) {
+        const g4_layer *ly = &m->layers[l];
+        const g4_tensor *w[] = {&ly->q_proj, &ly->k_proj, &ly->v_proj, &ly->o_proj, &ly->gate_proj,
+                                &ly->up_proj, &ly->down_proj, &ly->per_layer_input_gate, &ly->per_layer_projection};
+        for (size_t i = 0; i < sizeof w / sizeof *w; i++) bytes += (int64_t)w[i]->nbytes;
+    }
+    return bytes;
+}

@@ -68,6 +68,10 @@ int g4_model_synthetic(const char *config_json, int n_threads, g4_model **out, g
 
 void g4_model_free(g4_model *m);
 
+/* Bytes of weights read from memory to decode one token: every layer's matrices (K/V only where computed), the
+ * per-layer projection, the output matrix, and one row of each embedding table. */
+int64_t g4_model_weight_bytes_per_token(const g4_model *m);
+
 /* The widest input (K) of any weight matrix: sizes the matrix-product scratch. */
 int64_t g4_model_max_input_width(const g4_model *m);
 

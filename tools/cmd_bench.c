@@ -1,0 +1,119 @@
+/* cmd_bench.c — `gemma4c bench`: prefill and decode speed, time to first token, peak memory, bytes per token. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "kernels/membw.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The read-bandwidth probe runs in a child process so its buffer never counts in this process's peak RSS. */
+static double measure_bandwidth(int threads) {
+    int fd[2];
+    if (pipe(fd) != 0) return 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        g4_pool *pool = g4_pool_create(threads);
+        double gbps = g4_read_bandwidth(pool, (size_t)1 << 30, 5);
+        g4_pool_destroy(pool);
+        ssize_t w = write(fd[1], &gbps, sizeof gbps);
+        _exit(w == sizeof gbps ? 0 : 1);
+    }
+    close(fd[1]);
+    double gbps = 0;
+    if (pid < 0 || read(fd[0], &gbps, sizeof gbps) != sizeof gbps) gbps = 0;
+    close(fd[0]);
+    if (pid > 0) waitpid(pid, NULL, 0);
+    return gbps;
+}
+
+int cmd_bench(int argc, char **argv) {
+    cli_opts o;
+    int rc = cli_parse(argc, argv, 2, &o, "bench");
+    if (rc) return rc == 2 ? 0 : 1;
+    const int n_prompt = o.bench_prompt > 0 ? o.bench_prompt : 512;
+    const int n_decode = o.max_tokens >= 0 ? o.max_tokens : 128;
+    char model[64];
+    if (!o.model) {
+        snprintf(model, sizeof model, "synthetic:%s", o.shape ? o.shape : "e4b");
+        o.model = model;
+    } else if (o.shape)
+        return cli_error("bench: give either -m MODEL or --shape, not both");
+    o.ctx = n_prompt + n_decode + 1;
+    if (o.batch <= 0) o.batch = n_prompt < 512 ? n_prompt : 512;
+    double gbps = 0;
+    if (!o.no_bandwidth) gbps = measure_bandwidth(o.threads);
+
+    double t_load = now();
+    g4_session *s;
+    if (cli_open_session(&o, &s)) return 1;
+    t_load = now() - t_load;
+    const int64_t V = s->m->cfg.text.vocab_size;
+    int32_t *ids = malloc((size_t)n_prompt * sizeof *ids);
+    float *logits = malloc((size_t)V * sizeof *logits);
+    if (!ids || !logits) {
+        free(ids), free(logits);
+        g4_session_close(s);
+        return cli_error("out of memory");
+    }
+    uint64_t x = 0x9E3779B97F4A7C15ull; /* a fixed pseudo-random prompt: <bos>, then ids in [3, V) */
+    ids[0] = s->m->cfg.text.bos_token_id;
+    for (int i = 1; i < n_prompt; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ids[i] = (int32_t)(3 + x % (uint64_t)(V - 3));
+    }
+    g4_err err = {0};
+    g4_forward_opts fo = {NULL, NULL, logits, NULL};
+    double t0 = now();
+    rc = g4_decoder_forward(&s->d, ids, n_prompt, &fo, &err);
+    double prefill = now() - t0;
+    int32_t next = 0;
+    double ttft = 0, decode = 0;
+    if (!rc) {
+        for (int64_t i = 1; i < V; i++) next = logits[i] > logits[next] ? (int32_t)i : next;
+        ttft = now() - t0;
+        double t1 = now();
+        for (int i = 0; i < n_decode && !rc; i++) {
+            rc = g4_decoder_forward(&s->d, &next, 1, &fo, &err);
+            next = 0;
+            for (int64_t k = 1; k < V; k++) next = logits[k] > logits[next] ? (int32_t)k : next;
+        }
+        decode = now() - t1;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const double rss = (double)ru.ru_maxrss * 1024.0;
+    const double bytes_tok = (double)g4_model_weight_bytes_per_token(s->m);
+    const double prefill_tps = n_prompt / prefill, decode_tps = n_decode > 0 ? n_decode / decode : 0;
+    if (!rc && o.json)
+        printf("{\"prefill_tok_s\":%.3f,\"decode_tok_s\":%.3f,\"ttft_s\":%.4f,\"peak_rss_bytes\":%.0f,"
+               "\"weight_bytes_per_token\":%.0f,\"read_bandwidth_gb_s\":%.2f,\"kernels\":\"%s\",\"threads\":%d}\n",
+               prefill_tps, decode_tps, ttft, rss, bytes_tok, gbps, s->c.ops->name, g4_pool_size(s->c.pool));
+    else if (!rc) {
+        printf("model            %s (%s weights)\n", s->m->source, s->m->synthetic ? "synthetic" : "checkpoint");
+        printf("kernels          %s, %d threads\n", s->c.ops->name, g4_pool_size(s->c.pool));
+        printf("load             %.2f s\n", t_load);
+        printf("prefill          %d tokens in %.2f s: %.2f tok/s\n", n_prompt, prefill, prefill_tps);
+        printf("time to first    %.3f s\n", ttft);
+        printf("decode           %d tokens in %.2f s: %.2f tok/s\n", n_decode, decode, decode_tps);
+        printf("weights/token    %.3f GB\n", bytes_tok / 1e9);
+        printf("peak RSS         %.2f GB\n", rss / 1e9);
+        if (gbps > 0)
+            printf("read bandwidth   %.1f GB/s measured; decode reads %.1f GB/s (%.0f%%)\n", gbps,
+                   bytes_tok * decode_tps / 1e9, 100.0 * bytes_tok * decode_tps / 1e9 / gbps);
+    }
+    free(ids);
+    free(logits);
+    g4_session_close(s);
+    return rc ? cli_error("%s", err.msg) : 0;
+}
