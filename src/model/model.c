@@ -371,3 +371,18 @@ int64_t g4_model_weight_bytes_per_token(const g4_model *m) {
     }
     return bytes;
 }
+
+int g4_model_tensor(g4_model *m, const char *name, int ndim, const int64_t *shape, g4_tensor *out, g4_err *err) {
+    binder b = {m, m->ckpt, NULL, "", err};
+    if (ndim < 0 || ndim > G4_MAX_DIMS) return g4_fail(err, GEMMA4C_ERR_ARG, "%s: bad rank %d", name, ndim);
+    return bind_lazy(&b, name, ndim, shape, 0, out, NULL);
+}
+
+int g4_model_vector(g4_model *m, const char *name, int64_t n, float **out, g4_err *err) {
+    binder b = {m, m->ckpt, NULL, "", err};
+    return bind_vec(&b, out, n, "%s", name);
+}
+
+int g4_model_has_tensor(const g4_model *m, const char *name) {
+    return m->synthetic || (m->ckpt && g4_checkpoint_find(m->ckpt, name) != NULL);
+}

@@ -68,6 +68,15 @@ int g4_model_synthetic(const char *config_json, int n_threads, g4_model **out, g
 
 void g4_model_free(g4_model *m);
 
+/* For the towers (vision, audio) and anything bound after loading: the tensor `name` (its full Hugging Face
+ * name, e.g. "model.vision_tower.patch_embedder.input_proj.weight") with the shape the caller derives from the
+ * config. Checkpoint tensors are checked views (shape and dtype mismatches are errors naming both); a synthetic
+ * model generates them from the formula. Memory it allocates belongs to the model. */
+int g4_model_tensor(g4_model *m, const char *name, int ndim, const int64_t *shape, g4_tensor *out, g4_err *err);
+/* A 1-D tensor of n values as a float32 array owned by the model. */
+int g4_model_vector(g4_model *m, const char *name, int64_t n, float **out, g4_err *err);
+int g4_model_has_tensor(const g4_model *m, const char *name);
+
 /* Bytes of weights read from memory to decode one token: every layer's matrices (K/V only where computed), the
  * per-layer projection, the output matrix, and one row of each embedding table. */
 int64_t g4_model_weight_bytes_per_token(const g4_model *m);
