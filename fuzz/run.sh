@@ -23,6 +23,8 @@ for bin in "$BUILD"/fuzz_*; do
     fuzz_config) seeds=$(seed "$name" "$GOLDEN/tiny/checkpoint/config.json" "$GOLDEN/tiny/checkpoint/generation_config.json") ;;
     fuzz_safetensors) seeds=$(seed "$name" "$GOLDEN/tiny/reference/vision_small.safetensors") ;;
     fuzz_chat) seeds=$(seed "$name" "$ROOT/tests/data/chat_cases.json") ;;
+    fuzz_image) seeds=$(seed "$name" "$GOLDEN/media/small.png" "$GOLDEN/media/panorama.png" "$GOLDEN/media/coffee.jpg") ;;
+    fuzz_audio) seeds=$(seed "$name" "$GOLDEN/media/speech_16k.wav") ;;
     *) seeds=$(seed "$name") ;;
   esac
   mkdir -p "$WORK/corpus-$name"

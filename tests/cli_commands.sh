@@ -62,7 +62,7 @@ bad "missing value" "needs a value" "$BIN" run -m "$TINY" -p
 bad "run needs a prompt" "prompt" "$BIN" run -m "$TINY"
 bad "temperature range" "number" "$BIN" run -m "$TINY" -p hi --temp -1
 bad "media not yet" "not supported" "$BIN" run -m "$TINY" -p hi --image "$GOLDEN/media/small.png"
-bad "gguf not yet" "GGUF" "$BIN" run -m "$TMP/model.gguf" -p hi
+bad "missing gguf" "no such file" "$BIN" run -m "$TMP/model.gguf" -p hi
 bad "unknown token id" "outside the vocabulary" "$BIN" logits -m "$TINY" --ids 2,99999 --out "$TMP/x.safetensors"
 bad "malformed ids" "not a token id" "$BIN" logits -m "$TINY" --ids 2,abc --out "$TMP/x.safetensors"
 bad "trailing comma" "trailing comma" "$BIN" logits -m "$TINY" --ids 2,3, --out "$TMP/x.safetensors"

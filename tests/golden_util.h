@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <cjson/cJSON.h>
+
 #include "format/safetensors.h"
 
 /* A float copy of a reference tensor (any numeric dtype); exits the test when it is missing. */
@@ -52,6 +54,26 @@ static inline int64_t g4t_argmax(const float *v, int64_t n) {
     for (int64_t i = 1; i < n; i++)
         if (v[i] > v[best]) best = i;
     return best;
+}
+
+/* The same config with a two-layer text stack (one sliding, one full, no KV sharing): the towers' weights do not
+ * depend on the text layers, so a full-size tower can be built without the 8 GB text model. Caller frees. */
+static inline char *g4t_config_with_small_text(const char *config_json) {
+    cJSON *root = cJSON_Parse(config_json);
+    cJSON *text = root ? cJSON_GetObjectItem(root, "text_config") : NULL;
+    if (!text) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    cJSON_ReplaceItemInObject(text, "num_hidden_layers", cJSON_CreateNumber(2));
+    cJSON_ReplaceItemInObject(text, "num_kv_shared_layers", cJSON_CreateNumber(0));
+    const char *types[] = {"sliding_attention", "full_attention"};
+    cJSON_ReplaceItemInObject(text, "layer_types", cJSON_CreateStringArray(types, 2));
+    cJSON_DeleteItemFromObject(text, "per_layer_config");
+    cJSON_ReplaceItemInObject(text, "global_head_dim", cJSON_CreateNumber(512));
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return out;
 }
 
 #endif

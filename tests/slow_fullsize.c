@@ -80,7 +80,7 @@ static void run_shape(const char *golden, const char *shape) {
     const char *cfg = g4_st_metadata(ref, "config");
     CHECK(cfg != NULL, "no config in %s", path);
     g4_model *m;
-    if (g4_model_synthetic(cfg, 0, &m, &err)) {
+    if (g4_model_synthetic(cfg, NULL, 0, &m, &err)) {
         CHECK(0, "synthetic %s: %s", shape, err.msg);
         return;
     }

@@ -23,6 +23,10 @@ typedef struct cli_opts {
     int threads;
     int64_t ctx, batch;
     int verbose, think, raw, greedy;
+    /* convert */
+    const char *quant;
+    const char *overrides[CLI_MAX_LIST];
+    int n_overrides;
     /* bench */
     const char *shape;
     int bench_prompt, json, no_bandwidth;
@@ -51,5 +55,6 @@ int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 #endif

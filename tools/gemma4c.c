@@ -15,6 +15,8 @@ static const char usage[] =
     "  run     -m MODEL [-p PROMPT]      answer one prompt, streaming (no -m: a small synthetic model)\n"
     "  chat    -m MODEL                  interactive multi-turn chat\n"
     "  logits  -m MODEL --ids 2,105,... --out F.safetensors   logits of every position\n"
+    "  convert HF_DIR -o OUT.gguf [--quant q4|q8|bf16|f32] [--tensor-type 'PATTERN=TYPE']...\n"
+    "                                    one GGUF file: config, tokenizer, template, (quantized) tensors\n"
     "  bench   [-m MODEL | --shape e2b|e4b|small] [-t N] [--prompt-tokens 512] [-n 128] [--json]\n"
     "                                    prefill/decode speed, time to first token, peak RSS, bytes/token\n"
     "\n"
@@ -86,6 +88,12 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
         else if (IS("--raw", NULL)) o->raw = 1;
         else if (IS("--greedy", NULL)) o->greedy = 1;
         else if (IS("--json", NULL)) o->json = 1;
+        else if (IS("--quant", "-q")) { NEED_VALUE(); o->quant = v; }
+        else if (IS("--tensor-type", NULL)) {
+            NEED_VALUE();
+            if (o->n_overrides == CLI_MAX_LIST) return cli_error("too many --tensor-type overrides");
+            o->overrides[o->n_overrides++] = v;
+        }
         else if (IS("--no-bandwidth", NULL)) o->no_bandwidth = 1;
         else if (IS("--shape", NULL)) {
             NEED_VALUE();
@@ -168,7 +176,7 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
 }
 
 int cli_open_session(const cli_opts *o, g4_session **s) {
-    g4_session_params p = {o->threads, o->ctx, o->batch};
+    g4_session_params p = {o->threads, o->ctx, o->batch, o->quant};
     g4_err err = {0};
     if (g4_session_open(o->model, &p, s, &err)) return cli_error("%s", err.msg);
     return 0;
@@ -198,7 +206,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
     if (strcmp(cmd, "logits") == 0) return cmd_logits(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
-    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "convert") == 0 ||
+    if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
+    if (strcmp(cmd, "serve") == 0 ||
         strcmp(cmd, "features") == 0)
         return cli_error("'%s' is not available in this build yet", cmd);
     return cli_error("unknown command '%s' (see gemma4c --help)", cmd);

@@ -14,7 +14,26 @@ static const struct {
     [G4_DT_I16] = {"I16", 2},         [G4_DT_U16] = {"U16", 2},         [G4_DT_I32] = {"I32", 4},
     [G4_DT_U32] = {"U32", 4},         [G4_DT_I64] = {"I64", 8},         [G4_DT_U64] = {"U64", 8},
     [G4_DT_BOOL] = {"BOOL", 1},       [G4_DT_F8_E4M3] = {"F8_E4M3", 1}, [G4_DT_F8_E5M2] = {"F8_E5M2", 1},
+    [G4_DT_Q8] = {"G4_Q8", 0},        [G4_DT_Q4] = {"G4_Q4", 0},        [G4_DT_Q6] = {"G4_Q6", 0},
 };
+
+/* Bytes per block of 32 for the block-quantized types (scale + packed values). */
+static size_t block_bytes(g4_dtype dt) {
+    switch (dt) {
+    case G4_DT_Q8: return 36;
+    case G4_DT_Q4: return 18;
+    case G4_DT_Q6: return 26;
+    default: return 0;
+    }
+}
+
+int g4_dtype_is_quantized(g4_dtype dt) { return block_bytes(dt) != 0; }
+
+size_t g4_row_bytes(g4_dtype dt, int64_t K) {
+    if (K < 0) return 0;
+    if (g4_dtype_is_quantized(dt)) return K % 32 ? 0 : (size_t)(K / 32) * block_bytes(dt);
+    return (size_t)K * g4_dtype_size(dt);
+}
 
 size_t g4_dtype_size(g4_dtype dt) {
     if ((int)dt < 0 || dt >= G4_DT_COUNT) return 0;
@@ -28,7 +47,7 @@ const char *g4_dtype_name(g4_dtype dt) {
 
 /* Returns 0 and sets *out when `name` is a known safetensors dtype spelling, else -1. */
 int g4_dtype_from_name(const char *name, g4_dtype *out) {
-    for (int i = 0; i < G4_DT_COUNT; i++) {
+    for (int i = 0; i < G4_DT_FIRST_BLOCK; i++) { /* gemma4c's block types never appear in safetensors */
         if (strcmp(name, dtype_info[i].name) == 0) {
             *out = (g4_dtype)i;
             return 0;
@@ -39,7 +58,11 @@ int g4_dtype_from_name(const char *name, g4_dtype *out) {
 
 int64_t g4_tensor_numel(const g4_tensor *t) {
     int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->shape[i] == 0) return 0;
+        if (t->shape[i] < 0 || n > INT64_MAX / t->shape[i]) return -1; /* readers reject such shapes first */
+        n *= t->shape[i];
+    }
     return n;
 }
 

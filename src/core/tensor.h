@@ -23,8 +23,14 @@ typedef enum g4_dtype {
     G4_DT_BOOL,
     G4_DT_F8_E4M3,
     G4_DT_F8_E5M2,
+    /* gemma4c's block-quantized weights (layouts in kernels/quant.h): 32 elements a block. */
+    G4_DT_Q8,
+    G4_DT_Q4,
+    G4_DT_Q6,
     G4_DT_COUNT
 } g4_dtype;
+
+#define G4_DT_FIRST_BLOCK G4_DT_Q8
 
 typedef struct g4_tensor {
     const char *name;
@@ -35,7 +41,10 @@ typedef struct g4_tensor {
     size_t nbytes;
 } g4_tensor;
 
-size_t g4_dtype_size(g4_dtype dt);  /* bytes per element */
+size_t g4_dtype_size(g4_dtype dt);  /* bytes per element; 0 for block-quantized types */
+int g4_dtype_is_quantized(g4_dtype dt);
+/* Bytes of one row of K elements (0 when a block type's K is not a multiple of its block). */
+size_t g4_row_bytes(g4_dtype dt, int64_t K);
 const char *g4_dtype_name(g4_dtype dt); /* safetensors spelling: "F32", "BF16", ... */
 /* The dtype spelled `name` (safetensors spelling): 0, or -1 when unknown. */
 int g4_dtype_from_name(const char *name, g4_dtype *out);

@@ -48,8 +48,12 @@ int g4_compute_init(g4_compute *c, int n_threads, int64_t max_k) {
     c->pool = g4_pool_create(n_threads);
     if (!c->pool) return -1;
     c->max_k = max_k;
+    c->qops = g4_quant_ops_best();
     c->scratch = malloc((size_t)g4_pool_size(c->pool) * ROW_BLOCK * (size_t)max_k * sizeof(float));
-    if (!c->scratch) {
+    /* Quantized products need K to be a multiple of 32; the scratch is sized for the widest such K. */
+    int64_t qk = (max_k + 31) / 32 * 32;
+    c->qscratch = malloc(g4_qmatmul_scratch_bytes(c->qops, c->pool, G4_QMATMUL_ROWS, qk));
+    if (!c->scratch || !c->qscratch) {
         g4_compute_free(c);
         return -1;
     }
@@ -59,11 +63,20 @@ int g4_compute_init(g4_compute *c, int n_threads, int64_t max_k) {
 void g4_compute_free(g4_compute *c) {
     g4_pool_destroy(c->pool);
     free(c->scratch);
+    free(c->qscratch);
     memset(c, 0, sizeof *c);
 }
 
 void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_tensor *w, float *y) {
     int64_t N = w->shape[0];
+    int qt = g4_quant_type(w->dtype);
+    if (qt >= 0) {
+        for (int64_t t0 = 0; t0 < T; t0 += G4_QMATMUL_ROWS) {
+            int64_t rows = T - t0 < G4_QMATMUL_ROWS ? T - t0 : G4_QMATMUL_ROWS;
+            g4_qmatmul(c->qops, c->pool, x + t0 * K, rows, K, w->data, qt, N, y + t0 * N, c->qscratch);
+        }
+        return;
+    }
     matmul_job j = {c->ops, x, T, K, N, w->data, (size_t)K * g4_dtype_size(w->dtype), w->dtype, y, c->scratch};
     g4_pool_for(c->pool, (N + ROW_BLOCK - 1) / ROW_BLOCK, 1, matmul_range, &j);
 }

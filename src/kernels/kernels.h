@@ -6,6 +6,12 @@
 
 #include "core/tensor.h"
 #include "core/threads.h"
+#include "kernels/quant.h"
+
+/* gemma4c's block dtypes and the quantization kernels' format ids. */
+static inline int g4_quant_type(g4_dtype dt) {
+    return dt == G4_DT_Q8 ? G4_QT_Q8 : dt == G4_DT_Q4 ? G4_QT_Q4 : dt == G4_DT_Q6 ? G4_QT_Q6 : -1;
+}
 
 /* The per-ISA primitives. Every implementation computes the same thing up to float rounding order and is
  * tested against the portable one. */
@@ -25,17 +31,22 @@ const g4_kernel_ops *g4_kernels_best(void);
 /* What the matrix products run on: the chosen primitives, the worker pool and per-worker scratch. */
 typedef struct g4_compute {
     const g4_kernel_ops *ops;
+    const g4_quant_ops *qops;
     g4_pool *pool;
     float *scratch; /* per worker: a block of weight rows converted to float */
     int64_t max_k;  /* longest weight row the scratch holds */
+    void *qscratch; /* quantized activations of up to G4_QMATMUL_ROWS rows of max_k */
 } g4_compute;
+
+/* Rows of activations a quantized product takes at once (longer inputs run in slices). */
+#define G4_QMATMUL_ROWS 256
 
 /* n_threads <= 0: one per CPU. max_k: the widest input dimension of any weight used. */
 int g4_compute_init(g4_compute *c, int n_threads, int64_t max_k);
 void g4_compute_free(g4_compute *c);
 
-/* y[T, N] = x[T, K] · W[N, K]^T, with W a weight tensor of dtype F32, BF16 or F16 (K <= max_k), rows split over
- * the pool. */
+/* y[T, N] = x[T, K] · W[N, K]^T, with W a weight tensor of dtype F32, BF16, F16 or one of gemma4c's quantized
+ * types (K <= max_k), rows split over the pool. */
 void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_tensor *w, float *y);
 
 /* Row-wise ops on [n] vectors (portable: cheap next to the matrix products). */

@@ -10,16 +10,20 @@
 
 #include "core/mapfile.h"
 #include "core/threads.h"
+#include "format/convert.h"
+#include "format/gguf.h"
 #include "format/safetensors.h"
+#include "kernels/kernels.h"
 
 void g4_embedding_row(const g4_embedding *e, int64_t row, float *out) {
     if (!e->t.data) {
         g4_synth_fill_f32(&e->rule, (uint64_t)row * (uint64_t)e->width, (uint64_t)e->width, out);
         return;
     }
-    size_t es = g4_dtype_size(e->t.dtype);
-    const unsigned char *p = (const unsigned char *)e->t.data + (size_t)row * (size_t)e->width * es;
-    if (e->t.dtype == G4_DT_F32)
+    const unsigned char *p = (const unsigned char *)e->t.data + (size_t)row * g4_row_bytes(e->t.dtype, e->width);
+    if (g4_dtype_is_quantized(e->t.dtype))
+        g4_dequantize_row(g4_quant_type(e->t.dtype), p, e->width, out);
+    else if (e->t.dtype == G4_DT_F32)
         memcpy(out, p, (size_t)e->width * sizeof(float));
     else if (e->t.dtype == G4_DT_BF16)
         for (int64_t i = 0; i < e->width; i++) out[i] = g4_bf16_to_f32(((const uint16_t *)p)[i]);
@@ -46,7 +50,7 @@ static int own(g4_model *m, void *p) {
 /* Where tensors come from: a checkpoint (checked views into the mapping) or the synthetic formula. */
 typedef struct binder {
     g4_model *m;
-    const g4_checkpoint *ckpt; /* NULL: synthetic */
+    int stored;                /* tensors come from the model's file(s); 0: synthetic */
     g4_pool *pool;             /* synthetic: fills weights in parallel */
     char prefix[64];
     g4_err *err;
@@ -54,15 +58,51 @@ typedef struct binder {
 
 typedef struct fill_job {
     g4_synth_rule rule;
-    uint16_t *out;
+    g4_dtype dt;
+    int64_t K;
+    unsigned char *out;
 } fill_job;
 
-static void fill_range(void *ctx, int64_t begin, int64_t end, int worker) {
+static void fill_rows(void *ctx, int64_t begin, int64_t end, int worker) {
     fill_job *j = ctx;
-    g4_synth_fill_bf16(&j->rule, (uint64_t)begin, (uint64_t)(end - begin), j->out + begin);
+    const size_t row_bytes = g4_row_bytes(j->dt, j->K);
+    float *row = malloc((size_t)j->K * sizeof(float)); /* per call: rows are large, this is cheap */
+    for (int64_t r = begin; r < end; r++) {
+        unsigned char *dst = j->out + (size_t)r * row_bytes;
+        const uint64_t first = (uint64_t)r * (uint64_t)j->K;
+        if (j->dt == G4_DT_BF16) {
+            g4_synth_fill_bf16(&j->rule, first, (uint64_t)j->K, (uint16_t *)dst);
+            continue;
+        }
+        if (!row) continue; /* out of memory: the row stays as malloc left it; nothing better to do here */
+        g4_synth_fill_f32(&j->rule, first, (uint64_t)j->K, row);
+        if (j->dt == G4_DT_F32)
+            memcpy(dst, row, (size_t)j->K * sizeof(float));
+        else
+            g4_quantize_row(g4_quant_type(j->dt), row, j->K, dst);
+    }
+    free(row);
+}
+
+/* A stored tensor by full name: 1 found, 0 absent, < 0 an error (a GGUF tensor of a type gemma4c cannot run). */
+static int find_stored(const g4_model *m, const char *name, g4_tensor *out, g4_err *err) {
+    if (m->ckpt) {
+        const g4_tensor *t = g4_checkpoint_find(m->ckpt, name);
+        if (t) *out = *t;
+        return t != NULL;
+    }
+    if (m->gguf) {
+        const g4_gguf_tensor *gt = g4_gguf_tensor_find(m->gguf, name);
+        if (!gt) return 0;
+        int rc = g4_gguf_tensor_view(m->gguf, gt, out, err);
+        return rc ? rc : 1;
+    }
+    return 0;
 }
 
 static int shape_matches(const g4_tensor *t, int ndim, const int64_t *shape) {
+    /* GGUF has no 0-D tensors: a scalar comes back as [1]. */
+    if (ndim == 0 && t->ndim == 1 && t->shape[0] == 1) return 1;
     if (t->ndim != ndim) return 0;
     for (int d = 0; d < ndim; d++)
         if (t->shape[d] != shape[d]) return 0;
@@ -82,35 +122,43 @@ static int bind_lazy(binder *b, const char *name, int ndim, const int64_t *shape
     snprintf(full, sizeof full, "%s%s", b->prefix, name);
     char want[96];
     shape_text(ndim, shape, want, sizeof want);
-    if (b->ckpt) {
-        const g4_tensor *t = g4_checkpoint_find(b->ckpt, full);
-        if (!t) return g4_fail(b->err, GEMMA4C_ERR_FORMAT, "checkpoint has no tensor %s (expected shape %s)", full, want);
-        if (t->dtype != G4_DT_BF16 && t->dtype != G4_DT_F16 && t->dtype != G4_DT_F32)
-            return g4_fail(b->err, GEMMA4C_ERR_FORMAT, "tensor %s has dtype %s; expected BF16, F16 or F32", full,
-                           g4_dtype_name(t->dtype));
-        if (!shape_matches(t, ndim, shape)) {
+    if (b->stored) {
+        g4_tensor t;
+        int rc = find_stored(b->m, full, &t, b->err);
+        if (rc < 0) return rc;
+        if (rc == 0) return g4_fail(b->err, GEMMA4C_ERR_FORMAT, "%s has no tensor %s (expected shape %s)",
+                                    b->m->source, full, want);
+        if (t.dtype != G4_DT_BF16 && t.dtype != G4_DT_F16 && t.dtype != G4_DT_F32 &&
+            !(g4_dtype_is_quantized(t.dtype) && ndim == 2))
+            return g4_fail(b->err, GEMMA4C_ERR_FORMAT, "tensor %s has dtype %s; expected BF16, F16 or F32%s", full,
+                           g4_dtype_name(t.dtype), ndim == 2 ? " or a gemma4c quantized type" : "");
+        if (!shape_matches(&t, ndim, shape)) {
             char got[96];
-            shape_text(t->ndim, t->shape, got, sizeof got);
+            shape_text(t.ndim, t.shape, got, sizeof got);
             return g4_fail(b->err, GEMMA4C_ERR_SHAPE, "tensor %s has shape %s but the config implies %s", full, got, want);
         }
-        *out = *t;
+        *out = t;
         return 0;
     }
     memset(out, 0, sizeof *out);
-    out->dtype = G4_DT_BF16;
     out->ndim = ndim;
     int64_t numel = 1;
     for (int d = 0; d < ndim; d++) numel *= (out->shape[d] = shape[d]);
-    out->nbytes = (size_t)numel * 2;
     g4_synth_rule rule;
     if (!g4_synth_rule_for(full, shape, ndim, b->m->cfg.text.hidden_size, &rule))
         return g4_fail(b->err, GEMMA4C_ERR_INTERNAL, "no synthetic rule for %s", full);
     if (rule_out) *rule_out = rule;
+    /* Stored as a converted file would store it: the recipe picks the type (bf16 by default). */
+    int rc = g4_convert_recipe_type(b->m->synthetic_quant, full, ndim, shape, G4_DT_BF16, &out->dtype, b->err);
+    if (rc) return rc;
+    const int64_t K = ndim ? shape[ndim - 1] : 1, rows = K ? numel / K : 0;
+    out->nbytes = g4_row_bytes(out->dtype, K) * (size_t)rows;
     if (lazy) return 0;
-    uint16_t *data = malloc(out->nbytes);
+    void *data = malloc(out->nbytes ? out->nbytes : 1);
     if (own(b->m, data)) return g4_fail(b->err, GEMMA4C_ERR_NOMEM, "out of memory for synthetic tensor %s (%zu bytes)", full, out->nbytes);
-    fill_job j = {rule, data};
-    g4_pool_for(b->pool, numel, 1 << 16, fill_range, &j);
+    /* Row by row, so a quantized model never holds a full-precision copy of a tensor. */
+    fill_job j = {rule, out->dtype, K, data};
+    g4_pool_for(b->pool, rows, 16, fill_rows, &j);
     out->data = data;
     return 0;
 }
@@ -174,7 +222,7 @@ static int rope_tables(g4_model *m) {
 
 /* sqrt(width) as transformers computes it for a loaded checkpoint, or the synthetic buffer value. */
 static float embedding_scale(const binder *b, const char *name, int64_t width) {
-    if (b->ckpt) return (float)sqrt((double)width);
+    if (b->stored) return (float)sqrt((double)width);
     char full[256];
     snprintf(full, sizeof full, "%s%s", b->prefix, name);
     g4_synth_rule rule;
@@ -198,7 +246,7 @@ static int bind_all(binder *b) {
     }
     if ((rc = bind_vec(b, &m->final_norm, H, "norm.weight"))) return rc;
     if (P > 0) {
-        if ((rc = bind_embedding(b, &m->ple_table, c->vocab_size_per_layer_input, L * P, b->ckpt == NULL,
+        if ((rc = bind_embedding(b, &m->ple_table, c->vocab_size_per_layer_input, L * P, !b->stored,
                                  "embed_tokens_per_layer.weight")))
             return rc;
         if ((rc = bind(b, &m->ple_model_proj, L * P, H, "per_layer_model_projection.weight"))) return rc;
@@ -279,7 +327,8 @@ static int checkpoint_prefix(binder *b) {
     for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++) {
         char name[128];
         snprintf(name, sizeof name, "%sembed_tokens.weight", candidates[i]);
-        if (g4_checkpoint_find(b->ckpt, name)) {
+        g4_tensor t;
+        if (find_stored(b->m, name, &t, NULL) == 1) {
             snprintf(b->prefix, sizeof b->prefix, "%s", candidates[i]);
             return 0;
         }
@@ -302,7 +351,7 @@ int g4_model_load_dir(const char *dir, g4_model **out, g4_err *err) {
     if (m->gen.n_eos == 0)
         for (int i = 0; i < m->cfg.n_eos; i++) m->gen.eos_ids[m->gen.n_eos++] = m->cfg.eos_ids[i];
     if ((rc = g4_checkpoint_open(dir, &m->ckpt, err))) goto fail;
-    binder b = {m, m->ckpt, NULL, "", err};
+    binder b = {m, 1, NULL, "", err};
     if ((rc = checkpoint_prefix(&b)) || (rc = bind_all(&b))) goto fail;
     if ((rc = load_tokenizer(m, dir, err))) goto fail;
     *out = m;
@@ -312,11 +361,75 @@ fail:
     return rc ? rc : GEMMA4C_ERR_INTERNAL;
 }
 
-int g4_model_synthetic(const char *config_json, int n_threads, g4_model **out, g4_err *err) {
+/* Text kept in a GGUF metadata string: NULL when the key is absent. */
+static const char *gguf_text(const g4_gguf *f, const char *key, size_t *len) {
+    const char *s = NULL;
+    g4_err ignored = {0};
+    if (!g4_gguf_find_kv(f, key) || g4_gguf_get_str(f, key, &s, len, &ignored)) return NULL;
+    return s;
+}
+
+int g4_model_load_gguf(const char *path, g4_model **out, g4_err *err) {
+    *out = NULL;
+    g4_model *m = calloc(1, sizeof *m);
+    if (!m) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    snprintf(m->source, sizeof m->source, "%s", path);
+    int rc;
+    size_t len;
+    if ((rc = g4_gguf_open(path, &m->gguf, err))) goto fail;
+    uint32_t version = 0;
+    if (!g4_gguf_find_kv(m->gguf, G4_GGUF_KEY_FORMAT) ||
+        (rc = g4_gguf_get_u32(m->gguf, G4_GGUF_KEY_FORMAT, &version, err)) || version != G4_GGUF_FORMAT_VERSION) {
+        rc = g4_fail(err, GEMMA4C_ERR_UNSUPPORTED,
+                     "%s: not a gemma4c GGUF file (format version %u; convert the checkpoint with `gemma4c convert`)",
+                     path, version);
+        goto fail;
+    }
+    const char *text = gguf_text(m->gguf, G4_GGUF_KEY_CONFIG, &len);
+    if (!text) {
+        rc = g4_fail(err, GEMMA4C_ERR_FORMAT, "%s: no %s", path, G4_GGUF_KEY_CONFIG);
+        goto fail;
+    }
+    if ((rc = g4_config_parse(text, len, &m->cfg, err))) {
+        g4_err_prefix(err, "%s", path);
+        goto fail;
+    }
+    g4_generation_config_default(&m->gen);
+    if ((text = gguf_text(m->gguf, G4_GGUF_KEY_GENERATION, &len)) &&
+        (rc = g4_generation_config_parse(text, len, &m->gen, err))) {
+        g4_err_prefix(err, "%s", path);
+        goto fail;
+    }
+    if (m->gen.n_eos == 0)
+        for (int i = 0; i < m->cfg.n_eos; i++) m->gen.eos_ids[m->gen.n_eos++] = m->cfg.eos_ids[i];
+    binder b = {m, 1, NULL, "", err};
+    if ((rc = checkpoint_prefix(&b)) || (rc = bind_all(&b))) goto fail;
+    if ((text = gguf_text(m->gguf, G4_GGUF_KEY_TOKENIZER, &len))) {
+        if ((rc = g4_tokenizer_parse(text, len, &m->tok, err))) {
+            g4_err_prefix(err, "%s: tokenizer", path);
+            goto fail;
+        }
+    } else if ((rc = load_tokenizer(m, NULL, err)))
+        goto fail;
+    *out = m;
+    return 0;
+fail:
+    g4_model_free(m);
+    return rc ? rc : GEMMA4C_ERR_INTERNAL;
+}
+
+int g4_model_load(const char *path, g4_model **out, g4_err *err) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) return g4_model_load_gguf(path, out, err);
+    return g4_model_load_dir(path, out, err);
+}
+
+int g4_model_synthetic(const char *config_json, const char *quant, int n_threads, g4_model **out, g4_err *err) {
     *out = NULL;
     g4_model *m = calloc(1, sizeof *m);
     if (!m) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     m->synthetic = 1;
+    snprintf(m->synthetic_quant, sizeof m->synthetic_quant, "%s", quant ? quant : "bf16");
     snprintf(m->source, sizeof m->source, "synthetic");
     int rc;
     g4_pool *pool = NULL;
@@ -324,7 +437,7 @@ int g4_model_synthetic(const char *config_json, int n_threads, g4_model **out, g
     g4_generation_config_default(&m->gen);
     for (int i = 0; i < m->cfg.n_eos && i < G4_MAX_STOP_IDS; i++) m->gen.eos_ids[m->gen.n_eos++] = m->cfg.eos_ids[i];
     pool = g4_pool_create(n_threads);
-    binder b = {m, NULL, pool, "model.language_model.", err};
+    binder b = {m, 0, pool, "model.language_model.", err};
     if ((rc = bind_all(&b))) goto fail;
     if ((rc = load_tokenizer(m, NULL, err))) goto fail;
     g4_pool_destroy(pool);
@@ -342,6 +455,7 @@ void g4_model_free(g4_model *m) {
     free(m->owned);
     g4_tokenizer_free(m->tok);
     if (m->ckpt) g4_checkpoint_close(m->ckpt);
+    if (m->gguf) g4_gguf_close(m->gguf);
     g4_config_free(&m->cfg);
     free(m);
 }
@@ -360,9 +474,9 @@ int64_t g4_model_max_input_width(const g4_model *m) {
 int64_t g4_model_weight_bytes_per_token(const g4_model *m) {
     const g4_text_config *c = &m->cfg.text;
     int64_t bytes = (int64_t)m->lm_head.nbytes + (int64_t)m->ple_model_proj.nbytes;
-    bytes += (int64_t)(m->embed.t.nbytes / (size_t)m->embed.rows);
-    if (m->ple_table.rows) bytes += m->ple_table.width * 2; /* a synthetic table is generated, not read: count bf16 */
-    if (m->ple_table.t.data) bytes += (int64_t)(m->ple_table.t.nbytes / (size_t)m->ple_table.rows) - m->ple_table.width * 2;
+    bytes += (int64_t)g4_row_bytes(m->embed.t.dtype, m->embed.width);
+    /* A synthetic table is generated rather than read; count what a converted file would read. */
+    if (m->ple_table.rows) bytes += (int64_t)g4_row_bytes(m->ple_table.t.dtype, m->ple_table.width);
     for (int l = 0; l < c->num_layers; l++) {
         const g4_layer *ly = &m->layers[l];
         const g4_tensor *w[] = {&ly->q_proj, &ly->k_proj, &ly->v_proj, &ly->o_proj, &ly->gate_proj,
@@ -373,16 +487,17 @@ int64_t g4_model_weight_bytes_per_token(const g4_model *m) {
 }
 
 int g4_model_tensor(g4_model *m, const char *name, int ndim, const int64_t *shape, g4_tensor *out, g4_err *err) {
-    binder b = {m, m->ckpt, NULL, "", err};
+    binder b = {m, !m->synthetic, NULL, "", err};
     if (ndim < 0 || ndim > G4_MAX_DIMS) return g4_fail(err, GEMMA4C_ERR_ARG, "%s: bad rank %d", name, ndim);
     return bind_lazy(&b, name, ndim, shape, 0, out, NULL);
 }
 
 int g4_model_vector(g4_model *m, const char *name, int64_t n, float **out, g4_err *err) {
-    binder b = {m, m->ckpt, NULL, "", err};
+    binder b = {m, !m->synthetic, NULL, "", err};
     return bind_vec(&b, out, n, "%s", name);
 }
 
 int g4_model_has_tensor(const g4_model *m, const char *name) {
-    return m->synthetic || (m->ckpt && g4_checkpoint_find(m->ckpt, name) != NULL);
+    g4_tensor t;
+    return m->synthetic || find_stored(m, name, &t, NULL) == 1;
 }

@@ -37,6 +37,7 @@ typedef struct g4_model {
     g4_tokenizer *tok;
     int tokenizer_is_byte_level; /* the checkpoint shipped no tokenizer.json */
     int synthetic;               /* weights come from the synthetic formula (random, not a real model) */
+    char synthetic_quant[8];     /* ... stored as `gemma4c convert --quant` would store them */
     char source[1024];           /* where the model came from, for messages */
 
     g4_embedding embed;         /* embed_tokens [V, H]; its tensor is also the tied output matrix */
@@ -52,7 +53,8 @@ typedef struct g4_model {
     float *inv_freq[2]; /* RoPE frequencies per layer type, [head_dim / 2] (zeros for pairs that don't rotate) */
 
     /* ownership */
-    struct g4_checkpoint *ckpt;
+    struct g4_checkpoint *ckpt; /* a Hugging Face directory ... */
+    struct g4_gguf *gguf;       /* ... or a gemma4c GGUF file */
     void **owned;
     size_t n_owned, cap_owned;
 } g4_model;
@@ -61,10 +63,16 @@ typedef struct g4_model {
  * Every tensor is mapped, not copied; shapes and dtypes are checked against the config. */
 int g4_model_load_dir(const char *dir, g4_model **out, g4_err *err);
 
+/* Loads a GGUF file written by `gemma4c convert` (config, tokenizer and tensors inside). */
+int g4_model_load_gguf(const char *path, g4_model **out, g4_err *err);
+/* A directory or a .gguf file. */
+int g4_model_load(const char *path, g4_model **out, g4_err *err);
+
 /* Builds a model whose weights follow the synthetic formula for the given config.json text (the full-size
  * golden references use it; so do the quick start and the benchmarks). The per-layer embedding table is
- * never materialised. n_threads: for filling the weights. */
-int g4_model_synthetic(const char *config_json, int n_threads, g4_model **out, g4_err *err);
+ * never materialised. quant: the convert recipe (q4, q8, bf16, f32; NULL = bf16) the weights are stored in.
+ * n_threads: for filling the weights. */
+int g4_model_synthetic(const char *config_json, const char *quant, int n_threads, g4_model **out, g4_err *err);
 
 void g4_model_free(g4_model *m);
 

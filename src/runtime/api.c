@@ -37,7 +37,7 @@ int gemma4c_open(const gemma4c_params *params, gemma4c_session **out, char *err,
     if (!params) params = &none;
     gemma4c_session *h = calloc(1, sizeof *h);
     if (!h) return report(&e, g4_fail(&e, GEMMA4C_ERR_NOMEM, "out of memory"), err, err_len);
-    g4_session_params sp = {params->n_threads, params->n_ctx, params->n_batch};
+    g4_session_params sp = {params->n_threads, params->n_ctx, params->n_batch, NULL};
     int rc = g4_session_open(params->model, &sp, &h->s, &e);
     if (rc) {
         free(h);

@@ -41,9 +41,13 @@ int g4_resolve_model_path(const char *name, char *dir, size_t dir_len, g4_err *e
         snprintf(dir, dir_len, "%s", name);
         return 0;
     }
+    struct stat st;
+    if (stat(name, &st) == 0 && S_ISREG(st.st_mode)) { /* a GGUF file */
+        snprintf(dir, dir_len, "%s", name);
+        return 0;
+    }
     size_t n = strlen(name);
-    if (n > 5 && strcmp(name + n - 5, ".gguf") == 0)
-        return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "%s: GGUF models are not supported by this build yet", name);
+    if (n > 5 && strcmp(name + n - 5, ".gguf") == 0) return g4_fail(err, GEMMA4C_ERR_IO, "%s: no such file", name);
     const char *slash = strchr(name, '/');
     if (!slash || strchr(slash + 1, '/') || slash == name || !slash[1] || strstr(name, ".."))
         return g4_fail(err, GEMMA4C_ERR_IO, "%s: no such model directory", name);
@@ -99,11 +103,11 @@ int g4_session_open(const char *model, const g4_session_params *p, g4_session **
             free(s);
             return g4_fail(err, GEMMA4C_ERR_ARG, "unknown synthetic shape '%s' (small, e2b, e4b)", shape);
         }
-        rc = g4_model_synthetic(cfg, p->n_threads, &s->m, err);
+        rc = g4_model_synthetic(cfg, p->quant, p->n_threads, &s->m, err);
     } else {
         char dir[4096];
         rc = g4_resolve_model_path(model, dir, sizeof dir, err);
-        if (!rc) rc = g4_model_load_dir(dir, &s->m, err);
+        if (!rc) rc = g4_model_load(dir, &s->m, err);
     }
     if (rc) {
         free(s);

@@ -17,6 +17,7 @@ typedef struct g4_session_params {
     int n_threads;   /* <= 0: one per CPU */
     int64_t n_ctx;   /* <= 0: 4096 (capped by the model) */
     int64_t n_batch; /* prefill chunk; <= 0: 256 */
+    const char *quant; /* synthetic models only: the convert recipe their weights follow (NULL: bf16) */
 } g4_session_params;
 
 typedef struct g4_session {

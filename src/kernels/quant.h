@@ -1,0 +1,130 @@
+/* quant.h — block-quantized weights (G4_Q8, G4_Q4, G4_Q6), int8 activations and the quantized matrix products. */
+#ifndef G4_QUANT_H
+#define G4_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/threads.h"
+
+/* Every format cuts a weight row of K elements (K a multiple of 32; other rows stay bf16) into K/32 blocks of
+ * 32 consecutive elements, each with its own scale d. Rows are stored one after the other, blocks in order. */
+#define G4_QBLOCK 32
+
+typedef enum g4_qtype {
+    G4_QT_Q8 = 0, /* 36 bytes a block (9 bits a weight)   */
+    G4_QT_Q4 = 1, /* 18 bytes a block (4.5 bits a weight) */
+    G4_QT_Q6 = 2, /* 26 bytes a block (6.5 bits a weight) */
+    G4_QT_COUNT
+} g4_qtype;
+
+/* value = d * q; d = max|x| / 127 (symmetric). */
+typedef struct g4_block_q8 {
+    float d;
+    int8_t q[32];
+} g4_block_q8;
+
+/* value = bf16(d) * (q - 8) with q in 0..15; element j is the low nibble of q[j] for j < 16 and the high nibble
+ * of q[j - 16] for j >= 16. The scale is chosen so that a block already on a 4-bit grid (s * k, s a bf16 number,
+ * k integers in [-8, 7], as in Google's QAT checkpoints) comes back exactly. */
+typedef struct g4_block_q4 {
+    uint16_t d;
+    uint8_t q[16];
+} g4_block_q4;
+
+/* value = bf16(d) * (q - 32) with q in 0..63; bits 0-3 of element j sit in ql exactly as the nibbles of G4_Q4,
+ * bits 4-5 in qh[j % 8] at bit 2 * (j / 8), so that one shift per 8-element group rebuilds them. */
+typedef struct g4_block_q6 {
+    uint16_t d;
+    uint8_t ql[16];
+    uint8_t qh[8];
+} g4_block_q6;
+
+_Static_assert(sizeof(g4_block_q8) == 36 && sizeof(g4_block_q4) == 18 && sizeof(g4_block_q6) == 26,
+               "block layouts are stored in files");
+
+const char *g4_qtype_name(int qt); /* "G4_Q8", "G4_Q4", "G4_Q6"; NULL when unknown */
+int g4_qtype_from_name(const char *name); /* the g4_qtype, or -1 */
+size_t g4_qtype_block_bytes(int qt);      /* 0 when unknown */
+/* Bytes of one row of K weights; 0 when K is not a positive multiple of 32 or qt is unknown. */
+size_t g4_qrow_bytes(int qt, int64_t K);
+
+/* One row of K floats to format qt and back; -1 (nothing written) when g4_qrow_bytes(qt, K) is 0. Quantizing
+ * searches a few scales per block for the smallest squared error: meant for conversion, not for the hot path.
+ * NaN inputs become 0; infinities saturate. */
+int g4_quantize_row(int qt, const float *x, int64_t K, void *dst);
+int g4_dequantize_row(int qt, const void *src, int64_t K, float *dst);
+
+/* ---- Activations ---------------------------------------------------------------------------------------------
+ * A row of K activations (K a multiple of 32) quantized per block of 32: int8 q[K] (|q| <= 127), then float
+ * d[K/32] (x ≈ d * q), then int32 s[K/32] (each block's sum of q: the weights' zero offsets are applied through it
+ * instead of per element). Rows are g4_qact_row_bytes(K) apart, a multiple of 64. */
+size_t g4_qact_row_bytes(int64_t K);
+void g4_quantize_act_row(const float *x, int64_t K, void *row);
+static inline const float *g4_qact_d(const void *row, int64_t K) { return (const float *)((const char *)row + K); }
+static inline const int32_t *g4_qact_s(const void *row, int64_t K) {
+    return (const int32_t *)((const char *)row + K + K / 8);
+}
+
+/* ---- Kernels -------------------------------------------------------------------------------------------------
+ * The per-ISA primitives. Integer parts are exact, so variants differ from the portable one only by the order of
+ * float additions across blocks.
+ *
+ * Batched products go through two intermediate layouts built by the driver (g4_qmatmul):
+ * - an activation panel: t_tile activation rows regrouped per block so that one vector holds the same 4 bytes
+ *   of many rows (g4_qpanel_pack; layout below, shared by all variants);
+ * - unpacked weight rows: unpack_w turns nb blocks of one row into nb*32 bytes of values (encoded as the variant
+ *   needs them: signed, or unsigned with an offset the kernel removes through the block sums) followed by nb
+ *   float scales, G4_QUNPACKED_BLOCK bytes a block.
+ * gemm then multiplies up to n_tile unpacked rows by one panel, broadcasting 4 weight bytes against a vector of
+ * activation rows: no weight transposition, and the activation layout is paid once for all N rows. */
+#define G4_QUNPACKED_BLOCK 36
+
+typedef struct g4_quant_ops {
+    const char *name; /* "portable", "avx2", "avx512vnni", "neon" */
+    /* g4_quantize_act_row, bit for bit. */
+    void (*quantize_act)(const float *x, int64_t K, void *row);
+    /* y[i] = W[i] · a for i < n: n weight rows of format qt, row_bytes apart, against one activation row. */
+    void (*vec)(int qt, const void *w, size_t row_bytes, int64_t n, const void *act, int64_t K, float *y);
+    int t_tile; /* activation rows per panel (a multiple of 4) */
+    int n_tile; /* most weight rows one gemm call takes */
+    /* Blocks [b0, b0 + nb) of weight row `wrow` (format qt) into dst (nb * G4_QUNPACKED_BLOCK bytes). */
+    void (*unpack_w)(int qt, const void *wrow, int64_t b0, int64_t nb, void *dst);
+    /* out[i * t_tile + t] (+)= Σ_{b < nb} (unpacked row i, block b) · (panel row t, block b0 + b) for i < nr and
+     * t < t_tile, added to what out holds when `accumulate`; nr <= n_tile; unpacked rows are wstride bytes apart;
+     * rows t >= nt of the panel are padding the kernel may skip (their outputs are then unspecified). */
+    void (*gemm)(int qt, const void *wrows, size_t wstride, int nr, const void *panel, int nt, int64_t b0,
+                 int64_t nb, float *out, int accumulate);
+} g4_quant_ops;
+
+const g4_quant_ops *g4_quant_ops_portable(void);
+const g4_quant_ops *g4_quant_ops_avx2(void);       /* NULL when the build or the CPU lacks AVX2 + FMA */
+const g4_quant_ops *g4_quant_ops_avx512vnni(void); /* NULL without AVX512F/BW/VL/VNNI or OS support for them */
+const g4_quant_ops *g4_quant_ops_neon(void);       /* NULL unless aarch64 with the dotprod extension */
+/* The best variant this CPU runs; GEMMA4C_KERNELS=portable|avx2|avx512|neon forces one (when available). */
+const g4_quant_ops *g4_quant_ops_best(void);
+
+/* Activation panel of t_tile rows over K: per block b (K/32 of them, t_tile*40 bytes each): q[8][t_tile][4]
+ * (group g holds elements 4g..4g+3 of every row), then float d[t_tile], then int32 s[t_tile]. Rows past nt are 0. */
+size_t g4_qpanel_bytes(int t_tile, int64_t K);
+void g4_qpanel_pack(int t_tile, const void *act, size_t act_stride, int nt, int64_t K, void *panel);
+
+/* ---- Matrix products -----------------------------------------------------------------------------------------
+ * y[T, N] = x[T, K] · W[N, K]^T with W of format wtype (N rows of g4_qrow_bytes(wtype, K) bytes). x rows are
+ * quantized once (int8 per block of 32), then the N output rows are split over the pool (NULL: run inline).
+ * Small T (decode) streams each weight row once per activation row through ops->vec; larger T unpacks weight
+ * tiles once and runs the register-blocked gemm over activation panels, the activations cut into K-chunks that
+ * stay in cache. scratch: g4_qmatmul_scratch_bytes(ops, pool, T, K) bytes, any alignment, reusable; nothing is
+ * allocated. K must be a multiple of 32. */
+size_t g4_qmatmul_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K);
+void g4_qmatmul(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K, const void *w,
+                int wtype, int64_t N, float *y, void *scratch);
+
+/* The same product from activations already quantized (T rows of g4_qact_row_bytes(K), e.g. shared by the q, k
+ * and v projections of one input); scratch: g4_qmatmul_act_scratch_bytes bytes. */
+void g4_quantize_acts(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K, void *act);
+size_t g4_qmatmul_act_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K);
+void g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
+                    int wtype, int64_t N, float *y, void *scratch);
+
+#endif

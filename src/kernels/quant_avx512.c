@@ -1,0 +1,256 @@
+/* quant_avx512.c — AVX-512 VNNI quantized kernels (x86-64), compiled for that target and used only when the CPU
+ * and the OS support it. */
+#include "quant.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <string.h>
+
+#include "core/tensor.h"
+
+/* Only these functions are compiled for AVX-512: the rest of the program still runs on any x86-64. */
+#define VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define INLINE inline __attribute__((always_inline))
+
+static INLINE uint32_t load32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static INLINE uint64_t load64(const void *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static INLINE uint16_t load16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static INLINE float loadf(const void *p) {
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* The 32 nibbles of a G4_Q4 block (or the low bits of a G4_Q6 one) as bytes 0..15, in element order: one 16-bit
+ * variable shift puts the high nibbles in the upper half. */
+VNNI static INLINE __m256i nibbles(const uint8_t *q) {
+    __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
+    __m256i shift = _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
+    return _mm256_and_si256(_mm256_srlv_epi16(x, shift), _mm256_set1_epi8(15));
+}
+
+/* A G4_Q6 block's values 0..63: the 2 high bits of element j sit in byte j % 8 at bit 2 * (j / 8), so one
+ * broadcast and a per-64-bit-lane shift line them up with the nibbles. */
+VNNI static INLINE __m256i q6_values(const g4_block_q6 *b) {
+    __m256i h = _mm256_set1_epi64x((long long)load64(b->qh));
+    h = _mm256_and_si256(_mm256_srlv_epi64(h, _mm256_setr_epi64x(0, 2, 4, 6)), _mm256_set1_epi8(3));
+    return _mm256_or_si256(nibbles(b->ql), _mm256_slli_epi16(h, 4));
+}
+
+/* dpbusd multiplies unsigned by signed bytes, so weights go in as v + offset (Q4: nibble = v + 8, Q6: v + 32,
+ * Q8: v + 128 by flipping the sign bit); the offset times the activation block sum comes off through the
+ * accumulator's start value, spread over the 8 lanes. */
+VNNI static INLINE __m256 block_step(int qt, const uint8_t *blk, const int8_t *a, float da, int32_t sa, __m256 acc) {
+    __m256i wv;
+    float d;
+    int32_t start;
+    if (qt == G4_QT_Q4) {
+        wv = nibbles(blk + 2);
+        d = g4_bf16_to_f32(load16(blk));
+        start = -sa;
+    } else if (qt == G4_QT_Q6) {
+        wv = q6_values((const g4_block_q6 *)blk);
+        d = g4_bf16_to_f32(load16(blk));
+        start = -4 * sa;
+    } else {
+        wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 4)), _mm256_set1_epi8(-128));
+        d = loadf(blk);
+        start = -16 * sa;
+    }
+    __m256i dot = _mm256_dpbusd_epi32(_mm256_set1_epi32(start), wv, _mm256_loadu_si256((const __m256i *)a));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * da), acc);
+}
+
+VNNI static INLINE float hsum256(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+/* g4_quantize_act_row with the same float operations in the same order, so the bytes are identical: NaN counts
+ * as 0 in the maximum (max_ps returns its second operand for NaN) and clamps to -127. */
+VNNI static void quantize_act_avx512(const float *x, int64_t K, void *row) {
+    int8_t *q = row;
+    float *d = (float *)(q + K);
+    int32_t *s = (int32_t *)(q + K + K / 8);
+    const __m512 zero = _mm512_setzero_ps(), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    const __m512 half = _mm512_set1_ps(0.5f);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    for (int64_t b = 0; b < K / 32; b++) {
+        __m512 x0 = _mm512_loadu_ps(x + b * 32), x1 = _mm512_loadu_ps(x + b * 32 + 16);
+        __m512 m = _mm512_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), zero), _mm512_max_ps(_mm512_abs_ps(x1), zero));
+        float amax = _mm512_reduce_max_ps(m);
+        float id = amax > 0 ? 127.0f / amax : 0;
+        __m512i sum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(h ? x1 : x0, _mm512_set1_ps(id)), lo), hi);
+            __m512 r = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), sign), _mm512_castps_si512(half)));
+            __m512i iv = _mm512_cvttps_epi32(_mm512_add_ps(v, r));
+            sum = _mm512_add_epi32(sum, iv);
+            _mm_storeu_si128((__m128i *)(q + b * 32 + 16 * h), _mm512_cvtepi32_epi8(iv));
+        }
+        d[b] = amax / 127.0f;
+        s[b] = _mm512_reduce_add_epi32(sum);
+    }
+}
+
+/* Two accumulators hide the latency of the float chain, which would otherwise bound the loop. */
+VNNI static INLINE void vec_rows(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const int8_t *aq,
+                                 const float *ad, const int32_t *as, int64_t nb, float *y) {
+    size_t bb = g4_qtype_block_bytes(qt);
+    for (int64_t r = 0; r < n; r++) {
+        const uint8_t *row = w + (size_t)r * row_bytes;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        int64_t b = 0;
+        for (; b + 2 <= nb; b += 2) {
+            acc0 = block_step(qt, row + (size_t)b * bb, aq + b * 32, ad[b], as[b], acc0);
+            acc1 = block_step(qt, row + (size_t)(b + 1) * bb, aq + (b + 1) * 32, ad[b + 1], as[b + 1], acc1);
+        }
+        if (b < nb) acc0 = block_step(qt, row + (size_t)b * bb, aq + b * 32, ad[b], as[b], acc0);
+        y[r] = hsum256(_mm256_add_ps(acc0, acc1));
+    }
+}
+
+VNNI static void vec_avx512(int qt, const void *w, size_t row_bytes, int64_t n, const void *act, int64_t K, float *y) {
+    const int8_t *aq = act;
+    const float *ad = g4_qact_d(act, K);
+    const int32_t *as = g4_qact_s(act, K);
+    if (qt == G4_QT_Q4) vec_rows(G4_QT_Q4, w, row_bytes, n, aq, ad, as, K / 32, y);
+    else if (qt == G4_QT_Q6) vec_rows(G4_QT_Q6, w, row_bytes, n, aq, ad, as, K / 32, y);
+    else vec_rows(G4_QT_Q8, w, row_bytes, n, aq, ad, as, K / 32, y);
+}
+
+/* Unpacked rows hold v + 128 for every format, so the gemm needs one offset correction whatever the weights. */
+VNNI static void unpack_w_avx512(int qt, const void *wrow, int64_t b0, int64_t nb, void *dst) {
+    size_t bb = g4_qtype_block_bytes(qt);
+    uint8_t *v = dst;
+    float *d = (float *)(v + nb * 32);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = (const uint8_t *)wrow + (size_t)(b0 + b) * bb;
+        __m256i x;
+        if (qt == G4_QT_Q4) {
+            x = _mm256_add_epi8(nibbles(blk + 2), _mm256_set1_epi8(120));
+            d[b] = g4_bf16_to_f32(load16(blk));
+        } else if (qt == G4_QT_Q6) {
+            x = _mm256_add_epi8(q6_values((const g4_block_q6 *)blk), _mm256_set1_epi8(96));
+            d[b] = g4_bf16_to_f32(load16(blk));
+        } else {
+            x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 4)), _mm256_set1_epi8(-128));
+            d[b] = loadf(blk);
+        }
+        _mm256_storeu_si256((__m256i *)(v + b * 32), x);
+    }
+}
+
+enum { T_TILE = 32, N_TILE = 6, PANEL_BLOCK = T_TILE * 40 };
+
+/* The micro-kernel: NR weight rows x NV vectors of 16 activation rows. Each 4-byte weight group is broadcast
+ * against 16 rows' matching bytes, so a block costs 8 dpbusd per (row, vector) and 3 float ops to apply the two
+ * scales; the int32 accumulator starts at -128 * (activation block sum) to remove the weights' offset. */
+VNNI static INLINE void gemm_tile(int NR, int NV, const uint8_t *w, size_t wstride, const uint8_t *panel, int64_t b0,
+                                  int64_t nb, float *out, int accumulate) {
+    __m512 f[N_TILE][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) f[i][v] = accumulate ? _mm512_loadu_ps(out + i * T_TILE + 16 * v) : _mm512_setzero_ps();
+    const float *wd = (const float *)(w + nb * 32);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = panel + (size_t)(b0 + b) * PANEL_BLOCK;
+        __m512i acc[N_TILE][2], start[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++)
+            start[v] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                        _mm512_slli_epi32(_mm512_loadu_si512(p + T_TILE * 36 + 64 * v), 7));
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; i++)
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) acc[i][v] = start[v];
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            __m512i a[2];
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) a[v] = _mm512_loadu_si512(p + g * T_TILE * 4 + 64 * v);
+#pragma GCC unroll 8
+            for (int i = 0; i < NR; i++) {
+                __m512i wb = _mm512_set1_epi32((int)load32(w + (size_t)i * wstride + b * 32 + g * 4));
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], wb, a[v]);
+            }
+        }
+        __m512 da[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) da[v] = _mm512_loadu_ps((const float *)(p + T_TILE * 32) + 16 * v);
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; i++) {
+            __m512 dw = _mm512_set1_ps(((const float *)((const uint8_t *)wd + (size_t)i * wstride))[b]);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++)
+                f[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), _mm512_mul_ps(da[v], dw), f[i][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(out + i * T_TILE + 16 * v, f[i][v]);
+}
+
+/* One instance per (rows, vectors) so that every accumulator lives in a register. */
+#define GEMM_CASE(nr)                                                          \
+    case nr:                                                                   \
+        if (nv == 1) gemm_tile(nr, 1, w, wstride, panel, b0, nb, out, acc);    \
+        else gemm_tile(nr, 2, w, wstride, panel, b0, nb, out, acc);            \
+        break;
+
+VNNI static void gemm_avx512(int qt, const void *wrows, size_t wstride, int nr, const void *panel_, int nt, int64_t b0,
+                             int64_t nb, float *out, int acc) {
+    const uint8_t *w = wrows, *panel = panel_;
+    int nv = nt > 16 ? 2 : 1;
+    switch (nr) {
+        GEMM_CASE(1)
+        GEMM_CASE(2)
+        GEMM_CASE(3)
+        GEMM_CASE(4)
+        GEMM_CASE(5)
+        default:
+        GEMM_CASE(6)
+    }
+    (void)qt;
+}
+
+static const g4_quant_ops avx512_ops = {"avx512vnni", quantize_act_avx512, vec_avx512,  T_TILE,
+                                        N_TILE,       unpack_w_avx512,     gemm_avx512};
+
+/* The OS must save the opmask and all 512-bit registers (XCR0 bits 1, 2, 5, 6, 7), or the instructions fault. */
+static int os_saves_zmm(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 0xe6) == 0xe6;
+}
+
+const g4_quant_ops *g4_quant_ops_avx512vnni(void) {
+    unsigned a, b, c, d;
+    if (!os_saves_zmm() || !__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_FMA)) return NULL;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return NULL;
+    int avx2 = (b >> 5) & 1, f = (b >> 16) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1, vnni = (c >> 11) & 1;
+    return avx2 && f && bw && vl && vnni ? &avx512_ops : NULL;
+}
+#else
+const g4_quant_ops *g4_quant_ops_avx512vnni(void) { return NULL; }
+#endif

@@ -1,0 +1,433 @@
+/* test_quant.c — quantized formats (round trips, exact QAT grids), every kernel variant against exact references,
+ * the threaded quantized product, and a printed (not asserted) speed figure per variant. */
+#include "test.h"
+
+#include <stdint.h>
+#include <time.h>
+
+#include "core/tensor.h"
+#include "core/threads.h"
+#include "kernels/quant.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd_u32(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float rnd_normal(void) { /* Irwin-Hall: close enough to a Gaussian for error statistics */
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += (float)(rnd_u32() / 4294967296.0);
+    return s - 6.0f;
+}
+/* Rows like a trained model's: Gaussian, a few large outliers, some blocks much smaller than others. */
+static void fill_weights(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = 0.02f * rnd_normal();
+    for (int64_t i = 0; i < n; i += 97) x[i] *= 8;
+    for (int64_t b = 0; b + 32 <= n; b += 32 * 7)
+        for (int j = 0; j < 32; j++) x[b + j] *= 0.01f;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static const g4_quant_ops *variants[4];
+static int n_variants;
+
+/* ---- Formats ------------------------------------------------------------------------------------------------ */
+
+static void check_names_sizes(void) {
+    CHECK(g4_qtype_from_name("G4_Q8") == G4_QT_Q8 && g4_qtype_from_name("G4_Q4") == G4_QT_Q4 &&
+              g4_qtype_from_name("G4_Q6") == G4_QT_Q6 && g4_qtype_from_name("Q4_0") == -1,
+          "names");
+    CHECK(strcmp(g4_qtype_name(G4_QT_Q6), "G4_Q6") == 0 && g4_qtype_name(7) == NULL, "name of type");
+    CHECK(g4_qrow_bytes(G4_QT_Q8, 64) == 72 && g4_qrow_bytes(G4_QT_Q4, 64) == 36 && g4_qrow_bytes(G4_QT_Q6, 64) == 52,
+          "row bytes");
+    CHECK(g4_qrow_bytes(G4_QT_Q4, 48) == 0 && g4_qrow_bytes(G4_QT_Q4, 0) == 0 && g4_qrow_bytes(3, 32) == 0, "bad K");
+    float x[48] = {0};
+    unsigned char buf[64];
+    CHECK(g4_quantize_row(G4_QT_Q4, x, 48, buf) == -1 && g4_dequantize_row(-1, buf, 32, x) == -1, "bad args refused");
+}
+
+/* Error of every format on model-like rows: Q8 must be within half a step of d = max/127 everywhere; Q4 and Q6
+ * pick their scale by search, so each block must do at least as well as the plain max/7 (max/31) scale would,
+ * and the whole row must stay within the relative RMS error such a grid gives on Gaussian data. */
+static void check_round_trips(void) {
+    const int64_t K = 4096;
+    float *x = malloc(K * 4), *y = malloc(K * 4);
+    unsigned char *q = malloc(g4_qrow_bytes(G4_QT_Q8, K));
+    fill_weights(x, K);
+    for (int qt = 0; qt < G4_QT_COUNT; qt++) {
+        CHECK(g4_quantize_row(qt, x, K, q) == 0 && g4_dequantize_row(qt, q, K, y) == 0, "%s row", g4_qtype_name(qt));
+        double se = 0, ss = 0;
+        int worse = 0;
+        for (int64_t b = 0; b < K / 32; b++) {
+            const float *xb = x + b * 32, *yb = y + b * 32;
+            float amax = 0;
+            for (int i = 0; i < 32; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+            double bse = 0, plain = 0;
+            int hi = qt == G4_QT_Q4 ? 7 : 31;
+            float dp = g4_bf16_to_f32(g4_f32_to_bf16(amax / (float)hi));
+            for (int i = 0; i < 32; i++) {
+                double e = (double)xb[i] - yb[i];
+                bse += e * e, ss += (double)xb[i] * xb[i];
+                if (qt == G4_QT_Q8)
+                    CHECK(fabs(e) <= amax / 127.0 * 0.5000001 + 1e-30, "Q8 element %lld: error %g, max %g",
+                          (long long)(b * 32 + i), e, amax);
+                double k = dp > 0 ? round(xb[i] / dp) : 0;
+                k = k > hi ? hi : k < -hi - 1 ? -hi - 1 : k;
+                plain += ((double)xb[i] - dp * k) * ((double)xb[i] - dp * k);
+            }
+            se += bse;
+            if (qt != G4_QT_Q8 && bse > plain * (1 + 1e-5) + 1e-30) worse++;
+        }
+        CHECK(worse == 0, "%s: %d blocks worse than the plain max scale", g4_qtype_name(qt), worse);
+        printf("%s round trip, model-like rows: relative RMS error %.4f\n", g4_qtype_name(qt), sqrt(se / ss));
+    }
+    /* On Gaussian rows the largest of 32 values is about 2.1 sigma, so a grid step of max/127, max/7, max/31
+     * leaves an RMS error of step / sqrt(12) = 0.0048, 0.087, 0.020 sigma: the limits allow 15 % over that. */
+    const double rms_limit[G4_QT_COUNT] = {0.0055, 0.10, 0.023};
+    for (int64_t i = 0; i < K; i++) x[i] = rnd_normal();
+    for (int qt = 0; qt < G4_QT_COUNT; qt++) {
+        g4_quantize_row(qt, x, K, q);
+        g4_dequantize_row(qt, q, K, y);
+        double se = 0, ss = 0;
+        for (int64_t i = 0; i < K; i++) se += ((double)x[i] - y[i]) * ((double)x[i] - y[i]), ss += (double)x[i] * x[i];
+        double rel = sqrt(se / ss);
+        CHECK(rel < rms_limit[qt], "%s: relative RMS error %.4f (limit %.4f)", g4_qtype_name(qt), rel, rms_limit[qt]);
+        printf("%s round trip, Gaussian rows: relative RMS error %.4f\n", g4_qtype_name(qt), rel);
+    }
+    /* NaN becomes 0, infinities saturate, zeros stay zeros; nothing non-finite comes back */
+    float odd[64] = {0};
+    odd[3] = NAN, odd[5] = INFINITY, odd[6] = -1.0f, odd[40] = -INFINITY;
+    for (int qt = 0; qt < G4_QT_COUNT; qt++) {
+        g4_quantize_row(qt, odd, 64, q);
+        g4_dequantize_row(qt, q, 64, y);
+        int finite = 1;
+        for (int i = 0; i < 64; i++) finite &= isfinite(y[i]) != 0;
+        CHECK(finite && y[3] == 0 && y[0] == 0 && y[5] > 1e30f && y[40] < -1e30f, "%s non-finite input",
+              g4_qtype_name(qt));
+    }
+    free(x), free(y), free(q);
+}
+
+/* Google's QAT checkpoints store blocks s * k (s bf16, k integer in [-8, 7]): they must come back bit for bit,
+ * whatever the largest |k| of the block is. The same holds for 6-bit grids whose block reaches an extreme. */
+static void check_grid_exact(void) {
+    enum { NB = 4000 };
+    float *x = malloc(NB * 32 * 4), *y = malloc(NB * 32 * 4);
+    unsigned char *q = malloc(g4_qrow_bytes(G4_QT_Q6, NB * 32));
+    for (int qt = G4_QT_Q4; qt <= G4_QT_Q6; qt++) {
+        int kmin = qt == G4_QT_Q4 ? -8 : -32, kmax = -kmin - 1;
+        for (int b = 0; b < NB; b++) {
+            /* a bf16 scale anywhere from 2^-20 to 2^4 with a random 7-bit mantissa */
+            uint16_t sb = (uint16_t)(((127 - 20 + rnd_u32() % 25) << 7) | (rnd_u32() & 127));
+            float s = g4_bf16_to_f32(sb);
+            /* Q4: every block range from [-1, 1] to [-8, 7], the extreme present; Q6: the full range */
+            int lo = kmin, hi = kmax;
+            if (qt == G4_QT_Q4 && b % 2) lo = -(int)(1 + rnd_u32() % 8), hi = -lo - (rnd_u32() & 1);
+            if (hi > kmax) hi = kmax;
+            if (hi < 1) hi = 1;
+            for (int i = 0; i < 32; i++) x[b * 32 + i] = s * (float)(lo + (int)(rnd_u32() % (uint32_t)(hi - lo + 1)));
+            x[b * 32 + rnd_u32() % 32] = s * (float)((rnd_u32() & 1) ? lo : hi);
+        }
+        g4_quantize_row(qt, x, NB * 32, q);
+        g4_dequantize_row(qt, q, NB * 32, y);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < NB * 32; i++) bad += memcmp(&x[i], &y[i], 4) != 0;
+        CHECK(bad == 0, "%s: %lld of %d grid values changed", g4_qtype_name(qt), (long long)bad, NB * 32);
+    }
+    free(x), free(y), free(q);
+}
+
+static void check_act_quant(void) {
+    const int64_t K = 320;
+    float x[320];
+    for (int i = 0; i < K; i++) x[i] = rnd_normal() * (i < 32 ? 1e-3f : 3.0f);
+    for (int i = 64; i < 96; i++) x[i] = 0;
+    unsigned char *row = malloc(g4_qact_row_bytes(K));
+    g4_quantize_act_row(x, K, row);
+    const int8_t *qv = (const int8_t *)row;
+    const float *d = g4_qact_d(row, K);
+    const int32_t *s = g4_qact_s(row, K);
+    CHECK(g4_qact_row_bytes(K) % 64 == 0 && g4_qact_row_bytes(K) >= (size_t)K * 5 / 4, "activation row size");
+    for (int b = 0; b < K / 32; b++) {
+        int32_t sum = 0;
+        for (int i = 0; i < 32; i++) {
+            sum += qv[b * 32 + i];
+            CHECK(fabsf(x[b * 32 + i] - d[b] * qv[b * 32 + i]) <= d[b] * 0.5001f, "activation %d", b * 32 + i);
+            CHECK(qv[b * 32 + i] >= -127 && qv[b * 32 + i] <= 127, "activation range");
+        }
+        CHECK(sum == s[b], "block sum %d", b);
+    }
+    CHECK(d[2] == 0 && s[2] == 0, "zero block");
+    free(row);
+}
+
+/* Every variant's activation quantizer writes the portable one's bytes, NaN, infinities and zeros included. */
+static void check_act_variants(void) {
+    const int64_t K = 1024;
+    float *x = malloc(K * 4);
+    size_t rb = g4_qact_row_bytes(K);
+    unsigned char *ref = calloc(1, rb), *got = calloc(1, rb);
+    for (int64_t i = 0; i < K; i++) x[i] = rnd_normal() * (i % 37 == 0 ? 1e4f : 1.0f) * (i < 64 ? 1e-30f : 1.0f);
+    for (int i = 64; i < 96; i++) x[i] = 0;
+    for (int i = 96; i < 128; i++) x[i] = (float)(i - 112) * 0.5f; /* ties at the rounding boundary */
+    x[200] = NAN, x[300] = INFINITY, x[301] = -INFINITY, x[400] = -0.0f;
+    g4_quantize_act_row(x, K, ref);
+    for (int v = 0; v < n_variants; v++) {
+        memset(got, 0, rb);
+        variants[v]->quantize_act(x, K, got);
+        CHECK(memcmp(ref, got, (size_t)K + (size_t)K / 4) == 0, "%s quantize_act differs from the portable one",
+              variants[v]->name);
+    }
+    free(x), free(ref), free(got);
+}
+
+/* ---- Kernels against exact references ---------------------------------------------------------------------- */
+
+/* The exact value of weight row · quantized activation row over blocks [b0, b0 + nb) (dequantized weights are
+ * exact products, activations exact integers times their scale), and Σ|terms| to scale tolerances by. */
+static double ref_dot(const float *wdeq, const unsigned char *act, int64_t K, int64_t b0, int64_t nb, double *mag) {
+    const int8_t *aq = (const int8_t *)act;
+    const float *ad = g4_qact_d(act, K);
+    double s = 0, m = 0;
+    for (int64_t b = b0; b < b0 + nb; b++) {
+        double blk = 0;
+        for (int i = 0; i < 32; i++) blk += (double)wdeq[b * 32 + i] * aq[b * 32 + i];
+        s += blk * ad[b], m += fabs(blk * ad[b]);
+    }
+    *mag = m;
+    return s;
+}
+
+/* Float sums over at most K/32 block terms in another order: 1e-5 of Σ|terms| is ~100x the rounding there. */
+#define KTOL 1e-5
+
+typedef struct testmat {
+    int qt;
+    int64_t N, K;
+    unsigned char *w; /* quantized */
+    float *wdeq;      /* dequantized, exact */
+} testmat;
+
+static testmat make_mat(int qt, int64_t N, int64_t K) {
+    testmat m = {qt, N, K, malloc(g4_qrow_bytes(qt, K) * (size_t)N + 1), malloc((size_t)(N * K) * 4)};
+    float *row = malloc((size_t)K * 4);
+    for (int64_t n = 0; n < N; n++) {
+        fill_weights(row, K);
+        g4_quantize_row(qt, row, K, m.w + (size_t)n * g4_qrow_bytes(qt, K));
+        g4_dequantize_row(qt, m.w + (size_t)n * g4_qrow_bytes(qt, K), K, m.wdeq + n * K);
+    }
+    free(row);
+    return m;
+}
+static void free_mat(testmat *m) { free(m->w), free(m->wdeq); }
+
+static unsigned char *make_acts(int64_t T, int64_t K) {
+    size_t rb = g4_qact_row_bytes(K);
+    unsigned char *a = malloc(rb * (size_t)T);
+    float *x = malloc((size_t)K * 4);
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t i = 0; i < K; i++) x[i] = rnd_normal() * (i % 61 == 0 ? 20.0f : 1.0f);
+        g4_quantize_act_row(x, K, a + (size_t)t * rb);
+    }
+    free(x);
+    return a;
+}
+
+/* vec of every variant (portable included) against the exact reference, odd row counts. */
+static void check_vec(const g4_quant_ops *ops, const testmat *m, const unsigned char *act) {
+    float *y = malloc((size_t)m->N * 4);
+    ops->vec(m->qt, m->w, g4_qrow_bytes(m->qt, m->K), m->N, act, m->K, y);
+    int bad = 0;
+    for (int64_t n = 0; n < m->N; n++) {
+        double mag, r = ref_dot(m->wdeq + n * m->K, act, m->K, 0, m->K / 32, &mag);
+        if (fabs(y[n] - r) > KTOL * mag + 1e-30) {
+            if (bad++ < 3)
+                fprintf(stderr, "  %s vec %s K=%lld row %lld: %.9g vs %.9g\n", ops->name, g4_qtype_name(m->qt),
+                        (long long)m->K, (long long)n, y[n], r);
+        }
+    }
+    CHECK(bad == 0, "%s vec %s N=%lld K=%lld: %d rows off", ops->name, g4_qtype_name(m->qt), (long long)m->N,
+          (long long)m->K, bad);
+    free(y);
+}
+
+/* The register-blocked gemm (nr weight rows x nt activation rows, over a block range) against the single-row
+ * reference, for every nr up to n_tile and a partial panel. */
+static void check_gemm(const g4_quant_ops *ops, const testmat *m, const unsigned char *act, int nt) {
+    int64_t nbk = m->K / 32, b0 = nbk > 2 ? 1 : 0, nb = nbk - b0 - (nbk > 3 ? 1 : 0);
+    size_t rb = g4_qact_row_bytes(m->K), wstride = (size_t)nb * G4_QUNPACKED_BLOCK + 4; /* odd stride on purpose */
+    unsigned char *panel = malloc(g4_qpanel_bytes(ops->t_tile, m->K));
+    unsigned char *wu = malloc(wstride * (size_t)ops->n_tile);
+    float *out = malloc((size_t)ops->n_tile * ops->t_tile * 4);
+    g4_qpanel_pack(ops->t_tile, act, rb, nt, m->K, panel);
+    int bad = 0;
+    for (int nr = 1; nr <= ops->n_tile && nr <= m->N; nr++) {
+        /* in two halves: the second adds to the first's sums, as the product does across K-chunks */
+        int64_t h = nb / 2;
+        for (int i = 0; i < nr; i++) ops->unpack_w(m->qt, m->w + (size_t)i * g4_qrow_bytes(m->qt, m->K), b0, h, wu + i * wstride);
+        ops->gemm(m->qt, wu, wstride, nr, panel, nt, b0, h, out, 0);
+        for (int i = 0; i < nr; i++)
+            ops->unpack_w(m->qt, m->w + (size_t)i * g4_qrow_bytes(m->qt, m->K), b0 + h, nb - h, wu + i * wstride);
+        ops->gemm(m->qt, wu, wstride, nr, panel, nt, b0 + h, nb - h, out, 1);
+        for (int i = 0; i < nr; i++)
+            for (int t = 0; t < nt; t++) {
+                double mag, r = ref_dot(m->wdeq + i * m->K, act + (size_t)t * rb, m->K, b0, nb, &mag);
+                float v = out[i * ops->t_tile + t];
+                if (fabs(v - r) > KTOL * mag + 1e-30 && bad++ < 3)
+                    fprintf(stderr, "  %s gemm %s K=%lld nr=%d i=%d t=%d: %.9g vs %.9g\n", ops->name,
+                            g4_qtype_name(m->qt), (long long)m->K, nr, i, t, v, r);
+            }
+    }
+    CHECK(bad == 0, "%s gemm %s K=%lld nt=%d: %d outputs off", ops->name, g4_qtype_name(m->qt), (long long)m->K, nt, bad);
+    free(panel), free(wu), free(out);
+}
+
+static void check_kernels(void) {
+    const int64_t Ks[] = {32, 64, 96, 2560, 10240};
+    for (int qt = 0; qt < G4_QT_COUNT; qt++)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
+            int64_t K = Ks[ki], N = K > 2560 ? 7 : 13;
+            testmat m = make_mat(qt, N, K);
+            unsigned char *act = make_acts(40, K);
+            for (int v = 0; v < n_variants; v++) {
+                const g4_quant_ops *ops = variants[v];
+                check_vec(ops, &m, act);
+                check_gemm(ops, &m, act, ops->t_tile);
+                check_gemm(ops, &m, act, ops->t_tile > 4 ? ops->t_tile / 2 + 1 : 3);
+            }
+            free(act);
+            free_mat(&m);
+        }
+}
+
+/* ---- The threaded product ----------------------------------------------------------------------------------- */
+
+/* y against a double product of the float x with the dequantized weights. The only approximation is rounding x
+ * to int8 per block: |x - d q| <= d / 2 = max|x_block| / 254, so each output can be off by at most
+ * Σ_b max|x_b| / 254 · Σ_{i in b} |w_i| (plus float summation, KTOL of Σ|w x|). The bound is checked exactly. */
+static void check_qmatmul(const g4_quant_ops *ops, int threads, int qt, int64_t T, int64_t K, int64_t N) {
+    g4_pool *pool = g4_pool_create(threads);
+    testmat m = make_mat(qt, N, K);
+    float *x = malloc((size_t)(T * K) * 4), *y = malloc((size_t)(T * N) * 4);
+    for (int64_t i = 0; i < T * K; i++) x[i] = rnd_normal() * (i % 53 == 0 ? 10.0f : 1.0f);
+    size_t sb = g4_qmatmul_scratch_bytes(ops, pool, T, K);
+    unsigned char *scratch = malloc(sb + 1);
+    /* scratch of any alignment: the product aligns what it needs inside the size it asked for */
+    g4_qmatmul(ops, pool, x, T, K, m.w, qt, N, y, scratch + 1);
+    int bad = 0;
+    double worst = 0;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t n = 0; n < N; n++) {
+            double ref = 0, bound = 0, mag = 0;
+            for (int64_t b = 0; b < K / 32; b++) {
+                double amax = 0, wabs = 0;
+                for (int i = 0; i < 32; i++) {
+                    double xv = x[t * K + b * 32 + i], wv = m.wdeq[n * K + b * 32 + i];
+                    ref += xv * wv, mag += fabs(xv * wv), wabs += fabs(wv);
+                    amax = fabs(xv) > amax ? fabs(xv) : amax;
+                }
+                bound += amax / 254.0 * wabs;
+            }
+            bound = bound * 1.0001 + KTOL * mag + 1e-30;
+            double e = fabs(y[t * N + n] - ref);
+            worst = e / bound > worst ? e / bound : worst;
+            if (e > bound && bad++ < 3)
+                fprintf(stderr, "  qmatmul t=%lld n=%lld: %.9g vs %.9g (bound %.3g)\n", (long long)t, (long long)n,
+                        y[t * N + n], ref, bound);
+        }
+    CHECK(bad == 0, "%s qmatmul %s T=%lld K=%lld N=%lld threads=%d: %d outputs outside the bound", ops->name,
+          g4_qtype_name(qt), (long long)T, (long long)K, (long long)N, threads, bad);
+    CHECK(worst > 0.001 || T * N < 4, "%s qmatmul: suspiciously exact (worst %.3g of the bound)", ops->name, worst);
+    /* the pre-quantized entry gives the same numbers */
+    unsigned char *act = malloc(g4_qact_row_bytes(K) * (size_t)T);
+    float *y2 = malloc((size_t)(T * N) * 4);
+    g4_quantize_acts(ops, pool, x, T, K, act);
+    unsigned char *s2 = malloc(g4_qmatmul_act_scratch_bytes(ops, pool, T, K) + 1);
+    g4_qmatmul_act(ops, pool, act, T, K, m.w, qt, N, y2, s2);
+    CHECK(memcmp(y, y2, (size_t)(T * N) * 4) == 0, "%s qmatmul_act differs from qmatmul", ops->name);
+    free(act), free(y2), free(s2);
+    free(x), free(y), free(scratch);
+    free_mat(&m);
+    g4_pool_destroy(pool);
+}
+
+static void check_products(void) {
+    const int64_t Ts[] = {1, 3, 5, 37, 70, 150}; /* 150 x 2560 cuts K into chunks for every variant */
+    for (int v = 0; v < n_variants; v++)
+        for (int threads = 1; threads <= 3; threads++)
+            for (int qt = 0; qt < G4_QT_COUNT; qt++)
+                for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++) {
+                    int64_t T = Ts[ti], K = ti % 2 ? 2560 : 96, N = ti % 2 ? 61 : 131;
+                    if (T == 150 && (threads != 2 || qt != G4_QT_Q4)) continue; /* slow check: once is enough */
+                    check_qmatmul(variants[v], threads, qt, T, K, N);
+                }
+}
+
+/* ---- Speed (printed, not checked) --------------------------------------------------------------------------- */
+
+static double best_time(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K,
+                        const void *w, int qt, int64_t N, float *y, void *scratch, double budget) {
+    double best = 1e30, start = now_s();
+    for (int rep = 0; rep < 200 && (rep < 2 || now_s() - start < budget); rep++) {
+        double t0 = now_s();
+        g4_qmatmul(ops, pool, x, T, K, w, qt, N, y, scratch);
+        double dt = now_s() - t0;
+        best = dt < best ? dt : best;
+    }
+    return best;
+}
+
+static void report_speed(void) {
+    if (getenv("GEMMA4C_QUANT_NOBENCH")) return;
+    const int64_t K = 4096, N = 4096, T = 64;
+    g4_pool *pool = g4_pool_create(2);
+    float *row = malloc(K * 4), *x = malloc((size_t)(T * K) * 4), *y = malloc((size_t)(T * N) * 4);
+    for (int64_t i = 0; i < T * K; i++) x[i] = rnd_normal();
+    for (int qt = 0; qt < G4_QT_COUNT; qt++) {
+        size_t rb = g4_qrow_bytes(qt, K);
+        unsigned char *w = malloc(rb * N);
+        for (int64_t n = 0; n < N; n++) {
+            fill_weights(row, K);
+            g4_quantize_row(qt, row, K, w + (size_t)n * rb);
+        }
+        for (int v = 0; v < n_variants; v++) {
+            const g4_quant_ops *ops = variants[v];
+            void *scratch = malloc(g4_qmatmul_scratch_bytes(ops, pool, T, K));
+            int slow = strcmp(ops->name, "portable") == 0;
+            double tv = best_time(ops, pool, x, 1, K, w, qt, N, y, scratch, slow ? 0.2 : 0.5);
+            double tm = best_time(ops, pool, x, T, K, w, qt, N, y, scratch, slow ? 0.2 : 0.5);
+            printf("speed %-10s %s  2 threads: %4lldx%lld matvec %6.2f GB/s of weights (%.3f ms); %lldx%lldx%lld: "
+                   "%7.1f GOP/s (%.2f ms)\n",
+                   ops->name, g4_qtype_name(qt), (long long)N, (long long)K, rb * N / tv * 1e-9, tv * 1e3,
+                   (long long)T, (long long)K, (long long)N, 2.0 * T * K * N / tm * 1e-9, tm * 1e3);
+            free(scratch);
+        }
+        free(w);
+    }
+    free(row), free(x), free(y);
+    g4_pool_destroy(pool);
+}
+
+int main(void) {
+    const g4_quant_ops *all[4] = {g4_quant_ops_portable(), g4_quant_ops_avx2(), g4_quant_ops_avx512vnni(),
+                                  g4_quant_ops_neon()};
+    for (int i = 0; i < 4; i++)
+        if (all[i]) variants[n_variants++] = all[i];
+    printf("variants:");
+    for (int i = 0; i < n_variants; i++) printf(" %s", variants[i]->name);
+    printf(" (best: %s)\n", g4_quant_ops_best()->name);
+    check_names_sizes();
+    check_round_trips();
+    check_grid_exact();
+    check_act_quant();
+    check_act_variants();
+    check_kernels();
+    check_products();
+    report_speed();
+    return g4t_finish("test_quant");
+}
