@@ -61,7 +61,15 @@ bad "bad number" "integer" "$BIN" run -m "$TINY" -p hi -n many
 bad "missing value" "needs a value" "$BIN" run -m "$TINY" -p
 bad "run needs a prompt" "prompt" "$BIN" run -m "$TINY"
 bad "temperature range" "number" "$BIN" run -m "$TINY" -p hi --temp -1
-bad "media not yet" "not supported" "$BIN" run -m "$TINY" -p hi --image "$GOLDEN/media/small.png"
+ok "image and audio in a prompt" "$BIN" run -m "$TINY" -p "What is this?" --image "$GOLDEN/media/small.png" --audio "$GOLDEN/media/speech_16k.wav" -n 4 --greedy
+ok "image features" "$BIN" features -m "$TINY" --image "$GOLDEN/media/chelsea.png" --max-soft-tokens 70 --out "$TMP/img.safetensors"
+ok "audio features" "$BIN" features -m "$TINY" --audio "$GOLDEN/media/speech_16k.wav" --out "$TMP/aud.safetensors"
+bad "video not yet" "not supported" "$BIN" run -m "$TINY" -p hi --video "$GOLDEN/media/clip.mp4"
+bad "not an image" "$GOLDEN/media/speech_16k.wav" "$BIN" run -m "$TINY" -p hi --image "$GOLDEN/media/speech_16k.wav"
+bad "not audio" "coffee.jpg" "$BIN" run -m "$TINY" -p hi --audio "$GOLDEN/media/coffee.jpg"
+bad "missing image" "nothing.png" "$BIN" run -m "$TINY" -p hi --image "$TMP/nothing.png"
+bad "bad budget" "max-soft-tokens" "$BIN" features -m "$TINY" --image "$GOLDEN/media/small.png" --max-soft-tokens 100 --out "$TMP/x.safetensors"
+bad "media without placeholders" "placeholder" "$BIN" logits -m "$TINY" --ids 2,105,300 --image "$GOLDEN/media/small.png" --out "$TMP/x.safetensors"
 bad "missing gguf" "no such file" "$BIN" run -m "$TMP/model.gguf" -p hi
 bad "unknown token id" "outside the vocabulary" "$BIN" logits -m "$TINY" --ids 2,99999 --out "$TMP/x.safetensors"
 bad "malformed ids" "not a token id" "$BIN" logits -m "$TINY" --ids 2,abc --out "$TMP/x.safetensors"

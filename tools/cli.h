@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "runtime/media.h"
 #include "runtime/session.h"
 
 #define CLI_MAX_LIST 64
@@ -17,8 +18,9 @@ typedef struct cli_opts {
     const char *stops[CLI_MAX_LIST];
     int n_stops;
     const char *media[CLI_MAX_LIST]; /* --image/--audio/--video, in order (not supported yet) */
-    const char *media_kind[CLI_MAX_LIST];
+    const char *media_kind[CLI_MAX_LIST]; /* "image", "audio", "video" */
     int n_media;
+    int max_soft_tokens;
     int max_tokens; /* -1: not given */
     int threads;
     int64_t ctx, batch;
@@ -49,6 +51,8 @@ int cli_error(const char *fmt, ...)
     ;
 
 int cli_open_session(const cli_opts *o, g4_session **s);
+/* The --image/--audio/--video inputs as media items (items has room for CLI_MAX_LIST); returns their count. */
+int cli_media_items(const cli_opts *o, g4_media_item *items);
 void cli_sampling(const cli_opts *o, const g4_session *s, g4_sampler_params *sp);
 
 int cmd_run(int argc, char **argv);
@@ -56,5 +60,6 @@ int cmd_chat(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_features(int argc, char **argv);
 
 #endif

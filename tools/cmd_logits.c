@@ -54,7 +54,17 @@ int cmd_logits(int argc, char **argv) {
     float *all = NULL;
     if (!rc && !(all = malloc((size_t)(T * V) * sizeof(float))))
         rc = g4_fail(&err, GEMMA4C_ERR_NOMEM, "out of memory for %lld x %lld logits", (long long)T, (long long)V);
-    if (!rc) rc = g4_decoder_forward_all_logits(&s->d, ids.v, T, all, &err);
+    g4_media_item items[CLI_MAX_LIST];
+    g4_media_tokens media = {0};
+    int n_items = cli_media_items(&o, items);
+    if (!rc && n_items) rc = g4_media_encode(s, items, (size_t)n_items, &media, &err);
+    if (!rc) rc = g4_media_check_runs(s->m, ids.v, ids.n, &media, &err);
+    if (!rc) {
+        g4_forward_opts fo = {0};
+        memcpy(fo.soft, media.soft, sizeof fo.soft);
+        rc = g4_decoder_forward_all_logits_with(&s->d, ids.v, T, &fo, all, &err);
+    }
+    g4_media_tokens_free(&media);
     if (!rc) {
         g4_tensor t = {"logits", G4_DT_F32, 2, {T, V}, all, (size_t)(T * V) * sizeof(float)};
         g4_st_meta meta[] = {{"about", "logits[t] predicts token t+1 (softcapped), float32, computed by gemma4c"}};

@@ -35,6 +35,28 @@ static void report(const cli_opts *o, const g4_generate_stats *st) {
             st->decode_seconds > 0 ? (double)st->generated_tokens / st->decode_seconds : 0.0);
 }
 
+/* A user message whose content lists the media parts first (in the order given), then the text. */
+static int add_user_with_media(cJSON *messages, const cli_opts *o, const char *text) {
+    cJSON *msg = cJSON_CreateObject(), *parts = cJSON_CreateArray();
+    int ok = msg && parts && cJSON_AddStringToObject(msg, "role", "user");
+    for (int i = 0; ok && i < o->n_media; i++) {
+        cJSON *part = cJSON_CreateObject();
+        ok = part && cJSON_AddStringToObject(part, "type", o->media_kind[i]);
+        if (part) cJSON_AddItemToArray(parts, part);
+    }
+    cJSON *tp = cJSON_CreateObject();
+    ok = ok && tp && cJSON_AddStringToObject(tp, "type", "text") && cJSON_AddStringToObject(tp, "text", text);
+    if (tp) cJSON_AddItemToArray(parts, tp);
+    if (!ok) {
+        cJSON_Delete(msg);
+        cJSON_Delete(parts);
+        return -1;
+    }
+    cJSON_AddItemToObject(msg, "content", parts);
+    cJSON_AddItemToArray(messages, msg);
+    return 0;
+}
+
 static int add_message(cJSON *messages, const char *role, const char *content) {
     cJSON *msg = cJSON_CreateObject();
     if (!msg || !cJSON_AddStringToObject(msg, "role", role) || !cJSON_AddStringToObject(msg, "content", content)) {
@@ -76,7 +98,8 @@ static int prompt_ids(const cli_opts *o, g4_session *s, const char *text, g4_ids
         return g4_tokenizer_encode(s->m->tok, text, strlen(text), ids, err);
     }
     cJSON *messages = cJSON_CreateArray();
-    if (!messages || (o->system && add_message(messages, "system", o->system)) || add_message(messages, "user", text)) {
+    if (!messages || (o->system && add_message(messages, "system", o->system)) ||
+        (o->n_media ? add_user_with_media(messages, o, text) : add_message(messages, "user", text))) {
         cJSON_Delete(messages);
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     }
@@ -115,7 +138,22 @@ int cmd_run(int argc, char **argv) {
     cli_sampling(&o, s, &sp);
     generate_params(&o, s, &gp);
     rc = prompt_ids(&o, s, text, &ids, &err);
-    if (!rc) rc = g4_session_generate(s, ids.v, ids.n, &gp, &sp, print_text, NULL, &st, &err);
+    g4_media_item items[CLI_MAX_LIST];
+    g4_media_tokens media = {0};
+    g4_ids expanded = {0};
+    int n_items = cli_media_items(&o, items);
+    if (!rc && n_items) {
+        if (o.raw) rc = g4_fail(&err, GEMMA4C_ERR_ARG, "--raw prompts cannot take media (use the chat format)");
+        if (!rc) rc = g4_media_encode(s, items, (size_t)n_items, &media, &err);
+        if (!rc) rc = g4_media_expand(s->m, ids.v, ids.n, &media, (size_t)n_items, &expanded, &err);
+        if (!rc) {
+            g4_ids_free(&ids);
+            ids = expanded;
+            expanded = (g4_ids){0};
+        }
+    }
+    if (!rc) rc = g4_session_generate_media(s, ids.v, ids.n, n_items ? media.soft : NULL, &gp, &sp, print_text, NULL, &st, &err);
+    g4_media_tokens_free(&media);
     if (!rc) {
         printf("\n");
         report(&o, &st);
@@ -130,6 +168,7 @@ int cmd_chat(int argc, char **argv) {
     cli_opts o;
     int rc = cli_parse(argc, argv, 2, &o, "chat");
     if (rc) return rc == 2 ? 0 : 1;
+    if (o.n_media) return cli_error("chat: attach media with `gemma4c run --image/--audio` (interactive media is not supported yet)");
     g4_session *s;
     if (cli_open_session(&o, &s)) return 1;
     announce_model(&o, s);

@@ -17,6 +17,8 @@ static const char usage[] =
     "  logits  -m MODEL --ids 2,105,... --out F.safetensors   logits of every position\n"
     "  convert HF_DIR -o OUT.gguf [--quant q4|q8|bf16|f32] [--tensor-type 'PATTERN=TYPE']...\n"
     "                                    one GGUF file: config, tokenizer, template, (quantized) tensors\n"
+    "  features -m MODEL (--image F [--max-soft-tokens N] | --audio F) --out F.safetensors\n"
+    "                                    an encoder's soft tokens and its preprocessed input\n"
     "  bench   [-m MODEL | --shape e2b|e4b|small] [-t N] [--prompt-tokens 512] [-n 128] [--json]\n"
     "                                    prefill/decode speed, time to first token, peak RSS, bytes/token\n"
     "\n"
@@ -36,7 +38,8 @@ static const char usage[] =
     "  -t, --threads N         worker threads (default: all CPUs)\n"
     "  -c, --ctx N             context length in tokens (default 4096)\n"
     "  -b, --batch N           prefill batch (default 256)\n"
-    "  -v, --verbose           timings (time to first token, tokens/s) on stderr\n";
+    "  -v, --verbose           timings (time to first token, tokens/s) on stderr\n"
+    "  --image F, --audio F    media for the prompt (repeatable, in order); --max-soft-tokens N for images\n";
 
 int cli_error(const char *fmt, ...) {
     va_list ap;
@@ -100,6 +103,11 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
             if (strcmp(v, "e2b") && strcmp(v, "e4b") && strcmp(v, "small"))
                 return cli_error("--shape expects e2b, e4b or small, got '%s'", v);
             o->shape = v;
+        } else if (IS("--max-soft-tokens", NULL)) {
+            NEED_VALUE();
+            if (parse_long(a, v, 70, 1120, &n) || (n != 70 && n != 140 && n != 280 && n != 560 && n != 1120))
+                return cli_error("--max-soft-tokens expects 70, 140, 280, 560 or 1120, got '%s'", v);
+            o->max_soft_tokens = (int)n;
         } else if (IS("--prompt-tokens", NULL)) {
             NEED_VALUE();
             if (parse_long(a, v, 1, 1 << 20, &n)) return 1;
@@ -170,9 +178,18 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
 #undef IS
 #undef NEED_VALUE
     }
-    if (o->n_media)
-        return cli_error("--%s: images, audio and video are not supported by this build yet", o->media_kind[0]);
     return 0;
+}
+
+int cli_media_items(const cli_opts *o, g4_media_item *items) {
+    for (int i = 0; i < o->n_media; i++) {
+        const char *k = o->media_kind[i];
+        items[i] = (g4_media_item){strcmp(k, "image") == 0   ? G4_MEDIA_IMAGE
+                                   : strcmp(k, "audio") == 0 ? G4_MEDIA_AUDIO
+                                                             : G4_MEDIA_VIDEO,
+                                   o->media[i], NULL, 0, o->max_soft_tokens};
+    }
+    return o->n_media;
 }
 
 int cli_open_session(const cli_opts *o, g4_session **s) {
@@ -207,8 +224,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "logits") == 0) return cmd_logits(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
-    if (strcmp(cmd, "serve") == 0 ||
-        strcmp(cmd, "features") == 0)
+    if (strcmp(cmd, "features") == 0) return cmd_features(argc, argv);
+    if (strcmp(cmd, "serve") == 0)
         return cli_error("'%s' is not available in this build yet", cmd);
     return cli_error("unknown command '%s' (see gemma4c --help)", cmd);
 }

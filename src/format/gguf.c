@@ -653,7 +653,7 @@ static int place_tensors(g4_gguf *f, g4_err *err) {
 
 static int parse_all(g4_gguf *f, g4_err *err) {
     parser p = {.data = f->data, .size = f->size, .label = f->label, .err = err};
-    uint64_t n_tensors, n_kv;
+    uint64_t n_tensors = 0, n_kv = 0;
     int rc = parse_header(&p, f, &n_tensors, &n_kv);
     for (uint64_t i = 0; rc == 0 && i < n_kv; i++) rc = parse_kv(&p, f);
     if (rc == 0) rc = index_keys(f, err);

@@ -42,18 +42,31 @@ static void matmul_range(void *ctx, int64_t begin, int64_t end, int worker) {
     }
 }
 
+int g4_compute_reserve(g4_compute *c, int64_t max_k) {
+    if (max_k <= c->max_k) return 0;
+    float *scratch = malloc((size_t)g4_pool_size(c->pool) * ROW_BLOCK * (size_t)max_k * sizeof(float));
+    /* Quantized products need K to be a multiple of 32; the scratch is sized for the widest such K. */
+    int64_t qk = (max_k + 31) / 32 * 32;
+    void *qscratch = malloc(g4_qmatmul_scratch_bytes(c->qops, c->pool, G4_QMATMUL_ROWS, qk));
+    if (!scratch || !qscratch) {
+        free(scratch);
+        free(qscratch);
+        return -1;
+    }
+    free(c->scratch);
+    free(c->qscratch);
+    c->scratch = scratch;
+    c->qscratch = qscratch;
+    c->max_k = max_k;
+    return 0;
+}
+
 int g4_compute_init(g4_compute *c, int n_threads, int64_t max_k) {
     memset(c, 0, sizeof *c);
     c->ops = g4_kernels_best();
-    c->pool = g4_pool_create(n_threads);
-    if (!c->pool) return -1;
-    c->max_k = max_k;
     c->qops = g4_quant_ops_best();
-    c->scratch = malloc((size_t)g4_pool_size(c->pool) * ROW_BLOCK * (size_t)max_k * sizeof(float));
-    /* Quantized products need K to be a multiple of 32; the scratch is sized for the widest such K. */
-    int64_t qk = (max_k + 31) / 32 * 32;
-    c->qscratch = malloc(g4_qmatmul_scratch_bytes(c->qops, c->pool, G4_QMATMUL_ROWS, qk));
-    if (!c->scratch || !c->qscratch) {
+    c->pool = g4_pool_create(n_threads);
+    if (!c->pool || g4_compute_reserve(c, max_k)) {
         g4_compute_free(c);
         return -1;
     }

@@ -44,6 +44,8 @@ typedef struct g4_compute {
 /* n_threads <= 0: one per CPU. max_k: the widest input dimension of any weight used. */
 int g4_compute_init(g4_compute *c, int n_threads, int64_t max_k);
 void g4_compute_free(g4_compute *c);
+/* Grows the scratch for weights up to max_k wide (the encoders' widths differ from the text model's). */
+int g4_compute_reserve(g4_compute *c, int64_t max_k);
 
 /* y[T, N] = x[T, K] · W[N, K]^T, with W a weight tensor of dtype F32, BF16, F16 or one of gemma4c's quantized
  * types (K <= max_k), rows split over the pool. */

@@ -54,6 +54,8 @@ int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t n_c
     d->ple = alloc_floats(C * L * P, &failed);
     d->ple_gate = alloc_floats(C * P, &failed);
     d->ple_row = alloc_floats(L * P, &failed);
+    d->lookup = calloc((size_t)C, sizeof *d->lookup);
+    if (!d->lookup) failed = 1;
     for (int type = 0; type < 2; type++) {
         int64_t half = (type == G4_LAYER_FULL ? tc->global_head_dim : tc->head_dim) / 2;
         d->rope_cos[type] = alloc_floats(C * half, &failed);
@@ -79,6 +81,7 @@ void g4_decoder_free(g4_decoder *d) {
     float *bufs[] = {d->x, d->xn, d->q, d->k, d->v, d->attn, d->proj, d->gate, d->up, d->ple, d->ple_gate, d->ple_row,
                      d->rope_cos[0], d->rope_cos[1], d->rope_sin[0], d->rope_sin[1], d->scores, d->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(d->lookup);
     memset(d, 0, sizeof *d);
 }
 
@@ -92,13 +95,31 @@ static void rmsnorm_rows(float *out, const float *x, const float *w, int64_t row
     for (int64_t r = 0; r < rows; r++) g4_rmsnorm(out + r * n, x + r * n, w, n, eps);
 }
 
-/* x[t] = E[id_t] * sqrt(H) (the model's embed_scale). */
-static void embed_tokens(g4_decoder *d, const int32_t *ids, int64_t n) {
+/* Which soft-token stream a placeholder id belongs to, or -1 for ordinary tokens. */
+static int soft_kind(const g4_model *m, int32_t id) {
+    const g4_model_config *c = &m->cfg;
+    if (id == c->image_token_id) return G4_SOFT_IMAGE;
+    if (id == c->video_token_id) return G4_SOFT_VIDEO;
+    if (id == c->audio_token_id) return G4_SOFT_AUDIO;
+    return -1;
+}
+
+/* x[t] = E[id_t] * sqrt(H) (the model's embed_scale), or the next soft token of its kind, unscaled, at a
+ * multimodal placeholder. `lookup` receives the ids for the per-layer table: the pad id at placeholders. */
+static void embed_tokens(g4_decoder *d, const int32_t *ids, int64_t n, const g4_forward_opts *opts,
+                         int64_t used[G4_SOFT_KINDS], int32_t *lookup) {
     const g4_model *m = d->m;
     const int64_t H = m->cfg.text.hidden_size;
     const float scale = m->embed_scale;
     for (int64_t t = 0; t < n; t++) {
         float *row = d->x + t * H;
+        const int kind = soft_kind(m, ids[t]);
+        if (kind >= 0 && opts->soft[kind].rows) {
+            memcpy(row, opts->soft[kind].rows + used[kind]++ * H, (size_t)H * sizeof(float));
+            lookup[t] = m->cfg.text.pad_token_id;
+            continue;
+        }
+        lookup[t] = ids[t];
         g4_embedding_row(&m->embed, ids[t], row);
         for (int64_t i = 0; i < H; i++) row[i] *= scale;
     }
@@ -288,13 +309,14 @@ static int output_logits(g4_decoder *d, int64_t n, int64_t pos0, const g4_forwar
 }
 
 static int forward_chunk(g4_decoder *d, const int32_t *ids, int64_t n, int64_t row0, int64_t T,
-                         const g4_forward_opts *opts, g4_err *err) {
+                         const g4_forward_opts *opts, int64_t used[G4_SOFT_KINDS], g4_err *err) {
     const g4_text_config *c = &d->m->cfg.text;
     const int64_t H = c->hidden_size, L = c->num_layers, P = c->ple_dim;
     const int64_t pos0 = d->pos;
-    g4_probe *probe = opts ? opts->probe : NULL;
+    g4_probe *probe = opts->probe;
 
-    embed_tokens(d, ids, n);
+    embed_tokens(d, ids, n, opts, used, d->lookup);
+    ids = d->lookup;
     if (probe && probe->inputs_embeds) memcpy(probe->inputs_embeds + row0 * H, d->x, (size_t)(n * H) * sizeof(float));
     if (P > 0) {
         per_layer_inputs(d, ids, n);
@@ -312,7 +334,7 @@ static int forward_chunk(g4_decoder *d, const int32_t *ids, int64_t n, int64_t r
     rmsnorm_rows(d->xn, d->x, d->m->final_norm, n, H, (float)c->rms_norm_eps);
     if (probe && probe->hidden_states)
         memcpy(probe->hidden_states + (L * T + row0) * H, d->xn, (size_t)(n * H) * sizeof(float));
-    if (opts && (opts->on_logits || opts->last_logits)) return output_logits(d, n, pos0, opts, err);
+    if (opts->on_logits || opts->last_logits) return output_logits(d, n, pos0, opts, err);
     return 0;
 }
 
@@ -328,9 +350,20 @@ int g4_decoder_forward(g4_decoder *d, const int32_t *ids, int64_t T, const g4_fo
                        (long long)T, (long long)d->pos, (long long)d->n_ctx);
     static const g4_forward_opts none = {0};
     if (!opts) opts = &none;
+    /* Every placeholder needs a soft token and every soft token a placeholder: check before running anything. */
+    int64_t placeholders[G4_SOFT_KINDS] = {0}, used[G4_SOFT_KINDS] = {0};
+    for (int64_t t = 0; t < T; t++) {
+        int kind = soft_kind(d->m, ids[t]);
+        if (kind >= 0) placeholders[kind]++;
+    }
+    static const char *kind_name[G4_SOFT_KINDS] = {"image", "video", "audio"};
+    for (int k = 0; k < G4_SOFT_KINDS; k++)
+        if (opts->soft[k].rows && opts->soft[k].n != placeholders[k])
+            return g4_fail(err, GEMMA4C_ERR_ARG, "%lld %s placeholder tokens but %lld %s soft tokens",
+                           (long long)placeholders[k], kind_name[k], (long long)opts->soft[k].n, kind_name[k]);
     for (int64_t s = 0; s < T; s += d->max_chunk) {
         int64_t n = min64(d->max_chunk, T - s);
-        int rc = forward_chunk(d, ids + s, n, s, T, opts, err);
+        int rc = forward_chunk(d, ids + s, n, s, T, opts, used, err);
         if (rc) return rc;
     }
     return 0;
@@ -347,8 +380,17 @@ static int copy_logits(void *ctx, int64_t pos0, int64_t n, const float *logits, 
     return 0;
 }
 
-int g4_decoder_forward_all_logits(g4_decoder *d, const int32_t *ids, int64_t T, float *out, g4_err *err) {
+int g4_decoder_forward_all_logits_with(g4_decoder *d, const int32_t *ids, int64_t T, const g4_forward_opts *opts,
+                                       float *out, g4_err *err) {
     logits_dest dest = {out, d->pos, d->m->cfg.text.vocab_size};
-    g4_forward_opts opts = {copy_logits, &dest, NULL, NULL};
-    return g4_decoder_forward(d, ids, T, &opts, err);
+    g4_forward_opts o = {copy_logits, &dest, NULL, NULL};
+    if (opts) {
+        o.probe = opts->probe;
+        memcpy(o.soft, opts->soft, sizeof o.soft);
+    }
+    return g4_decoder_forward(d, ids, T, &o, err);
+}
+
+int g4_decoder_forward_all_logits(g4_decoder *d, const int32_t *ids, int64_t T, float *out, g4_err *err) {
+    return g4_decoder_forward_all_logits_with(d, ids, T, NULL, out, err);
 }

@@ -37,6 +37,7 @@ typedef struct g4_decoder {
     float *x, *xn, *q, *k, *v, *attn, *proj, *gate, *up, *ple, *ple_gate, *ple_row, *rope_cos[2], *rope_sin[2];
     float *scores; /* per worker: n_ctx */
     float *logits; /* [logit_rows, V] */
+    int32_t *lookup; /* [max_chunk] ids for the embedding tables (pad at multimodal placeholders) */
     int64_t logit_rows;
 } g4_decoder;
 
@@ -45,11 +46,22 @@ void g4_decoder_free(g4_decoder *d);
 /* Forget everything after `pos` tokens (0: start a new sequence). */
 void g4_decoder_rewind(g4_decoder *d, int64_t pos);
 
+/* Soft tokens for the multimodal placeholders of one kind (image, video or audio): rows [n][H] that replace the
+ * embeddings at that kind's placeholder ids, consumed in sequence order. */
+typedef struct g4_soft_tokens {
+    const float *rows;
+    int64_t n;
+} g4_soft_tokens;
+
+enum { G4_SOFT_IMAGE = 0, G4_SOFT_VIDEO, G4_SOFT_AUDIO, G4_SOFT_KINDS };
+
 typedef struct g4_forward_opts {
     g4_logits_fn on_logits; /* every position's logits (NULL: none) */
     void *ctx;
     float *last_logits;     /* [V]: the last position's logits (NULL: not needed) */
     g4_probe *probe;
+    /* Placeholder ids (config image/video/audio_token_id) take these rows; their count must match exactly. */
+    g4_soft_tokens soft[G4_SOFT_KINDS];
 } g4_forward_opts;
 
 /* Appends T tokens to the sequence, running them in batches of max_chunk. Ids outside the vocabulary and
@@ -58,5 +70,8 @@ int g4_decoder_forward(g4_decoder *d, const int32_t *ids, int64_t T, const g4_fo
 
 /* Appends T tokens and writes the logits of every one of them to out [T, V]. */
 int g4_decoder_forward_all_logits(g4_decoder *d, const int32_t *ids, int64_t T, float *out, g4_err *err);
+/* The same with the soft tokens (and probe) of `opts`; its logit outputs are ignored. */
+int g4_decoder_forward_all_logits_with(g4_decoder *d, const int32_t *ids, int64_t T, const g4_forward_opts *opts,
+                                       float *out, g4_err *err);
 
 #endif

@@ -69,6 +69,12 @@ static int is_stop_id(const g4_generate_params *p, int32_t id) {
 int g4_generate(g4_decoder *d, g4_sampler *s, const g4_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
                 const g4_generate_params *p, g4_text_fn on_text, void *ctx, g4_ids *out_ids,
                 g4_generate_stats *stats, g4_err *err) {
+    return g4_generate_with(d, s, tok, prompt, n_prompt, NULL, p, on_text, ctx, out_ids, stats, err);
+}
+
+int g4_generate_with(g4_decoder *d, g4_sampler *s, const g4_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
+                     const g4_soft_tokens *soft, const g4_generate_params *p, g4_text_fn on_text, void *ctx,
+                     g4_ids *out_ids, g4_generate_stats *stats, g4_err *err) {
     g4_generate_stats st = {0};
     st.prompt_tokens = (int64_t)n_prompt;
     const int64_t V = d->m->cfg.text.vocab_size;
@@ -85,7 +91,9 @@ int g4_generate(g4_decoder *d, g4_sampler *s, const g4_tokenizer *tok, const int
     }
     double t0 = now_seconds();
     g4_forward_opts opts = {NULL, NULL, logits, NULL};
+    if (soft) memcpy(opts.soft, soft, sizeof opts.soft);
     if ((rc = g4_decoder_forward(d, prompt, (int64_t)n_prompt, &opts, err))) goto done;
+    memset(opts.soft, 0, sizeof opts.soft); /* generated tokens are text */
     st.prefill_seconds = now_seconds() - t0;
     double t1 = now_seconds();
     for (;;) {

@@ -36,6 +36,11 @@ int g4_generate(g4_decoder *d, g4_sampler *s, const g4_tokenizer *tok, const int
                 const g4_generate_params *p, g4_text_fn on_text, void *ctx, g4_ids *out_ids,
                 g4_generate_stats *stats, g4_err *err);
 
+/* The same, with soft tokens for the prompt's multimodal placeholders (NULL: none). */
+int g4_generate_with(g4_decoder *d, g4_sampler *s, const g4_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
+                     const g4_soft_tokens *soft, const g4_generate_params *p, g4_text_fn on_text, void *ctx,
+                     g4_ids *out_ids, g4_generate_stats *stats, g4_err *err);
+
 /* Streams text while holding back anything that could still turn into a stop string. */
 typedef struct g4_stop_filter {
     const char *const *stops;

@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 
 #include "core/mapfile.h"
+#include "model/audio.h"
+#include "model/vision.h"
 #include "synth/synth_model.h"
 
 static int is_dir(const char *p) {
@@ -126,8 +128,26 @@ int g4_session_open(const char *model, const g4_session_params *p, g4_session **
     return 0;
 }
 
+int g4_session_enable_vision(g4_session *s, g4_err *err) {
+    if (s->vision) return 0;
+    int rc = g4_vision_load(s->m, &s->vision, err);
+    if (!rc && g4_compute_reserve(&s->c, g4_vision_max_input_width(s->vision)))
+        rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    return rc;
+}
+
+int g4_session_enable_audio(g4_session *s, g4_err *err) {
+    if (s->audio) return 0;
+    int rc = g4_audio_encoder_load(s->m, &s->audio, err);
+    if (!rc && g4_compute_reserve(&s->c, g4_audio_encoder_dims(s->audio).max_input_width))
+        rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    return rc;
+}
+
 void g4_session_close(g4_session *s) {
     if (!s) return;
+    g4_vision_free(s->vision);
+    g4_audio_encoder_free(s->audio);
     g4_decoder_free(&s->d);
     g4_compute_free(&s->c);
     g4_model_free(s->m);
@@ -158,21 +178,27 @@ void g4_session_default_sampling(const g4_session *s, g4_sampler_params *sp) {
 int g4_session_generate(g4_session *s, const int32_t *prompt, size_t n_prompt, const g4_generate_params *gp,
                         const g4_sampler_params *sp, g4_text_fn on_text, void *ctx, g4_generate_stats *stats,
                         g4_err *err) {
+    return g4_session_generate_media(s, prompt, n_prompt, NULL, gp, sp, on_text, ctx, stats, err);
+}
+
+int g4_session_generate_media(g4_session *s, const int32_t *prompt, size_t n_prompt, const g4_soft_tokens *soft,
+                              const g4_generate_params *gp, const g4_sampler_params *sp, g4_text_fn on_text,
+                              void *ctx, g4_generate_stats *stats, g4_err *err) {
     if (n_prompt == 0) return g4_fail(err, GEMMA4C_ERR_ARG, "empty prompt");
     if ((int64_t)n_prompt >= s->d.n_ctx)
         return g4_fail(err, GEMMA4C_ERR_CONTEXT, "prompt of %zu tokens does not fit the context of %lld tokens",
                        n_prompt, (long long)s->d.n_ctx);
     /* Reuse the cached prefix, but always run at least the last prompt token to get fresh logits. */
     size_t keep = 0;
-    while (keep < s->cached.n && keep + 1 < n_prompt && s->cached.v[keep] == prompt[keep]) keep++;
+    while (!soft && keep < s->cached.n && keep + 1 < n_prompt && s->cached.v[keep] == prompt[keep]) keep++;
     g4_decoder_rewind(&s->d, (int64_t)keep);
     s->cached.n = keep;
     g4_sampler sampler;
     int rc = g4_sampler_init(&sampler, sp, s->m->cfg.text.vocab_size, err);
     if (rc) return rc;
     g4_ids generated = {0};
-    rc = g4_generate(&s->d, &sampler, s->m->tok, prompt + keep, n_prompt - keep, gp, on_text, ctx, &generated,
-                     stats, err);
+    rc = g4_generate_with(&s->d, &sampler, s->m->tok, prompt + keep, n_prompt - keep, soft, gp, on_text, ctx,
+                          &generated, stats, err);
     g4_sampler_free(&sampler);
     if (rc) {
         g4_decoder_rewind(&s->d, 0);

@@ -25,7 +25,13 @@ typedef struct g4_session {
     g4_compute c;
     g4_decoder d;
     g4_ids cached; /* the ids whose K/V the decoder holds, for prefix reuse */
+    /* The encoders are bound on first use, so text-only work never touches their weights. */
+    struct g4_vision *vision;
+    struct g4_audio_encoder *audio;
 } g4_session;
+
+int g4_session_enable_vision(g4_session *s, g4_err *err);
+int g4_session_enable_audio(g4_session *s, g4_err *err);
 
 /* Finds a model: a directory, or a Hugging Face repo id ("google/gemma-4-E4B-it") in the local Hugging Face
  * cache. Writes the directory to `dir`. */
@@ -43,6 +49,11 @@ int g4_session_chat_ids(g4_session *s, const cJSON *messages, const cJSON *tools
 int g4_session_generate(g4_session *s, const int32_t *prompt, size_t n_prompt, const g4_generate_params *gp,
                         const g4_sampler_params *sp, g4_text_fn on_text, void *ctx, g4_generate_stats *stats,
                         g4_err *err);
+/* The same for a prompt with multimodal placeholder runs (soft: G4_SOFT_KINDS streams); the cache is not
+ * reused across media prompts. */
+int g4_session_generate_media(g4_session *s, const int32_t *prompt, size_t n_prompt, const g4_soft_tokens *soft,
+                              const g4_generate_params *gp, const g4_sampler_params *sp, g4_text_fn on_text,
+                              void *ctx, g4_generate_stats *stats, g4_err *err);
 
 /* Sampling settings from the model's generation_config.json (greedy when it says do_sample false). */
 void g4_session_default_sampling(const g4_session *s, g4_sampler_params *sp);
