@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "kernels/membw.h"
+#include "media/audio.h"
 
 static double now(void) {
     struct timespec ts;
@@ -90,6 +91,27 @@ int cmd_bench(int argc, char **argv) {
         }
         decode = now() - t1;
     }
+    /* Encoders: the time from the media file to soft tokens, per input. */
+    g4_media_item items[CLI_MAX_LIST];
+    const int n_items = cli_media_items(&o, items);
+    double media_s[CLI_MAX_LIST] = {0}, media_len[CLI_MAX_LIST] = {0};
+    int64_t media_tokens[CLI_MAX_LIST] = {0};
+    for (int i = 0; !rc && i < n_items; i++) {
+        g4_media_tokens mt;
+        double t1 = now();
+        rc = g4_media_encode(s, &items[i], 1, &mt, &err);
+        media_s[i] = now() - t1;
+        if (rc) break;
+        for (int k = 0; k < G4_SOFT_KINDS; k++) media_tokens[i] += mt.soft[k].n;
+        g4_media_tokens_free(&mt);
+        if (items[i].kind == G4_MEDIA_AUDIO) {
+            g4_audio wave;
+            if (g4_audio_decode_file(items[i].path, NULL, &wave, &err) == 0) {
+                media_len[i] = (double)wave.n / G4_AUDIO_RATE;
+                g4_audio_free(&wave);
+            }
+        }
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     const double rss = (double)ru.ru_maxrss * 1024.0;
@@ -111,6 +133,13 @@ int cmd_bench(int argc, char **argv) {
         if (gbps > 0)
             printf("read bandwidth   %.1f GB/s measured; decode reads %.1f GB/s (%.0f%%)\n", gbps,
                    bytes_tok * decode_tps / 1e9, 100.0 * bytes_tok * decode_tps / 1e9 / gbps);
+        for (int i = 0; i < n_items; i++) {
+            if (items[i].kind == G4_MEDIA_AUDIO)
+                printf("audio            %s (%.1f s): %lld soft tokens in %.2f s, real-time factor %.3f\n", items[i].path,
+                       media_len[i], (long long)media_tokens[i], media_s[i], media_len[i] > 0 ? media_s[i] / media_len[i] : 0);
+            else
+                printf("image            %s: %lld soft tokens in %.2f s\n", items[i].path, (long long)media_tokens[i], media_s[i]);
+        }
     }
     free(ids);
     free(logits);
