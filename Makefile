@@ -6,7 +6,7 @@ SAN_BUILD  ?= build-sanitize
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES   := build-essential cmake pkg-config libcjson-dev zlib1g-dev clang libclang-rt-14-dev \
-              libavformat-dev libavcodec-dev libavutil-dev libswresample-dev \
+              libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev \
               libpng-dev libjpeg62-turbo-dev libwebp-dev libgif-dev
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

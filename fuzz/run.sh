@@ -25,6 +25,7 @@ for bin in "$BUILD"/fuzz_*; do
     fuzz_chat) seeds=$(seed "$name" "$ROOT/tests/data/chat_cases.json") ;;
     fuzz_image) seeds=$(seed "$name" "$GOLDEN/media/small.png" "$GOLDEN/media/panorama.png" "$GOLDEN/media/coffee.jpg") ;;
     fuzz_audio) seeds=$(seed "$name" "$GOLDEN/media/speech_16k.wav") ;;
+    fuzz_video) seeds=$(seed "$name" "$GOLDEN/media/clip.mp4") ;;
     *) seeds=$(seed "$name") ;;
   esac
   mkdir -p "$WORK/corpus-$name"

@@ -64,7 +64,9 @@ bad "temperature range" "number" "$BIN" run -m "$TINY" -p hi --temp -1
 ok "image and audio in a prompt" "$BIN" run -m "$TINY" -p "What is this?" --image "$GOLDEN/media/small.png" --audio "$GOLDEN/media/speech_16k.wav" -n 4 --greedy
 ok "image features" "$BIN" features -m "$TINY" --image "$GOLDEN/media/chelsea.png" --max-soft-tokens 70 --out "$TMP/img.safetensors"
 ok "audio features" "$BIN" features -m "$TINY" --audio "$GOLDEN/media/speech_16k.wav" --out "$TMP/aud.safetensors"
-bad "video not yet" "not supported" "$BIN" run -m "$TINY" -p hi --video "$GOLDEN/media/clip.mp4"
+ok "video in a prompt" "$BIN" run -m "$TINY" -p "What happens?" --video "$GOLDEN/media/clip.mp4" -n 3 --greedy
+ok "video features" "$BIN" features -m "$TINY" --video "$GOLDEN/media/clip.mp4" --out "$TMP/vid.safetensors"
+bad "not a video" "speech_16k.wav" "$BIN" run -m "$TINY" -p hi --video "$GOLDEN/media/speech_16k.wav"
 bad "not an image" "$GOLDEN/media/speech_16k.wav" "$BIN" run -m "$TINY" -p hi --image "$GOLDEN/media/speech_16k.wav"
 bad "not audio" "coffee.jpg" "$BIN" run -m "$TINY" -p hi --audio "$GOLDEN/media/coffee.jpg"
 bad "missing image" "nothing.png" "$BIN" run -m "$TINY" -p hi --image "$TMP/nothing.png"

@@ -68,6 +68,33 @@ int main(void) {
     g4_decoder_rewind(&s->d, 0);
     CHECK(g4_decoder_forward(&s->d, short_ids, k, &mismatch, &err) == GEMMA4C_ERR_ARG, "decoder took a count mismatch");
 
+    /* Video: clip.mp4 through the decoder, frame sampling, the video resize and the encoder. */
+    char video[4200];
+    snprintf(video, sizeof video, "%s/media/clip.mp4", golden);
+    snprintf(path, sizeof path, "%s/tiny/reference/video.safetensors", golden);
+    g4_st_file *vref;
+    if (g4_st_open(path, &vref, &err) == 0) {
+        int64_t n_want;
+        float *want_v = g4t_tensor_f32(vref, "video_features", &n_want);
+        g4_media_item vitem = {G4_MEDIA_VIDEO, video, NULL, 0, 0};
+        g4_media_tokens vt;
+        CHECK(g4_media_encode(s, &vitem, 1, &vt, &err) == 0, "%s", err.msg);
+        const int64_t H = s->m->cfg.text.hidden_size;
+        CHECK(vt.n_blocks == 32 && vt.soft[G4_SOFT_VIDEO].n * H == n_want, "video: %zu frames, %lld tokens",
+              vt.n_blocks, (long long)vt.soft[G4_SOFT_VIDEO].n);
+        if (vt.soft[G4_SOFT_VIDEO].n * H == n_want) {
+            double ev = g4t_rel_err(vt.soft[G4_SOFT_VIDEO].rows, want_v, n_want);
+            printf("video clip.mp4: %zu frames x %lld soft tokens, video_features rel err %.2e\n", vt.n_blocks,
+                   (long long)vt.blocks[0].n, ev);
+            CHECK(ev <= 1e-4, "video features rel err %.3e", ev);
+        }
+        CHECK(strcmp(vt.blocks[0].stamp, "00:00") == 0 && strcmp(vt.blocks[31].stamp, "00:07") == 0, "timestamps %s .. %s",
+              vt.blocks[0].stamp, vt.blocks[31].stamp);
+        g4_media_tokens_free(&vt);
+        free(want_v);
+        g4_st_close(vref);
+    }
+
     free(short_ids);
     free(got);
     free(ids);

@@ -90,6 +90,25 @@ static int audio_features(g4_session *s, const cli_opts *o, g4_err *err) {
     return rc;
 }
 
+/* Video: the soft tokens of every sampled frame (frame-major), their frame indices and timestamps. */
+static int video_features(g4_session *s, const cli_opts *o, g4_err *err) {
+    g4_media_item item = {G4_MEDIA_VIDEO, o->media[0], NULL, 0, 0};
+    g4_media_tokens mt;
+    int rc = g4_media_encode(s, &item, 1, &mt, err);
+    if (rc) return rc;
+    const int64_t H = s->m->cfg.text.hidden_size, n = mt.soft[G4_SOFT_VIDEO].n;
+    int32_t per_frame = mt.n_blocks ? (int32_t)mt.blocks[0].n : 0, frames = (int32_t)mt.n_blocks;
+    g4_tensor t[] = {
+        {"video_features", G4_DT_F32, 2, {n, H}, mt.soft[G4_SOFT_VIDEO].rows, (size_t)(n * H) * 4},
+        {"num_soft_tokens_per_frame", G4_DT_I32, 1, {1}, &per_frame, 4},
+        {"num_frames", G4_DT_I32, 1, {1}, &frames, 4},
+    };
+    g4_st_meta meta[] = {{"about", "gemma4c features: video soft tokens of every sampled frame, frame-major"}};
+    rc = g4_st_write(o->out, t, 3, meta, 1, err);
+    g4_media_tokens_free(&mt);
+    return rc;
+}
+
 int cmd_features(int argc, char **argv) {
     cli_opts o;
     int rc = cli_parse(argc, argv, 2, &o, "features");
@@ -97,11 +116,12 @@ int cmd_features(int argc, char **argv) {
     if (!o.model) return cli_error("features: -m MODEL is required");
     if (!o.out) return cli_error("features: --out FILE.safetensors is required");
     if (o.n_media != 1) return cli_error("features: give exactly one --image, --audio or --video");
-    if (strcmp(o.media_kind[0], "video") == 0) return cli_error("features: video input is not supported by this build yet");
     g4_session *s;
     if (cli_open_session(&o, &s)) return 1;
     g4_err err = {0};
-    rc = strcmp(o.media_kind[0], "image") == 0 ? image_features(s, &o, &err) : audio_features(s, &o, &err);
+    rc = strcmp(o.media_kind[0], "image") == 0   ? image_features(s, &o, &err)
+         : strcmp(o.media_kind[0], "audio") == 0 ? audio_features(s, &o, &err)
+                                                 : video_features(s, &o, &err);
     g4_session_close(s);
     return rc ? cli_error("%s", err.msg) : 0;
 }

@@ -90,9 +90,12 @@ static char *read_stdin(void) {
     return b.data;
 }
 
-/* Tokens for one prompt: through the chat format, or (--raw) the text itself after <bos>. */
-static int prompt_ids(const cli_opts *o, g4_session *s, const char *text, g4_ids *ids, g4_err *err) {
+/* Tokens for one prompt: through the chat format (media placeholders expanded as the reference processor does),
+ * or (--raw) the text itself after <bos>. */
+static int prompt_ids(const cli_opts *o, g4_session *s, const char *text, const g4_media_tokens *media,
+                      size_t n_items, g4_ids *ids, g4_err *err) {
     if (o->raw) {
+        if (n_items) return g4_fail(err, GEMMA4C_ERR_ARG, "--raw prompts cannot take media (use the chat format)");
         int bos = s->m->gen.bos_token_id >= 0 ? s->m->gen.bos_token_id : s->m->cfg.text.bos_token_id;
         if (g4_ids_push(ids, bos)) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
         return g4_tokenizer_encode(s->m->tok, text, strlen(text), ids, err);
@@ -104,7 +107,13 @@ static int prompt_ids(const cli_opts *o, g4_session *s, const char *text, g4_ids
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     }
     g4_chat_options copt = {1, o->think, 0, NULL};
-    int rc = g4_session_chat_ids(s, messages, NULL, &copt, ids, err);
+    g4_buf rendered = {0}, expanded = {0};
+    int rc = g4_chat_render(messages, NULL, &copt, &rendered, err);
+    if (!rc && n_items) rc = g4_media_expand_text(s->m, rendered.data, media, n_items, &expanded, err);
+    const g4_buf *final = n_items ? &expanded : &rendered;
+    if (!rc) rc = g4_tokenizer_encode(s->m->tok, final->data ? final->data : "", final->len, ids, err);
+    g4_buf_free(&rendered);
+    g4_buf_free(&expanded);
     cJSON_Delete(messages);
     return rc;
 }
@@ -137,21 +146,11 @@ int cmd_run(int argc, char **argv) {
     g4_generate_stats st;
     cli_sampling(&o, s, &sp);
     generate_params(&o, s, &gp);
-    rc = prompt_ids(&o, s, text, &ids, &err);
     g4_media_item items[CLI_MAX_LIST];
     g4_media_tokens media = {0};
-    g4_ids expanded = {0};
     int n_items = cli_media_items(&o, items);
-    if (!rc && n_items) {
-        if (o.raw) rc = g4_fail(&err, GEMMA4C_ERR_ARG, "--raw prompts cannot take media (use the chat format)");
-        if (!rc) rc = g4_media_encode(s, items, (size_t)n_items, &media, &err);
-        if (!rc) rc = g4_media_expand(s->m, ids.v, ids.n, &media, (size_t)n_items, &expanded, &err);
-        if (!rc) {
-            g4_ids_free(&ids);
-            ids = expanded;
-            expanded = (g4_ids){0};
-        }
-    }
+    rc = n_items ? g4_media_encode(s, items, (size_t)n_items, &media, &err) : 0;
+    if (!rc) rc = prompt_ids(&o, s, text, &media, (size_t)n_items, &ids, &err);
     if (!rc) rc = g4_session_generate_media(s, ids.v, ids.n, n_items ? media.soft : NULL, &gp, &sp, print_text, NULL, &st, &err);
     g4_media_tokens_free(&media);
     if (!rc) {

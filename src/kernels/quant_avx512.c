@@ -134,11 +134,11 @@ static const uint16_t pair_d_idx[2][32] __attribute__((aligned(64))) = {{PAIR_D(
 static const uint16_t pair_hi_idx[32] __attribute__((aligned(64))) = {
     9, 10, 11, 12, 9, 10, 11, 12, 9, 10, 11, 12, 9, 10, 11, 12, 22, 23, 24, 25, 22, 23, 24, 25, 22, 23, 24, 25, 22, 23, 24, 25};
 
-/* Two consecutive blocks of 18 (Q4) or 26 (Q6) bytes fit in one 64-byte load; word permutes then lay out in one vector the nibbles of both blocks, their high bits (Q6) and both bf16
- * scales as floats, so that a pair of blocks costs about as many instructions as one block done alone. Up to 4
- * rows share the activation pair, its offset correction and its scales. */
-VNNI static INLINE void pair_step(int qt, int R, int masked, const uint8_t *w, size_t row_bytes, int64_t b,
-                                  const int8_t *aq, const float *ad, const int32_t *as, __m512 *acc) {
+/* Two consecutive blocks of 18 (Q4) or 26 (Q6) bytes fit in one 64-byte load; word permutes then lay out in one
+ * vector the nibbles of both blocks, their high bits (Q6) and both bf16 scales as floats, so that a pair of blocks
+ * costs about as many instructions as one block done alone. */
+VNNI static INLINE void pair_step(int qt, const uint8_t *row, int64_t b, const int8_t *aq, const float *ad,
+                                  const int32_t *as, __m512 *acc) {
     const int q6 = qt == G4_QT_Q6, bb = q6 ? 26 : 18; /* block bytes */
     /* 128-bit lanes: block 0 nibbles low/high, block 1 nibbles low/high */
     const __m512i lo_idx = _mm512_loadu_si512(pair_lo_idx[q6]);
@@ -152,51 +152,42 @@ VNNI static INLINE void pair_step(int qt, int R, int masked, const uint8_t *w, s
     const __m512i nib = _mm512_set1_epi8(15), two = _mm512_set1_epi8(3);
     __m512i a = _mm512_loadu_si512(aq + b * 32);
     /* the weights' offset (8 or 32) times the block sum, spread over each block's 8 lanes */
-    __m512i sums = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(as[b])), _mm256_set1_epi32(as[b + 1]), 1);
+    const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512i sums = _mm512_permutexvar_epi32(halves, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(as + b))));
     __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), q6 ? _mm512_slli_epi32(sums, 2) : sums);
-    __m512 da = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(ad[b]))),
-                                                    _mm256_castps_pd(_mm256_set1_ps(ad[b + 1])), 1));
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        const uint8_t *src = w + (size_t)r * row_bytes + (size_t)b * bb;
-        __m512i x = masked ? _mm512_maskz_loadu_epi16(q6 ? 0x3ffffff : 0x3ffff, src) : _mm512_loadu_si512(src);
-        __m512i v = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(lo_idx, x), lo_shift), nib);
-        if (q6) {
-            __m512i h = _mm512_srlv_epi64(_mm512_permutexvar_epi16(hi_idx, x), hi_shift);
-            v = _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(h, two), 4));
-        }
-        __m512 dw = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xaaaaaaaa, d_idx, x));
-        __m512i dot = _mm512_dpbusd_epi32(start, v, a);
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, da), acc[r]);
+    __m512 da = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(ad + b)))));
+    const uint8_t *src = row + (size_t)b * bb;
+    __m512i x = _mm512_loadu_si512(src);
+    __m512i v = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(lo_idx, x), lo_shift), nib);
+    if (q6) {
+        __m512i h = _mm512_srlv_epi64(_mm512_permutexvar_epi16(hi_idx, x), hi_shift);
+        v = _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(h, two), 4));
     }
+    __m512 dw = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xaaaaaaaa, d_idx, x));
+    __m512i dot = _mm512_dpbusd_epi32(start, v, a);
+    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, da), *acc);
 }
 
-VNNI static INLINE void vec_pairs(int qt, int R, const uint8_t *w, size_t row_bytes, const int8_t *aq, const float *ad,
-                                  const int32_t *as, int64_t nb, float *y) {
-    const int bb = qt == G4_QT_Q6 ? 26 : 18;
-    __m512 acc[4];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-    /* A full 64-byte load while it stays inside the row; masked loads for the last pairs only, as they stall
-     * streaming from memory. */
-    int64_t b = 0, full = nb - (64 + bb - 1) / bb;
-    for (; b + 2 <= nb && b <= full; b += 2) pair_step(qt, R, 0, w, row_bytes, b, aq, ad, as, acc);
-    for (; b + 2 <= nb; b += 2) pair_step(qt, R, 1, w, row_bytes, b, aq, ad, as, acc);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        float tail = 0;
-        if (b < nb)
-            tail = hsum256(block_step(qt, w + (size_t)r * row_bytes + (size_t)b * bb, aq + b * 32, ad[b], as[b],
-                                      _mm256_setzero_ps()));
-        y[r] = _mm512_reduce_add_ps(acc[r]) + tail;
-    }
-}
-
+/* One row at a time: interleaving rows (several streams a few KiB apart) measured 2-4x slower from memory here.
+ * Two accumulators hide the float chain's latency instead. The 64-byte loads of the pairs must stay inside the
+ * row (masked loads would, but they stall streaming from memory), so the last few blocks go one by one. */
 VNNI static INLINE void vec_pair_rows(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const int8_t *aq,
                                       const float *ad, const int32_t *as, int64_t nb, float *y) {
-    int64_t r = 0;
-    for (; r + 4 <= n; r += 4) vec_pairs(qt, 4, w + (size_t)r * row_bytes, row_bytes, aq, ad, as, nb, y + r);
-    for (; r < n; r++) vec_pairs(qt, 1, w + (size_t)r * row_bytes, row_bytes, aq, ad, as, nb, y + r);
+    const int bb = qt == G4_QT_Q6 ? 26 : 18;
+    const int64_t full = nb - (64 + bb - 1) / bb; /* the last pair start whose 64 bytes stay in the row */
+    for (int64_t r = 0; r < n; r++) {
+        const uint8_t *row = w + (size_t)r * row_bytes;
+        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        int64_t b = 0;
+        for (; b + 2 <= full; b += 4) {
+            pair_step(qt, row, b, aq, ad, as, &acc[0]);
+            pair_step(qt, row, b + 2, aq, ad, as, &acc[1]);
+        }
+        for (; b <= full; b += 2) pair_step(qt, row, b, aq, ad, as, &acc[0]);
+        __m256 tail = _mm256_setzero_ps();
+        for (; b < nb; b++) tail = block_step(qt, row + (size_t)b * bb, aq + b * 32, ad[b], as[b], tail);
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) + hsum256(tail);
+    }
 }
 
 VNNI static void vec_avx512(int qt, const void *w, size_t row_bytes, int64_t n, const void *act, int64_t K, float *y) {

@@ -69,7 +69,9 @@ typedef struct g4_vision_probe {
  * n_patches includes the padding (max_soft_tokens * k^2 in the reference); it must be a multiple of k^2.
  * Writes the soft tokens to out [n_soft][text_hidden] (room for g4_vision_max_soft_tokens rows) and their
  * count to n_soft. Padding patches are masked out of attention and dropped by the pooling, exactly as the
- * reference does, so the result does not depend on how much padding there is. */
+ * reference does (for the processor's output, removing them changes nothing). Errors: no patches, a count that
+ * is not a multiple of k^2, positions outside the position table or beyond the n_patches / k^2 pooling slots,
+ * only padding, or a g4_compute narrower than g4_vision_max_input_width. */
 int g4_vision_encode(const g4_vision *v, g4_compute *c, const float *pixel_values, const int32_t *positions,
                      int n_patches, float *out, int *n_soft, g4_err *err);
 int g4_vision_encode_probe(const g4_vision *v, g4_compute *c, const float *pixel_values, const int32_t *positions,

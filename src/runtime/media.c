@@ -1,21 +1,19 @@
 /* media.c — decode, preprocess and encode media into soft tokens; expand and check placeholder runs. */
 #include "media.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "media/audio.h"
 #include "media/image.h"
+#include "media/video.h"
 #include "model/audio.h"
 #include "model/vision.h"
 #include "runtime/session.h"
 
-static const char *kind_name(int kind) {
-    return kind == G4_MEDIA_IMAGE ? "image" : kind == G4_MEDIA_VIDEO ? "video" : "audio";
-}
-
-/* Appends rows [n][H] to the kind's stream and records the block. */
-static int add_block(g4_media_tokens *t, int kind, size_t item, const float *rows, int64_t n, int64_t H, g4_err *err) {
+static int add_block_stamped(g4_media_tokens *t, int kind, size_t item, const float *rows, int64_t n, int64_t H,
+                             const char *stamp, g4_err *err) {
     g4_soft_tokens *s = &t->soft[kind];
     float *grown = realloc((void *)s->rows, (size_t)(s->n + n) * (size_t)H * sizeof(float));
     struct g4_media_block *b = realloc(t->blocks, (t->n_blocks + 1) * sizeof *b);
@@ -24,8 +22,60 @@ static int add_block(g4_media_tokens *t, int kind, size_t item, const float *row
     if (!grown || !b) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for soft tokens");
     memcpy(grown + s->n * H, rows, (size_t)(n * H) * sizeof(float));
     s->n += n;
-    t->blocks[t->n_blocks++] = (struct g4_media_block){kind, n, item};
+    b = &t->blocks[t->n_blocks++];
+    *b = (struct g4_media_block){kind, n, item, ""};
+    snprintf(b->stamp, sizeof b->stamp, "%s", stamp);
     return 0;
+}
+
+static const char *kind_name(int kind) {
+    return kind == G4_MEDIA_IMAGE ? "image" : kind == G4_MEDIA_VIDEO ? "video" : "audio";
+}
+
+/* Appends rows [n][H] to the kind's stream and records the block. */
+static int add_block(g4_media_tokens *t, int kind, size_t item, const float *rows, int64_t n, int64_t H, g4_err *err) {
+    return add_block_stamped(t, kind, item, rows, n, H, "", err);
+}
+
+static int encode_frame(g4_session *s, const g4_image *img, int budget, int video, float **rows, int *n_soft,
+                        g4_err *err) {
+    g4_image_patches p = {0};
+    int rc = video ? g4_video_frame_preprocess(img, budget, G4_IMAGE_PATCH_SIZE, G4_IMAGE_POOLING_KERNEL, &p, err)
+                   : g4_image_preprocess(img, budget, G4_IMAGE_PATCH_SIZE, G4_IMAGE_POOLING_KERNEL, &p, err);
+    if (rc) return rc;
+    const int64_t H = s->m->cfg.text.hidden_size;
+    const size_t values = (size_t)p.max_patches * (size_t)p.patch_dim;
+    float *pixels = malloc(values * sizeof(float));
+    *rows = malloc((size_t)g4_vision_max_soft_tokens(s->vision, p.max_patches) * (size_t)H * sizeof(float));
+    if (!pixels || !*rows) rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for an image");
+    if (!rc) {
+        g4_image_u8_to_f32(p.pixel_values, values, pixels);
+        rc = g4_vision_encode(s->vision, &s->c, pixels, p.positions, p.max_patches, *rows, n_soft, err);
+    }
+    free(pixels);
+    g4_image_patches_free(&p);
+    return rc;
+}
+
+/* Every sampled frame through the image encoder at the video budget; one block per frame. */
+static int encode_video(g4_session *s, const g4_media_item *it, size_t index, g4_media_tokens *t, g4_err *err) {
+    int rc;
+    if (!s->vision && (rc = g4_session_enable_vision(s, err))) return rc;
+    g4_video v = {0};
+    rc = it->path ? g4_video_decode_file(it->path, NULL, &v, err) : g4_video_decode_memory(it->data, it->size, "video", NULL, &v, err);
+    if (rc) return rc;
+    const int64_t H = s->m->cfg.text.hidden_size;
+    for (int f = 0; !rc && f < v.n_frames; f++) {
+        float *rows = NULL;
+        int n_soft = 0;
+        char stamp[16];
+        g4_video_timestamp_text(v.timestamps_s[f], stamp);
+        rc = encode_frame(s, &v.frames[f], G4_VIDEO_DEFAULT_SOFT_TOKENS, 1, &rows, &n_soft, err);
+        if (!rc) rc = add_block_stamped(t, G4_MEDIA_VIDEO, index, rows, n_soft, H, stamp, err);
+        free(rows);
+    }
+    g4_video_free(&v);
+    return rc;
 }
 
 static int encode_image(g4_session *s, const g4_media_item *it, size_t index, g4_media_tokens *t, g4_err *err) {
@@ -34,25 +84,13 @@ static int encode_image(g4_session *s, const g4_media_item *it, size_t index, g4
     g4_image img = {0};
     rc = it->path ? g4_image_load(it->path, NULL, &img, err) : g4_image_decode(it->data, it->size, NULL, &img, err);
     if (rc) return rc;
-    const int budget = it->max_soft_tokens ? it->max_soft_tokens : G4_IMAGE_DEFAULT_SOFT_TOKENS;
-    g4_image_patches p = {0};
-    rc = g4_image_preprocess(&img, budget, G4_IMAGE_PATCH_SIZE, G4_IMAGE_POOLING_KERNEL, &p, err);
-    g4_image_free(&img);
-    if (rc) return rc;
-    const int64_t H = s->m->cfg.text.hidden_size;
-    const size_t values = (size_t)p.max_patches * (size_t)p.patch_dim;
-    float *pixels = malloc(values * sizeof(float));
-    float *rows = malloc((size_t)g4_vision_max_soft_tokens(s->vision, p.max_patches) * (size_t)H * sizeof(float));
+    float *rows = NULL;
     int n_soft = 0;
-    if (!pixels || !rows) rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for an image");
-    if (!rc) {
-        g4_image_u8_to_f32(p.pixel_values, values, pixels);
-        rc = g4_vision_encode(s->vision, &s->c, pixels, p.positions, p.max_patches, rows, &n_soft, err);
-    }
-    if (!rc) rc = add_block(t, G4_MEDIA_IMAGE, index, rows, n_soft, H, err);
-    free(pixels);
+    rc = encode_frame(s, &img, it->max_soft_tokens ? it->max_soft_tokens : G4_IMAGE_DEFAULT_SOFT_TOKENS, 0, &rows,
+                      &n_soft, err);
+    if (!rc) rc = add_block(t, G4_MEDIA_IMAGE, index, rows, n_soft, s->m->cfg.text.hidden_size, err);
     free(rows);
-    g4_image_patches_free(&p);
+    g4_image_free(&img);
     return rc;
 }
 
@@ -93,7 +131,7 @@ int g4_media_encode(g4_session *s, const g4_media_item *items, size_t n_items, g
         int rc;
         if (it->kind == G4_MEDIA_IMAGE) rc = encode_image(s, it, i, out, err);
         else if (it->kind == G4_MEDIA_AUDIO) rc = encode_audio(s, it, i, out, err);
-        else rc = g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "video input is not supported by this build yet");
+        else rc = encode_video(s, it, i, out, err);
         if (rc) {
             if (it->path) g4_err_prefix(err, "%s", it->path);
             g4_media_tokens_free(out);
@@ -116,25 +154,45 @@ static int placeholder_kind(const g4_model *m, int32_t id) {
     return -1;
 }
 
-static int push_run(g4_ids *out, int32_t begin, int32_t token, int64_t n, int32_t end) {
-    if (g4_ids_push(out, begin)) return -1;
-    for (int64_t i = 0; i < n; i++)
-        if (g4_ids_push(out, token)) return -1;
-    return g4_ids_push(out, end);
+/* The text of a special token, as the tokenizer spells it. */
+static int token_text(const g4_model *m, int32_t id, char *out, size_t len, g4_err *err) {
+    g4_buf b = {0};
+    int rc = g4_tokenizer_decode(m->tok, &id, 1, 0, &b, err);
+    if (!rc) snprintf(out, len, "%s", b.data ? b.data : "");
+    g4_buf_free(&b);
+    return rc;
 }
 
-int g4_media_expand(const g4_model *m, const int32_t *ids, size_t n, const g4_media_tokens *t, size_t n_items,
-                    g4_ids *out, g4_err *err) {
+static int append_block(g4_buf *out, const char *begin, const char *token, int64_t n, const char *end) {
+    if (g4_buf_puts(out, begin)) return -1;
+    for (int64_t i = 0; i < n; i++)
+        if (g4_buf_puts(out, token)) return -1;
+    return g4_buf_puts(out, end);
+}
+
+int g4_media_expand_text(const g4_model *m, const char *text, const g4_media_tokens *t, size_t n_items, g4_buf *out,
+                         g4_err *err) {
     const g4_model_config *c = &m->cfg;
-    size_t next_item[G4_SOFT_KINDS] = {0}; /* per kind: the next item (by index) not yet placed */
-    size_t placed = 0;
-    for (size_t i = 0; i < n; i++) {
-        int kind = placeholder_kind(m, ids[i]);
+    char ph[G4_SOFT_KINDS][64], boi[64], eoi[64], boa[64], eoa[64];
+    int rc;
+    if ((rc = token_text(m, c->image_token_id, ph[G4_MEDIA_IMAGE], 64, err)) ||
+        (rc = token_text(m, c->video_token_id, ph[G4_MEDIA_VIDEO], 64, err)) ||
+        (rc = token_text(m, c->audio_token_id, ph[G4_MEDIA_AUDIO], 64, err)) ||
+        (rc = token_text(m, c->boi_token_id, boi, 64, err)) || (rc = token_text(m, c->eoi_token_id, eoi, 64, err)) ||
+        (rc = token_text(m, c->boa_token_id, boa, 64, err)) || (rc = token_text(m, c->eoa_token_id, eoa, 64, err)))
+        return rc;
+    size_t next_item[G4_SOFT_KINDS] = {0}, placed = 0;
+    const char *p = text;
+    while (*p) {
+        int kind = -1;
+        for (int k = 0; k < G4_SOFT_KINDS; k++)
+            if (ph[k][0] && strncmp(p, ph[k], strlen(ph[k])) == 0) kind = k;
         if (kind < 0) {
-            if (g4_ids_push(out, ids[i])) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+            if (g4_buf_append(out, p, 1)) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+            p++;
             continue;
         }
-        /* The next item of this kind, in the order the items were given. */
+        p += strlen(ph[kind]);
         size_t item = SIZE_MAX;
         for (size_t b = 0; b < t->n_blocks; b++)
             if (t->blocks[b].kind == kind && t->blocks[b].item >= next_item[kind]) {
@@ -144,11 +202,20 @@ int g4_media_expand(const g4_model *m, const int32_t *ids, size_t n, const g4_me
         if (item == SIZE_MAX)
             return g4_fail(err, GEMMA4C_ERR_ARG, "the prompt has more %s placeholders than %s inputs", kind_name(kind),
                            kind_name(kind));
-        int32_t begin = kind == G4_MEDIA_AUDIO ? c->boa_token_id : c->boi_token_id;
-        int32_t end = kind == G4_MEDIA_AUDIO ? c->eoa_token_id : c->eoi_token_id;
-        for (size_t b = 0; b < t->n_blocks; b++)
-            if (t->blocks[b].item == item && push_run(out, begin, ids[i], t->blocks[b].n, end))
-                return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+        int first = 1;
+        for (size_t b = 0; b < t->n_blocks; b++) {
+            const struct g4_media_block *blk = &t->blocks[b];
+            if (blk->item != item) continue;
+            int fail;
+            if (kind == G4_MEDIA_VIDEO) /* "MM:SS <|image>" + n x <|video|> + "<image|>", frames joined by a space */
+                fail = g4_buf_printf(out, "%s%s ", first ? "" : " ", blk->stamp) ||
+                       append_block(out, boi, ph[kind], blk->n, eoi);
+            else
+                fail = append_block(out, kind == G4_MEDIA_AUDIO ? boa : boi, ph[kind], blk->n,
+                                    kind == G4_MEDIA_AUDIO ? eoa : eoi);
+            if (fail) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+            first = 0;
+        }
         next_item[kind] = item + 1;
         placed++;
     }

@@ -28,8 +28,9 @@ typedef struct g4_media_tokens {
     g4_soft_tokens soft[G4_SOFT_KINDS];
     struct g4_media_block {
         int kind;
-        int64_t n;   /* soft tokens in the block */
-        size_t item; /* which input it came from */
+        int64_t n;     /* soft tokens in the block */
+        size_t item;   /* which input it came from */
+        char stamp[16]; /* video frames: the "MM:SS" the prompt puts before the frame */
     } *blocks;
     size_t n_blocks;
 } g4_media_tokens;
@@ -38,10 +39,12 @@ int g4_media_encode(struct g4_session *s, const g4_media_item *items, size_t n_i
                     g4_err *err);
 void g4_media_tokens_free(g4_media_tokens *t);
 
-/* A chat prompt has one placeholder per item: each becomes begin + n placeholders + end for each of the item's
- * blocks. Items and placeholders must correspond one to one, per kind, in order. */
-int g4_media_expand(const g4_model *m, const int32_t *ids, size_t n, const g4_media_tokens *t, size_t n_items,
-                    g4_ids *out, g4_err *err);
+/* A rendered chat prompt has one placeholder per item: each becomes, as the reference processor writes it,
+ * begin + n placeholders + end for each of the item's blocks (video frames: "MM:SS " before each, joined by a
+ * space). Done on the text, before tokenizing, exactly as the processor does. Items and placeholders must
+ * correspond one to one, per kind, in order. */
+int g4_media_expand_text(const g4_model *m, const char *text, const g4_media_tokens *t, size_t n_items, g4_buf *out,
+                         g4_err *err);
 
 /* Ids that already hold placeholder runs (gemma4c logits --ids): each maximal run must match the next block of its
  * kind in length. */
