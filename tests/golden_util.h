@@ -70,7 +70,8 @@ static inline char *g4t_config_with_small_text(const char *config_json) {
     const char *types[] = {"sliding_attention", "full_attention"};
     cJSON_ReplaceItemInObject(text, "layer_types", cJSON_CreateStringArray(types, 2));
     cJSON_DeleteItemFromObject(text, "per_layer_config");
-    cJSON_ReplaceItemInObject(text, "global_head_dim", cJSON_CreateNumber(512));
+    cJSON_DeleteItemFromObject(text, "global_head_dim");
+    cJSON_AddNumberToObject(text, "global_head_dim", 512);
     char *out = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return out;

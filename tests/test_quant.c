@@ -86,9 +86,10 @@ static void check_round_trips(void) {
         CHECK(worse == 0, "%s: %d blocks worse than the plain max scale", g4_qtype_name(qt), worse);
         printf("%s round trip, model-like rows: relative RMS error %.4f\n", g4_qtype_name(qt), sqrt(se / ss));
     }
-    /* On Gaussian rows the largest of 32 values is about 2.1 sigma, so a grid step of max/127, max/7, max/31
-     * leaves an RMS error of step / sqrt(12) = 0.0048, 0.087, 0.020 sigma: the limits allow 15 % over that. */
-    const double rms_limit[G4_QT_COUNT] = {0.0055, 0.10, 0.023};
+    /* On Gaussian rows the largest |x| of 32 is about 2.37 sigma, so grid steps of max/127, max/7, max/31 leave an
+     * RMS error of step / sqrt(12) = 0.0054, 0.098, 0.022 sigma. Q8 may be 15 % over that (the largest of 32
+     * varies); Q4 and Q6 search their scale and must do better than the plain max/7, max/31 steps. */
+    const double rms_limit[G4_QT_COUNT] = {0.0062, 0.098, 0.022};
     for (int64_t i = 0; i < K; i++) x[i] = rnd_normal();
     for (int qt = 0; qt < G4_QT_COUNT; qt++) {
         g4_quantize_row(qt, x, K, q);
@@ -107,14 +108,14 @@ static void check_round_trips(void) {
         g4_dequantize_row(qt, q, 64, y);
         int finite = 1;
         for (int i = 0; i < 64; i++) finite &= isfinite(y[i]) != 0;
-        CHECK(finite && y[3] == 0 && y[0] == 0 && y[5] > 1e30f && y[40] < -1e30f, "%s non-finite input",
+        CHECK(finite && y[3] == 0 && y[0] == 0 && y[5] > 1e17f && y[40] < -1e17f, "%s non-finite input",
               g4_qtype_name(qt));
     }
     free(x), free(y), free(q);
 }
 
 /* Google's QAT checkpoints store blocks s * k (s bf16, k integer in [-8, 7]): they must come back bit for bit,
- * whatever the largest |k| of the block is. The same holds for 6-bit grids whose block reaches an extreme. */
+ * whatever the largest |k| of the block is. The same holds for 6-bit grids. */
 static void check_grid_exact(void) {
     enum { NB = 4000 };
     float *x = malloc(NB * 32 * 4), *y = malloc(NB * 32 * 4);
@@ -125,9 +126,9 @@ static void check_grid_exact(void) {
             /* a bf16 scale anywhere from 2^-20 to 2^4 with a random 7-bit mantissa */
             uint16_t sb = (uint16_t)(((127 - 20 + rnd_u32() % 25) << 7) | (rnd_u32() & 127));
             float s = g4_bf16_to_f32(sb);
-            /* Q4: every block range from [-1, 1] to [-8, 7], the extreme present; Q6: the full range */
+            /* even blocks: the full range; odd blocks: any narrower range [-m, m] or [-m, m - 1] */
             int lo = kmin, hi = kmax;
-            if (qt == G4_QT_Q4 && b % 2) lo = -(int)(1 + rnd_u32() % 8), hi = -lo - (rnd_u32() & 1);
+            if (b % 2) lo = -(int)(1 + rnd_u32() % (uint32_t)-kmin), hi = -lo - (int)(rnd_u32() & 1);
             if (hi > kmax) hi = kmax;
             if (hi < 1) hi = 1;
             for (int i = 0; i < 32; i++) x[b * 32 + i] = s * (float)(lo + (int)(rnd_u32() % (uint32_t)(hi - lo + 1)));
@@ -318,7 +319,7 @@ static void check_qmatmul(const g4_quant_ops *ops, int threads, int qt, int64_t 
     size_t sb = g4_qmatmul_scratch_bytes(ops, pool, T, K);
     unsigned char *scratch = malloc(sb + 1);
     /* scratch of any alignment: the product aligns what it needs inside the size it asked for */
-    g4_qmatmul(ops, pool, x, T, K, m.w, qt, N, y, scratch + 1);
+    CHECK(g4_qmatmul(ops, pool, x, T, K, m.w, qt, N, y, scratch + 1) == 0, "qmatmul accepted its arguments");
     int bad = 0;
     double worst = 0;
     for (int64_t t = 0; t < T; t++)
@@ -348,7 +349,11 @@ static void check_qmatmul(const g4_quant_ops *ops, int threads, int qt, int64_t 
     float *y2 = malloc((size_t)(T * N) * 4);
     g4_quantize_acts(ops, pool, x, T, K, act);
     unsigned char *s2 = malloc(g4_qmatmul_act_scratch_bytes(ops, pool, T, K) + 1);
-    g4_qmatmul_act(ops, pool, act, T, K, m.w, qt, N, y2, s2);
+    CHECK(g4_qmatmul_act(ops, pool, act, T, K, m.w, qt, N, y2, s2 + 1) == 0, "qmatmul_act accepted its arguments");
+    CHECK(g4_qmatmul(ops, pool, x, T, K + 1, m.w, qt, N, y2, scratch) == -1 &&
+              g4_qmatmul(ops, pool, x, T, K, m.w, 9, N, y2, scratch) == -1 &&
+              g4_qmatmul_act(ops, pool, act, 0, K, m.w, qt, N, y2, s2) == -1,
+          "bad arguments refused");
     CHECK(memcmp(y, y2, (size_t)(T * N) * 4) == 0, "%s qmatmul_act differs from qmatmul", ops->name);
     free(act), free(y2), free(s2);
     free(x), free(y), free(scratch);

@@ -28,8 +28,8 @@ size_t g4_qrow_bytes(int qt, int64_t K) {
     return (size_t)(K / G4_QBLOCK) * qtype_bytes[qt];
 }
 
-/* Large enough for any real weight, small enough that 32 * d stays finite in bf16. */
-#define SANE_MAX 1e36f
+/* Far beyond any real weight, small enough that 32 squared errors of that size stay finite in float. */
+#define SANE_MAX 1e18f
 
 static float sanitize(float v) {
     if (v != v) return 0;
@@ -43,40 +43,55 @@ static int round_clamp(float v, float lo, float hi) {
     return (int)(v + (v >= 0 ? 0.5f : -0.5f));
 }
 
-/* Squared error of 32 values against d * k with k = round(x / d) in [lo, hi]; writes k. Double, because the
- * square of an error near SANE_MAX overflows float. */
-static double block_error(const float *x, float d, int lo, int hi, int8_t *k) {
-    float id = 1.0f / d;
-    double err = 0;
+/* Squared error of 32 values against d * k with k = round(x / d) in [lo, hi]; writes k. */
+static float block_error(const float *x, float d, int lo, int hi, int8_t *k) {
+    float id = 1.0f / d, err = 0;
     for (int i = 0; i < G4_QBLOCK; i++) {
         int q = round_clamp(x[i] * id, (float)lo, (float)hi);
-        double e = (double)x[i] - (double)d * q;
+        float e = x[i] - d * (float)q;
         k[i] = (int8_t)q;
         err += e * e;
     }
     return err;
 }
 
-/* The bf16 scale d and integers k in [lo, hi] (lo = -hi - 1) that reproduce 32 values best. Candidates put the
- * largest magnitude on each grid step from -lo down `steps` steps: a block that is s * k for a bf16 s and
- * integer k (a QAT checkpoint) hits d = s exactly on the step of its largest |k| and stops there with zero
- * error. A least-squares refit of d for the best k's catches the cases where no extreme is on a step. */
+/* Whether the 32 values are exactly d * k with integers k in [lo, hi] (writes k); gives up at the first value
+ * that is not, which is almost always the first or second. */
+static int block_exact(const float *x, float d, int lo, int hi, int8_t *k) {
+    float id = 1.0f / d;
+    for (int i = 0; i < G4_QBLOCK; i++) {
+        int q = round_clamp(x[i] * id, (float)lo, (float)hi);
+        if (d * (float)q != x[i]) return 0;
+        k[i] = (int8_t)q;
+    }
+    return 1;
+}
+
+/* The bf16 scale d and integers k in [lo, hi] (lo = -hi - 1) that reproduce 32 values best. A block that is
+ * s * k for a bf16 s and integers k (a QAT checkpoint) has d = s = bf16(max|x| / j) for j its largest |k|: every j
+ * is tried for that first, and such a block comes back exactly. Other blocks take the smallest squared error
+ * among the largest magnitude put on each of the `steps` outermost grid steps, then a least-squares refit of d
+ * for the k's found (for blocks whose extreme is not on a step). */
 static uint16_t fit_block(const float *x, int lo, int hi, int steps, int8_t *k) {
     float amax = 0;
     for (int i = 0; i < G4_QBLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
     memset(k, 0, G4_QBLOCK);
     if (amax == 0) return 0;
+    for (int j = -lo; j > 0; j--) {
+        uint16_t h = g4_f32_to_bf16(amax / (float)j);
+        if (g4_bf16_to_f32(h) > 0 && block_exact(x, g4_bf16_to_f32(h), lo, hi, k)) return h;
+    }
     int8_t trial[G4_QBLOCK];
-    double best = INFINITY;
+    float best = INFINITY;
     uint16_t best_d = 0;
-    for (int j = -lo; j > -lo - steps && j > 0 && best > 0; j--) {
+    for (int j = -lo; j > -lo - steps && j > 0; j--) {
         uint16_t h = g4_f32_to_bf16(amax / (float)j);
         float d = g4_bf16_to_f32(h);
         if (d == 0) continue;
-        double err = block_error(x, d, lo, hi, trial);
+        float err = block_error(x, d, lo, hi, trial);
         if (err < best) best = err, best_d = h, memcpy(k, trial, G4_QBLOCK);
     }
-    if (best > 0 && best_d) {
+    if (best_d) {
         double xk = 0, kk = 0;
         for (int i = 0; i < G4_QBLOCK; i++) xk += (double)x[i] * k[i], kk += k[i] * k[i];
         uint16_t h = g4_f32_to_bf16((float)(xk / kk));
@@ -98,7 +113,7 @@ static void quantize_q4(const float *x, g4_block_q4 *b) {
     float v[G4_QBLOCK];
     int8_t k[G4_QBLOCK];
     for (int i = 0; i < G4_QBLOCK; i++) v[i] = sanitize(x[i]);
-    b->d = fit_block(v, -8, 7, 8, k);
+    b->d = fit_block(v, -8, 7, 4, k);
     for (int j = 0; j < 16; j++) b->q[j] = (uint8_t)((k[j] + 8) | (k[j + 16] + 8) << 4);
 }
 
@@ -106,7 +121,7 @@ static void quantize_q6(const float *x, g4_block_q6 *b) {
     float v[G4_QBLOCK];
     int8_t k[G4_QBLOCK];
     for (int i = 0; i < G4_QBLOCK; i++) v[i] = sanitize(x[i]);
-    b->d = fit_block(v, -32, 31, 8, k);
+    b->d = fit_block(v, -32, 31, 4, k);
     memset(b->qh, 0, sizeof b->qh);
     for (int j = 0; j < 16; j++) b->ql[j] = (uint8_t)(((k[j] + 32) & 15) | ((k[j + 16] + 32) & 15) << 4);
     for (int j = 0; j < G4_QBLOCK; j++) b->qh[j % 8] |= (uint8_t)(((k[j] + 32) >> 4) << (2 * (j / 8)));
@@ -463,14 +478,14 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end, int worker) {
     }
 }
 
-void g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
-                    int wtype, int64_t N, float *y, void *scratch) {
-    if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K)) return;
+int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
+                   int wtype, int64_t N, float *y, void *scratch) {
+    if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K)) return -1;
     qjob j = {.ops = ops, .act = (unsigned char *)act, .act_stride = g4_qact_row_bytes(K), .T = T, .K = K, .N = N,
               .w = w, .row_bytes = g4_qrow_bytes(wtype, K), .qt = wtype, .y = y};
     if (T < GEMM_MIN_T) {
         g4_pool_for(pool, (N + VEC_ROWS - 1) / VEC_ROWS, 1, vec_range, &j);
-        return;
+        return 0;
     }
     int64_t panels = n_panels(ops, T), group = (int64_t)ops->n_tile * GROUP_TILES;
     j.panels = align_ptr(scratch);
@@ -480,12 +495,13 @@ void g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int
     j.kc = chunk_blocks(ops, T, K);
     g4_pool_for(pool, panels, 1, panel_range, &j);
     g4_pool_for(pool, (N + group - 1) / group, 1, gemm_range, &j);
+    return 0;
 }
 
-void g4_qmatmul(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K, const void *w,
-                int wtype, int64_t N, float *y, void *scratch) {
-    if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K)) return;
+int g4_qmatmul(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K, const void *w,
+               int wtype, int64_t N, float *y, void *scratch) {
+    if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K)) return -1;
     unsigned char *act = align_ptr(scratch);
     g4_quantize_acts(ops, pool, x, T, K, act);
-    g4_qmatmul_act(ops, pool, act, T, K, w, wtype, N, y, act + align64((size_t)T * g4_qact_row_bytes(K)));
+    return g4_qmatmul_act(ops, pool, act, T, K, w, wtype, N, y, act + align64((size_t)T * g4_qact_row_bytes(K)));
 }

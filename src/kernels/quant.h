@@ -110,21 +110,23 @@ size_t g4_qpanel_bytes(int t_tile, int64_t K);
 void g4_qpanel_pack(int t_tile, const void *act, size_t act_stride, int nt, int64_t K, void *panel);
 
 /* ---- Matrix products -----------------------------------------------------------------------------------------
- * y[T, N] = x[T, K] · W[N, K]^T with W of format wtype (N rows of g4_qrow_bytes(wtype, K) bytes). x rows are
- * quantized once (int8 per block of 32), then the N output rows are split over the pool (NULL: run inline).
- * Small T (decode) streams each weight row once per activation row through ops->vec; larger T unpacks weight
- * tiles once and runs the register-blocked gemm over activation panels, the activations cut into K-chunks that
- * stay in cache. scratch: g4_qmatmul_scratch_bytes(ops, pool, T, K) bytes, any alignment, reusable; nothing is
- * allocated. K must be a multiple of 32. */
+ * y[T, N] = x[T, K] · W[N, K]^T with W of format wtype (N rows of g4_qrow_bytes(wtype, K) bytes, K a multiple of
+ * 32). x rows are quantized once (int8 per block of 32), then the N output rows are split over the pool (NULL:
+ * run inline). Below 4 rows of x (decode) each weight row streams once per row of x through ops->vec; from 4 on,
+ * weight tiles are unpacked once and the register-blocked ops->gemm runs them over panels of x, cut into
+ * K-chunks that stay in cache. scratch: g4_qmatmul_scratch_bytes(ops, pool, T, K) bytes for this pool, any
+ * alignment, reusable; nothing is allocated. Returns 0, or -1 (y untouched) for an unknown wtype, a K that is not
+ * a multiple of 32, or T or N < 1. One product at a time per pool. */
 size_t g4_qmatmul_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K);
-void g4_qmatmul(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K, const void *w,
-                int wtype, int64_t N, float *y, void *scratch);
+int g4_qmatmul(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K, const void *w,
+               int wtype, int64_t N, float *y, void *scratch);
 
-/* The same product from activations already quantized (T rows of g4_qact_row_bytes(K), e.g. shared by the q, k
- * and v projections of one input); scratch: g4_qmatmul_act_scratch_bytes bytes. */
+/* The same product from activations already quantized, e.g. once for the q, k and v projections of one input:
+ * T rows of g4_qact_row_bytes(K) bytes, at least 4-byte aligned (g4_quantize_acts writes them, rows split over the
+ * pool); scratch: g4_qmatmul_act_scratch_bytes(ops, pool, T, K) bytes (0 below 4 rows). */
 void g4_quantize_acts(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K, void *act);
 size_t g4_qmatmul_act_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K);
-void g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
-                    int wtype, int64_t N, float *y, void *scratch);
+int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
+                   int wtype, int64_t N, float *y, void *scratch);
 
 #endif

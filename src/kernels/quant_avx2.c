@@ -160,6 +160,20 @@ AVX2 static void unpack_w_avx2(int qt, const void *wrow, int64_t b0, int64_t nb,
 
 enum { T_TILE = 8, N_TILE = 4, PANEL_BLOCK = T_TILE * 40 };
 
+/* The int16 pair sums of one weight group (4 bytes, broadcast) with 8 activation rows. */
+AVX2 static INLINE __m256i group_product(int qt, const uint8_t *wg, __m256i a) {
+    __m256i wb = _mm256_set1_epi32((int)load32(wg));
+    return qt == G4_QT_Q8 ? _mm256_maddubs_epi16(_mm256_abs_epi8(wb), _mm256_sign_epi8(a, wb)) : _mm256_maddubs_epi16(wb, a);
+}
+
+/* Keeps a running sum a chain: gcc otherwise reassociates the integer additions into a tree, which holds every
+ * product of a block live at once and spills most of them. */
+#define CHAIN(v) __asm__("" : "+x"(v))
+
+/* X(i) for each row of the tile. The macro (rather than a loop) gives every accumulator a constant index, which is
+ * what lets compilers keep the arrays in registers; `i < NR` folds away in each instance. */
+#define EACH_ROW(X) X(0) X(1) X(2) X(3)
+
 /* The micro-kernel: NR weight rows x 8 activation rows. A 4-byte weight group is broadcast against the matching
  * bytes of the 8 rows. int16 sums of `span` group steps are widened at once: Q4 pairs are at most 3810 in size,
  * so a whole block fits in int16; Q6 pairs (16002) fit two steps; Q8 goes through the sign trick one step at a
@@ -169,43 +183,61 @@ AVX2 static INLINE void gemm_tile(int qt, int NR, const uint8_t *w, size_t wstri
     const int span = qt == G4_QT_Q4 ? 8 : qt == G4_QT_Q6 ? 2 : 1;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 f[N_TILE];
-#pragma GCC unroll 4
-    for (int i = 0; i < NR; i++) f[i] = accumulate ? _mm256_loadu_ps(out + i * T_TILE) : _mm256_setzero_ps();
+    __m256i acc[N_TILE], s16[N_TILE];
+#define INIT(i) \
+    if (i < NR) f[i] = accumulate ? _mm256_loadu_ps(out + i * T_TILE) : _mm256_setzero_ps();
+    EACH_ROW(INIT)
     const uint8_t *wd = w + nb * 32;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = panel + (size_t)(b0 + b) * PANEL_BLOCK;
-        __m256i start = _mm256_setzero_si256(), acc[N_TILE];
+        __m256i start = _mm256_setzero_si256();
         if (qt != G4_QT_Q8)
             start = _mm256_sub_epi32(start, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(p + T_TILE * 36)),
                                                               qt == G4_QT_Q4 ? 3 : 5));
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; i++) acc[i] = start;
+#define START(i) \
+    if (i < NR) acc[i] = start;
+        EACH_ROW(START)
 #pragma GCC unroll 8
         for (int g0 = 0; g0 < 8; g0 += span) {
-            __m256i s16[N_TILE];
+            __m256i a = _mm256_loadu_si256((const __m256i *)(p + g0 * T_TILE * 4));
+#define FIRST(i) \
+    if (i < NR) s16[i] = group_product(qt, w + (size_t)i * wstride + b * 32 + g0 * 4, a);
+            EACH_ROW(FIRST)
 #pragma GCC unroll 8
-            for (int g = g0; g < g0 + span; g++) {
-                __m256i a = _mm256_loadu_si256((const __m256i *)(p + g * T_TILE * 4));
-#pragma GCC unroll 4
-                for (int i = 0; i < NR; i++) {
-                    __m256i wb = _mm256_set1_epi32((int)load32(w + (size_t)i * wstride + b * 32 + g * 4)), prod;
-                    if (qt == G4_QT_Q8) prod = _mm256_maddubs_epi16(_mm256_abs_epi8(wb), _mm256_sign_epi8(a, wb));
-                    else prod = _mm256_maddubs_epi16(wb, a);
-                    s16[i] = g == g0 ? prod : _mm256_add_epi16(s16[i], prod);
-                }
+            for (int g = g0 + 1; g < g0 + span; g++) {
+                a = _mm256_loadu_si256((const __m256i *)(p + g * T_TILE * 4));
+#define NEXT(i)                                                                                              \
+    if (i < NR) {                                                                                            \
+        s16[i] = _mm256_add_epi16(s16[i], group_product(qt, w + (size_t)i * wstride + b * 32 + g * 4, a));  \
+        CHAIN(s16[i]);                                                                                       \
+    }
+                EACH_ROW(NEXT)
             }
-#pragma GCC unroll 4
-            for (int i = 0; i < NR; i++) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(s16[i], ones));
+#define WIDEN(i)                                                                 \
+    if (i < NR) {                                                                \
+        acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(s16[i], ones));     \
+        CHAIN(acc[i]);                                                           \
+    }
+            EACH_ROW(WIDEN)
         }
         __m256 da = _mm256_loadu_ps((const float *)(p + T_TILE * 32));
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; i++) {
-            __m256 dw = _mm256_set1_ps(loadf(wd + (size_t)i * wstride + b * 4));
-            f[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), _mm256_mul_ps(da, dw), f[i]);
-        }
+#define SCALE(i)                                                                                  \
+    if (i < NR) {                                                                                 \
+        __m256 dw = _mm256_set1_ps(loadf(wd + (size_t)i * wstride + b * 4));                     \
+        f[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), _mm256_mul_ps(da, dw), f[i]);          \
     }
-#pragma GCC unroll 4
-    for (int i = 0; i < NR; i++) _mm256_storeu_ps(out + i * T_TILE, f[i]);
+        EACH_ROW(SCALE)
+    }
+#define STORE(i) \
+    if (i < NR) _mm256_storeu_ps(out + i * T_TILE, f[i]);
+    EACH_ROW(STORE)
+#undef INIT
+#undef START
+#undef FIRST
+#undef NEXT
+#undef WIDEN
+#undef SCALE
+#undef STORE
 }
 
 /* One instance per (format, rows) so that every accumulator lives in a register. */

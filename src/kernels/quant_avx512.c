@@ -108,7 +108,8 @@ VNNI static void quantize_act_avx512(const float *x, int64_t K, void *row) {
     }
 }
 
-/* Two accumulators hide the latency of the float chain, which would otherwise bound the loop. */
+/* G4_Q8 (two 36-byte blocks do not fit one load) a block per 256-bit step; two accumulators hide the latency of
+ * the float chain, which would otherwise bound the loop. */
 VNNI static INLINE void vec_rows(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const int8_t *aq,
                                  const float *ad, const int32_t *as, int64_t nb, float *y) {
     size_t bb = g4_qtype_block_bytes(qt);
@@ -223,55 +224,70 @@ VNNI static void unpack_w_avx512(int qt, const void *wrow, int64_t b0, int64_t n
 
 enum { T_TILE = 32, N_TILE = 6, PANEL_BLOCK = T_TILE * 40 };
 
+/* X(i) for each row of the tile. The macro (rather than a loop) gives every accumulator a constant index, which is
+ * what lets compilers keep the arrays in registers; `i < NR` folds away in each instance. */
+#define EACH_ROW(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
 /* The micro-kernel: NR weight rows x NV vectors of 16 activation rows. Each 4-byte weight group is broadcast
  * against 16 rows' matching bytes, so a block costs 8 dpbusd per (row, vector) and 3 float ops to apply the two
  * scales; the int32 accumulator starts at -128 * (activation block sum) to remove the weights' offset. */
 VNNI static INLINE void gemm_tile(int NR, int NV, const uint8_t *w, size_t wstride, const uint8_t *panel, int64_t b0,
                                   int64_t nb, float *out, int accumulate) {
     __m512 f[N_TILE][2];
-#pragma GCC unroll 8
-    for (int i = 0; i < NR; i++)
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) f[i][v] = accumulate ? _mm512_loadu_ps(out + i * T_TILE + 16 * v) : _mm512_setzero_ps();
+    __m512i acc[N_TILE][2];
+    const __m512 zero = _mm512_setzero_ps();
+#define INIT(i)                                                                                   \
+    if (i < NR) {                                                                                 \
+        f[i][0] = accumulate ? _mm512_loadu_ps(out + i * T_TILE) : zero;                          \
+        if (NV > 1) f[i][1] = accumulate ? _mm512_loadu_ps(out + i * T_TILE + 16) : zero;         \
+    }
+    EACH_ROW(INIT)
     const float *wd = (const float *)(w + nb * 32);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = panel + (size_t)(b0 + b) * PANEL_BLOCK;
-        __m512i acc[N_TILE][2], start[2];
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; v++)
-            start[v] = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                        _mm512_slli_epi32(_mm512_loadu_si512(p + T_TILE * 36 + 64 * v), 7));
-#pragma GCC unroll 8
-        for (int i = 0; i < NR; i++)
-#pragma GCC unroll 2
-            for (int v = 0; v < NV; v++) acc[i][v] = start[v];
+        __m512i start0 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(p + T_TILE * 36), 7));
+        __m512i start1 = NV > 1 ? _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                   _mm512_slli_epi32(_mm512_loadu_si512(p + T_TILE * 36 + 64), 7))
+                                : start0;
+#define START(i)                           \
+    if (i < NR) {                          \
+        acc[i][0] = start0;                \
+        if (NV > 1) acc[i][1] = start1;    \
+    }
+        EACH_ROW(START)
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
-            __m512i a[2];
-#pragma GCC unroll 2
-            for (int v = 0; v < NV; v++) a[v] = _mm512_loadu_si512(p + g * T_TILE * 4 + 64 * v);
-#pragma GCC unroll 8
-            for (int i = 0; i < NR; i++) {
-                __m512i wb = _mm512_set1_epi32((int)load32(w + (size_t)i * wstride + b * 32 + g * 4));
-#pragma GCC unroll 2
-                for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], wb, a[v]);
-            }
-        }
-        __m512 da[2];
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) da[v] = _mm512_loadu_ps((const float *)(p + T_TILE * 32) + 16 * v);
-#pragma GCC unroll 8
-        for (int i = 0; i < NR; i++) {
-            __m512 dw = _mm512_set1_ps(((const float *)((const uint8_t *)wd + (size_t)i * wstride))[b]);
-#pragma GCC unroll 2
-            for (int v = 0; v < NV; v++)
-                f[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), _mm512_mul_ps(da[v], dw), f[i][v]);
-        }
+            __m512i a0 = _mm512_loadu_si512(p + g * T_TILE * 4);
+            __m512i a1 = NV > 1 ? _mm512_loadu_si512(p + g * T_TILE * 4 + 64) : a0;
+#define DOT(i)                                                                                    \
+    if (i < NR) {                                                                                 \
+        __m512i wb = _mm512_set1_epi32((int)load32(w + (size_t)i * wstride + b * 32 + g * 4));  \
+        acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], wb, a0);                                       \
+        if (NV > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], wb, a1);                           \
     }
-#pragma GCC unroll 8
-    for (int i = 0; i < NR; i++)
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) _mm512_storeu_ps(out + i * T_TILE + 16 * v, f[i][v]);
+            EACH_ROW(DOT)
+        }
+        __m512 da0 = _mm512_loadu_ps((const float *)(p + T_TILE * 32));
+        __m512 da1 = NV > 1 ? _mm512_loadu_ps((const float *)(p + T_TILE * 32) + 16) : da0;
+#define SCALE(i)                                                                                           \
+    if (i < NR) {                                                                                          \
+        __m512 dw = _mm512_set1_ps(((const float *)((const uint8_t *)wd + (size_t)i * wstride))[b]);      \
+        f[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][0]), _mm512_mul_ps(da0, dw), f[i][0]);        \
+        if (NV > 1) f[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][1]), _mm512_mul_ps(da1, dw), f[i][1]); \
+    }
+        EACH_ROW(SCALE)
+    }
+#define STORE(i)                                                          \
+    if (i < NR) {                                                         \
+        _mm512_storeu_ps(out + i * T_TILE, f[i][0]);                      \
+        if (NV > 1) _mm512_storeu_ps(out + i * T_TILE + 16, f[i][1]);     \
+    }
+    EACH_ROW(STORE)
+#undef INIT
+#undef START
+#undef DOT
+#undef SCALE
+#undef STORE
 }
 
 /* One instance per (rows, vectors) so that every accumulator lives in a register. */

@@ -114,45 +114,60 @@ DOTPROD static void unpack_w_neon(int qt, const void *wrow, int64_t b0, int64_t 
 
 enum { T_TILE = 8, N_TILE = 4, PANEL_BLOCK = T_TILE * 40 };
 
+/* X(i) for each row of the tile. The macro (rather than a loop) gives every accumulator a constant index, which is
+ * what lets compilers keep the arrays in registers; `i < NR` folds away in each instance. */
+#define EACH_ROW(X) X(0) X(1) X(2) X(3)
+
 /* The micro-kernel: NR weight rows x 2 vectors of 4 activation rows; each 4-byte weight group is loaded
  * broadcast (ld1r) against the matching bytes of 4 rows. */
 DOTPROD static INLINE void gemm_tile(int NR, const uint8_t *w, size_t wstride, const uint8_t *panel, int64_t b0,
                                      int64_t nb, float *out, int accumulate) {
     float32x4_t f[N_TILE][2];
-#pragma GCC unroll 4
-    for (int i = 0; i < NR; i++) {
-        f[i][0] = accumulate ? vld1q_f32(out + i * T_TILE) : vdupq_n_f32(0);
-        f[i][1] = accumulate ? vld1q_f32(out + i * T_TILE + 4) : vdupq_n_f32(0);
+    int32x4_t acc[N_TILE][2];
+#define INIT(i)                                                                 \
+    if (i < NR) {                                                               \
+        f[i][0] = accumulate ? vld1q_f32(out + i * T_TILE) : vdupq_n_f32(0);    \
+        f[i][1] = accumulate ? vld1q_f32(out + i * T_TILE + 4) : vdupq_n_f32(0); \
     }
+    EACH_ROW(INIT)
     const uint8_t *wd = w + nb * 32;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = panel + (size_t)(b0 + b) * PANEL_BLOCK;
-        int32x4_t acc[N_TILE][2];
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; i++) acc[i][0] = acc[i][1] = vdupq_n_s32(0);
+#define START(i) \
+    if (i < NR) acc[i][0] = acc[i][1] = vdupq_n_s32(0);
+        EACH_ROW(START)
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
-            int8x16_t a0 = vld1q_s8((const int8_t *)p + g * T_TILE * 4), a1 = vld1q_s8((const int8_t *)p + g * T_TILE * 4 + 16);
-#pragma GCC unroll 4
-            for (int i = 0; i < NR; i++) {
-                int8x16_t wb = vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(w + (size_t)i * wstride + b * 32 + g * 4)));
-                acc[i][0] = sdot(acc[i][0], a0, wb);
-                acc[i][1] = sdot(acc[i][1], a1, wb);
-            }
+            int8x16_t a0 = vld1q_s8((const int8_t *)p + g * T_TILE * 4);
+            int8x16_t a1 = vld1q_s8((const int8_t *)p + g * T_TILE * 4 + 16);
+#define DOT(i)                                                                                                    \
+    if (i < NR) {                                                                                                 \
+        int8x16_t wb = vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(w + (size_t)i * wstride + b * 32 + g * 4))); \
+        acc[i][0] = sdot(acc[i][0], a0, wb);                                                                      \
+        acc[i][1] = sdot(acc[i][1], a1, wb);                                                                      \
+    }
+            EACH_ROW(DOT)
         }
         float32x4_t da0 = vld1q_f32((const float *)(p + T_TILE * 32)), da1 = vld1q_f32((const float *)(p + T_TILE * 32) + 4);
-#pragma GCC unroll 4
-        for (int i = 0; i < NR; i++) {
-            float dw = loadf(wd + (size_t)i * wstride + b * 4);
-            f[i][0] = vfmaq_f32(f[i][0], vcvtq_f32_s32(acc[i][0]), vmulq_n_f32(da0, dw));
-            f[i][1] = vfmaq_f32(f[i][1], vcvtq_f32_s32(acc[i][1]), vmulq_n_f32(da1, dw));
-        }
+#define SCALE(i)                                                                        \
+    if (i < NR) {                                                                       \
+        float dw = loadf(wd + (size_t)i * wstride + b * 4);                             \
+        f[i][0] = vfmaq_f32(f[i][0], vcvtq_f32_s32(acc[i][0]), vmulq_n_f32(da0, dw));   \
+        f[i][1] = vfmaq_f32(f[i][1], vcvtq_f32_s32(acc[i][1]), vmulq_n_f32(da1, dw));   \
     }
-#pragma GCC unroll 4
-    for (int i = 0; i < NR; i++) {
-        vst1q_f32(out + i * T_TILE, f[i][0]);
-        vst1q_f32(out + i * T_TILE + 4, f[i][1]);
+        EACH_ROW(SCALE)
     }
+#define STORE(i)                                  \
+    if (i < NR) {                                 \
+        vst1q_f32(out + i * T_TILE, f[i][0]);     \
+        vst1q_f32(out + i * T_TILE + 4, f[i][1]); \
+    }
+    EACH_ROW(STORE)
+#undef INIT
+#undef START
+#undef DOT
+#undef SCALE
+#undef STORE
 }
 
 DOTPROD static void gemm_neon(int qt, const void *wrows, size_t wstride, int nr, const void *panel, int nt, int64_t b0,
