@@ -117,13 +117,15 @@ int cmd_bench(int argc, char **argv) {
     const double rss = (double)ru.ru_maxrss * 1024.0;
     const double bytes_tok = (double)g4_model_weight_bytes_per_token(s->m);
     const double prefill_tps = n_prompt / prefill, decode_tps = n_decode > 0 ? n_decode / decode : 0;
+    /* Quantized weights run on the integer kernels, float weights on the float ones. */
+    const char *kernels = g4_dtype_is_quantized(s->m->layers[0].q_proj.dtype) ? s->c.qops->name : s->c.ops->name;
     if (!rc && o.json)
         printf("{\"prefill_tok_s\":%.3f,\"decode_tok_s\":%.3f,\"ttft_s\":%.4f,\"peak_rss_bytes\":%.0f,"
                "\"weight_bytes_per_token\":%.0f,\"read_bandwidth_gb_s\":%.2f,\"kernels\":\"%s\",\"threads\":%d}\n",
-               prefill_tps, decode_tps, ttft, rss, bytes_tok, gbps, s->c.ops->name, g4_pool_size(s->c.pool));
+               prefill_tps, decode_tps, ttft, rss, bytes_tok, gbps, kernels, g4_pool_size(s->c.pool));
     else if (!rc) {
         printf("model            %s (%s weights)\n", s->m->source, s->m->synthetic ? "synthetic" : "checkpoint");
-        printf("kernels          %s, %d threads\n", s->c.ops->name, g4_pool_size(s->c.pool));
+        printf("kernels          %s, %d threads\n", kernels, g4_pool_size(s->c.pool));
         printf("load             %.2f s\n", t_load);
         printf("prefill          %d tokens in %.2f s: %.2f tok/s\n", n_prompt, prefill, prefill_tps);
         printf("time to first    %.3f s\n", ttft);
