@@ -62,6 +62,7 @@ bad "missing value" "needs a value" "$BIN" run -m "$TINY" -p
 bad "run needs a prompt" "prompt" "$BIN" run -m "$TINY"
 bad "temperature range" "number" "$BIN" run -m "$TINY" -p hi --temp -1
 ok "image and audio in a prompt" "$BIN" run -m "$TINY" -p "What is this?" --image "$GOLDEN/media/small.png" --audio "$GOLDEN/media/speech_16k.wav" -n 4 --greedy
+ok "chat with media" bash -c "printf 'Describe it.\nAnd again?\n/exit\n' | '$BIN' chat -m '$TINY' --image '$GOLDEN/media/small.png' --audio '$GOLDEN/media/speech_16k.wav' -n 4 --greedy"
 ok "image features" "$BIN" features -m "$TINY" --image "$GOLDEN/media/chelsea.png" --max-soft-tokens 70 --out "$TMP/img.safetensors"
 ok "audio features" "$BIN" features -m "$TINY" --audio "$GOLDEN/media/speech_16k.wav" --out "$TMP/aud.safetensors"
 ok "video in a prompt" "$BIN" run -m "$TINY" -p "What happens?" --video "$GOLDEN/media/clip.mp4" -n 3 --greedy

@@ -163,11 +163,23 @@ int cmd_run(int argc, char **argv) {
     return rc ? cli_error("%s", err.msg) : 0;
 }
 
+/* The conversation's tokens, media placeholders expanded. */
+static int chat_ids(g4_session *s, const cJSON *messages, const g4_chat_options *copt, const g4_media_tokens *media,
+                    size_t n_items, g4_ids *ids, g4_err *err) {
+    if (!n_items) return g4_session_chat_ids(s, messages, NULL, copt, ids, err);
+    g4_buf rendered = {0}, expanded = {0};
+    int rc = g4_chat_render(messages, NULL, copt, &rendered, err);
+    if (!rc) rc = g4_media_expand_text(s->m, rendered.data, media, n_items, &expanded, err);
+    if (!rc) rc = g4_tokenizer_encode(s->m->tok, expanded.data ? expanded.data : "", expanded.len, ids, err);
+    g4_buf_free(&rendered);
+    g4_buf_free(&expanded);
+    return rc;
+}
+
 int cmd_chat(int argc, char **argv) {
     cli_opts o;
     int rc = cli_parse(argc, argv, 2, &o, "chat");
     if (rc) return rc == 2 ? 0 : 1;
-    if (o.n_media) return cli_error("chat: attach media with `gemma4c run --image/--audio` (interactive media is not supported yet)");
     g4_session *s;
     if (cli_open_session(&o, &s)) return 1;
     announce_model(&o, s);
@@ -183,9 +195,18 @@ int cmd_chat(int argc, char **argv) {
     g4_generate_params gp;
     cli_sampling(&o, s, &sp);
     generate_params(&o, s, &gp);
+    /* The media are encoded once; every turn re-renders the conversation and places them again. */
+    g4_media_item items[CLI_MAX_LIST];
+    g4_media_tokens media = {0};
+    const int n_items = cli_media_items(&o, items);
+    g4_err err = {0};
+    if (n_items && g4_media_encode(s, items, (size_t)n_items, &media, &err)) {
+        cJSON_Delete(messages);
+        g4_session_close(s);
+        return cli_error("%s", err.msg);
+    }
     char *line = NULL;
     size_t cap = 0;
-    g4_err err = {0};
     rc = 0;
     for (;;) {
         if (interactive) fputs("> ", stdout), fflush(stdout);
@@ -199,7 +220,9 @@ int cmd_chat(int argc, char **argv) {
             fprintf(stderr, "(conversation cleared)\n");
             continue;
         }
-        if (add_message(messages, "user", line)) {
+        /* Media given on the command line belong to the first user message of the conversation. */
+        const int first_user = cJSON_GetArraySize(messages) == (o.system ? 1 : 0);
+        if (first_user && n_items ? add_user_with_media(messages, &o, line) : add_message(messages, "user", line)) {
             rc = g4_fail(&err, GEMMA4C_ERR_NOMEM, "out of memory");
             break;
         }
@@ -207,8 +230,10 @@ int cmd_chat(int argc, char **argv) {
         g4_buf answer = {0};
         g4_generate_stats st;
         g4_chat_options copt = {1, o.think, 0, NULL};
-        rc = g4_session_chat_ids(s, messages, NULL, &copt, &ids, &err);
-        if (!rc) rc = g4_session_generate(s, ids.v, ids.n, &gp, &sp, print_text, &answer, &st, &err);
+        rc = chat_ids(s, messages, &copt, &media, (size_t)n_items, &ids, &err);
+        if (!rc)
+            rc = g4_session_generate_media(s, ids.v, ids.n, n_items ? media.soft : NULL, &gp, &sp, print_text, &answer,
+                                           &st, &err);
         g4_ids_free(&ids);
         if (!rc) {
             printf("\n");
@@ -227,6 +252,7 @@ int cmd_chat(int argc, char **argv) {
         if (rc) break;
     }
     free(line);
+    g4_media_tokens_free(&media);
     cJSON_Delete(messages);
     g4_session_close(s);
     return rc ? cli_error("%s", err.msg) : 0;
