@@ -1,5 +1,4 @@
-/* test_quant.c — quantized formats (round trips, exact QAT grids), every kernel variant against exact references,
- * the threaded quantized product, and a printed (not asserted) speed figure per variant. */
+/* test_quant.c — quantized formats, every kernel variant against exact references, the product, printed speeds. */
 #include "test.h"
 
 #include <stdint.h>
@@ -270,7 +269,8 @@ static void check_gemm(const g4_quant_ops *ops, const testmat *m, const unsigned
     for (int nr = 1; nr <= ops->n_tile && nr <= m->N; nr++) {
         /* in two halves: the second adds to the first's sums, as the product does across K-chunks */
         int64_t h = nb / 2;
-        for (int i = 0; i < nr; i++) ops->unpack_w(m->qt, m->w + (size_t)i * g4_qrow_bytes(m->qt, m->K), b0, h, wu + i * wstride);
+        for (int i = 0; i < nr; i++)
+            ops->unpack_w(m->qt, m->w + (size_t)i * g4_qrow_bytes(m->qt, m->K), b0, h, wu + i * wstride);
         ops->gemm(m->qt, wu, wstride, nr, panel, nt, b0, h, out, 0);
         for (int i = 0; i < nr; i++)
             ops->unpack_w(m->qt, m->w + (size_t)i * g4_qrow_bytes(m->qt, m->K), b0 + h, nb - h, wu + i * wstride);
@@ -284,7 +284,28 @@ static void check_gemm(const g4_quant_ops *ops, const testmat *m, const unsigned
                             g4_qtype_name(m->qt), (long long)m->K, nr, i, t, v, r);
             }
     }
-    CHECK(bad == 0, "%s gemm %s K=%lld nt=%d: %d outputs off", ops->name, g4_qtype_name(m->qt), (long long)m->K, nt, bad);
+    CHECK(bad == 0, "%s gemm %s K=%lld nt=%d: %d outputs off", ops->name, g4_qtype_name(m->qt), (long long)m->K, nt,
+          bad);
+    /* over the whole row, a full tile against the same variant's single-row kernel */
+    int nr = ops->n_tile < m->N ? ops->n_tile : (int)m->N;
+    size_t full_stride = (size_t)nbk * G4_QUNPACKED_BLOCK;
+    unsigned char *wf = malloc(full_stride * (size_t)nr);
+    float *yv = malloc((size_t)nr * 4);
+    for (int i = 0; i < nr; i++)
+        ops->unpack_w(m->qt, m->w + (size_t)i * g4_qrow_bytes(m->qt, m->K), 0, nbk, wf + i * full_stride);
+    ops->gemm(m->qt, wf, full_stride, nr, panel, nt, 0, nbk, out, 0);
+    bad = 0;
+    for (int t = 0; t < nt; t++) {
+        ops->vec(m->qt, m->w, g4_qrow_bytes(m->qt, m->K), nr, act + (size_t)t * rb, m->K, yv);
+        for (int i = 0; i < nr; i++) {
+            double mag;
+            ref_dot(m->wdeq + i * m->K, act + (size_t)t * rb, m->K, 0, nbk, &mag);
+            bad += fabs(out[i * ops->t_tile + t] - yv[i]) > 2 * KTOL * mag + 1e-30;
+        }
+    }
+    CHECK(bad == 0, "%s gemm %s K=%lld nt=%d: %d outputs differ from vec", ops->name, g4_qtype_name(m->qt),
+          (long long)m->K, nt, bad);
+    free(wf), free(yv);
     free(panel), free(wu), free(out);
 }
 
@@ -358,6 +379,36 @@ static void check_qmatmul(const g4_quant_ops *ops, int threads, int qt, int64_t 
     free(act), free(y2), free(s2);
     free(x), free(y), free(scratch);
     free_mat(&m);
+    g4_pool_destroy(pool);
+}
+
+/* One scratch of exactly the size asked for the largest product serves every smaller T and K (callers size it
+ * once); the sanitizers see any byte past its end. */
+static void check_shared_scratch(const g4_quant_ops *ops) {
+    const int64_t maxT = 150, maxK = 2560, N = 37;
+    g4_pool *pool = g4_pool_create(2);
+    size_t sb = g4_qmatmul_scratch_bytes(ops, pool, maxT, maxK);
+    unsigned char *shared = malloc(sb);
+    testmat m[2] = {make_mat(G4_QT_Q4, N, 96), make_mat(G4_QT_Q4, N, maxK)};
+    float *x = malloc((size_t)(maxT * maxK) * 4);
+    float *y = malloc((size_t)(maxT * N) * 4), *y2 = malloc((size_t)(maxT * N) * 4);
+    for (int64_t i = 0; i < maxT * maxK; i++) x[i] = rnd_normal();
+    const int64_t Ts[] = {1, 3, 4, 5, 17, 33, 64, 100, 149, 150};
+    int bad = 0;
+    for (int k = 0; k < 2; k++)
+        for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++) {
+            int64_t T = Ts[ti], K = m[k].K;
+            unsigned char *own = malloc(g4_qmatmul_scratch_bytes(ops, pool, T, K) + 1);
+            g4_qmatmul(ops, pool, x, T, K, m[k].w, G4_QT_Q4, N, y, shared);
+            g4_qmatmul(ops, pool, x, T, K, m[k].w, G4_QT_Q4, N, y2, own);
+            bad += memcmp(y, y2, (size_t)(T * N) * 4) != 0;
+            CHECK(g4_qmatmul_scratch_bytes(ops, pool, T, K) <= sb, "%s scratch for T=%lld K=%lld exceeds the largest",
+                  ops->name, (long long)T, (long long)K);
+            free(own);
+        }
+    CHECK(bad == 0, "%s: %d products differ with a shared scratch", ops->name, bad);
+    free(x), free(y), free(y2), free(shared);
+    free_mat(&m[0]), free_mat(&m[1]);
     g4_pool_destroy(pool);
 }
 
@@ -460,6 +511,7 @@ int main(void) {
     check_act_variants();
     check_kernels();
     check_products();
+    for (int v = 0; v < n_variants; v++) check_shared_scratch(variants[v]);
     report_speed();
     return g4t_finish("test_quant");
 }

@@ -1,5 +1,4 @@
-/* quant.c — the quantized formats (quantize / dequantize), int8 activations, the portable kernels that every
- * SIMD variant is tested against, variant selection, and the threaded quantized matrix product. */
+/* quant.c — quantized formats, int8 activations, the portable reference kernels and the threaded product. */
 #include "quant.h"
 
 #include <math.h>
@@ -274,7 +273,8 @@ static void unpack_w_portable(int qt, const void *wrow, int64_t b0, int64_t nb, 
     size_t bb = g4_qtype_block_bytes(qt);
     int8_t *v = dst;
     float *d = (float *)((char *)dst + nb * G4_QBLOCK);
-    for (int64_t b = 0; b < nb; b++) d[b] = block_values(qt, (const char *)wrow + (size_t)(b0 + b) * bb, v + b * G4_QBLOCK);
+    for (int64_t b = 0; b < nb; b++)
+        d[b] = block_values(qt, (const char *)wrow + (size_t)(b0 + b) * bb, v + b * G4_QBLOCK);
 }
 
 enum { PORTABLE_T = 4, PORTABLE_N = 4 };
@@ -346,14 +346,16 @@ static int64_t chunk_blocks(const g4_quant_ops *ops, int64_t T, int64_t K) {
 }
 
 /* Per worker: the unpacked weight tile of one chunk, and the group's outputs for every panel, summed over the
- * chunks there so that y is written once. */
-static size_t unpacked_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
-    size_t tile = (size_t)ops->n_tile * (size_t)chunk_blocks(ops, T, K) * G4_QUNPACKED_BLOCK;
+ * chunks there so that y is written once. The tile is sized for a whole row rather than one chunk (at most a few
+ * dozen KiB): chunks grow as T shrinks, and this keeps every size monotonic in T and K, so that a scratch sized
+ * for the largest product serves all smaller ones. */
+static size_t unpacked_bytes(const g4_quant_ops *ops, int64_t K) {
+    size_t tile = (size_t)ops->n_tile * (size_t)(K / G4_QBLOCK) * G4_QUNPACKED_BLOCK;
     size_t rows = (size_t)ops->t_tile * GROUP_TILES * (size_t)ops->n_tile * sizeof(float); /* reused for output */
     return align64(tile > rows ? tile : rows);
 }
 static size_t worker_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
-    return unpacked_bytes(ops, T, K) +
+    return unpacked_bytes(ops, K) +
            align64((size_t)n_panels(ops, T) * GROUP_TILES * (size_t)ops->n_tile * (size_t)ops->t_tile * sizeof(float));
 }
 
@@ -386,7 +388,8 @@ typedef struct qjob {
 
 static void quantize_range(void *ctx, int64_t begin, int64_t end, int worker) {
     qjob *j = ctx;
-    for (int64_t t = begin; t < end; t++) j->ops->quantize_act(j->x + t * j->K, j->K, j->act + (size_t)t * j->act_stride);
+    for (int64_t t = begin; t < end; t++)
+        j->ops->quantize_act(j->x + t * j->K, j->K, j->act + (size_t)t * j->act_stride);
     (void)worker;
 }
 
@@ -410,7 +413,8 @@ static void panel_range(void *ctx, int64_t begin, int64_t end, int worker) {
     for (int64_t p = begin; p < end; p++) {
         int64_t t0 = p * tt;
         int nt = j->T - t0 < tt ? (int)(j->T - t0) : tt;
-        g4_qpanel_pack(tt, j->act + (size_t)t0 * j->act_stride, j->act_stride, nt, j->K, j->panels + p * j->panel_bytes);
+        g4_qpanel_pack(tt, j->act + (size_t)t0 * j->act_stride, j->act_stride, nt, j->K,
+                       j->panels + p * j->panel_bytes);
     }
     (void)worker;
 }
@@ -470,7 +474,7 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end, int worker) {
     qjob *j = ctx;
     int64_t group = (int64_t)j->ops->n_tile * GROUP_TILES;
     unsigned char *wbuf = j->work + (size_t)worker * j->work_bytes;
-    float *acc = (float *)(wbuf + unpacked_bytes(j->ops, j->T, j->K));
+    float *acc = (float *)(wbuf + unpacked_bytes(j->ops, j->K));
     for (int64_t g = begin; g < end; g++) {
         int64_t g0 = g * group, g1 = min64(g0 + group, j->N);
         gemm_group(j, g0, g1, wbuf, acc);

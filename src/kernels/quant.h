@@ -115,8 +115,9 @@ void g4_qpanel_pack(int t_tile, const void *act, size_t act_stride, int nt, int6
  * run inline). Below 4 rows of x (decode) each weight row streams once per row of x through ops->vec; from 4 on,
  * weight tiles are unpacked once and the register-blocked ops->gemm runs them over panels of x, cut into
  * K-chunks that stay in cache. scratch: g4_qmatmul_scratch_bytes(ops, pool, T, K) bytes for this pool, any
- * alignment, reusable; nothing is allocated. Returns 0, or -1 (y untouched) for an unknown wtype, a K that is not
- * a multiple of 32, or T or N < 1. One product at a time per pool. */
+ * alignment, reusable, and enough for any smaller T and K too; nothing is allocated. Returns 0, or -1 (y
+ * untouched) for an unknown wtype, a K that is not a multiple of 32, or T or N < 1. One product at a time per
+ * pool. */
 size_t g4_qmatmul_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K);
 int g4_qmatmul(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K, const void *w,
                int wtype, int64_t N, float *y, void *scratch);

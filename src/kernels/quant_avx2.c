@@ -1,5 +1,4 @@
-/* quant_avx2.c — AVX2 quantized kernels (x86-64 without AVX-512), compiled for that target and used only when the
- * CPU has it. */
+/* quant_avx2.c — AVX2 quantized kernels (x86-64), compiled for that target, used only when the CPU has it. */
 #include "quant.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -86,7 +85,8 @@ AVX2 static void quantize_act_avx2(const float *x, int64_t K, void *row) {
     float *d = (float *)(q + K);
     int32_t *s = (int32_t *)(q + K + K / 8);
     const __m256 zero = _mm256_setzero_ps(), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-    const __m256 half = _mm256_set1_ps(0.5f), sign = _mm256_set1_ps(-0.0f), absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 half = _mm256_set1_ps(0.5f), sign = _mm256_set1_ps(-0.0f);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     for (int64_t b = 0; b < K / 32; b++) {
         __m256 xv[4], m = zero;
         for (int h = 0; h < 4; h++) {
@@ -163,7 +163,8 @@ enum { T_TILE = 8, N_TILE = 4, PANEL_BLOCK = T_TILE * 40 };
 /* The int16 pair sums of one weight group (4 bytes, broadcast) with 8 activation rows. */
 AVX2 static INLINE __m256i group_product(int qt, const uint8_t *wg, __m256i a) {
     __m256i wb = _mm256_set1_epi32((int)load32(wg));
-    return qt == G4_QT_Q8 ? _mm256_maddubs_epi16(_mm256_abs_epi8(wb), _mm256_sign_epi8(a, wb)) : _mm256_maddubs_epi16(wb, a);
+    return qt == G4_QT_Q8 ? _mm256_maddubs_epi16(_mm256_abs_epi8(wb), _mm256_sign_epi8(a, wb))
+                          : _mm256_maddubs_epi16(wb, a);
 }
 
 /* Keeps a running sum a chain: gcc otherwise reassociates the integer additions into a tree, which holds every

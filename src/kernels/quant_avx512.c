@@ -1,5 +1,4 @@
-/* quant_avx512.c — AVX-512 VNNI quantized kernels (x86-64), compiled for that target and used only when the CPU
- * and the OS support it. */
+/* quant_avx512.c — AVX-512 VNNI quantized kernels (x86-64), used only when the CPU and the OS support them. */
 #include "quant.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -98,7 +97,8 @@ VNNI static void quantize_act_avx512(const float *x, int64_t K, void *row) {
         __m512i sum = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
             __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(h ? x1 : x0, _mm512_set1_ps(id)), lo), hi);
-            __m512 r = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), sign), _mm512_castps_si512(half)));
+            __m512 r = _mm512_castsi512_ps(
+                _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), sign), _mm512_castps_si512(half)));
             __m512i iv = _mm512_cvttps_epi32(_mm512_add_ps(v, r));
             sum = _mm512_add_epi32(sum, iv);
             _mm_storeu_si128((__m128i *)(q + b * 32 + 16 * h), _mm512_cvtepi32_epi8(iv));
@@ -133,7 +133,8 @@ VNNI static INLINE void vec_rows(int qt, const uint8_t *w, size_t row_bytes, int
 static const uint16_t pair_lo_idx[2][32] __attribute__((aligned(64))) = {{PAIR_LO(9)}, {PAIR_LO(13)}};
 static const uint16_t pair_d_idx[2][32] __attribute__((aligned(64))) = {{PAIR_D(9)}, {PAIR_D(13)}};
 static const uint16_t pair_hi_idx[32] __attribute__((aligned(64))) = {
-    9, 10, 11, 12, 9, 10, 11, 12, 9, 10, 11, 12, 9, 10, 11, 12, 22, 23, 24, 25, 22, 23, 24, 25, 22, 23, 24, 25, 22, 23, 24, 25};
+    9, 10, 11, 12, 9, 10, 11, 12, 9, 10, 11, 12, 9, 10, 11, 12,
+    22, 23, 24, 25, 22, 23, 24, 25, 22, 23, 24, 25, 22, 23, 24, 25};
 
 /* Two consecutive blocks of 18 (Q4) or 26 (Q6) bytes fit in one 64-byte load; word permutes then lay out in one
  * vector the nibbles of both blocks, their high bits (Q6) and both bf16 scales as floats, so that a pair of blocks
@@ -156,7 +157,8 @@ VNNI static INLINE void pair_step(int qt, const uint8_t *row, int64_t b, const i
     const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     __m512i sums = _mm512_permutexvar_epi32(halves, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(as + b))));
     __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), q6 ? _mm512_slli_epi32(sums, 2) : sums);
-    __m512 da = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(ad + b)))));
+    __m512 da = _mm512_permutexvar_ps(
+        halves, _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(ad + b)))));
     const uint8_t *src = row + (size_t)b * bb;
     __m512i x = _mm512_loadu_si512(src);
     __m512i v = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(lo_idx, x), lo_shift), nib);
@@ -245,7 +247,8 @@ VNNI static INLINE void gemm_tile(int NR, int NV, const uint8_t *w, size_t wstri
     const float *wd = (const float *)(w + nb * 32);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = panel + (size_t)(b0 + b) * PANEL_BLOCK;
-        __m512i start0 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(p + T_TILE * 36), 7));
+        __m512i start0 =
+            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(p + T_TILE * 36), 7));
         __m512i start1 = NV > 1 ? _mm512_sub_epi32(_mm512_setzero_si512(),
                                                    _mm512_slli_epi32(_mm512_loadu_si512(p + T_TILE * 36 + 64), 7))
                                 : start0;

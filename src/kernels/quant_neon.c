@@ -142,13 +142,15 @@ DOTPROD static INLINE void gemm_tile(int NR, const uint8_t *w, size_t wstride, c
             int8x16_t a1 = vld1q_s8((const int8_t *)p + g * T_TILE * 4 + 16);
 #define DOT(i)                                                                                                    \
     if (i < NR) {                                                                                                 \
-        int8x16_t wb = vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(w + (size_t)i * wstride + b * 32 + g * 4))); \
+        const int32_t *wg = (const int32_t *)(w + (size_t)i * wstride + b * 32 + g * 4);                  \
+        int8x16_t wb = vreinterpretq_s8_s32(vld1q_dup_s32(wg));                                            \
         acc[i][0] = sdot(acc[i][0], a0, wb);                                                                      \
         acc[i][1] = sdot(acc[i][1], a1, wb);                                                                      \
     }
             EACH_ROW(DOT)
         }
-        float32x4_t da0 = vld1q_f32((const float *)(p + T_TILE * 32)), da1 = vld1q_f32((const float *)(p + T_TILE * 32) + 4);
+        float32x4_t da0 = vld1q_f32((const float *)(p + T_TILE * 32));
+        float32x4_t da1 = vld1q_f32((const float *)(p + T_TILE * 32) + 4);
 #define SCALE(i)                                                                        \
     if (i < NR) {                                                                       \
         float dw = loadf(wd + (size_t)i * wstride + b * 4);                             \
