@@ -91,7 +91,7 @@ int main(void) {
 
     /* Tolerances (max error relative to the logit range, mean KL in nats, agreeing argmax): float formats must be
      * as exact as the checkpoint itself. The quantized ones are set just above what was measured (q8: 7.4e-2,
-     * KL 2.5e-3, 41/48, 34/36; q4: 4.8e-1, KL 0.19, 18/48, 16/36): this random 64-wide, 8-layer model amplifies
+     * KL 2.5e-3, 41/48, 34/36; q4: 4.6e-1, KL 0.19, 19/48, 15/36): this random 64-wide, 8-layer model amplifies
      * every perturbation (its own float32 reference moves by 2e-4 between two transformers code paths), so these
      * guard against regressions; quantization quality is judged on the full-size model (bench/RESULTS.md). */
     struct {
