@@ -7,18 +7,6 @@
 
 #define TOL 1e-4
 
-typedef struct logits_sink {
-    float *all; /* [T, V] */
-    int64_t V;
-} logits_sink;
-
-/* Positions count from the start of the sequence, which every check here begins afresh. */
-static int keep_logits(void *ctx, int64_t pos0, int64_t n, const float *logits, g4_err *err) {
-    logits_sink *s = ctx;
-    memcpy(s->all + pos0 * s->V, logits, (size_t)(n * s->V) * sizeof(float));
-    return 0;
-}
-
 /* Runs the whole prompt in chunks of `chunk` tokens and compares every output the reference stored. */
 static void check_prefill(const g4_model *m, g4_compute *c, const g4_st_file *ref, int64_t chunk) {
     const g4_text_config *tc = &m->cfg.text;
@@ -34,14 +22,14 @@ static void check_prefill(const g4_model *m, g4_compute *c, const g4_st_file *re
     g4_decoder d;
     g4_err err = {0};
     CHECK(g4_decoder_init(&d, m, c, 256, chunk, &err) == 0, "%s", err.msg);
-    logits_sink sink = {calloc((size_t)(T * V), sizeof(float)), V};
+    float *all = calloc((size_t)(T * V), sizeof(float));
     g4_probe probe = {calloc((size_t)(T * H), 4), calloc((size_t)(T * L * P), 4), calloc((size_t)((L + 1) * T * H), 4)};
-    g4_forward_opts opts = {keep_logits, &sink, NULL, &probe};
-    CHECK(g4_decoder_forward(&d, ids, T, &opts, &err) == 0, "%s", err.msg);
+    g4_forward_opts opts = {NULL, NULL, NULL, &probe};
+    CHECK(g4_decoder_forward_all_logits_with(&d, ids, T, &opts, all, &err) == 0, "%s", err.msg);
 
     double e_emb = g4t_rel_err(probe.inputs_embeds, want_embeds, T * H);
     double e_ple = g4t_rel_err(probe.per_layer_inputs, want_ple, T * L * P);
-    double e_logits = g4t_rel_err(sink.all, want_logits, T * V);
+    double e_logits = g4t_rel_err(all, want_logits, T * V);
     printf("chunk %3lld: inputs_embeds %.2e  per_layer_inputs %.2e  logits %.2e  hidden:", (long long)chunk, e_emb,
            e_ple, e_logits);
     CHECK(e_emb <= TOL, "inputs_embeds rel err %.3e (chunk %lld)", e_emb, (long long)chunk);
@@ -54,9 +42,9 @@ static void check_prefill(const g4_model *m, g4_compute *c, const g4_st_file *re
     }
     printf("\n");
     for (int64_t t = 0; t < T; t++)
-        CHECK(g4t_argmax(sink.all + t * V, V) == g4t_argmax(want_logits + t * V, V), "argmax differs at %lld", (long long)t);
+        CHECK(g4t_argmax(all + t * V, V) == g4t_argmax(want_logits + t * V, V), "argmax differs at %lld", (long long)t);
     g4_decoder_free(&d);
-    free(sink.all);
+    free(all);
     free(probe.inputs_embeds);
     free(probe.per_layer_inputs);
     free(probe.hidden_states);

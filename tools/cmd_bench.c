@@ -17,6 +17,12 @@ static double now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static int32_t argmax(const float *v, int64_t n) {
+    int32_t best = 0;
+    for (int64_t i = 1; i < n; i++) best = v[i] > v[best] ? (int32_t)i : best;
+    return best;
+}
+
 /* The read-bandwidth probe runs in a child process so its buffer never counts in this process's peak RSS. */
 static double measure_bandwidth(int threads) {
     int fd[2];
@@ -81,13 +87,12 @@ int cmd_bench(int argc, char **argv) {
     int32_t next = 0;
     double ttft = 0, decode = 0;
     if (!rc) {
-        for (int64_t i = 1; i < V; i++) next = logits[i] > logits[next] ? (int32_t)i : next;
+        next = argmax(logits, V);
         ttft = now() - t0;
         double t1 = now();
         for (int i = 0; i < n_decode && !rc; i++) {
             rc = g4_decoder_forward(&s->d, &next, 1, &fo, &err);
-            next = 0;
-            for (int64_t k = 1; k < V; k++) next = logits[k] > logits[next] ? (int32_t)k : next;
+            next = argmax(logits, V);
         }
         decode = now() - t1;
     }

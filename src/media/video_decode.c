@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L /* fseeko/ftello: 64-bit offsets for files past 2 GB */
 #endif
 #include "media/video.h"
+#include "media/media_source.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,64 +29,11 @@
 #define MAX_SIDE 32768
 #define MAX_DECODE_ERRORS 64 /* OpenCV's OPENCV_FFMPEG_DECODE_ATTEMPTS default */
 
-/* Input bytes: a caller's buffer or an open file, both read through our AVIOContext so FFmpeg never parses a path
- * as a URL. */
-typedef struct source {
-    const unsigned char *data;
-    size_t size, pos;
-    FILE *file;
-    int64_t file_size;
-} source;
 
-static int src_read(void *opaque, uint8_t *buf, int n) {
-    source *s = opaque;
-    if (n <= 0) return 0;
-    if (s->file) {
-        size_t got = fread(buf, 1, (size_t)n, s->file);
-        if (got == 0) return ferror(s->file) ? AVERROR(EIO) : AVERROR_EOF;
-        return (int)got;
-    }
-    if (s->pos >= s->size) return AVERROR_EOF;
-    size_t left = s->size - s->pos;
-    size_t take = left < (size_t)n ? left : (size_t)n;
-    memcpy(buf, s->data + s->pos, take);
-    s->pos += take;
-    return (int)take;
-}
-
-static int64_t src_seek(void *opaque, int64_t offset, int whence) {
-    source *s = opaque;
-    int64_t size = s->file ? s->file_size : (int64_t)s->size;
-    whence &= ~AVSEEK_FORCE;
-    if (whence == AVSEEK_SIZE) return size;
-    int64_t cur = s->file ? (int64_t)ftello(s->file) : (int64_t)s->pos;
-    int64_t target;
-    if (whence == SEEK_SET)
-        target = offset;
-    else if (whence == SEEK_CUR)
-        target = cur + offset;
-    else if (whence == SEEK_END)
-        target = size + offset;
-    else
-        return AVERROR(EINVAL);
-    if (target < 0 || target > size) return AVERROR(EINVAL);
-    if (s->file) {
-        if (fseeko(s->file, (off_t)target, SEEK_SET) != 0) return AVERROR(errno ? errno : EIO);
-    } else {
-        s->pos = (size_t)target;
-    }
-    return target;
-}
-
-static int src_rewind(source *s) {
-    if (s->file) return fseeko(s->file, 0, SEEK_SET) == 0 ? 0 : -1;
-    s->pos = 0;
-    return 0;
-}
 
 typedef struct vdec {
     const char *label;
-    source src;
+    g4_media_source src;
     uint64_t max_pixels;
     int64_t max_decoded;
     int threads;
@@ -156,10 +104,10 @@ static int stream_rotation(const AVStream *st) {
 }
 
 static int open_input(vdec *d, g4_err *err) {
-    if (src_rewind(&d->src) != 0) return g4_fail(err, GEMMA4C_ERR_IO, "%s: cannot rewind: %s", d->label, strerror(errno));
+    if (g4_media_source_rewind(&d->src) != 0) return g4_fail(err, GEMMA4C_ERR_IO, "%s: cannot rewind: %s", d->label, strerror(errno));
     d->fmt = avformat_alloc_context();
     unsigned char *buf = av_malloc(IO_BUF);
-    if (buf) d->pb = avio_alloc_context(buf, IO_BUF, 0, &d->src, src_read, NULL, src_seek);
+    if (buf) d->pb = avio_alloc_context(buf, IO_BUF, 0, &d->src, g4_media_source_read, NULL, g4_media_source_seek);
     if (!d->fmt || !d->pb) {
         if (!d->pb) av_free(buf);
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "%s: out of memory", d->label);
@@ -524,20 +472,10 @@ int g4_video_decode_file(const char *path, const g4_video_decode_opts *opts, g4_
     vdec d;
     memset(&d, 0, sizeof d);
     d.label = path;
-    FILE *f = fopen(path, "rb");
-    if (!f) return g4_fail(err, GEMMA4C_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fseeko(f, 0, SEEK_END) != 0 || (d.src.file_size = (int64_t)ftello(f)) < 0 || fseeko(f, 0, SEEK_SET) != 0) {
-        int e = errno;
-        fclose(f);
-        return g4_fail(err, GEMMA4C_ERR_IO, "%s: cannot read: %s", path, strerror(e));
-    }
-    if (d.src.file_size == 0) {
-        fclose(f);
-        return g4_fail(err, GEMMA4C_ERR_FORMAT, "%s: empty file", path);
-    }
-    d.src.file = f;
-    int r = decode(&d, opts, out, err);
-    fclose(f);
+    int r = g4_media_source_open_file(&d.src, path, err);
+    if (r) return r;
+    r = decode(&d, opts, out, err);
+    g4_media_source_close(&d.src);
     return r;
 }
 

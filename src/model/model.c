@@ -496,8 +496,3 @@ int g4_model_vector(g4_model *m, const char *name, int64_t n, float **out, g4_er
     binder b = {m, !m->synthetic, NULL, "", err};
     return bind_vec(&b, out, n, "%s", name);
 }
-
-int g4_model_has_tensor(const g4_model *m, const char *name) {
-    g4_tensor t;
-    return m->synthetic || find_stored(m, name, &t, NULL) == 1;
-}

@@ -83,7 +83,6 @@ void g4_model_free(g4_model *m);
 int g4_model_tensor(g4_model *m, const char *name, int ndim, const int64_t *shape, g4_tensor *out, g4_err *err);
 /* A 1-D tensor of n values as a float32 array owned by the model. */
 int g4_model_vector(g4_model *m, const char *name, int64_t n, float **out, g4_err *err);
-int g4_model_has_tensor(const g4_model *m, const char *name);
 
 /* Bytes of weights read from memory to decode one token: every layer's matrices (K/V only where computed), the
  * per-layer projection, the output matrix, and one row of each embedding table. */
