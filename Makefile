@@ -7,7 +7,7 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES   := build-essential cmake pkg-config libcjson-dev zlib1g-dev clang libclang-rt-14-dev \
               libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev \
-              libpng-dev libjpeg62-turbo-dev libwebp-dev libgif-dev
+              libpng-dev libjpeg-dev libwebp-dev libgif-dev
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps build test-all test-fast test-sanitize fuzz-smoke test-slow clean
