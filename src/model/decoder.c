@@ -14,55 +14,101 @@ static float *alloc_floats(int64_t n, int *failed) {
     return p;
 }
 
-int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t n_ctx, int64_t max_chunk, g4_err *err) {
-    memset(d, 0, sizeof *d);
-    const g4_text_config *tc = &m->cfg.text;
-    if (n_ctx <= 0 || n_ctx > tc->max_position_embeddings) n_ctx = tc->max_position_embeddings;
-    if (max_chunk <= 0) max_chunk = 256;
-    max_chunk = min64(max_chunk, n_ctx);
-    d->m = m;
-    d->c = c;
-    d->n_ctx = n_ctx;
-    d->max_chunk = max_chunk;
-    const int64_t C = max_chunk, H = tc->hidden_size, L = tc->num_layers, P = tc->ple_dim;
+/* The buffers that hold one chunk of C tokens while it runs through the layers; on failure the old ones stay. */
+static int alloc_chunk_scratch(g4_decoder *d, int64_t C) {
+    const g4_text_config *tc = &d->m->cfg.text;
+    const int64_t H = tc->hidden_size, L = tc->num_layers, P = tc->ple_dim;
     int64_t qw = 0, kvw = 0, iw = 0;
     for (int l = 0; l < L; l++) {
         qw = max64(qw, (int64_t)tc->num_heads * tc->layer_head_dim[l]);
         kvw = max64(kvw, (int64_t)tc->layer_kv_heads[l] * tc->layer_head_dim[l]);
         iw = max64(iw, tc->layer_intermediate[l]);
     }
+    float **bufs[] = {&d->x, &d->xn, &d->proj, &d->q, &d->attn, &d->k, &d->v, &d->gate, &d->up, &d->ple, &d->ple_gate,
+                      &d->rope_cos[0], &d->rope_sin[0], &d->rope_cos[1], &d->rope_sin[1]};
+    const int64_t width[] = {H, H, H, qw, qw, kvw, kvw, iw, iw, L * P, P, tc->head_dim / 2, tc->head_dim / 2,
+                             tc->global_head_dim / 2, tc->global_head_dim / 2};
+    enum { N = sizeof bufs / sizeof *bufs };
+    float *fresh[N];
+    int failed = 0;
+    for (size_t i = 0; i < N; i++) fresh[i] = alloc_floats(C * width[i], &failed);
+    int32_t *lookup = calloc((size_t)C, sizeof *lookup);
+    int64_t *reach = calloc((size_t)C, sizeof *reach);
+    if (failed || !lookup || !reach) {
+        for (size_t i = 0; i < N; i++) free(fresh[i]);
+        free(lookup);
+        free(reach);
+        return 1;
+    }
+    for (size_t i = 0; i < N; i++) {
+        free(*bufs[i]);
+        *bufs[i] = fresh[i];
+    }
+    free(d->lookup);
+    free(d->reach);
+    d->lookup = lookup;
+    d->reach = reach;
+    d->max_chunk = C;
+    return 0;
+}
+
+/* Sizes the sliding layers' rings for chunks of C tokens (a query reaches back window-1 positions from the first
+ * token of its chunk), keeping the positions the next chunk can still see. */
+static int resize_sliding_caches(g4_decoder *d, int64_t C) {
+    const g4_text_config *tc = &d->m->cfg.text;
+    const int64_t cap = min64(d->n_ctx, tc->sliding_window + C);
+    for (int l = 0; l < tc->first_kv_shared; l++) {
+        g4_kv_layer *kv = &d->kv[l];
+        if (tc->layer_type[l] != G4_LAYER_SLIDING || kv->cap == cap) continue;
+        const int64_t width = (int64_t)tc->layer_kv_heads[l] * tc->layer_head_dim[l];
+        int failed = 0;
+        float *k = alloc_floats(cap * width, &failed), *v = alloc_floats(cap * width, &failed);
+        if (failed) {
+            free(k);
+            free(v);
+            return 1;
+        }
+        for (int64_t p = max64(0, d->pos - tc->sliding_window + 1); kv->k && p < d->pos; p++) {
+            memcpy(k + (p % cap) * width, kv->k + (p % kv->cap) * width, (size_t)width * sizeof(float));
+            memcpy(v + (p % cap) * width, kv->v + (p % kv->cap) * width, (size_t)width * sizeof(float));
+        }
+        free(kv->k);
+        free(kv->v);
+        kv->k = k;
+        kv->v = v;
+        kv->cap = cap;
+    }
+    return 0;
+}
+
+int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t n_ctx, int64_t max_chunk, g4_err *err) {
+    memset(d, 0, sizeof *d);
+    const g4_text_config *tc = &m->cfg.text;
+    if (tc->use_bidirectional_attention == G4_BIDI_ALL)
+        return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED,
+                       "use_bidirectional_attention \"all\" makes every layer bidirectional: such a model cannot "
+                       "generate text, and gemma4c does not run it");
+    if (n_ctx <= 0 || n_ctx > tc->max_position_embeddings) n_ctx = tc->max_position_embeddings;
+    if (max_chunk <= 0) max_chunk = 256;
+    max_chunk = min64(max_chunk, n_ctx);
+    d->m = m;
+    d->c = c;
+    d->n_ctx = n_ctx;
+    const int64_t L = tc->num_layers, P = tc->ple_dim;
     int failed = 0;
     d->kv = calloc((size_t)L, sizeof *d->kv);
     if (!d->kv) failed = 1;
     for (int l = 0; !failed && l < tc->first_kv_shared; l++) {
+        if (tc->layer_type[l] == G4_LAYER_SLIDING) continue; /* sized with the chunk below */
         const int64_t width = (int64_t)tc->layer_kv_heads[l] * tc->layer_head_dim[l];
-        /* A sliding layer's queries reach back window-1 positions from the first token of a chunk. */
-        int64_t cap = tc->layer_type[l] == G4_LAYER_SLIDING ? min64(n_ctx, tc->sliding_window + C) : n_ctx;
-        d->kv[l].cap = cap;
-        d->kv[l].k = alloc_floats(cap * width, &failed);
-        d->kv[l].v = alloc_floats(cap * width, &failed);
+        d->kv[l].cap = n_ctx;
+        d->kv[l].k = alloc_floats(n_ctx * width, &failed);
+        d->kv[l].v = alloc_floats(n_ctx * width, &failed);
     }
-    d->x = alloc_floats(C * H, &failed);
-    d->xn = alloc_floats(C * H, &failed);
-    d->proj = alloc_floats(C * H, &failed);
-    d->q = alloc_floats(C * qw, &failed);
-    d->attn = alloc_floats(C * qw, &failed);
-    d->k = alloc_floats(C * kvw, &failed);
-    d->v = alloc_floats(C * kvw, &failed);
-    d->gate = alloc_floats(C * iw, &failed);
-    d->up = alloc_floats(C * iw, &failed);
-    d->ple = alloc_floats(C * L * P, &failed);
-    d->ple_gate = alloc_floats(C * P, &failed);
+    if (!failed) failed = resize_sliding_caches(d, max_chunk) || alloc_chunk_scratch(d, max_chunk);
     d->ple_row = alloc_floats(L * P, &failed);
-    d->lookup = calloc((size_t)C, sizeof *d->lookup);
-    if (!d->lookup) failed = 1;
-    for (int type = 0; type < 2; type++) {
-        int64_t half = (type == G4_LAYER_FULL ? tc->global_head_dim : tc->head_dim) / 2;
-        d->rope_cos[type] = alloc_floats(C * half, &failed);
-        d->rope_sin[type] = alloc_floats(C * half, &failed);
-    }
     d->scores = alloc_floats((int64_t)g4_pool_size(c->pool) * n_ctx, &failed);
-    d->logit_rows = min64(C, 32);
+    d->logit_rows = min64(max_chunk, 32);
     d->logits = alloc_floats(d->logit_rows * tc->vocab_size, &failed);
     if (failed) {
         g4_decoder_free(d);
@@ -82,6 +128,7 @@ void g4_decoder_free(g4_decoder *d) {
                      d->rope_cos[0], d->rope_cos[1], d->rope_sin[0], d->rope_sin[1], d->scores, d->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(d->lookup);
+    free(d->reach);
     memset(d, 0, sizeof *d);
 }
 
@@ -191,15 +238,16 @@ static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
         const int64_t t = item / nq, h = item % nq, kvh = h / (nq / nkv);
         const int64_t p = j->pos0 + t;
         const int64_t lo = sliding ? max64(0, p - c->sliding_window + 1) : 0;
+        const int64_t hi = sliding ? d->reach[t] : p; /* past p only inside a bidirectional vision span */
         const float *q = d->q + (t * nq + h) * D;
-        for (int64_t s = lo; s <= p; s++) {
+        for (int64_t s = lo; s <= hi; s++) {
             const float *k = kv->k + ((s % kv->cap) * nkv + kvh) * D;
             scores[s - lo] = ops->dot(q, k, D); /* attention scaling is 1: q and k are normalised */
         }
-        g4_softmax(scores, p - lo + 1);
+        g4_softmax(scores, hi - lo + 1);
         float *out = d->attn + (t * nq + h) * D;
         memset(out, 0, (size_t)D * sizeof(float));
-        for (int64_t s = lo; s <= p; s++) ops->axpy(out, scores[s - lo], kv->v + ((s % kv->cap) * nkv + kvh) * D, D);
+        for (int64_t s = lo; s <= hi; s++) ops->axpy(out, scores[s - lo], kv->v + ((s % kv->cap) * nkv + kvh) * D, D);
     }
 }
 
@@ -308,6 +356,41 @@ static int output_logits(g4_decoder *d, int64_t n, int64_t pos0, const g4_forwar
     return 0;
 }
 
+/* With use_bidirectional_attention "vision", each contiguous run of image/video placeholders is one span whose
+ * tokens see each other on sliding layers (within the window to the left); full layers stay causal. */
+static int in_vision_span(const g4_model *m, int32_t id) {
+    const int kind = soft_kind(m, id);
+    return m->cfg.text.use_bidirectional_attention == G4_BIDI_VISION && (kind == G4_SOFT_IMAGE || kind == G4_SOFT_VIDEO);
+}
+
+/* reach[t]: the last position row t attends to on sliding layers (its own, or its span's last). */
+static void mark_vision_spans(g4_decoder *d, const int32_t *ids, int64_t n, int64_t pos0) {
+    for (int64_t t = n - 1; t >= 0; t--)
+        d->reach[t] = t + 1 < n && in_vision_span(d->m, ids[t]) && in_vision_span(d->m, ids[t + 1]) ? d->reach[t + 1]
+                                                                                                  : pos0 + t;
+}
+
+int64_t g4_decoder_split_point(const g4_decoder *d, const int32_t *ids, int64_t n, int64_t at) {
+    while (at > 0 && at < n && in_vision_span(d->m, ids[at - 1]) && in_vision_span(d->m, ids[at])) at--;
+    return at;
+}
+
+/* Tokens of the next chunk from ids[0..T): at most max_chunk, never cutting a vision span; a span longer than
+ * max_chunk grows the chunk buffers to hold it whole. */
+static int next_chunk(g4_decoder *d, const int32_t *ids, int64_t T, int64_t *n, g4_err *err) {
+    int64_t take = min64(d->max_chunk, T);
+    int64_t cut = g4_decoder_split_point(d, ids, T, take);
+    if (cut > 0) {
+        *n = cut;
+        return 0;
+    }
+    while (take < T && in_vision_span(d->m, ids[take - 1]) && in_vision_span(d->m, ids[take])) take++;
+    if (take > d->max_chunk && (resize_sliding_caches(d, take) || alloc_chunk_scratch(d, take)))
+        return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for a bidirectional span of %lld tokens", (long long)take);
+    *n = take;
+    return 0;
+}
+
 static int forward_chunk(g4_decoder *d, const int32_t *ids, int64_t n, int64_t row0, int64_t T,
                          const g4_forward_opts *opts, int64_t used[G4_SOFT_KINDS], g4_err *err) {
     const g4_text_config *c = &d->m->cfg.text;
@@ -315,6 +398,7 @@ static int forward_chunk(g4_decoder *d, const int32_t *ids, int64_t n, int64_t r
     const int64_t pos0 = d->pos;
     g4_probe *probe = opts->probe;
 
+    mark_vision_spans(d, ids, n, pos0);
     embed_tokens(d, ids, n, opts, used, d->lookup);
     ids = d->lookup;
     if (probe && probe->inputs_embeds) memcpy(probe->inputs_embeds + row0 * H, d->x, (size_t)(n * H) * sizeof(float));
@@ -361,9 +445,9 @@ int g4_decoder_forward(g4_decoder *d, const int32_t *ids, int64_t T, const g4_fo
         if (opts->soft[k].rows && opts->soft[k].n != placeholders[k])
             return g4_fail(err, GEMMA4C_ERR_ARG, "%lld %s placeholder tokens but %lld %s soft tokens",
                            (long long)placeholders[k], kind_name[k], (long long)opts->soft[k].n, kind_name[k]);
-    for (int64_t s = 0; s < T; s += d->max_chunk) {
-        int64_t n = min64(d->max_chunk, T - s);
-        int rc = forward_chunk(d, ids + s, n, s, T, opts, used, err);
+    for (int64_t s = 0, n = 0; s < T; s += n) {
+        int rc = next_chunk(d, ids + s, T - s, &n, err);
+        if (!rc) rc = forward_chunk(d, ids + s, n, s, T, opts, used, err);
         if (rc) return rc;
     }
     return 0;

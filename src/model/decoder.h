@@ -38,6 +38,7 @@ typedef struct g4_decoder {
     float *scores; /* per worker: n_ctx */
     float *logits; /* [logit_rows, V] */
     int32_t *lookup; /* [max_chunk] ids for the embedding tables (pad at multimodal placeholders) */
+    int64_t *reach;  /* [max_chunk] last position each row attends to on sliding layers */
     int64_t logit_rows;
 } g4_decoder;
 
@@ -64,7 +65,12 @@ typedef struct g4_forward_opts {
     g4_soft_tokens soft[G4_SOFT_KINDS];
 } g4_forward_opts;
 
-/* Appends T tokens to the sequence, running them in batches of max_chunk. Ids outside the vocabulary and
+/* Where a sequence of n tokens may be cut at or before `at` so that no bidirectional vision span (config
+ * use_bidirectional_attention "vision") is split: `at` itself unless a span runs across it. */
+int64_t g4_decoder_split_point(const g4_decoder *d, const int32_t *ids, int64_t n, int64_t at);
+
+/* Appends T tokens to the sequence, running them in batches of max_chunk (a batch grows to hold a bidirectional
+ * vision span whole). Ids outside the vocabulary and
  * sequences longer than the context are errors (nothing is appended then). */
 int g4_decoder_forward(g4_decoder *d, const int32_t *ids, int64_t T, const g4_forward_opts *opts, g4_err *err);
 
