@@ -34,7 +34,50 @@ static void check_ops(const g4_kernel_ops *ops) {
             ops->to_f32(y2, src, type, n);
             CHECK(memcmp(y1, y2, (size_t)n * 4) == 0, "%s to_f32 dtype %d n=%lld", ops->name, dt, (long long)n);
         }
+        /* gelu over [-12, 12] (saturated tails included), alone and gated */
+        for (int64_t i = 0; i < n; i++) y1[i] = y2[i] = a[i] * 12.0f;
+        ref->gelu_mul(y1, b, n);
+        ops->gelu_mul(y2, b, n);
+        for (int64_t i = 0; i < n; i++)
+            CHECK(fabsf(y1[i] - y2[i]) <= 2e-6f * (1 + fabsf(y1[i])), "%s gelu_mul n=%lld x=%g: %g vs %g", ops->name,
+                  (long long)n, a[i] * 12.0f, y1[i], y2[i]);
+        for (int64_t i = 0; i < n; i++) y1[i] = y2[i] = a[i] * 12.0f;
+        ref->gelu_mul(y1, NULL, n);
+        ops->gelu_mul(y2, NULL, n);
+        for (int64_t i = 0; i < n; i++) CHECK(fabsf(y1[i] - y2[i]) <= 2e-6f * (1 + fabsf(y1[i])), "%s gelu n=%lld", ops->name, (long long)n);
+        /* softmax with a wide range and a masked (-inf) entry */
+        for (int64_t i = 0; i < n; i++) y1[i] = y2[i] = a[i] * 40.0f;
+        if (n > 1) y1[n / 2] = y2[n / 2] = -INFINITY;
+        ref->softmax(y1, n);
+        ops->softmax(y2, n);
+        for (int64_t i = 0; i < n; i++)
+            CHECK(fabsf(y1[i] - y2[i]) <= 1e-6f * (1 + y1[i] * 10), "%s softmax n=%lld i=%lld: %g vs %g", ops->name,
+                  (long long)n, (long long)i, y1[i], y2[i]);
+        CHECK(n == 1 ? y2[0] == 1 : y2[n / 2] == 0, "%s softmax gave a masked entry weight", ops->name);
         free(a), free(b), free(y1), free(y2), free(h);
+    }
+    /* attention tiles: odd query/key counts, head sizes with and without a multiple of 8 or 16, padded strides */
+    const int64_t shapes[][3] = {{1, 1, 1}, {4, 2, 8}, {5, 7, 64}, {8, 33, 256}, {3, 9, 72}, {9, 5, 13}, {16, 40, 24}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int64_t nq = shapes[si][0], nk = shapes[si][1], D = shapes[si][2], ld = D + 3, lds = nk + 2;
+        float *q = malloc((size_t)(nq * ld) * 4), *k = malloc((size_t)(nk * ld) * 4);
+        float *s1 = malloc((size_t)(nq * lds) * 4), *s2 = malloc((size_t)(nq * lds) * 4);
+        float *o1 = malloc((size_t)(nq * ld) * 4), *o2 = malloc((size_t)(nq * ld) * 4);
+        for (int64_t i = 0; i < nq * ld; i++) q[i] = rnd(), o1[i] = o2[i] = rnd();
+        for (int64_t i = 0; i < nk * ld; i++) k[i] = rnd();
+        for (int64_t i = 0; i < nq * lds; i++) s1[i] = s2[i] = rnd();
+        ref->scores(s1, lds, q, ld, nq, k, ld, nk, D);
+        ops->scores(s2, lds, q, ld, nq, k, ld, nk, D);
+        for (int64_t i = 0; i < nq; i++)
+            for (int64_t j = 0; j < lds; j++)
+                CHECK(fabsf(s1[i * lds + j] - s2[i * lds + j]) <= 1e-5f * sqrtf((float)D), "%s scores %lldx%lldx%lld [%lld,%lld]",
+                      ops->name, (long long)nq, (long long)nk, (long long)D, (long long)i, (long long)j);
+        ref->weighted_sum(o1, ld, s1, lds, nq, k, ld, nk, D);
+        ops->weighted_sum(o2, ld, s1, lds, nq, k, ld, nk, D);
+        for (int64_t i = 0; i < nq * ld; i++)
+            CHECK(fabsf(o1[i] - o2[i]) <= 1e-5f * (float)D, "%s weighted_sum %lldx%lldx%lld at %lld", ops->name,
+                  (long long)nq, (long long)nk, (long long)D, (long long)i);
+        free(q), free(k), free(s1), free(s2), free(o1), free(o2);
     }
 }
 

@@ -94,6 +94,28 @@ void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_ten
     g4_pool_for(c->pool, (N + ROW_BLOCK - 1) / ROW_BLOCK, 1, matmul_range, &j);
 }
 
+enum { GELU_SPAN = 4096 }; /* values per pool item */
+
+typedef struct gelu_job {
+    const g4_kernel_ops *ops;
+    float *g;
+    const float *up;
+} gelu_job;
+
+static void gelu_range(void *ctx, int64_t begin, int64_t end, int worker) {
+    gelu_job *j = ctx;
+    (void)worker;
+    for (int64_t s = begin; s < end; s++)
+        j->ops->gelu_mul(j->g + s * GELU_SPAN, j->up ? j->up + s * GELU_SPAN : NULL, GELU_SPAN);
+}
+
+void g4_gelu_mul(g4_compute *c, float *g, const float *up, int64_t n) {
+    const int64_t spans = n / GELU_SPAN, done = spans * GELU_SPAN;
+    gelu_job j = {c->ops, g, up};
+    g4_pool_for(c->pool, spans, 1, gelu_range, &j);
+    c->ops->gelu_mul(g + done, up ? up + done : NULL, n - done);
+}
+
 void g4_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps) {
     float ss = 0;
     for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];

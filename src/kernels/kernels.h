@@ -21,6 +21,16 @@ typedef struct g4_kernel_ops {
     void (*axpy)(float *y, float a, const float *x, int64_t n); /* y += a * x */
     /* dst[i] = float(src[i]) for a weight row of dtype F32, BF16 or F16 */
     void (*to_f32)(float *dst, const void *src, g4_dtype dt, int64_t n);
+    /* x = softmax(x) (entries of -inf get 0) */
+    void (*softmax)(float *x, int64_t n);
+    /* g[i] = gelu_tanh(g[i]) * up[i] (up NULL: the activation alone) */
+    void (*gelu_mul)(float *g, const float *up, int64_t n);
+    /* Attention tiles. scores: s[i * lds + j] = q_i · k_j for nq query rows (ldq apart) and nk key rows (ldk
+     * apart), all D long. weighted_sum: o_i += sum_j p[i * ldp + j] * v_j over nk value rows (ldv apart). */
+    void (*scores)(float *s, int64_t lds, const float *q, int64_t ldq, int64_t nq, const float *k, int64_t ldk,
+                   int64_t nk, int64_t D);
+    void (*weighted_sum)(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t nq, const float *v, int64_t ldv,
+                         int64_t nk, int64_t D);
 } g4_kernel_ops;
 
 const g4_kernel_ops *g4_kernels_portable(void);
@@ -50,6 +60,9 @@ int g4_compute_reserve(g4_compute *c, int64_t max_k);
 /* y[T, N] = x[T, K] · W[N, K]^T, with W a weight tensor of dtype F32, BF16, F16 or one of gemma4c's quantized
  * types (K <= max_k), rows split over the pool. */
 void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_tensor *w, float *y);
+
+/* g[i] = gelu_tanh(g[i]) * up[i] over the pool (up NULL: the activation alone). */
+void g4_gelu_mul(g4_compute *c, float *g, const float *up, int64_t n);
 
 /* Row-wise ops on [n] vectors (portable: cheap next to the matrix products). */
 void g4_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps); /* weight may be NULL */

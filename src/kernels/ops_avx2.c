@@ -1,6 +1,8 @@
 /* ops_avx2.c — AVX2 + FMA primitives (x86-64), compiled for that target and used only when the CPU has it. */
 #include "kernels.h"
 
+#include <math.h>
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -58,7 +60,132 @@ AVX2 static void to_f32_avx2(float *dst, const void *src, g4_dtype dt, int64_t n
     }
 }
 
-static const g4_kernel_ops avx2_ops = {"avx2", dot_avx2, axpy_avx2, to_f32_avx2};
+/* e^x to about 2 ulp for x in [-87, 88] (Cephes' polynomial after x = n ln2 + r). */
+AVX2 static __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+AVX2 static void softmax_avx2(float *x, int64_t n) {
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+    float m = -INFINITY, lanes[8];
+    _mm256_storeu_ps(lanes, vm);
+    for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    const __m256 bm = _mm256_set1_ps(m);
+    __m256 vs = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), bm));
+        e = _mm256_and_ps(e, _mm256_cmp_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
+        vs = _mm256_add_ps(vs, e);
+        _mm256_storeu_ps(x + i, e);
+    }
+    float s = hsum256(vs);
+    for (; i < n; i++) s += (x[i] = expf(x[i] - m));
+    const __m256 inv = _mm256_set1_ps(1.0f / s);
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= 1.0f / s;
+}
+
+/* gelu_tanh(x) = x/2 (1 + tanh(u)), u = sqrt(2/pi)(x + 0.044715 x^3), tanh(u) = 1 - 2 / (e^{2u} + 1). */
+AVX2 static void gelu_mul_avx2(float *g, const float *up, int64_t n) {
+    const __m256 k = _mm256_set1_ps(0.7978845608028654f), c = _mm256_set1_ps(0.044715f), one = _mm256_set1_ps(1.0f);
+    const __m256 half = _mm256_set1_ps(0.5f), two = _mm256_set1_ps(2.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i);
+        __m256 u = _mm256_mul_ps(k, _mm256_fmadd_ps(_mm256_mul_ps(c, x), _mm256_mul_ps(x, x), x));
+        __m256 t = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(exp256(_mm256_add_ps(u, u)), one)));
+        __m256 y = _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, t));
+        if (up) y = _mm256_mul_ps(y, _mm256_loadu_ps(up + i));
+        _mm256_storeu_ps(g + i, y);
+    }
+    for (; i < n; i++) g[i] = g4_gelu_tanh(g[i]) * (up ? up[i] : 1.0f);
+}
+
+/* NQ queries against two keys at a time: each loaded key chunk serves every query, each query chunk both keys. */
+AVX2 static inline void scores_rows(float *s, int64_t lds, const float *q, int64_t ldq, const int NQ, const float *k,
+                                    int64_t ldk, int64_t nk, int64_t D) {
+    int64_t j = 0;
+    for (; j + 2 <= nk && D % 8 == 0; j += 2) {
+        __m256 acc[4][2];
+        for (int i = 0; i < NQ; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        const float *k0 = k + j * ldk, *k1 = k0 + ldk;
+        for (int64_t d = 0; d < D; d += 8) {
+            __m256 a = _mm256_loadu_ps(k0 + d), b = _mm256_loadu_ps(k1 + d);
+            for (int i = 0; i < NQ; i++) {
+                __m256 x = _mm256_loadu_ps(q + i * ldq + d);
+                acc[i][0] = _mm256_fmadd_ps(x, a, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(x, b, acc[i][1]);
+            }
+        }
+        for (int i = 0; i < NQ; i++) {
+            s[i * lds + j] = hsum256(acc[i][0]);
+            s[i * lds + j + 1] = hsum256(acc[i][1]);
+        }
+    }
+    for (; j < nk; j++)
+        for (int i = 0; i < NQ; i++) s[i * lds + j] = dot_avx2(q + i * ldq, k + j * ldk, D);
+}
+
+AVX2 static void scores_avx2(float *s, int64_t lds, const float *q, int64_t ldq, int64_t nq, const float *k,
+                             int64_t ldk, int64_t nk, int64_t D) {
+    int64_t i = 0;
+    for (; i + 4 <= nq; i += 4) scores_rows(s + i * lds, lds, q + i * ldq, ldq, 4, k, ldk, nk, D);
+    for (; i < nq; i++) scores_rows(s + i * lds, lds, q + i * ldq, ldq, 1, k, ldk, nk, D);
+}
+
+/* NQ output rows, 16 columns at a time held in registers while every value row streams past. */
+AVX2 static inline void weighted_rows(float *o, int64_t ldo, const float *p, int64_t ldp, const int NQ, const float *v,
+                                      int64_t ldv, int64_t nk, int64_t D) {
+    int64_t d = 0;
+    for (; d + 16 <= D; d += 16) {
+        __m256 acc[4][2];
+        for (int i = 0; i < NQ; i++) {
+            acc[i][0] = _mm256_loadu_ps(o + i * ldo + d);
+            acc[i][1] = _mm256_loadu_ps(o + i * ldo + d + 8);
+        }
+        for (int64_t j = 0; j < nk; j++) {
+            __m256 a = _mm256_loadu_ps(v + j * ldv + d), b = _mm256_loadu_ps(v + j * ldv + d + 8);
+            for (int i = 0; i < NQ; i++) {
+                __m256 w = _mm256_broadcast_ss(p + i * ldp + j);
+                acc[i][0] = _mm256_fmadd_ps(w, a, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(w, b, acc[i][1]);
+            }
+        }
+        for (int i = 0; i < NQ; i++) {
+            _mm256_storeu_ps(o + i * ldo + d, acc[i][0]);
+            _mm256_storeu_ps(o + i * ldo + d + 8, acc[i][1]);
+        }
+    }
+    if (d < D)
+        for (int i = 0; i < NQ; i++)
+            for (int64_t j = 0; j < nk; j++) axpy_avx2(o + i * ldo + d, p[i * ldp + j], v + j * ldv + d, D - d);
+}
+
+AVX2 static void weighted_sum_avx2(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t nq, const float *v,
+                                   int64_t ldv, int64_t nk, int64_t D) {
+    int64_t i = 0;
+    for (; i + 4 <= nq; i += 4) weighted_rows(o + i * ldo, ldo, p + i * ldp, ldp, 4, v, ldv, nk, D);
+    for (; i < nq; i++) weighted_rows(o + i * ldo, ldo, p + i * ldp, ldp, 1, v, ldv, nk, D);
+}
+
+static const g4_kernel_ops avx2_ops = {"avx2",      dot_avx2,      axpy_avx2,   to_f32_avx2,
+                                       softmax_avx2, gelu_mul_avx2, scores_avx2, weighted_sum_avx2};
 
 const g4_kernel_ops *g4_kernels_avx2(void) {
     unsigned a, b, c, d;

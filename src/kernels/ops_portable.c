@@ -29,6 +29,24 @@ static void to_f32_portable(float *dst, const void *src, g4_dtype dt, int64_t n)
     }
 }
 
-static const g4_kernel_ops portable_ops = {"portable", dot_portable, axpy_portable, to_f32_portable};
+static void gelu_mul_portable(float *g, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) g[i] = g4_gelu_tanh(g[i]) * (up ? up[i] : 1.0f);
+}
+
+static void scores_portable(float *s, int64_t lds, const float *q, int64_t ldq, int64_t nq, const float *k, int64_t ldk,
+                            int64_t nk, int64_t D) {
+    for (int64_t i = 0; i < nq; i++)
+        for (int64_t j = 0; j < nk; j++) s[i * lds + j] = dot_portable(q + i * ldq, k + j * ldk, D);
+}
+
+static void weighted_sum_portable(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t nq, const float *v,
+                                  int64_t ldv, int64_t nk, int64_t D) {
+    for (int64_t i = 0; i < nq; i++)
+        for (int64_t j = 0; j < nk; j++) axpy_portable(o + i * ldo, p[i * ldp + j], v + j * ldv, D);
+}
+
+static const g4_kernel_ops portable_ops = {"portable",        dot_portable,      axpy_portable,
+                                           to_f32_portable,   g4_softmax,        gelu_mul_portable,
+                                           scores_portable,   weighted_sum_portable};
 
 const g4_kernel_ops *g4_kernels_portable(void) { return &portable_ops; }

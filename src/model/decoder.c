@@ -107,7 +107,10 @@ int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t n_c
     }
     if (!failed) failed = resize_sliding_caches(d, max_chunk) || alloc_chunk_scratch(d, max_chunk);
     d->ple_row = alloc_floats(L * P, &failed);
-    d->scores = alloc_floats((int64_t)g4_pool_size(c->pool) * n_ctx, &failed);
+    int64_t group = 1; /* query heads per kv head: they score keys together */
+    for (int l = 0; l < L; l++) group = max64(group, tc->num_heads / tc->layer_kv_heads[l]);
+    d->scores_per_worker = group * n_ctx;
+    d->scores = alloc_floats((int64_t)g4_pool_size(c->pool) * d->scores_per_worker, &failed);
     d->logit_rows = min64(max_chunk, 32);
     d->logits = alloc_floats(d->logit_rows * tc->vocab_size, &failed);
     if (failed) {
@@ -223,31 +226,40 @@ typedef struct attn_job {
     int64_t n, pos0;
 } attn_job;
 
-/* One (token, query head) pair per item: scores over the allowed cached keys, softmax, weighted values. */
+/* One (token, kv head) pair per item: the query heads sharing that kv head score the allowed cached keys
+ * together (each key read once for all of them), softmax, weighted values. Keys lo..hi sit in ring slots
+ * p % cap: at most two contiguous runs. */
 static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
     attn_job *j = ctx;
     g4_decoder *d = j->d;
     const g4_text_config *c = &d->m->cfg.text;
     const g4_kernel_ops *ops = d->c->ops;
     const int l = j->layer;
-    const int64_t D = c->layer_head_dim[l], nq = c->num_heads, nkv = c->layer_kv_heads[l];
+    const int64_t D = c->layer_head_dim[l], nq = c->num_heads, nkv = c->layer_kv_heads[l], G = nq / nkv;
     const g4_kv_layer *kv = &d->kv[c->kv_donor[l]];
     const int sliding = c->layer_type[l] == G4_LAYER_SLIDING;
-    float *scores = d->scores + (size_t)worker * (size_t)d->n_ctx;
+    float *scores = d->scores + (size_t)worker * (size_t)d->scores_per_worker;
     for (int64_t item = begin; item < end; item++) {
-        const int64_t t = item / nq, h = item % nq, kvh = h / (nq / nkv);
+        const int64_t t = item / nkv, kvh = item % nkv;
         const int64_t p = j->pos0 + t;
         const int64_t lo = sliding ? max64(0, p - c->sliding_window + 1) : 0;
         const int64_t hi = sliding ? d->reach[t] : p; /* past p only inside a bidirectional vision span */
-        const float *q = d->q + (t * nq + h) * D;
-        for (int64_t s = lo; s <= hi; s++) {
-            const float *k = kv->k + ((s % kv->cap) * nkv + kvh) * D;
-            scores[s - lo] = ops->dot(q, k, D); /* attention scaling is 1: q and k are normalised */
+        const int64_t nk = hi - lo + 1;
+        const float *q = d->q + (t * nq + kvh * G) * D;
+        float *out = d->attn + (t * nq + kvh * G) * D;
+        /* attention scaling is 1: q and k are normalised */
+        for (int64_t s = lo, run; s <= hi; s += run) {
+            const int64_t slot = s % kv->cap;
+            run = min64(hi - s + 1, kv->cap - slot);
+            ops->scores(scores + (s - lo), nk, q, D, G, kv->k + (slot * nkv + kvh) * D, nkv * D, run, D);
         }
-        g4_softmax(scores, hi - lo + 1);
-        float *out = d->attn + (t * nq + h) * D;
-        memset(out, 0, (size_t)D * sizeof(float));
-        for (int64_t s = lo; s <= hi; s++) ops->axpy(out, scores[s - lo], kv->v + ((s % kv->cap) * nkv + kvh) * D, D);
+        for (int64_t g = 0; g < G; g++) ops->softmax(scores + g * nk, nk);
+        memset(out, 0, (size_t)(G * D) * sizeof(float));
+        for (int64_t s = lo, run; s <= hi; s += run) {
+            const int64_t slot = s % kv->cap;
+            run = min64(hi - s + 1, kv->cap - slot);
+            ops->weighted_sum(out, D, scores + (s - lo), nk, G, kv->v + (slot * nkv + kvh) * D, nkv * D, run, D);
+        }
     }
 }
 
@@ -288,7 +300,7 @@ static void attention_block(g4_decoder *d, int l, int64_t n, int64_t pos0) {
         }
     }
     attn_job job = {d, l, n, pos0};
-    g4_pool_for(d->c->pool, n * nq, 1, attention_range, &job);
+    g4_pool_for(d->c->pool, n * nkv, 1, attention_range, &job);
     g4_matmul(d->c, d->attn, n, nq * D, &ly->o_proj, d->proj);
     rmsnorm_rows(d->proj, d->proj, ly->post_attention_norm, n, H, eps);
     for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
@@ -303,7 +315,7 @@ static void mlp_block(g4_decoder *d, int l, int64_t n) {
     rmsnorm_rows(d->xn, d->x, ly->pre_feedforward_norm, n, H, eps);
     g4_matmul(d->c, d->xn, n, H, &ly->gate_proj, d->gate);
     g4_matmul(d->c, d->xn, n, H, &ly->up_proj, d->up);
-    for (int64_t i = 0; i < n * I; i++) d->gate[i] = g4_gelu_tanh(d->gate[i]) * d->up[i];
+    g4_gelu_mul(d->c, d->gate, d->up, n * I);
     g4_matmul(d->c, d->gate, n, I, &ly->down_proj, d->proj);
     rmsnorm_rows(d->proj, d->proj, ly->post_feedforward_norm, n, H, eps);
     for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
@@ -316,11 +328,7 @@ static void per_layer_input_block(g4_decoder *d, int l, int64_t n) {
     const g4_layer *ly = &m->layers[l];
     const int64_t H = c->hidden_size, L = c->num_layers, P = c->ple_dim;
     g4_matmul(d->c, d->x, n, H, &ly->per_layer_input_gate, d->ple_gate);
-    for (int64_t t = 0; t < n; t++) {
-        const float *pl = d->ple + (t * L + l) * P;
-        float *g = d->ple_gate + t * P;
-        for (int64_t i = 0; i < P; i++) g[i] = g4_gelu_tanh(g[i]) * pl[i];
-    }
+    for (int64_t t = 0; t < n; t++) d->c->ops->gelu_mul(d->ple_gate + t * P, d->ple + (t * L + l) * P, P);
     g4_matmul(d->c, d->ple_gate, n, P, &ly->per_layer_projection, d->proj);
     rmsnorm_rows(d->proj, d->proj, ly->post_per_layer_input_norm, n, H, (float)c->rms_norm_eps);
     for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];

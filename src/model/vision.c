@@ -255,17 +255,18 @@ typedef struct vis_work {
     float *xn;                 /* [n, D] normed input of a block */
     float *xc;                 /* [n, max width] a clipped linear's clamped input */
     float *q, *k, *val, *attn; /* [n, heads * hd] */
-    float *kt, *vt;            /* [kv_heads][hd][n]: keys and values transposed, so that a query's scores and
-                                * its output are long vector operations over the patches */
     float *proj;               /* [n, D] */
     float *gate, *up;          /* [n, I] */
     float *rope_cos, *rope_sin; /* [n][hd/2]: angles of x (first quarter-set) then of y */
-    float *scores;             /* [workers][n] */
+    float *scores;             /* [workers][QUERY_TILE][n] */
 } vis_work;
 
 /* y = x · W^T over many patches, in slices of rows: g4_matmul passes every activation row over each block of
  * weight rows, so a slice whose activations stay in cache beats one pass over thousands of patches. */
 enum { MATMUL_ROWS = 128 };
+
+/* Query patches whose attention runs together (scores: QUERY_TILE x n per worker). */
+enum { QUERY_TILE = 16 };
 
 static void matmul_rows(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_tensor *w, float *y) {
     const int64_t N = w->shape[0];
@@ -351,23 +352,23 @@ static void rope_apply_2d(float *x, const float *cs, const float *sn, int64_t hd
     }
 }
 
-/* One (head, query patch) per item: scores against every real patch (scaling 1.0: q and k are normed),
- * softmax, weighted values. Bidirectional within the image. */
+/* One (head, tile of query patches) per item: scores against every real patch (scaling 1.0: q and k are
+ * normed), softmax, weighted values. Bidirectional within the image; a tile shares each key it reads. */
 static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
     vis_work *w = ctx;
     const g4_vision_config *c = &w->v->cfg;
     const g4_kernel_ops *ops = w->c->ops;
-    const int64_t n = w->n, hd = c->head_dim, nq = c->num_heads, group = c->num_heads / c->num_kv_heads;
-    float *scores = w->scores + worker * n;
+    const int64_t n = w->n, hd = c->head_dim, nq = c->num_heads, nkv = c->num_kv_heads, group = nq / nkv;
+    const int64_t tiles = (n + QUERY_TILE - 1) / QUERY_TILE;
+    float *scores = w->scores + worker * QUERY_TILE * n;
     for (int64_t item = begin; item < end; item++) {
-        const int64_t h = item / n, t = item % n;
-        const float *q = w->q + (t * nq + h) * hd;
-        const float *KT = w->kt + (h / group) * hd * n, *VT = w->vt + (h / group) * hd * n;
-        memset(scores, 0, (size_t)n * sizeof(float));
-        for (int64_t d = 0; d < hd; d++) ops->axpy(scores, q[d], KT + d * n, n);
-        g4_softmax(scores, n);
-        float *o = w->attn + (t * nq + h) * hd;
-        for (int64_t d = 0; d < hd; d++) o[d] = ops->dot(scores, VT + d * n, n);
+        const int64_t h = item / tiles, t0 = item % tiles * QUERY_TILE, rows = n - t0 < QUERY_TILE ? n - t0 : QUERY_TILE;
+        const float *k = w->k + (h / group) * hd, *v = w->val + (h / group) * hd;
+        ops->scores(scores, n, w->q + (t0 * nq + h) * hd, nq * hd, rows, k, nkv * hd, n, hd);
+        for (int64_t r = 0; r < rows; r++) ops->softmax(scores + r * n, n);
+        float *o = w->attn + (t0 * nq + h) * hd;
+        for (int64_t r = 0; r < rows; r++) memset(o + r * nq * hd, 0, (size_t)hd * sizeof(float));
+        ops->weighted_sum(o, nq * hd, scores, n, rows, v, nkv * hd, n, hd);
     }
 }
 
@@ -393,22 +394,12 @@ static void attention_block(vis_work *w, const g4_vision_layer *ly) {
             g4_rmsnorm(kh, kh, ly->k_norm, hd, eps);
             rope_apply_2d(kh, cs, sn, hd);
             g4_rmsnorm(vh, vh, NULL, hd, eps); /* v_norm has no weight, no RoPE */
-            for (int64_t d = 0; d < hd; d++) {
-                w->kt[(h * hd + d) * n + t] = kh[d];
-                w->vt[(h * hd + d) * n + t] = vh[d];
-            }
         }
     }
-    g4_pool_for(w->c->pool, nq * n, 8, attention_range, w);
+    g4_pool_for(w->c->pool, nq * ((n + QUERY_TILE - 1) / QUERY_TILE), 1, attention_range, w);
     clipped_linear(w, &ly->o_proj, w->attn, n, nq * hd, w->proj);
     rmsnorm_rows(w->proj, w->proj, ly->post_attention_norm, n, D, eps);
     for (int64_t i = 0; i < n * D; i++) w->x[i] += w->proj[i];
-}
-
-static void gelu_gate_range(void *ctx, int64_t begin, int64_t end, int worker) {
-    vis_work *w = ctx;
-    (void)worker;
-    for (int64_t i = begin; i < end; i++) w->gate[i] = g4_gelu_tanh(w->gate[i]) * w->up[i];
 }
 
 static void mlp_block(vis_work *w, const g4_vision_layer *ly) {
@@ -418,14 +409,14 @@ static void mlp_block(vis_work *w, const g4_vision_layer *ly) {
     rmsnorm_rows(w->xn, w->x, ly->pre_feedforward_norm, n, D, eps);
     clipped_linear(w, &ly->gate_proj, w->xn, n, D, w->gate);
     clipped_linear(w, &ly->up_proj, w->xn, n, D, w->up);
-    g4_pool_for(w->c->pool, n * I, 1 << 14, gelu_gate_range, w);
+    g4_gelu_mul(w->c, w->gate, w->up, n * I);
     clipped_linear(w, &ly->down_proj, w->gate, n, I, w->proj);
     rmsnorm_rows(w->proj, w->proj, ly->post_feedforward_norm, n, D, eps);
     for (int64_t i = 0; i < n * D; i++) w->x[i] += w->proj[i];
 }
 
 static void work_free(vis_work *w) {
-    float *bufs[] = {w->x, w->xn, w->xc, w->q, w->k, w->val, w->attn, w->kt, w->vt, w->proj, w->gate, w->up,
+    float *bufs[] = {w->x, w->xn, w->xc, w->q, w->k, w->val, w->attn, w->proj, w->gate, w->up,
                      w->rope_cos, w->rope_sin, w->scores};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
 }
@@ -452,14 +443,12 @@ static int work_init(vis_work *w, const g4_vision *v, g4_compute *c, int64_t n) 
     w->attn = alloc_floats(n * qw, &failed);
     w->k = alloc_floats(n * kvw, &failed);
     w->val = alloc_floats(n * kvw, &failed);
-    w->kt = alloc_floats(n * kvw, &failed);
-    w->vt = alloc_floats(n * kvw, &failed);
     w->proj = alloc_floats(n * D > 2 * D ? n * D : 2 * D, &failed);
     w->gate = alloc_floats(n * I, &failed);
     w->up = alloc_floats(n * I, &failed);
     w->rope_cos = alloc_floats(n * hd / 2, &failed);
     w->rope_sin = alloc_floats(n * hd / 2, &failed);
-    w->scores = alloc_floats((int64_t)g4_pool_size(c->pool) * n, &failed);
+    w->scores = alloc_floats((int64_t)g4_pool_size(c->pool) * QUERY_TILE * n, &failed);
     if (failed) {
         work_free(w);
         memset(w, 0, sizeof *w);
