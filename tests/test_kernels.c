@@ -45,6 +45,12 @@ static void check_ops(const g4_kernel_ops *ops) {
         ref->gelu_mul(y1, NULL, n);
         ops->gelu_mul(y2, NULL, n);
         for (int64_t i = 0; i < n; i++) CHECK(fabsf(y1[i] - y2[i]) <= 2e-6f * (1 + fabsf(y1[i])), "%s gelu n=%lld", ops->name, (long long)n);
+        /* softcap 30 over [-120, 120] */
+        for (int64_t i = 0; i < n; i++) y1[i] = y2[i] = a[i] * 120.0f;
+        ref->softcap(y1, n, 30.0f);
+        ops->softcap(y2, n, 30.0f);
+        for (int64_t i = 0; i < n; i++)
+            CHECK(fabsf(y1[i] - y2[i]) <= 4e-6f * 30, "%s softcap n=%lld: %g vs %g", ops->name, (long long)n, y1[i], y2[i]);
         /* softmax with a wide range and a masked (-inf) entry */
         for (int64_t i = 0; i < n; i++) y1[i] = y2[i] = a[i] * 40.0f;
         if (n > 1) y1[n / 2] = y2[n / 2] = -INFINITY;

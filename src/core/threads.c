@@ -1,20 +1,35 @@
-/* threads.c — the worker pool: workers sleep on a condition variable and take chunks with an atomic counter. */
+/* threads.c — the worker pool: workers spin briefly, then sleep, waiting for a loop; chunks go by an atomic counter. */
 #include "threads.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+/* Decoding one token runs hundreds of short loops with a little serial work between them. Waking a sleeping
+ * thread costs tens of microseconds in a virtual machine, so workers poll for the next loop this many times
+ * (a few hundred microseconds) before they sleep, and the caller polls for the end of a loop. */
+enum { SPINS = 20000 };
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
 
 struct g4_pool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t mu;
-    pthread_cond_t work_cv, done_cv;
-    uint64_t generation; /* bumped for every loop so sleeping workers know there is new work */
-    int shutting_down;
-    int busy;             /* workers still inside the current loop */
-    /* the current loop */
+    pthread_cond_t work_cv;
+    atomic_uint_fast64_t generation; /* bumped for every loop: workers wait for it to change */
+    atomic_int sleepers;             /* workers asleep on work_cv (or about to be) */
+    atomic_int busy;                 /* workers still inside the current loop */
+    atomic_int shutting_down;
+    /* the current loop, published by the generation bump */
     g4_range_fn fn;
     void *ctx;
     int64_t n, chunk;
@@ -35,24 +50,46 @@ static void run_chunks(g4_pool *p, int worker) {
     }
 }
 
+/* Waits until the generation differs from `seen`: polling first, then asleep. The sleeper count and the
+ * generation are sequentially consistent, so either the worker sees the new generation or the caller sees the
+ * sleeper and wakes it under the mutex. */
+static uint64_t wait_for_work(g4_pool *p, uint64_t seen) {
+    for (int i = 0; i < SPINS; i++) {
+        uint64_t g = atomic_load(&p->generation);
+        if (g != seen) return g;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->sleepers, 1);
+    while (atomic_load(&p->generation) == seen) pthread_cond_wait(&p->work_cv, &p->mu);
+    atomic_fetch_sub(&p->sleepers, 1);
+    pthread_mutex_unlock(&p->mu);
+    return atomic_load(&p->generation);
+}
+
 static void *worker_main(void *arg) {
     worker_arg *wa = arg;
     g4_pool *p = wa->pool;
     int index = wa->index;
     free(wa);
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->shutting_down && p->generation == seen) pthread_cond_wait(&p->work_cv, &p->mu);
-        if (p->shutting_down) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        seen = wait_for_work(p, seen);
+        if (atomic_load(&p->shutting_down)) break;
         run_chunks(p, index);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0) pthread_cond_signal(&p->done_cv);
+        atomic_fetch_sub(&p->busy, 1);
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
+}
+
+/* Publishes a generation change and wakes the workers that went to sleep. */
+static void announce(g4_pool *p) {
+    atomic_fetch_add(&p->generation, 1);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->work_cv);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
 
 g4_pool *g4_pool_create(int n_threads) {
@@ -66,7 +103,11 @@ g4_pool *g4_pool_create(int n_threads) {
     p->n_threads = n_threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work_cv, NULL);
-    pthread_cond_init(&p->done_cv, NULL);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->sleepers, 0);
+    atomic_init(&p->busy, 0);
+    atomic_init(&p->shutting_down, 0);
+    atomic_init(&p->next, 0);
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (!p->threads) {
         free(p);
@@ -89,14 +130,11 @@ g4_pool *g4_pool_create(int n_threads) {
 
 void g4_pool_destroy(g4_pool *p) {
     if (!p) return;
-    pthread_mutex_lock(&p->mu);
-    p->shutting_down = 1;
-    pthread_cond_broadcast(&p->work_cv);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store(&p->shutting_down, 1);
+    announce(p);
     for (int i = 1; i < p->n_threads; i++) pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->work_cv);
-    pthread_cond_destroy(&p->done_cv);
     free(p->threads);
     free(p);
 }
@@ -113,18 +151,16 @@ void g4_pool_for(g4_pool *p, int64_t n, int64_t grain, g4_range_fn fn, void *ctx
     /* A few chunks per thread balances uneven work without much counter traffic. */
     int64_t chunk = (n + (int64_t)p->n_threads * 4 - 1) / ((int64_t)p->n_threads * 4);
     if (chunk < grain) chunk = grain;
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
     p->chunk = chunk;
     atomic_store(&p->next, 0);
-    p->busy = p->n_threads - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->work_cv);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store(&p->busy, p->n_threads - 1);
+    announce(p);
     run_chunks(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->busy > 0) pthread_cond_wait(&p->done_cv, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; atomic_load(&p->busy) > 0; i++) {
+        if (i < SPINS) cpu_relax();
+        else sched_yield(); /* a worker was descheduled: let it finish */
+    }
 }

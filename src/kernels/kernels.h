@@ -23,6 +23,8 @@ typedef struct g4_kernel_ops {
     void (*to_f32)(float *dst, const void *src, g4_dtype dt, int64_t n);
     /* x = softmax(x) (entries of -inf get 0) */
     void (*softmax)(float *x, int64_t n);
+    /* x[i] = cap * tanh(x[i] / cap) */
+    void (*softcap)(float *x, int64_t n, float cap);
     /* g[i] = gelu_tanh(g[i]) * up[i] (up NULL: the activation alone) */
     void (*gelu_mul)(float *g, const float *up, int64_t n);
     /* Attention tiles. scores: s[i * lds + j] = q_i · k_j for nq query rows (ldq apart) and nk key rows (ldk

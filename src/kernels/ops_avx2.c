@@ -101,16 +101,28 @@ AVX2 static void softmax_avx2(float *x, int64_t n) {
     for (; i < n; i++) x[i] *= 1.0f / s;
 }
 
+/* tanh(u) = 1 - 2 / (e^{2u} + 1): exact to a few ulp of 1, saturating cleanly (exp256 clamps). */
+AVX2 static inline __m256 tanh256(__m256 u) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(exp256(_mm256_add_ps(u, u)), one)));
+}
+
+AVX2 static void softcap_avx2(float *x, int64_t n, float cap) {
+    const __m256 c = _mm256_set1_ps(cap), inv = _mm256_set1_ps(1.0f / cap);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(c, tanh256(_mm256_mul_ps(_mm256_loadu_ps(x + i), inv))));
+    for (; i < n; i++) x[i] = cap * tanhf(x[i] / cap);
+}
+
 /* gelu_tanh(x) = x/2 (1 + tanh(u)), u = sqrt(2/pi)(x + 0.044715 x^3), tanh(u) = 1 - 2 / (e^{2u} + 1). */
 AVX2 static void gelu_mul_avx2(float *g, const float *up, int64_t n) {
     const __m256 k = _mm256_set1_ps(0.7978845608028654f), c = _mm256_set1_ps(0.044715f), one = _mm256_set1_ps(1.0f);
-    const __m256 half = _mm256_set1_ps(0.5f), two = _mm256_set1_ps(2.0f);
+    const __m256 half = _mm256_set1_ps(0.5f);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 x = _mm256_loadu_ps(g + i);
         __m256 u = _mm256_mul_ps(k, _mm256_fmadd_ps(_mm256_mul_ps(c, x), _mm256_mul_ps(x, x), x));
-        __m256 t = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(exp256(_mm256_add_ps(u, u)), one)));
-        __m256 y = _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, t));
+        __m256 y = _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, tanh256(u)));
         if (up) y = _mm256_mul_ps(y, _mm256_loadu_ps(up + i));
         _mm256_storeu_ps(g + i, y);
     }
@@ -184,8 +196,8 @@ AVX2 static void weighted_sum_avx2(float *o, int64_t ldo, const float *p, int64_
     for (; i < nq; i++) weighted_rows(o + i * ldo, ldo, p + i * ldp, ldp, 1, v, ldv, nk, D);
 }
 
-static const g4_kernel_ops avx2_ops = {"avx2",      dot_avx2,      axpy_avx2,   to_f32_avx2,
-                                       softmax_avx2, gelu_mul_avx2, scores_avx2, weighted_sum_avx2};
+static const g4_kernel_ops avx2_ops = {"avx2",       dot_avx2,      axpy_avx2,   to_f32_avx2,       softmax_avx2,
+                                       softcap_avx2, gelu_mul_avx2, scores_avx2, weighted_sum_avx2};
 
 const g4_kernel_ops *g4_kernels_avx2(void) {
     unsigned a, b, c, d;

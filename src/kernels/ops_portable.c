@@ -1,6 +1,8 @@
 /* ops_portable.c — plain C primitives: the reference every SIMD variant is tested against. */
 #include "kernels.h"
 
+#include <math.h>
+
 static float dot_portable(const float *a, const float *b, int64_t n) {
     /* Eight partial sums: keeps rounding close to the SIMD variants and lets compilers vectorize. */
     float acc[8] = {0};
@@ -29,6 +31,10 @@ static void to_f32_portable(float *dst, const void *src, g4_dtype dt, int64_t n)
     }
 }
 
+static void softcap_portable(float *x, int64_t n, float cap) {
+    for (int64_t i = 0; i < n; i++) x[i] = cap * tanhf(x[i] / cap);
+}
+
 static void gelu_mul_portable(float *g, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g4_gelu_tanh(g[i]) * (up ? up[i] : 1.0f);
 }
@@ -45,8 +51,8 @@ static void weighted_sum_portable(float *o, int64_t ldo, const float *p, int64_t
         for (int64_t j = 0; j < nk; j++) axpy_portable(o + i * ldo, p[i * ldp + j], v + j * ldv, D);
 }
 
-static const g4_kernel_ops portable_ops = {"portable",        dot_portable,      axpy_portable,
-                                           to_f32_portable,   g4_softmax,        gelu_mul_portable,
-                                           scores_portable,   weighted_sum_portable};
+static const g4_kernel_ops portable_ops = {"portable",      dot_portable,     axpy_portable,
+                                           to_f32_portable, g4_softmax,       softcap_portable,
+                                           gelu_mul_portable, scores_portable, weighted_sum_portable};
 
 const g4_kernel_ops *g4_kernels_portable(void) { return &portable_ops; }

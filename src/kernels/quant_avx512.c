@@ -171,6 +171,10 @@ VNNI static INLINE void pair_step(int qt, const uint8_t *row, int64_t b, const i
     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, da), *acc);
 }
 
+/* Bytes ahead of the current pair that the row stream is prefetched: with the hardware prefetcher alone the
+ * 6-bit rows (2 KiB each) streamed at 27 GB/s on 2 threads here, with this 37-47 GB/s. */
+enum { PREFETCH_AHEAD = 4096 };
+
 /* One row at a time: interleaving rows (several streams a few KiB apart) measured 2-4x slower from memory here.
  * Two accumulators hide the float chain's latency instead. The 64-byte loads of the pairs must stay inside the
  * row (masked loads would, but they stall streaming from memory), so the last few blocks go one by one. */
@@ -183,6 +187,7 @@ VNNI static INLINE void vec_pair_rows(int qt, const uint8_t *w, size_t row_bytes
         __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
         int64_t b = 0;
         for (; b + 2 <= full; b += 4) {
+            _mm_prefetch((const char *)row + (size_t)b * bb + PREFETCH_AHEAD, _MM_HINT_T0);
             pair_step(qt, row, b, aq, ad, as, &acc[0]);
             pair_step(qt, row, b + 2, aq, ad, as, &acc[1]);
         }

@@ -352,8 +352,7 @@ static int output_logits(g4_decoder *d, int64_t n, int64_t pos0, const g4_forwar
     for (int64_t r0 = first; r0 < n; r0 += d->logit_rows) {
         int64_t rows = min64(d->logit_rows, n - r0);
         g4_matmul(d->c, d->xn + r0 * H, rows, H, &d->m->lm_head, d->logits);
-        if (cap > 0)
-            for (int64_t i = 0; i < rows * V; i++) d->logits[i] = cap * tanhf(d->logits[i] / cap);
+        if (cap > 0) d->c->ops->softcap(d->logits, rows * V, cap);
         if (opts->on_logits) {
             int rc = opts->on_logits(opts->ctx, pos0 + r0, rows, d->logits, err);
             if (rc) return rc;
