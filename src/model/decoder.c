@@ -224,9 +224,10 @@ typedef struct attn_job {
     g4_decoder *d;
     int layer;
     int64_t n, pos0;
+    int64_t splits; /* query-head groups per kv head that run as separate items */
 } attn_job;
 
-/* One (token, kv head) pair per item: the query heads sharing that kv head score the allowed cached keys
+/* One (token, kv head, share of its query heads) per item: those query heads score the allowed cached keys
  * together (each key read once for all of them), softmax, weighted values. Keys lo..hi sit in ring slots
  * p % cap: at most two contiguous runs. */
 static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
@@ -235,18 +236,19 @@ static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
     const g4_text_config *c = &d->m->cfg.text;
     const g4_kernel_ops *ops = d->c->ops;
     const int l = j->layer;
-    const int64_t D = c->layer_head_dim[l], nq = c->num_heads, nkv = c->layer_kv_heads[l], G = nq / nkv;
+    const int64_t D = c->layer_head_dim[l], nq = c->num_heads, nkv = c->layer_kv_heads[l];
     const g4_kv_layer *kv = &d->kv[c->kv_donor[l]];
     const int sliding = c->layer_type[l] == G4_LAYER_SLIDING;
     float *scores = d->scores + (size_t)worker * (size_t)d->scores_per_worker;
+    const int64_t G = nq / nkv / j->splits; /* query heads of this item */
     for (int64_t item = begin; item < end; item++) {
-        const int64_t t = item / nkv, kvh = item % nkv;
+        const int64_t t = item / (nkv * j->splits), kvh = item / j->splits % nkv, first = (item % (nkv * j->splits)) * G;
         const int64_t p = j->pos0 + t;
         const int64_t lo = sliding ? max64(0, p - c->sliding_window + 1) : 0;
         const int64_t hi = sliding ? d->reach[t] : p; /* past p only inside a bidirectional vision span */
         const int64_t nk = hi - lo + 1;
-        const float *q = d->q + (t * nq + kvh * G) * D;
-        float *out = d->attn + (t * nq + kvh * G) * D;
+        const float *q = d->q + (t * nq + first) * D;
+        float *out = d->attn + (t * nq + first) * D;
         /* attention scaling is 1: q and k are normalised */
         for (int64_t s = lo, run; s <= hi; s += run) {
             const int64_t slot = s % kv->cap;
@@ -299,8 +301,10 @@ static void attention_block(g4_decoder *d, int l, int64_t n, int64_t pos0) {
             }
         }
     }
-    attn_job job = {d, l, n, pos0};
-    g4_pool_for(d->c->pool, n * nkv, 1, attention_range, &job);
+    /* A decode step has one item per kv head (E2B: one): split the query heads so every worker has some. */
+    attn_job job = {d, l, n, pos0, 1};
+    while (n * nkv * job.splits < g4_pool_size(d->c->pool) && (nq / nkv) % (job.splits * 2) == 0) job.splits *= 2;
+    g4_pool_for(d->c->pool, n * nkv * job.splits, 1, attention_range, &job);
     g4_matmul(d->c, d->attn, n, nq * D, &ly->o_proj, d->proj);
     rmsnorm_rows(d->proj, d->proj, ly->post_attention_norm, n, H, eps);
     for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
