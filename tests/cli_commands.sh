@@ -83,5 +83,17 @@ bad "prompt longer than the context" "context" "$BIN" run -m "$TINY" -p "$long" 
 bad "ids longer than the model's context" "context" "$BIN" logits -m "$TINY" --ids "$(seq -s, 1 5000 | sed 's/[0-9]*/2/g')" --out "$TMP/x.safetensors"
 bad "unwritable output" "$TMP/no/dir" "$BIN" logits -m "$TINY" --ids 2,3 --out "$TMP/no/dir/x.safetensors"
 
+# bench on a given checkpoint: the text figures, the one-line JSON, and each encoder's time per input.
+ok "bench with media" "$BIN" bench -m "$TINY" --no-bandwidth --image "$GOLDEN/media/small.png" \
+  --video "$GOLDEN/media/clip.mp4" --audio "$GOLDEN/media/speech_16k.wav"
+has "bench prefill" "$TMP/out" "prefill          512 tokens"
+has "bench peak RSS" "$TMP/out" "peak RSS"
+has "bench image" "$TMP/out" "small.png: 260 soft tokens"
+has "bench video per second" "$TMP/out" "clip.mp4 (8.0 s): 2016 soft tokens in .* s per second of video"
+has "bench audio real-time factor" "$TMP/out" "real-time factor"
+ok "bench json" "$BIN" bench -m "$TINY" --no-bandwidth --json
+has "bench json keys" "$TMP/out" '^{"prefill_tok_s":[0-9.]*,"decode_tok_s":[0-9.]*,"ttft_s":[0-9.]*,"peak_rss_bytes":[0-9]*,"weight_bytes_per_token":[0-9]*'
+bad "bench on a missing model" "no-such" "$BIN" bench -m "$TMP/no-such"
+
 echo "cli_commands: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
