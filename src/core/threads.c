@@ -149,7 +149,7 @@ void g4_pool_for(g4_pool *p, int64_t n, int64_t grain, g4_range_fn fn, void *ctx
         return;
     }
     /* A few chunks per thread balances uneven work without much counter traffic. */
-    int64_t chunk = (n + (int64_t)p->n_threads * 4 - 1) / ((int64_t)p->n_threads * 4);
+    int64_t chunk = (n + (int64_t)p->n_threads * 16 - 1) / ((int64_t)p->n_threads * 16);
     if (chunk < grain) chunk = grain;
     p->fn = fn;
     p->ctx = ctx;
