@@ -17,10 +17,12 @@ static const char usage[] =
     "  logits  -m MODEL --ids 2,105,... --out F.safetensors   logits of every position\n"
     "  convert HF_DIR -o OUT.gguf [--quant q4|q8|bf16|f32] [--tensor-type 'PATTERN=TYPE']...\n"
     "                                    one GGUF file: config, tokenizer, template, (quantized) tensors\n"
-    "  features -m MODEL (--image F [--max-soft-tokens N] | --audio F) --out F.safetensors\n"
+    "  features -m MODEL (--image F [--max-soft-tokens N] | --video F | --audio F) --out F.safetensors\n"
     "                                    an encoder's soft tokens and its preprocessed input\n"
-    "  bench   [-m MODEL | --shape e2b|e4b|small] [-t N] [--prompt-tokens 512] [-n 128] [--json]\n"
-    "                                    prefill/decode speed, time to first token, peak RSS, bytes/token\n"
+    "  bench   [-m MODEL | --shape e2b|e4b|small [--quant R]] [-t N] [--prompt-tokens 512] [-n 128] [--json]\n"
+    "          [--no-bandwidth] [--image F] [--video F] [--audio F]\n"
+    "                                    prefill/decode speed, time to first token, peak RSS, bytes/token,\n"
+    "                                    the read bandwidth of this machine, each encoder's time\n"
     "\n"
     "MODEL is a Hugging Face model directory, a repo id found in the Hugging Face cache\n"
     "(e.g. google/gemma-4-E4B-it after `hf download google/gemma-4-E4B-it`), or synthetic:small|e2b|e4b.\n"
@@ -39,7 +41,8 @@ static const char usage[] =
     "  -c, --ctx N             context length in tokens (default 4096)\n"
     "  -b, --batch N           prefill batch (default 256)\n"
     "  -v, --verbose           timings (time to first token, tokens/s) on stderr\n"
-    "  --image F, --audio F    media for the prompt (repeatable, in order); --max-soft-tokens N for images\n";
+    "  --image F, --video F, --audio F\n"
+    "                          media for the prompt (repeatable, in order); --max-soft-tokens N for images\n";
 
 int cli_error(const char *fmt, ...) {
     va_list ap;
