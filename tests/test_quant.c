@@ -32,7 +32,7 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static const g4_quant_ops *variants[4];
+static const g4_quant_ops *variants[5];
 static int n_variants;
 
 /* ---- Formats ------------------------------------------------------------------------------------------------ */
@@ -497,9 +497,9 @@ static void report_speed(void) {
 }
 
 int main(void) {
-    const g4_quant_ops *all[4] = {g4_quant_ops_portable(), g4_quant_ops_avx2(), g4_quant_ops_avx512vnni(),
-                                  g4_quant_ops_neon()};
-    for (int i = 0; i < 4; i++)
+    const g4_quant_ops *all[5] = {g4_quant_ops_portable(), g4_quant_ops_avx2(), g4_quant_ops_avx512vnni(),
+                                  g4_quant_ops_amx(), g4_quant_ops_neon()};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (all[i]) variants[n_variants++] = all[i];
     printf("variants:");
     for (int i = 0; i < n_variants; i++) printf(" %s", variants[i]->name);

@@ -101,7 +101,10 @@ const g4_quant_ops *g4_quant_ops_portable(void);
 const g4_quant_ops *g4_quant_ops_avx2(void);       /* NULL when the build or the CPU lacks AVX2 + FMA */
 const g4_quant_ops *g4_quant_ops_avx512vnni(void); /* NULL without AVX512F/BW/VL/VNNI or OS support for them */
 const g4_quant_ops *g4_quant_ops_neon(void);       /* NULL unless aarch64 with the dotprod extension */
-/* The best variant this CPU runs; GEMMA4C_KERNELS=portable|avx2|avx512|neon forces one (when available). */
+/* AVX-512 VNNI with the batched product on AMX tiles; NULL without AMX-INT8 or the OS's grant of tile state.
+ * Not chosen by g4_quant_ops_best unless GEMMA4C_KERNELS=amx (it measured no faster than VNNI). */
+const g4_quant_ops *g4_quant_ops_amx(void);
+/* The best variant this CPU runs; GEMMA4C_KERNELS=portable|avx2|avx512|amx|neon forces one (when available). */
 const g4_quant_ops *g4_quant_ops_best(void);
 
 /* Activation panel of t_tile rows over K: per block b (K/32 of them, t_tile*40 bytes each): q[8][t_tile][4]
