@@ -8,7 +8,15 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/mapfile.h"
 #include "format/safetensors.h"
+
+/* A whole text file (a config, say), NUL-terminated, or NULL when it cannot be read. */
+static inline char *g4t_read_text(const char *path) {
+    char *s = NULL;
+    g4_err err = {0};
+    return g4_read_file(path, (size_t)16 << 20, &s, NULL, &err) ? NULL : s;
+}
 
 /* A float copy of a reference tensor (any numeric dtype); exits the test when it is missing. */
 static inline float *g4t_tensor_f32(const g4_st_file *f, const char *name, int64_t *numel) {

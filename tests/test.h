@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int g4t_failures;
 static int g4t_checks;
@@ -50,6 +52,24 @@ static inline const char *g4t_require_golden(void) {
     }
     printf("SKIPPED: golden data not found (set GEMMA4C_GOLDEN or place ../shared/golden)\n");
     exit(G4T_SKIP);
+}
+
+/* Removes a file or a directory tree (a test's scratch directory). */
+static inline void g4t_rm_tree(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) {
+        unlink(path);
+        return;
+    }
+    struct dirent *de;
+    char sub[4200];
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+        g4t_rm_tree(sub);
+    }
+    closedir(d);
+    rmdir(path);
 }
 
 static inline int g4t_finish(const char *name) {

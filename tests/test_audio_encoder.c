@@ -152,22 +152,6 @@ static void check_bad_calls(const g4_audio_encoder *a, g4_compute *c) {
     free(out);
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s) s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* The tiny config with one edit to its audio_config (key NULL: drop audio_config). */
 static char *edited_config(const char *config, const char *key, cJSON *value) {
     cJSON *root = cJSON_Parse(config);
@@ -217,7 +201,7 @@ static int load_with_config(const char *ckpt_dir, const char *config, g4_model *
 static void check_bad_models(const char *ckpt_dir) {
     char path[4400];
     snprintf(path, sizeof path, "%s/config.json", ckpt_dir);
-    char *config = read_text(path);
+    char *config = g4t_read_text(path);
     CHECK(config != NULL, "read %s", path);
     if (!config) return;
     g4_err err = {0};

@@ -1,9 +1,6 @@
 /* test_bidirectional.c — use_bidirectional_attention "vision": image spans see themselves on sliding layers (1e-4). */
 #include "test.h"
 
-#include <dirent.h>
-#include <unistd.h>
-
 #include "golden_util.h"
 #include "runtime/media.h"
 #include "runtime/session.h"
@@ -23,20 +20,14 @@ static int checkpoint_with_mode(const char *src, const char *dir, const char *mo
     }
     closedir(dp);
     snprintf(path, sizeof path, "%s/config.json", src);
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    static char text[1 << 16];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
+    char *text = g4t_read_text(path);
     const char *key = "\"use_bidirectional_attention\": null";
-    char *at = strstr(text, key);
-    if (!at) return -1;
+    char *at = text ? strstr(text, key) : NULL;
     snprintf(path, sizeof path, "%s/config.json", dir);
-    f = fopen(path, "wb");
-    if (!f) return -1;
-    fprintf(f, "%.*s\"use_bidirectional_attention\": \"%s\"%s", (int)(at - text), text, mode, at + strlen(key));
-    return fclose(f);
+    FILE *f = at ? fopen(path, "wb") : NULL;
+    if (f) fprintf(f, "%.*s\"use_bidirectional_attention\": \"%s\"%s", (int)(at - text), text, mode, at + strlen(key));
+    free(text);
+    return f ? fclose(f) : -1;
 }
 
 static double logsumexp(const float *v, int64_t n) {
@@ -194,8 +185,8 @@ int main(void) {
     free(want_lse);
     free(causal_lse);
     g4_st_close(ref);
-    char cmd[4300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK(system(cmd) == 0, "could not remove %s", dir);
+    g4t_rm_tree(dir);
+    struct stat gone;
+    CHECK(stat(dir, &gone) != 0, "could not remove %s", dir);
     return g4t_finish("test_bidirectional");
 }

@@ -21,13 +21,6 @@ static void write_text(const char *path, const char *text) {
     fclose(f);
 }
 
-static char *read_text(const char *path) {
-    char *s;
-    g4_err err = {0};
-    if (g4_read_file(path, 1 << 20, &s, NULL, &err)) exit(1);
-    return s;
-}
-
 typedef enum { KEEP, TO_F32, TO_F16 } conversion;
 
 /* Writes the golden model's text tensors to dir/model.safetensors (renamed with `prefix`, converted, and with
@@ -130,7 +123,8 @@ int main(void) {
     g4_st_file *ref;
     if (g4_st_open(path, &ref, &err)) return 1;
     snprintf(path, sizeof path, "%s/config.json", golden_ckpt);
-    char *config = read_text(path);
+    char *config = g4t_read_text(path);
+    if (!config) exit(1);
 
     /* The text_config alone, as a Gemma4ForCausalLM checkpoint stores it. */
     cJSON *root = cJSON_Parse(config);
@@ -214,8 +208,6 @@ int main(void) {
     free(text_only);
     free(config);
     g4_st_close(ref);
-    char cmd[4400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
+    g4t_rm_tree(tmp_root);
     return g4t_finish("test_checkpoint");
 }

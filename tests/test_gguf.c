@@ -12,23 +12,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------------------------ */
 
-static void rm_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (!d) {
-        unlink(path);
-        return;
-    }
-    struct dirent *de;
-    char sub[4200];
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-        rm_tree(sub);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 static int file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -883,6 +866,6 @@ int main(void) {
     test_disk_full(tmp);
     test_hostile();
     test_open_errors(tmp);
-    rm_tree(tmp);
+    g4t_rm_tree(tmp);
     return g4t_finish("test_gguf");
 }

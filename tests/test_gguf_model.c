@@ -175,8 +175,6 @@ int main(void) {
     expect_load_failure(path, "not a gemma4c GGUF", "foreign GGUF");
 
     g4_st_close(ref);
-    char cmd[4400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    g4t_rm_tree(dir);
     return g4t_finish("test_gguf_model");
 }

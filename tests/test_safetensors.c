@@ -35,23 +35,6 @@ static void write_st(const char *path, const char *header, uint64_t claimed, siz
     free(buf);
 }
 
-static void rm_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (!d) {
-        unlink(path);
-        return;
-    }
-    struct dirent *de;
-    char sub[4200];
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-        rm_tree(sub);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 static void test_golden_checkpoint(const char *golden) {
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/tiny/checkpoint", golden);
@@ -473,6 +456,6 @@ int main(void) {
     test_round_trip(tmp);
     test_hostile_files(tmp);
     test_checkpoints(tmp);
-    rm_tree(tmp);
+    g4t_rm_tree(tmp);
     return g4t_finish("test_safetensors");
 }

@@ -164,27 +164,11 @@ static void check_bad_inputs(const g4_vision *v, g4_compute *c, const golden_ima
     free(pos);
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s) s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* The tiny config with vision_config removed, or its `key` set to `value` (taken over), as JSON text. */
 static char *edited_config(const char *golden, int drop_vision, const char *key, cJSON *value) {
     char path[4200];
     snprintf(path, sizeof path, "%s/tiny/checkpoint/config.json", golden);
-    char *text = read_text(path);
+    char *text = g4t_read_text(path);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     if (!root) {
@@ -269,7 +253,7 @@ static void check_load_errors(const char *golden) {
 static float *synthetic_features(const char *golden, const char *quant, const golden_image *g, int *n_soft, int64_t *width) {
     char path[4200];
     snprintf(path, sizeof path, "%s/tiny/checkpoint/config.json", golden);
-    char *cfg = read_text(path);
+    char *cfg = g4t_read_text(path);
     g4_model *m = NULL;
     g4_err err = {0};
     CHECK(cfg && g4_model_synthetic(cfg, quant, 1, &m, &err) == 0, "synthetic tiny (%s): %s", quant ? quant : "bf16", err.msg);

@@ -6,31 +6,12 @@
 #include <string.h>
 
 #include "core/tensor.h"
+#include "kernels/quant_bytes.h"
 
 /* Only these functions are compiled for AVX2: the rest of the program still runs on any x86-64. */
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE inline __attribute__((always_inline))
 
-static INLINE uint32_t load32(const void *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static INLINE uint64_t load64(const void *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-static INLINE uint16_t load16(const void *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-static INLINE float loadf(const void *p) {
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* The 32 nibbles of a G4_Q4 block (or the low bits of a G4_Q6 one) as bytes 0..15, in element order. */
 AVX2 static INLINE __m256i nibbles(const uint8_t *q) {
@@ -40,7 +21,7 @@ AVX2 static INLINE __m256i nibbles(const uint8_t *q) {
 
 /* A G4_Q6 block's values 0..63: the 2 high bits of element j sit in byte j % 8 at bit 2 * (j / 8). */
 AVX2 static INLINE __m256i q6_values(const g4_block_q6 *b) {
-    __m256i h = _mm256_set1_epi64x((long long)load64(b->qh));
+    __m256i h = _mm256_set1_epi64x((long long)g4_read64(b->qh));
     h = _mm256_and_si256(_mm256_srlv_epi64(h, _mm256_setr_epi64x(0, 2, 4, 6)), _mm256_set1_epi8(3));
     return _mm256_or_si256(nibbles(b->ql), _mm256_slli_epi16(h, 4));
 }
@@ -54,12 +35,12 @@ AVX2 static INLINE __m256 block_step(int qt, const uint8_t *blk, const int8_t *a
     if (qt == G4_QT_Q8) {
         __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 4));
         dot = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(a, wv)), ones);
-        d = loadf(blk);
+        d = g4_readf(blk);
     } else {
         __m256i wv = qt == G4_QT_Q4 ? nibbles(blk + 2) : q6_values((const g4_block_q6 *)blk);
         dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, a), ones);
         dot = _mm256_add_epi32(dot, _mm256_set1_epi32(qt == G4_QT_Q4 ? -sa : -4 * sa)); /* 8 lanes share it */
-        d = g4_bf16_to_f32(load16(blk));
+        d = g4_bf16_to_f32(g4_read16(blk));
     }
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * da), acc);
 }
@@ -149,10 +130,10 @@ AVX2 static void unpack_w_avx2(int qt, const void *wrow, int64_t b0, int64_t nb,
         __m256i x;
         if (qt == G4_QT_Q8) {
             x = _mm256_loadu_si256((const __m256i *)(blk + 4));
-            d[b] = loadf(blk);
+            d[b] = g4_readf(blk);
         } else {
             x = qt == G4_QT_Q4 ? nibbles(blk + 2) : q6_values((const g4_block_q6 *)blk);
-            d[b] = g4_bf16_to_f32(load16(blk));
+            d[b] = g4_bf16_to_f32(g4_read16(blk));
         }
         _mm256_storeu_si256((__m256i *)(v + b * 32), x);
     }
@@ -162,7 +143,7 @@ enum { T_TILE = 8, N_TILE = 4, PANEL_BLOCK = T_TILE * 40 };
 
 /* The int16 pair sums of one weight group (4 bytes, broadcast) with 8 activation rows. */
 AVX2 static INLINE __m256i group_product(int qt, const uint8_t *wg, __m256i a) {
-    __m256i wb = _mm256_set1_epi32((int)load32(wg));
+    __m256i wb = _mm256_set1_epi32((int)g4_read32(wg));
     return qt == G4_QT_Q8 ? _mm256_maddubs_epi16(_mm256_abs_epi8(wb), _mm256_sign_epi8(a, wb))
                           : _mm256_maddubs_epi16(wb, a);
 }
@@ -224,7 +205,7 @@ AVX2 static INLINE void gemm_tile(int qt, int NR, const uint8_t *w, size_t wstri
         __m256 da = _mm256_loadu_ps((const float *)(p + T_TILE * 32));
 #define SCALE(i)                                                                                  \
     if (i < NR) {                                                                                 \
-        __m256 dw = _mm256_set1_ps(loadf(wd + (size_t)i * wstride + b * 4));                     \
+        __m256 dw = _mm256_set1_ps(g4_readf(wd + (size_t)i * wstride + b * 4));                     \
         f[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), _mm256_mul_ps(da, dw), f[i]);          \
     }
         EACH_ROW(SCALE)

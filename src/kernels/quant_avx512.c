@@ -7,31 +7,12 @@
 #include <string.h>
 
 #include "core/tensor.h"
+#include "kernels/quant_bytes.h"
 
 /* Only these functions are compiled for AVX-512: the rest of the program still runs on any x86-64. */
 #define VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define INLINE inline __attribute__((always_inline))
 
-static INLINE uint32_t load32(const void *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static INLINE uint64_t load64(const void *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-static INLINE uint16_t load16(const void *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-static INLINE float loadf(const void *p) {
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* The 32 nibbles of a G4_Q4 block (or the low bits of a G4_Q6 one) as bytes 0..15, in element order: one 16-bit
  * variable shift puts the high nibbles in the upper half. */
@@ -44,7 +25,7 @@ VNNI static INLINE __m256i nibbles(const uint8_t *q) {
 /* A G4_Q6 block's values 0..63: the 2 high bits of element j sit in byte j % 8 at bit 2 * (j / 8), so one
  * broadcast and a per-64-bit-lane shift line them up with the nibbles. */
 VNNI static INLINE __m256i q6_values(const g4_block_q6 *b) {
-    __m256i h = _mm256_set1_epi64x((long long)load64(b->qh));
+    __m256i h = _mm256_set1_epi64x((long long)g4_read64(b->qh));
     h = _mm256_and_si256(_mm256_srlv_epi64(h, _mm256_setr_epi64x(0, 2, 4, 6)), _mm256_set1_epi8(3));
     return _mm256_or_si256(nibbles(b->ql), _mm256_slli_epi16(h, 4));
 }
@@ -58,15 +39,15 @@ VNNI static INLINE __m256 block_step(int qt, const uint8_t *blk, const int8_t *a
     int32_t start;
     if (qt == G4_QT_Q4) {
         wv = nibbles(blk + 2);
-        d = g4_bf16_to_f32(load16(blk));
+        d = g4_bf16_to_f32(g4_read16(blk));
         start = -sa;
     } else if (qt == G4_QT_Q6) {
         wv = q6_values((const g4_block_q6 *)blk);
-        d = g4_bf16_to_f32(load16(blk));
+        d = g4_bf16_to_f32(g4_read16(blk));
         start = -4 * sa;
     } else {
         wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 4)), _mm256_set1_epi8(-128));
-        d = loadf(blk);
+        d = g4_readf(blk);
         start = -16 * sa;
     }
     __m256i dot = _mm256_dpbusd_epi32(_mm256_set1_epi32(start), wv, _mm256_loadu_si256((const __m256i *)a));
@@ -217,13 +198,13 @@ VNNI static void unpack_w_avx512(int qt, const void *wrow, int64_t b0, int64_t n
         __m256i x;
         if (qt == G4_QT_Q4) {
             x = _mm256_add_epi8(nibbles(blk + 2), _mm256_set1_epi8(120));
-            d[b] = g4_bf16_to_f32(load16(blk));
+            d[b] = g4_bf16_to_f32(g4_read16(blk));
         } else if (qt == G4_QT_Q6) {
             x = _mm256_add_epi8(q6_values((const g4_block_q6 *)blk), _mm256_set1_epi8(96));
-            d[b] = g4_bf16_to_f32(load16(blk));
+            d[b] = g4_bf16_to_f32(g4_read16(blk));
         } else {
             x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 4)), _mm256_set1_epi8(-128));
-            d[b] = loadf(blk);
+            d[b] = g4_readf(blk);
         }
         _mm256_storeu_si256((__m256i *)(v + b * 32), x);
     }
@@ -269,7 +250,7 @@ VNNI static INLINE void gemm_tile(int NR, int NV, const uint8_t *w, size_t wstri
             __m512i a1 = NV > 1 ? _mm512_loadu_si512(p + g * T_TILE * 4 + 64) : a0;
 #define DOT(i)                                                                                    \
     if (i < NR) {                                                                                 \
-        __m512i wb = _mm512_set1_epi32((int)load32(w + (size_t)i * wstride + b * 32 + g * 4));  \
+        __m512i wb = _mm512_set1_epi32((int)g4_read32(w + (size_t)i * wstride + b * 32 + g * 4));  \
         acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], wb, a0);                                       \
         if (NV > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], wb, a1);                           \
     }

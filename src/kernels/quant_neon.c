@@ -11,6 +11,7 @@
 #endif
 
 #include "core/tensor.h"
+#include "kernels/quant_bytes.h"
 
 /* Only these functions need the dot product extension, so the rest of the program runs on any ARMv8. A build for
  * a CPU that has it (-march=...+dotprod, Apple) needs no attribute. */
@@ -33,23 +34,13 @@ DOTPROD static INLINE int32x4_t sdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
 #endif
 }
 
-static INLINE uint16_t load16(const void *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-static INLINE float loadf(const void *p) {
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* A block's signed values (elements 0..15 in v[0], 16..31 in v[1]) and its scale. */
 DOTPROD static INLINE float block_values(int qt, const uint8_t *blk, int8x16_t v[2]) {
     if (qt == G4_QT_Q8) {
         v[0] = vld1q_s8((const int8_t *)blk + 4);
         v[1] = vld1q_s8((const int8_t *)blk + 20);
-        return loadf(blk);
+        return g4_readf(blk);
     }
     uint8x16_t x = vld1q_u8(blk + 2), lo = vandq_u8(x, vdupq_n_u8(15)), hi = vshrq_n_u8(x, 4);
     if (qt == G4_QT_Q4) {
@@ -64,7 +55,7 @@ DOTPROD static INLINE float block_values(int qt, const uint8_t *blk, int8x16_t v
         v[0] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, h0)), vdupq_n_s8(32));
         v[1] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(hi, h1)), vdupq_n_s8(32));
     }
-    return g4_bf16_to_f32(load16(blk));
+    return g4_bf16_to_f32(g4_read16(blk));
 }
 
 DOTPROD static INLINE float32x4_t block_step(int qt, const uint8_t *blk, const int8_t *a, float da, float32x4_t acc) {
@@ -153,7 +144,7 @@ DOTPROD static INLINE void gemm_tile(int NR, const uint8_t *w, size_t wstride, c
         float32x4_t da1 = vld1q_f32((const float *)(p + T_TILE * 32) + 4);
 #define SCALE(i)                                                                        \
     if (i < NR) {                                                                       \
-        float dw = loadf(wd + (size_t)i * wstride + b * 4);                             \
+        float dw = g4_readf(wd + (size_t)i * wstride + b * 4);                             \
         f[i][0] = vfmaq_f32(f[i][0], vcvtq_f32_s32(acc[i][0]), vmulq_n_f32(da0, dw));   \
         f[i][1] = vfmaq_f32(f[i][1], vcvtq_f32_s32(acc[i][1]), vmulq_n_f32(da1, dw));   \
     }

@@ -370,8 +370,9 @@ static int output_logits(g4_decoder *d, int64_t n, int64_t pos0, const g4_forwar
 /* With use_bidirectional_attention "vision", each contiguous run of image/video placeholders is one span whose
  * tokens see each other on sliding layers (within the window to the left); full layers stay causal. */
 static int in_vision_span(const g4_model *m, int32_t id) {
+    if (m->cfg.text.use_bidirectional_attention != G4_BIDI_VISION) return 0;
     const int kind = soft_kind(m, id);
-    return m->cfg.text.use_bidirectional_attention == G4_BIDI_VISION && (kind == G4_SOFT_IMAGE || kind == G4_SOFT_VIDEO);
+    return kind == G4_SOFT_IMAGE || kind == G4_SOFT_VIDEO;
 }
 
 /* reach[t]: the last position row t attends to on sliding layers (its own, or its span's last). */

@@ -64,6 +64,7 @@ static int encode_video(g4_session *s, const g4_media_item *it, size_t index, g4
     g4_video v = {0};
     rc = it->path ? g4_video_decode_file(it->path, NULL, &v, err) : g4_video_decode_memory(it->data, it->size, "video", NULL, &v, err);
     if (rc) return rc;
+    t->seconds += v.duration_s;
     const int64_t H = s->m->cfg.text.hidden_size;
     for (int f = 0; !rc && f < v.n_frames; f++) {
         float *rows = NULL;
@@ -101,6 +102,7 @@ static int encode_audio(g4_session *s, const g4_media_item *it, size_t index, g4
     rc = it->path ? g4_audio_decode_file(it->path, NULL, &wave, err)
                   : g4_audio_decode_memory(it->data, it->size, "audio", NULL, &wave, err);
     if (rc) return rc;
+    t->seconds += (double)wave.n / G4_AUDIO_RATE;
     const int64_t H = s->m->cfg.text.hidden_size;
     size_t n_segs = g4_audio_split(wave.n, NULL, 0);
     g4_audio_segment *segs = calloc(n_segs ? n_segs : 1, sizeof *segs);

@@ -33,6 +33,7 @@ typedef struct g4_media_tokens {
         char stamp[16]; /* video frames: the "MM:SS" the prompt puts before the frame */
     } *blocks;
     size_t n_blocks;
+    double seconds; /* the audio and video items' total length */
 } g4_media_tokens;
 
 int g4_media_encode(struct g4_session *s, const g4_media_item *items, size_t n_items, g4_media_tokens *out,
