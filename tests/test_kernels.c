@@ -111,6 +111,63 @@ static void check_matmul(int threads, int64_t T, int64_t K, int64_t N) {
     g4_compute_free(&c);
 }
 
+/* A random [N, K] weight of dtype dt (bf16 or one of the block-quantized types). */
+static g4_tensor make_weight(g4_dtype dt, int64_t N, int64_t K) {
+    int qt = g4_quant_type(dt);
+    size_t rb = qt >= 0 ? g4_qrow_bytes(qt, K) : (size_t)K * 2;
+    unsigned char *data = malloc(rb * (size_t)N);
+    float *row = malloc((size_t)K * 4);
+    for (int64_t n = 0; n < N; n++) {
+        for (int64_t k = 0; k < K; k++) row[k] = rnd();
+        if (qt >= 0) g4_quantize_row(qt, row, K, data + (size_t)n * rb);
+        else
+            for (int64_t k = 0; k < K; k++) ((uint16_t *)data)[n * K + k] = g4_f32_to_bf16(row[k]);
+    }
+    free(row);
+    return (g4_tensor){"w", dt, 2, {N, K}, data, rb * (size_t)N};
+}
+
+/* Products sharing an input give what one g4_matmul per weight gives (bit for bit: the decode loop runs the same
+ * kernels on the same quantized input), fused or not: decode rows and prefill rows, quantized and bf16 weights.
+ * The gated product matches gelu(gate) * up computed apart. */
+static void check_shared_input(int threads, int64_t T, g4_dtype third) {
+    const int64_t K = 96, I = 75;
+    g4_compute c;
+    CHECK(g4_compute_init(&c, threads, K) == 0, "compute init");
+    g4_tensor w[3] = {make_weight(G4_DT_Q4, 70, K), make_weight(G4_DT_Q8, 9, K), make_weight(third, 33, K)};
+    float *x = malloc((size_t)(T * K) * 4), *want[3], *got[3];
+    for (int64_t i = 0; i < T * K; i++) x[i] = rnd();
+    for (int i = 0; i < 3; i++) {
+        want[i] = malloc((size_t)(T * w[i].shape[0]) * 4), got[i] = malloc((size_t)(T * w[i].shape[0]) * 4);
+        g4_matmul(&c, x, T, K, &w[i], want[i]);
+    }
+    const g4_tensor *ws[3] = {&w[0], &w[1], &w[2]};
+    g4_matmul_many(&c, x, T, K, 3, ws, got);
+    int same = 1;
+    for (int i = 0; i < 3; i++) same &= memcmp(want[i], got[i], (size_t)(T * w[i].shape[0]) * 4) == 0;
+    CHECK(same, "matmul_many T=%lld threads=%d third %s: differs from one product per weight", (long long)T,
+          threads, g4_dtype_name(third));
+
+    g4_tensor gate = make_weight(G4_DT_Q4, I, K), up = make_weight(third, I, K);
+    float *g = malloc((size_t)(T * I) * 4), *u = malloc((size_t)(T * I) * 4), *ref = malloc((size_t)(T * I) * 4);
+    float *ru = malloc((size_t)(T * I) * 4);
+    g4_matmul(&c, x, T, K, &gate, ref);
+    g4_matmul(&c, x, T, K, &up, ru);
+    g4_matmul_gelu(&c, x, T, K, &gate, &up, g, u);
+    /* the SIMD activation is within 2e-6 (1 + |gelu|) of the scalar one (check_ops) */
+    double worst = 0;
+    for (int64_t i = 0; i < T * I; i++) {
+        double act = g4_gelu_tanh(ref[i]);
+        double e = fabs(g[i] - act * ru[i]) / (2e-6 * (1 + fabs(act)) * fabs(ru[i]) + 1e-30);
+        worst = e > worst ? e : worst;
+    }
+    CHECK(worst <= 1, "matmul_gelu T=%lld threads=%d up %s: error %g of the bound", (long long)T, threads,
+          g4_dtype_name(third), worst);
+    for (int i = 0; i < 3; i++) free(want[i]), free(got[i]), free((void *)w[i].data);
+    free((void *)gate.data), free((void *)up.data), free(g), free(u), free(ref), free(ru), free(x);
+    g4_compute_free(&c);
+}
+
 static void check_norms(void) {
     float x[5] = {1, -2, 3, -4, 5}, w[5] = {1, 0.5f, 2, 1, 1}, out[5];
     g4_rmsnorm(out, x, w, 5, 1e-6f);
@@ -131,6 +188,11 @@ int main(void) {
     check_matmul(1, 1, 37, 19);
     check_matmul(2, 5, 129, 33);
     check_matmul(3, 17, 64, 100);
+    for (int threads = 1; threads <= 3; threads++)
+        for (int64_t T = 1; T <= 5; T += 2) {
+            check_shared_input(threads, T, G4_DT_Q6);
+            check_shared_input(threads, T, G4_DT_BF16);
+        }
     check_norms();
     return g4t_finish("test_kernels");
 }

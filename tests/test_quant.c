@@ -412,6 +412,66 @@ static void check_shared_scratch(const g4_quant_ops *ops) {
     g4_pool_destroy(pool);
 }
 
+/* What rows_done saw: each row once, after both lockstep products had written it. */
+typedef struct lockstep_log {
+    const float *y[2], *want[2];
+    int64_t N;
+    int *seen, *early; /* per row: workers own disjoint rows */
+} lockstep_log;
+
+static void log_rows(void *ctx, int64_t n0, int64_t n1) {
+    lockstep_log *g = ctx;
+    for (int64_t n = n0; n < n1; n++) {
+        g->seen[n]++;
+        for (int i = 0; i < 2; i++) g->early[n] += g->y[i][n] != g->want[i][n]; /* row 0 of the activations */
+    }
+}
+
+/* The fused decode products give exactly what one product per matrix gives: stacked matrices of several formats
+ * and heights, and a lockstep pair whose epilogue sees every row once, after both products wrote it. */
+static void check_many(const g4_quant_ops *ops, int threads, int64_t T, int64_t K) {
+    g4_pool *pool = g4_pool_create(threads);
+    testmat m[3] = {make_mat(G4_QT_Q4, 131, K), make_mat(G4_QT_Q8, 17, K), make_mat(G4_QT_Q6, 131, K)};
+    unsigned char *act = make_acts(T, K);
+    float *want[3], *got[3];
+    g4_qmat mats[3];
+    for (int i = 0; i < 3; i++) {
+        want[i] = malloc((size_t)(T * m[i].N) * 4), got[i] = malloc((size_t)(T * m[i].N) * 4);
+        memset(got[i], 0, (size_t)(T * m[i].N) * 4);
+        g4_qmatmul_act(ops, pool, act, T, K, m[i].w, m[i].qt, m[i].N, want[i], NULL);
+        mats[i] = (g4_qmat){m[i].w, m[i].qt, m[i].N, got[i]};
+    }
+    CHECK(g4_qmatvec_many(ops, pool, act, T, K, mats, 3, NULL, NULL) == 0, "stacked product accepted");
+    int bad = 0;
+    for (int i = 0; i < 3; i++) bad += memcmp(want[i], got[i], (size_t)(T * m[i].N) * 4) != 0;
+    CHECK(bad == 0, "%s stacked T=%lld K=%lld threads=%d: %d matrices differ from single products", ops->name,
+          (long long)T, (long long)K, threads, bad);
+
+    g4_qmat pair[2] = {mats[0], mats[2]};
+    for (int i = 0; i < 2; i++) memset(pair[i].y, 0, (size_t)(T * pair[i].N) * 4);
+    int seen[131] = {0}, early[131] = {0};
+    lockstep_log log = {{pair[0].y, pair[1].y}, {want[0], want[2]}, 131, seen, early};
+    CHECK(g4_qmatvec_many(ops, pool, act, T, K, pair, 2, log_rows, &log) == 0, "lockstep product accepted");
+    int once = 1, n_early = 0;
+    for (int n = 0; n < 131; n++) once &= seen[n] == 1, n_early += early[n];
+    CHECK(once && n_early == 0 && memcmp(want[0], pair[0].y, (size_t)(T * 131) * 4) == 0 &&
+              memcmp(want[2], pair[1].y, (size_t)(T * 131) * 4) == 0,
+          "%s lockstep T=%lld K=%lld threads=%d: every row once, after both products (early %d)", ops->name,
+          (long long)T, (long long)K, threads, n_early);
+
+    g4_qmat uneven[2] = {mats[0], mats[1]}, badk = {m[0].w, G4_QT_Q4, 131, got[0]};
+    CHECK(g4_qmatvec_many(ops, pool, act, G4_QVEC_MAX_ROWS + 1, K, mats, 3, NULL, NULL) == -1 &&
+              g4_qmatvec_many(ops, pool, act, 0, K, mats, 3, NULL, NULL) == -1 &&
+              g4_qmatvec_many(ops, pool, act, T, K, mats, 0, NULL, NULL) == -1 &&
+              g4_qmatvec_many(ops, pool, act, T, K, mats, G4_QMAT_MAX + 1, NULL, NULL) == -1 &&
+              g4_qmatvec_many(ops, pool, act, T, K, uneven, 2, log_rows, &log) == -1 &&
+              g4_qmatvec_many(ops, pool, act, T, K + 1, &badk, 1, NULL, NULL) == -1,
+          "bad fused products refused");
+    for (int i = 0; i < 3; i++) free(want[i]), free(got[i]), free_mat(&m[i]);
+    free(act);
+    g4_pool_destroy(pool);
+}
+
 static void check_products(void) {
     const int64_t Ts[] = {1, 3, 5, 37, 70, 150}; /* 150 x 2560 cuts K into chunks for every variant */
     for (int v = 0; v < n_variants; v++)
@@ -511,7 +571,14 @@ int main(void) {
     check_act_variants();
     check_kernels();
     check_products();
-    for (int v = 0; v < n_variants; v++) check_shared_scratch(variants[v]);
+    for (int v = 0; v < n_variants; v++) {
+        check_shared_scratch(variants[v]);
+        for (int threads = 1; threads <= 3; threads++)
+            for (int64_t T = 1; T <= G4_QVEC_MAX_ROWS; T += G4_QVEC_MAX_ROWS - 1) {
+                check_many(variants[v], threads, T, 96);
+                check_many(variants[v], threads, T, 2560);
+            }
+    }
     report_speed();
     return g4t_finish("test_quant");
 }

@@ -14,8 +14,9 @@ g4_pool *g4_pool_create(int n_threads);
 void g4_pool_destroy(g4_pool *p);
 int g4_pool_size(const g4_pool *p);
 
-/* Splits [0, n) into contiguous ranges of at least `grain` items and runs fn over them on all workers (the
- * caller is worker 0); returns when every item is done. A NULL pool runs fn inline. */
+/* Runs fn over [0, n) on all workers (the caller is worker 0) and returns when every item is done. Each worker
+ * gets a contiguous span, handed out in ranges of at least `grain` items (fewer at a span's end); a loop of at
+ * most `grain` items, or a NULL pool, runs inline. */
 void g4_pool_for(g4_pool *p, int64_t n, int64_t grain, g4_range_fn fn, void *ctx);
 
 #endif

@@ -94,6 +94,53 @@ void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_ten
     g4_pool_for(c->pool, (N + ROW_BLOCK - 1) / ROW_BLOCK, 1, matmul_range, &j);
 }
 
+/* The quantized decode path of g4_matmul_many / g4_matmul_gelu: every weight block-quantized and few rows. */
+static int fused_decode(int64_t T, int count, const g4_tensor *const w[], g4_qmat *mats, float *const y[]) {
+    if (T > G4_QVEC_MAX_ROWS || count > G4_QMAT_MAX) return 0;
+    for (int i = 0; i < count; i++) {
+        mats[i] = (g4_qmat){w[i]->data, g4_quant_type(w[i]->dtype), w[i]->shape[0], y[i]};
+        if (mats[i].qt < 0) return 0;
+    }
+    return 1;
+}
+
+void g4_matmul_many(g4_compute *c, const float *x, int64_t T, int64_t K, int count, const g4_tensor *const w[],
+                    float *const y[]) {
+    g4_qmat mats[G4_QMAT_MAX];
+    if (fused_decode(T, count, w, mats, y)) {
+        g4_quantize_acts(c->qops, c->pool, x, T, K, c->qscratch);
+        if (g4_qmatvec_many(c->qops, c->pool, c->qscratch, T, K, mats, count, NULL, NULL) == 0) return;
+    }
+    for (int i = 0; i < count; i++) g4_matmul(c, x, T, K, w[i], y[i]);
+}
+
+typedef struct gated_rows {
+    const g4_kernel_ops *ops;
+    float *g;
+    const float *u;
+    int64_t T, N;
+} gated_rows;
+
+static void gelu_rows(void *ctx, int64_t n0, int64_t n1) {
+    gated_rows *r = ctx;
+    for (int64_t t = 0; t < r->T; t++) r->ops->gelu_mul(r->g + t * r->N + n0, r->u + t * r->N + n0, n1 - n0);
+}
+
+void g4_matmul_gelu(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_tensor *gate, const g4_tensor *up,
+                    float *g, float *u) {
+    const g4_tensor *w[2] = {gate, up};
+    float *const y[2] = {g, u};
+    g4_qmat mats[2];
+    if (gate->shape[0] == up->shape[0] && fused_decode(T, 2, w, mats, y)) {
+        gated_rows r = {c->ops, g, u, T, gate->shape[0]};
+        g4_quantize_acts(c->qops, c->pool, x, T, K, c->qscratch);
+        if (g4_qmatvec_many(c->qops, c->pool, c->qscratch, T, K, mats, 2, gelu_rows, &r) == 0) return;
+    }
+    g4_matmul(c, x, T, K, gate, g);
+    g4_matmul(c, x, T, K, up, u);
+    g4_gelu_mul(c, g, u, T * gate->shape[0]);
+}
+
 enum { GELU_SPAN = 4096 }; /* values per pool item */
 
 typedef struct gelu_job {

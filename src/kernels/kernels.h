@@ -63,6 +63,15 @@ int g4_compute_reserve(g4_compute *c, int64_t max_k);
  * types (K <= max_k), rows split over the pool. */
 void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_tensor *w, float *y);
 
+/* y[i] = x · w[i]^T for count weights that share their input (q, k and v; gate and up). When decoding on
+ * block-quantized weights the products run as one parallel loop over one quantization of x. */
+void g4_matmul_many(g4_compute *c, const float *x, int64_t T, int64_t K, int count, const g4_tensor *const w[],
+                    float *const y[]);
+/* g[T, N] = gelu_tanh(x · gate^T) * (x · up^T); u[T, N] is scratch. Decoding applies the activation to each range
+ * of rows as soon as both products have it, in the same parallel loop. */
+void g4_matmul_gelu(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_tensor *gate, const g4_tensor *up,
+                    float *g, float *u);
+
 /* g[i] = gelu_tanh(g[i]) * up[i] over the pool (up NULL: the activation alone). */
 void g4_gelu_mul(g4_compute *c, float *g, const float *up, int64_t n);
 

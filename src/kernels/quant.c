@@ -327,9 +327,9 @@ const g4_quant_ops *g4_quant_ops_best(void) {
 
 /* ---- The threaded product ----------------------------------------------------------------------------------- */
 
-/* Below this many activation rows the weight is streamed row by row (decode); above, unpacking a tile once and
- * reusing it across the batch wins. */
-enum { GEMM_MIN_T = 4 };
+/* From this many activation rows on, unpacking a weight tile once and reusing it across the batch beats streaming
+ * each weight row once per activation row (decode). */
+enum { GEMM_MIN_T = G4_QVEC_MAX_ROWS + 1 };
 /* Decode work items: enough rows to amortize the call, few enough to balance the workers. */
 enum { VEC_ROWS = 32 };
 /* gemm work items: this many tiles of n_tile rows, sharing each pass over an activation chunk in cache. */
@@ -401,13 +401,54 @@ void g4_quantize_acts(const g4_quant_ops *ops, g4_pool *pool, const float *x, in
     g4_pool_for(pool, T, 8, quantize_range, &j);
 }
 
-static void vec_range(void *ctx, int64_t begin, int64_t end, int worker) {
-    qjob *j = ctx;
-    int64_t n0 = begin * VEC_ROWS, n1 = end * VEC_ROWS < j->N ? end * VEC_ROWS : j->N;
+typedef struct many_job {
+    const g4_quant_ops *ops;
+    const unsigned char *act;
+    size_t act_stride;
+    int64_t T, K;
+    const g4_qmat *mats;
+    int count;
+    int64_t first_item[G4_QMAT_MAX + 1]; /* stacked: matrix i has items first_item[i] .. first_item[i + 1] - 1 */
+    g4_qrows_fn rows_done;
+    void *ctx;
+} many_job;
+
+static void vec_rows(const many_job *j, const g4_qmat *m, int64_t n0, int64_t n1) {
+    size_t rb = g4_qrow_bytes(m->qt, j->K);
     for (int64_t t = 0; t < j->T; t++)
-        j->ops->vec(j->qt, j->w + (size_t)n0 * j->row_bytes, j->row_bytes, n1 - n0, j->act + (size_t)t * j->act_stride,
-                    j->K, j->y + t * j->N + n0);
+        j->ops->vec(m->qt, (const unsigned char *)m->w + (size_t)n0 * rb, rb, n1 - n0,
+                    j->act + (size_t)t * j->act_stride, j->K, m->y + t * m->N + n0);
+}
+
+static void many_range(void *ctx, int64_t begin, int64_t end, int worker) {
+    many_job *j = ctx;
     (void)worker;
+    if (j->rows_done) {
+        int64_t n0 = begin * VEC_ROWS, n1 = end * VEC_ROWS < j->mats[0].N ? end * VEC_ROWS : j->mats[0].N;
+        for (int i = 0; i < j->count; i++) vec_rows(j, &j->mats[i], n0, n1);
+        j->rows_done(j->ctx, n0, n1);
+        return;
+    }
+    for (int i = 0; i < j->count; i++) {
+        int64_t b = begin > j->first_item[i] ? begin : j->first_item[i];
+        int64_t e = end < j->first_item[i + 1] ? end : j->first_item[i + 1];
+        if (b >= e) continue;
+        int64_t n0 = (b - j->first_item[i]) * VEC_ROWS, n1 = (e - j->first_item[i]) * VEC_ROWS;
+        vec_rows(j, &j->mats[i], n0, n1 < j->mats[i].N ? n1 : j->mats[i].N);
+    }
+}
+
+int g4_qmatvec_many(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K,
+                    const g4_qmat *mats, int count, g4_qrows_fn rows_done, void *ctx) {
+    if (T <= 0 || T > G4_QVEC_MAX_ROWS || count <= 0 || count > G4_QMAT_MAX) return -1;
+    many_job j = {.ops = ops, .act = act, .act_stride = g4_qact_row_bytes(K), .T = T, .K = K, .mats = mats,
+                  .count = count, .rows_done = rows_done, .ctx = ctx};
+    for (int i = 0; i < count; i++) {
+        if (mats[i].N <= 0 || !g4_qrow_bytes(mats[i].qt, K) || (rows_done && mats[i].N != mats[0].N)) return -1;
+        j.first_item[i + 1] = j.first_item[i] + (mats[i].N + VEC_ROWS - 1) / VEC_ROWS;
+    }
+    g4_pool_for(pool, rows_done ? j.first_item[1] : j.first_item[count], 1, many_range, &j);
+    return 0;
 }
 
 static void panel_range(void *ctx, int64_t begin, int64_t end, int worker) {
@@ -491,8 +532,8 @@ int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int6
     qjob j = {.ops = ops, .act = (unsigned char *)act, .act_stride = g4_qact_row_bytes(K), .T = T, .K = K, .N = N,
               .w = w, .row_bytes = g4_qrow_bytes(wtype, K), .qt = wtype, .y = y};
     if (T < GEMM_MIN_T) {
-        g4_pool_for(pool, (N + VEC_ROWS - 1) / VEC_ROWS, 1, vec_range, &j);
-        return 0;
+        g4_qmat m = {w, wtype, N, y};
+        return g4_qmatvec_many(ops, pool, act, T, K, &m, 1, NULL, NULL);
     }
     int64_t panels = n_panels(ops, T), group = (int64_t)ops->n_tile * GROUP_TILES;
     j.panels = align_ptr(scratch);

@@ -112,10 +112,13 @@ const g4_quant_ops *g4_quant_ops_best(void);
 size_t g4_qpanel_bytes(int t_tile, int64_t K);
 void g4_qpanel_pack(int t_tile, const void *act, size_t act_stride, int nt, int64_t K, void *panel);
 
+/* Up to this many activation rows (decode), products stream each weight row once per activation row. */
+#define G4_QVEC_MAX_ROWS 3
+
 /* ---- Matrix products -----------------------------------------------------------------------------------------
  * y[T, N] = x[T, K] · W[N, K]^T with W of format wtype (N rows of g4_qrow_bytes(wtype, K) bytes, K a multiple of
  * 32). x rows are quantized once (int8 per block of 32), then the N output rows are split over the pool (NULL:
- * run inline). Below 4 rows of x (decode) each weight row streams once per row of x through ops->vec; from 4 on,
+ * run inline). Up to G4_QVEC_MAX_ROWS rows of x (decode) each weight row streams once per row of x through ops->vec; above,
  * weight tiles are unpacked once and the register-blocked ops->gemm runs them over panels of x, cut into
  * K-chunks that stay in cache. scratch: g4_qmatmul_scratch_bytes(ops, pool, T, K) bytes for this pool, any
  * alignment, reusable, and enough for any smaller T and K too; nothing is allocated. Returns 0, or -1 (y
@@ -132,5 +135,23 @@ void g4_quantize_acts(const g4_quant_ops *ops, g4_pool *pool, const float *x, in
 size_t g4_qmatmul_act_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K);
 int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
                    int wtype, int64_t N, float *y, void *scratch);
+
+/* Decode-sized products of one quantized input with several weights (q, k and v; gate and up) as one parallel
+ * loop, so that the workers meet once rather than once per weight. y[T, N] = act · W^T per g4_qmat. */
+#define G4_QMAT_MAX 4
+typedef struct g4_qmat {
+    const void *w;
+    int qt;
+    int64_t N;
+    float *y;
+} g4_qmat;
+/* Called once rows [n0, n1) of every matrix of a lockstep product are done, on the worker that did them. */
+typedef void (*g4_qrows_fn)(void *ctx, int64_t n0, int64_t n1);
+/* rows_done NULL: the matrices' rows are one loop, one matrix after the other. rows_done given: the matrices have
+ * equal N and are walked in lockstep, each worker calling rows_done on the rows it finished (an epilogue such as
+ * gelu(gate) * up, while those rows are in cache). Returns -1 (nothing written) for T outside
+ * 1..G4_QVEC_MAX_ROWS, count outside 1..G4_QMAT_MAX, unequal heights in lockstep, or a bad qt, K or N. */
+int g4_qmatvec_many(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K,
+                    const g4_qmat *mats, int count, g4_qrows_fn rows_done, void *ctx);
 
 #endif

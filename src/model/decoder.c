@@ -52,6 +52,10 @@ static int alloc_chunk_scratch(g4_decoder *d, int64_t C) {
     return 0;
 }
 
+/* Where position p of kv head h lives: the cache is head-major, so that attention streams each head's keys and
+ * values as one contiguous run (interleaved heads read at half the speed from memory here). */
+static size_t kv_offset(int64_t cap, int64_t h, int64_t p, int64_t D) { return (size_t)((h * cap + p % cap) * D); }
+
 /* Sizes the sliding layers' rings for chunks of C tokens (a query reaches back window-1 positions from the first
  * token of its chunk), keeping the positions the next chunk can still see. */
 static int resize_sliding_caches(g4_decoder *d, int64_t C) {
@@ -60,18 +64,19 @@ static int resize_sliding_caches(g4_decoder *d, int64_t C) {
     for (int l = 0; l < tc->first_kv_shared; l++) {
         g4_kv_layer *kv = &d->kv[l];
         if (tc->layer_type[l] != G4_LAYER_SLIDING || kv->cap == cap) continue;
-        const int64_t width = (int64_t)tc->layer_kv_heads[l] * tc->layer_head_dim[l];
+        const int64_t nkv = tc->layer_kv_heads[l], D = tc->layer_head_dim[l];
         int failed = 0;
-        float *k = alloc_floats(cap * width, &failed), *v = alloc_floats(cap * width, &failed);
+        float *k = alloc_floats(cap * nkv * D, &failed), *v = alloc_floats(cap * nkv * D, &failed);
         if (failed) {
             free(k);
             free(v);
             return 1;
         }
-        for (int64_t p = max64(0, d->pos - tc->sliding_window + 1); kv->k && p < d->pos; p++) {
-            memcpy(k + (p % cap) * width, kv->k + (p % kv->cap) * width, (size_t)width * sizeof(float));
-            memcpy(v + (p % cap) * width, kv->v + (p % kv->cap) * width, (size_t)width * sizeof(float));
-        }
+        for (int64_t p = max64(0, d->pos - tc->sliding_window + 1); kv->k && p < d->pos; p++)
+            for (int64_t h = 0; h < nkv; h++) {
+                memcpy(k + kv_offset(cap, h, p, D), kv->k + kv_offset(kv->cap, h, p, D), (size_t)D * sizeof(float));
+                memcpy(v + kv_offset(cap, h, p, D), kv->v + kv_offset(kv->cap, h, p, D), (size_t)D * sizeof(float));
+            }
         free(kv->k);
         free(kv->v);
         kv->k = k;
@@ -253,14 +258,14 @@ static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
         for (int64_t s = lo, run; s <= hi; s += run) {
             const int64_t slot = s % kv->cap;
             run = min64(hi - s + 1, kv->cap - slot);
-            ops->scores(scores + (s - lo), nk, q, D, G, kv->k + (slot * nkv + kvh) * D, nkv * D, run, D);
+            ops->scores(scores + (s - lo), nk, q, D, G, kv->k + kv_offset(kv->cap, kvh, slot, D), D, run, D);
         }
         for (int64_t g = 0; g < G; g++) ops->softmax(scores + g * nk, nk);
         memset(out, 0, (size_t)(G * D) * sizeof(float));
         for (int64_t s = lo, run; s <= hi; s += run) {
             const int64_t slot = s % kv->cap;
             run = min64(hi - s + 1, kv->cap - slot);
-            ops->weighted_sum(out, D, scores + (s - lo), nk, G, kv->v + (slot * nkv + kvh) * D, nkv * D, run, D);
+            ops->weighted_sum(out, D, scores + (s - lo), nk, G, kv->v + kv_offset(kv->cap, kvh, slot, D), D, run, D);
         }
     }
 }
@@ -275,29 +280,28 @@ static void attention_block(g4_decoder *d, int l, int64_t n, int64_t pos0) {
     const float eps = (float)c->rms_norm_eps;
 
     rmsnorm_rows(d->xn, d->x, ly->input_norm, n, H, eps);
-    g4_matmul(d->c, d->xn, n, H, &ly->q_proj, d->q);
+    /* KV-shared layers attend to their donor's cache: they project queries only */
+    const int own_kv = l < c->first_kv_shared;
+    const g4_tensor *proj[3] = {&ly->q_proj, &ly->k_proj, &ly->v_proj};
+    float *const out[3] = {d->q, d->k, d->v};
+    g4_matmul_many(d->c, d->xn, n, H, own_kv ? (c->attention_k_eq_v ? 2 : 3) : 1, proj, out);
     for (int64_t t = 0; t < n; t++)
         for (int64_t h = 0; h < nq; h++) {
             float *qh = d->q + (t * nq + h) * D;
             g4_rmsnorm(qh, qh, ly->q_norm, D, eps);
             rope_apply(qh, d->rope_cos[type] + t * half, d->rope_sin[type] + t * half, D);
         }
-    if (l < c->first_kv_shared) { /* KV-shared layers attend to their donor's cache instead */
+    if (own_kv) {
         g4_kv_layer *kv = &d->kv[l];
-        g4_matmul(d->c, d->xn, n, H, &ly->k_proj, d->k);
-        if (c->attention_k_eq_v)
-            memcpy(d->v, d->k, (size_t)(n * nkv * D) * sizeof(float));
-        else
-            g4_matmul(d->c, d->xn, n, H, &ly->v_proj, d->v);
+        if (c->attention_k_eq_v) memcpy(d->v, d->k, (size_t)(n * nkv * D) * sizeof(float));
         for (int64_t t = 0; t < n; t++) {
-            const int64_t slot = (pos0 + t) % kv->cap;
             for (int64_t h = 0; h < nkv; h++) {
                 float *kh = d->k + (t * nkv + h) * D, *vh = d->v + (t * nkv + h) * D;
                 g4_rmsnorm(kh, kh, ly->k_norm, D, eps);
                 rope_apply(kh, d->rope_cos[type] + t * half, d->rope_sin[type] + t * half, D);
                 g4_rmsnorm(vh, vh, NULL, D, eps); /* values are normalised without a weight, never rotated */
-                memcpy(kv->k + (slot * nkv + h) * D, kh, (size_t)D * sizeof(float));
-                memcpy(kv->v + (slot * nkv + h) * D, vh, (size_t)D * sizeof(float));
+                memcpy(kv->k + kv_offset(kv->cap, h, pos0 + t, D), kh, (size_t)D * sizeof(float));
+                memcpy(kv->v + kv_offset(kv->cap, h, pos0 + t, D), vh, (size_t)D * sizeof(float));
             }
         }
     }
@@ -317,9 +321,7 @@ static void mlp_block(g4_decoder *d, int l, int64_t n) {
     const int64_t H = c->hidden_size, I = c->layer_intermediate[l];
     const float eps = (float)c->rms_norm_eps;
     rmsnorm_rows(d->xn, d->x, ly->pre_feedforward_norm, n, H, eps);
-    g4_matmul(d->c, d->xn, n, H, &ly->gate_proj, d->gate);
-    g4_matmul(d->c, d->xn, n, H, &ly->up_proj, d->up);
-    g4_gelu_mul(d->c, d->gate, d->up, n * I);
+    g4_matmul_gelu(d->c, d->xn, n, H, &ly->gate_proj, &ly->up_proj, d->gate, d->up);
     g4_matmul(d->c, d->gate, n, I, &ly->down_proj, d->proj);
     rmsnorm_rows(d->proj, d->proj, ly->post_feedforward_norm, n, H, eps);
     for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];

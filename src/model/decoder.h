@@ -9,7 +9,7 @@
 #include "model/model.h"
 
 /* The KV cache of one layer that computes its own K/V. Position p lives in slot p % cap: sliding layers keep
- * only the window plus one chunk, full layers the whole context. Layout [cap][kv_heads][head_dim]. */
+ * only the window plus one chunk, full layers the whole context. Layout [kv_heads][cap][head_dim]. */
 typedef struct g4_kv_layer {
     float *k, *v;
     int64_t cap;
