@@ -94,6 +94,12 @@ has "bench audio real-time factor" "$TMP/out" "real-time factor"
 ok "bench json" "$BIN" bench -m "$TINY" --no-bandwidth --json
 has "bench json keys" "$TMP/out" '^{"prefill_tok_s":[0-9.]*,"decode_tok_s":[0-9.]*,"ttft_s":[0-9.]*,"peak_rss_bytes":[0-9]*,"weight_bytes_per_token":[0-9]*'
 bad "bench on a missing model" "no-such" "$BIN" bench -m "$TMP/no-such"
+# repeated decode runs, the later ones after the sliding rings (window 8) lost the prompt's window
+ok "bench decode runs" "$BIN" bench -m "$TINY" --no-bandwidth --runs 3 --prompt-tokens 20 -n 30
+has "bench decode runs line" "$TMP/out" "decode           30 tokens: [0-9.]* tok/s (mean of 3 runs; best [0-9.]*; runs [0-9.]* [0-9.]* [0-9.]*)"
+ok "bench json runs" "$BIN" bench -m "$TINY" --no-bandwidth --json --runs 2 -n 4
+has "bench json best run" "$TMP/out" '"decode_tok_s_best":[0-9.]*,"decode_runs":2,'
+bad "bench zero runs" "--runs" "$BIN" bench -m "$TINY" --runs 0
 
 echo "cli_commands: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

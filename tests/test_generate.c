@@ -120,6 +120,22 @@ static void check_session(void) {
     g4_buf again = {0};
     CHECK(g4_session_generate(s, prompt, 4, &gp, &greedy, collect, &again, &st, &err) == 0, "%s", err.msg);
     CHECK(out.len == again.len && memcmp(out.data, again.data, out.len) == 0, "greedy answer repeats with a warm cache");
+    /* A shared prefix whose window the sliding layers' rings no longer hold (the conversation went on past it by
+     * more than their slack: window 8 + batch 16 slots) must not be reused as is: the answer equals a cold start's. */
+    int32_t p1[40], p2[40];
+    for (int i = 0; i < 40; i++) p1[i] = 3 + (i * 37) % 500, p2[i] = i < 12 ? p1[i] : 3 + (i * 53) % 500;
+    g4_generate_params gp40 = {40, NULL, 0, NULL, 0, 0};
+    g4_buf warm = {0}, cold = {0};
+    CHECK(g4_session_generate(s, p1, 40, &gp40, &greedy, collect, &warm, &st, &err) == 0, "%s", err.msg);
+    g4_buf_free(&warm);
+    CHECK(g4_session_generate(s, p2, 20, &gp, &greedy, collect, &warm, &st, &err) == 0, "%s", err.msg);
+    g4_decoder_rewind(&s->d, 0);
+    s->cached.n = 0;
+    CHECK(g4_session_generate(s, p2, 20, &gp, &greedy, collect, &cold, &st, &err) == 0, "%s", err.msg);
+    CHECK(warm.len == cold.len && memcmp(warm.data, cold.data, warm.len) == 0,
+          "a prefix the rings lost gives another answer than a cold start");
+    g4_buf_free(&warm);
+    g4_buf_free(&cold);
     /* Stopping on the first generated id ends at once. */
     g4_ids ids = {0};
     g4_sampler sampler;

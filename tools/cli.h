@@ -8,6 +8,7 @@
 #include "runtime/session.h"
 
 #define CLI_MAX_LIST 64
+#define CLI_MAX_RUNS 20 /* bench --runs */
 
 typedef struct cli_opts {
     const char *model; /* NULL: the small synthetic model */
@@ -31,7 +32,7 @@ typedef struct cli_opts {
     int n_overrides;
     /* bench */
     const char *shape;
-    int bench_prompt, json, no_bandwidth;
+    int bench_prompt, bench_runs, json, no_bandwidth;
     /* sampling overrides; the model's generation_config.json supplies the rest */
     int has_temp, has_top_k, has_top_p, has_min_p, has_penalty, has_seed;
     float temp, top_p, min_p, penalty;

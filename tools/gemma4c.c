@@ -19,10 +19,11 @@ static const char usage[] =
     "                                    one GGUF file: config, tokenizer, template, (quantized) tensors\n"
     "  features -m MODEL (--image F [--max-soft-tokens N] | --video F | --audio F) --out F.safetensors\n"
     "                                    an encoder's soft tokens and its preprocessed input\n"
-    "  bench   [-m MODEL | --shape e2b|e4b|small [--quant R]] [-t N] [--prompt-tokens 512] [-n 128] [--json]\n"
-    "          [--no-bandwidth] [--image F] [--video F] [--audio F]\n"
-    "                                    prefill/decode speed, time to first token, peak RSS, bytes/token,\n"
-    "                                    the read bandwidth of this machine, each encoder's time\n"
+    "  bench   [-m MODEL | --shape e2b|e4b|small [--quant R]] [-t N] [--prompt-tokens 512] [-n 128] [--runs 3]\n"
+    "          [--json] [--no-bandwidth] [--image F] [--video F] [--audio F]\n"
+    "                                    prefill/decode speed (decode: --runs runs from the prompt's state),\n"
+    "                                    time to first token, peak RSS, bytes/token, the read bandwidth of\n"
+    "                                    this machine around the decode runs, each encoder's time\n"
     "\n"
     "MODEL is a Hugging Face model directory, a repo id found in the Hugging Face cache\n"
     "(e.g. google/gemma-4-E4B-it after `hf download google/gemma-4-E4B-it`), or synthetic:small|e2b|e4b.\n"
@@ -115,6 +116,10 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
             NEED_VALUE();
             if (parse_long(a, v, 1, 1 << 20, &n)) return 1;
             o->bench_prompt = (int)n;
+        } else if (IS("--runs", NULL)) {
+            NEED_VALUE();
+            if (parse_long(a, v, 1, CLI_MAX_RUNS, &n)) return 1;
+            o->bench_runs = (int)n;
         }
         else if (IS("-h", "--help")) {
             fputs(usage, stdout);

@@ -140,8 +140,16 @@ void g4_decoder_free(g4_decoder *d) {
     memset(d, 0, sizeof *d);
 }
 
-void g4_decoder_rewind(g4_decoder *d, int64_t pos) {
-    if (pos < d->pos && pos >= 0) d->pos = pos;
+int64_t g4_decoder_rewind(g4_decoder *d, int64_t pos) {
+    if (pos < 0 || pos >= d->pos) return d->pos;
+    const g4_text_config *c = &d->m->cfg.text;
+    for (int l = 0; l < c->first_kv_shared && pos > 0; l++) {
+        /* position `oldest` went to the slot that position oldest + cap reuses, if that was reached since */
+        const int64_t oldest = max64(0, pos - c->sliding_window + 1);
+        if (c->layer_type[l] == G4_LAYER_SLIDING && d->pos > oldest + d->kv[l].cap) pos = 0;
+    }
+    d->pos = pos;
+    return pos;
 }
 
 /* ---- pieces of the forward pass ---------------------------------------------------------------------- */

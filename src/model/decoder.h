@@ -45,8 +45,9 @@ typedef struct g4_decoder {
 
 int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t n_ctx, int64_t max_chunk, g4_err *err);
 void g4_decoder_free(g4_decoder *d);
-/* Forget everything after `pos` tokens (0: start a new sequence). */
-void g4_decoder_rewind(g4_decoder *d, int64_t pos);
+/* Forget everything after `pos` tokens (0: start a new sequence) and return the position kept: 0 instead of pos
+ * when a sliding layer's ring has since reused the slots of the window before pos, so the caller recomputes. */
+int64_t g4_decoder_rewind(g4_decoder *d, int64_t pos);
 
 /* Soft tokens for the multimodal placeholders of one kind (image, video or audio): rows [n][H] that replace the
  * embeddings at that kind's placeholder ids, consumed in sequence order. */

@@ -192,7 +192,7 @@ int g4_session_generate_media(g4_session *s, const int32_t *prompt, size_t n_pro
     size_t keep = 0;
     while (!soft && keep < s->cached.n && keep + 1 < n_prompt && s->cached.v[keep] == prompt[keep]) keep++;
     keep = (size_t)g4_decoder_split_point(&s->d, prompt, (int64_t)n_prompt, (int64_t)keep); /* spans run whole */
-    g4_decoder_rewind(&s->d, (int64_t)keep);
+    keep = (size_t)g4_decoder_rewind(&s->d, (int64_t)keep); /* 0 when the rings lost that prefix's window */
     s->cached.n = keep;
     g4_sampler sampler;
     int rc = g4_sampler_init(&sampler, sp, s->m->cfg.text.vocab_size, err);
