@@ -34,6 +34,17 @@ static void check_ops(const g4_kernel_ops *ops) {
             ops->to_f32(y2, src, type, n);
             CHECK(memcmp(y1, y2, (size_t)n * 4) == 0, "%s to_f32 dtype %d n=%lld", ops->name, dt, (long long)n);
         }
+        /* rmsnorm with and without a weight, into another buffer and in place */
+        ref->rmsnorm(y1, a, b, n, 1e-6f);
+        ops->rmsnorm(y2, a, b, n, 1e-6f);
+        for (int64_t i = 0; i < n; i++)
+            CHECK(fabsf(y1[i] - y2[i]) <= 1e-6f * (1 + fabsf(y1[i])), "%s rmsnorm n=%lld i=%lld: %g vs %g", ops->name,
+                  (long long)n, (long long)i, y1[i], y2[i]);
+        memcpy(y1, a, (size_t)n * 4), memcpy(y2, a, (size_t)n * 4);
+        ref->rmsnorm(y1, y1, NULL, n, 1e-6f);
+        ops->rmsnorm(y2, y2, NULL, n, 1e-6f);
+        for (int64_t i = 0; i < n; i++)
+            CHECK(fabsf(y1[i] - y2[i]) <= 1e-6f * (1 + fabsf(y1[i])), "%s rmsnorm in place n=%lld", ops->name, (long long)n);
         /* gelu over [-12, 12] (saturated tails included), alone and gated */
         for (int64_t i = 0; i < n; i++) y1[i] = y2[i] = a[i] * 12.0f;
         ref->gelu_mul(y1, b, n);

@@ -163,6 +163,11 @@ void g4_gelu_mul(g4_compute *c, float *g, const float *up, int64_t n) {
     c->ops->gelu_mul(g + done, up ? up + done : NULL, n - done);
 }
 
+void g4_rmsnorm_rows(const g4_kernel_ops *ops, float *out, const float *x, const float *weight, int64_t rows, int64_t n,
+                     float eps) {
+    for (int64_t r = 0; r < rows; r++) ops->rmsnorm(out + r * n, x + r * n, weight, n, eps);
+}
+
 void g4_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps) {
     float ss = 0;
     for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];

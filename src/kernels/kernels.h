@@ -23,6 +23,8 @@ typedef struct g4_kernel_ops {
     void (*to_f32)(float *dst, const void *src, g4_dtype dt, int64_t n);
     /* x = softmax(x) (entries of -inf get 0) */
     void (*softmax)(float *x, int64_t n);
+    /* out = x / sqrt(mean(x^2) + eps) * weight (weight NULL: no weight); out may be x */
+    void (*rmsnorm)(float *out, const float *x, const float *weight, int64_t n, float eps);
     /* x[i] = cap * tanh(x[i] / cap) */
     void (*softcap)(float *x, int64_t n, float cap);
     /* g[i] = gelu_tanh(g[i]) * up[i] (up NULL: the activation alone) */
@@ -75,7 +77,11 @@ void g4_matmul_gelu(g4_compute *c, const float *x, int64_t T, int64_t K, const g
 /* g[i] = gelu_tanh(g[i]) * up[i] over the pool (up NULL: the activation alone). */
 void g4_gelu_mul(g4_compute *c, float *g, const float *up, int64_t n);
 
-/* Row-wise ops on [n] vectors (portable: cheap next to the matrix products). */
+/* ops->rmsnorm over `rows` consecutive rows of n. */
+void g4_rmsnorm_rows(const g4_kernel_ops *ops, float *out, const float *x, const float *weight, int64_t rows, int64_t n,
+                     float eps);
+
+/* Portable row-wise ops on [n] vectors (the reference the variants are tested against). */
 void g4_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps); /* weight may be NULL */
 float g4_gelu_tanh(float x);
 void g4_softmax(float *x, int64_t n);

@@ -107,6 +107,28 @@ AVX2 static inline __m256 tanh256(__m256 u) {
     return _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(exp256(_mm256_add_ps(u, u)), one)));
 }
 
+/* g4_rmsnorm with the sum of squares in 32 lanes (serial scalar sums ran between every matrix product of a
+ * decode step while the other workers waited). */
+AVX2 static void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps) {
+    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++) {
+            __m256 v = _mm256_loadu_ps(x + i + 8 * k);
+            s[k] = _mm256_fmadd_ps(v, v, s[k]);
+        }
+    for (; i + 8 <= n; i += 8) s[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(x + i), s[0]);
+    float ss = hsum256(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])));
+    for (; i < n; i++) ss += x[i] * x[i];
+    const float r = 1.0f / sqrtf(ss / (float)n + eps);
+    const __m256 vr = _mm256_set1_ps(r);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vr);
+        _mm256_storeu_ps(out + i, w ? _mm256_mul_ps(v, _mm256_loadu_ps(w + i)) : v);
+    }
+    for (; i < n; i++) out[i] = w ? x[i] * r * w[i] : x[i] * r;
+}
+
 AVX2 static void softcap_avx2(float *x, int64_t n, float cap) {
     const __m256 c = _mm256_set1_ps(cap), inv = _mm256_set1_ps(1.0f / cap);
     int64_t i = 0;
@@ -232,8 +254,9 @@ AVX2 static void weighted_sum_avx2(float *o, int64_t ldo, const float *p, int64_
     for (; i < nq; i++) weighted_rows(o + i * ldo, ldo, p + i * ldp, ldp, 1, v, ldv, nk, D);
 }
 
-static const g4_kernel_ops avx2_ops = {"avx2",       dot_avx2,      axpy_avx2,   to_f32_avx2,       softmax_avx2,
-                                       softcap_avx2, gelu_mul_avx2, scores_avx2, weighted_sum_avx2};
+static const g4_kernel_ops avx2_ops = {"avx2",       dot_avx2,      axpy_avx2,     to_f32_avx2,
+                                       softmax_avx2, rmsnorm_avx2,  softcap_avx2,  gelu_mul_avx2,
+                                       scores_avx2,  weighted_sum_avx2};
 
 const g4_kernel_ops *g4_kernels_avx2(void) {
     unsigned a, b, c, d;

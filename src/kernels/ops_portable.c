@@ -51,8 +51,8 @@ static void weighted_sum_portable(float *o, int64_t ldo, const float *p, int64_t
         for (int64_t j = 0; j < nk; j++) axpy_portable(o + i * ldo, p[i * ldp + j], v + j * ldv, D);
 }
 
-static const g4_kernel_ops portable_ops = {"portable",      dot_portable,     axpy_portable,
-                                           to_f32_portable, g4_softmax,       softcap_portable,
-                                           gelu_mul_portable, scores_portable, weighted_sum_portable};
+static const g4_kernel_ops portable_ops = {"portable",        dot_portable,      axpy_portable,  to_f32_portable,
+                                           g4_softmax,        g4_rmsnorm,        softcap_portable, gelu_mul_portable,
+                                           scores_portable,   weighted_sum_portable};
 
 const g4_kernel_ops *g4_kernels_portable(void) { return &portable_ops; }

@@ -454,10 +454,6 @@ typedef struct run {
     int64_t h0_first;        /* time row of h0[0] */
 } run;
 
-static void rmsnorm_rows(float *out, const float *x, const float *w, int64_t rows, int64_t n, float eps) {
-    for (int64_t r = 0; r < rows; r++) g4_rmsnorm(out + r * n, x + r * n, w, n, eps);
-}
-
 static void clamp_rows(float *out, const float *x, int64_t n, float lim) {
     for (int64_t i = 0; i < n; i++) out[i] = clampf(x[i], -lim, lim);
 }
@@ -577,12 +573,12 @@ static void feed_forward(run *r, const ffn_weights *f) {
     const g4_audio_encoder *a = r->a;
     const int64_t T = r->T, D = a->D;
     clamp_rows(r->h, r->x, T * D, a->clip);
-    rmsnorm_rows(r->h, r->h, f->pre_norm, T, D, a->layer_eps);
+    g4_rmsnorm_rows(r->c->ops, r->h, r->h, f->pre_norm, T, D, a->layer_eps);
     linear(r, &f->up, r->h, T, D, r->wide);
     for (int64_t i = 0; i < T * 4 * D; i++) r->wide[i] = activation(a->act, r->wide[i]);
     linear(r, &f->down, r->wide, T, 4 * D, r->h);
     clamp_rows(r->h, r->h, T * D, a->clip);
-    rmsnorm_rows(r->h, r->h, f->post_norm, T, D, a->layer_eps);
+    g4_rmsnorm_rows(r->c->ops, r->h, r->h, f->post_norm, T, D, a->layer_eps);
     for (int64_t i = 0; i < T * D; i++) r->x[i] += r->h[i] * a->residual_weight;
 }
 
@@ -637,7 +633,7 @@ static void attention_block(run *r, const conformer_layer *ly) {
     const g4_audio_encoder *a = r->a;
     const int64_t T = r->T, D = a->D, hd = a->head_dim;
     clamp_rows(r->h, r->x, T * D, a->clip);
-    rmsnorm_rows(r->h, r->h, ly->norm_pre_attn, T, D, a->layer_eps);
+    g4_rmsnorm_rows(r->c->ops, r->h, r->h, ly->norm_pre_attn, T, D, a->layer_eps);
     linear(r, &ly->q, r->h, T, D, r->q);
     linear(r, &ly->k, r->h, T, D, r->k);
     linear(r, &ly->v, r->h, T, D, r->v);
@@ -651,7 +647,7 @@ static void attention_block(run *r, const conformer_layer *ly) {
     g4_pool_for(r->c->pool, T * a->dims.heads, 4, attention_range, &job);
     linear(r, &ly->post, r->att, T, D, r->h);
     clamp_rows(r->h, r->h, T * D, a->clip);
-    rmsnorm_rows(r->h, r->h, ly->norm_post_attn, T, D, a->layer_eps);
+    g4_rmsnorm_rows(r->c->ops, r->h, r->h, ly->norm_post_attn, T, D, a->layer_eps);
     for (int64_t i = 0; i < T * D; i++) r->x[i] += r->h[i];
 }
 
@@ -659,7 +655,7 @@ static void attention_block(run *r, const conformer_layer *ly) {
 static void light_conv(run *r, const conformer_layer *ly) {
     const g4_audio_encoder *a = r->a;
     const int64_t T = r->T, D = a->D, K = a->kernel;
-    rmsnorm_rows(r->h, r->x, ly->conv_pre_norm, T, D, a->eps);
+    g4_rmsnorm_rows(r->c->ops, r->h, r->x, ly->conv_pre_norm, T, D, a->eps);
     linear(r, &ly->conv_start, r->h, T, D, r->wide);
     for (int64_t t = 0; t < T; t++) /* GLU: the first half gated by the second */
         for (int64_t ch = 0; ch < D; ch++)
@@ -671,7 +667,7 @@ static void light_conv(run *r, const conformer_layer *ly) {
             r->h[t * D + ch] = s;
         }
     clamp_rows(r->h, r->h, T * D, a->clip);
-    rmsnorm_rows(r->h, r->h, ly->conv_norm, T, D, a->eps);
+    g4_rmsnorm_rows(r->c->ops, r->h, r->h, ly->conv_norm, T, D, a->eps);
     for (int64_t i = 0; i < T * D; i++) r->h[i] = activation(a->act, r->h[i]);
     linear(r, &ly->conv_end, r->h, T, D, r->att);
     for (int64_t i = 0; i < T * D; i++) r->x[i] += r->att[i];
@@ -684,7 +680,7 @@ static void conformer_layer_forward(run *r, const conformer_layer *ly) {
     light_conv(r, ly);
     feed_forward(r, &ly->ffn2);
     clamp_rows(r->x, r->x, r->T * a->D, a->clip);
-    rmsnorm_rows(r->x, r->x, ly->norm_out, r->T, a->D, a->layer_eps);
+    g4_rmsnorm_rows(r->c->ops, r->x, r->x, ly->norm_out, r->T, a->D, a->layer_eps);
 }
 
 static void run_free(run *r) {
@@ -759,7 +755,7 @@ int g4_audio_encode(const g4_audio_encoder *a, g4_compute *c, const float *featu
     /* Gemma4MultimodalEmbedder on the valid positions: weight-free RMSNorm, then the projection to the text width. */
     int64_t n = 0;
     for (int64_t t = 0; t < T; t++)
-        if (r.valid[t]) g4_rmsnorm(r.clip_in + n++ * P, r.y + t * P, NULL, P, a->eps);
+        if (r.valid[t]) r.c->ops->rmsnorm(r.clip_in + n++ * P, r.y + t * P, NULL, P, a->eps);
     if (n > 0) g4_matmul(c, r.clip_in, n, P, &a->embed, out);
     *n_tokens = n;
     run_free(&r);

@@ -154,10 +154,6 @@ int64_t g4_decoder_rewind(g4_decoder *d, int64_t pos) {
 
 /* ---- pieces of the forward pass ---------------------------------------------------------------------- */
 
-static void rmsnorm_rows(float *out, const float *x, const float *w, int64_t rows, int64_t n, float eps) {
-    for (int64_t r = 0; r < rows; r++) g4_rmsnorm(out + r * n, x + r * n, w, n, eps);
-}
-
 /* Which soft-token stream a placeholder id belongs to, or -1 for ordinary tokens. */
 static int soft_kind(const g4_model *m, int32_t id) {
     const g4_model_config *c = &m->cfg;
@@ -200,7 +196,7 @@ static void per_layer_inputs(g4_decoder *d, const int32_t *ids, int64_t n) {
     for (int64_t t = 0; t < n; t++) {
         float *pt = d->ple + t * LP;
         for (int64_t i = 0; i < LP; i++) pt[i] *= proj_scale;
-        for (int64_t l = 0; l < L; l++) g4_rmsnorm(pt + l * P, pt + l * P, m->ple_projection_norm, P, (float)c->rms_norm_eps);
+        g4_rmsnorm_rows(d->c->ops, pt, pt, m->ple_projection_norm, L, P, (float)c->rms_norm_eps);
         /* Ids beyond the per-layer vocabulary use the pad row, as transformers masks them. */
         int64_t id = ids[t] < c->vocab_size_per_layer_input ? ids[t] : c->pad_token_id;
         g4_embedding_row(&m->ple_table, id, d->ple_row);
@@ -287,7 +283,7 @@ static void attention_block(g4_decoder *d, int l, int64_t n, int64_t pos0) {
     const int64_t half = D / 2;
     const float eps = (float)c->rms_norm_eps;
 
-    rmsnorm_rows(d->xn, d->x, ly->input_norm, n, H, eps);
+    g4_rmsnorm_rows(d->c->ops, d->xn, d->x, ly->input_norm, n, H, eps);
     /* KV-shared layers attend to their donor's cache: they project queries only */
     const int own_kv = l < c->first_kv_shared;
     const g4_tensor *proj[3] = {&ly->q_proj, &ly->k_proj, &ly->v_proj};
@@ -296,7 +292,7 @@ static void attention_block(g4_decoder *d, int l, int64_t n, int64_t pos0) {
     for (int64_t t = 0; t < n; t++)
         for (int64_t h = 0; h < nq; h++) {
             float *qh = d->q + (t * nq + h) * D;
-            g4_rmsnorm(qh, qh, ly->q_norm, D, eps);
+            d->c->ops->rmsnorm(qh, qh, ly->q_norm, D, eps);
             rope_apply(qh, d->rope_cos[type] + t * half, d->rope_sin[type] + t * half, D);
         }
     if (own_kv) {
@@ -305,9 +301,9 @@ static void attention_block(g4_decoder *d, int l, int64_t n, int64_t pos0) {
         for (int64_t t = 0; t < n; t++) {
             for (int64_t h = 0; h < nkv; h++) {
                 float *kh = d->k + (t * nkv + h) * D, *vh = d->v + (t * nkv + h) * D;
-                g4_rmsnorm(kh, kh, ly->k_norm, D, eps);
+                d->c->ops->rmsnorm(kh, kh, ly->k_norm, D, eps);
                 rope_apply(kh, d->rope_cos[type] + t * half, d->rope_sin[type] + t * half, D);
-                g4_rmsnorm(vh, vh, NULL, D, eps); /* values are normalised without a weight, never rotated */
+                d->c->ops->rmsnorm(vh, vh, NULL, D, eps); /* values are normalised without a weight, never rotated */
                 memcpy(kv->k + kv_offset(kv->cap, h, pos0 + t, D), kh, (size_t)D * sizeof(float));
                 memcpy(kv->v + kv_offset(kv->cap, h, pos0 + t, D), vh, (size_t)D * sizeof(float));
             }
@@ -318,7 +314,7 @@ static void attention_block(g4_decoder *d, int l, int64_t n, int64_t pos0) {
     while (n * nkv * job.splits < g4_pool_size(d->c->pool) && (nq / nkv) % (job.splits * 2) == 0) job.splits *= 2;
     g4_pool_for(d->c->pool, n * nkv * job.splits, 1, attention_range, &job);
     g4_matmul(d->c, d->attn, n, nq * D, &ly->o_proj, d->proj);
-    rmsnorm_rows(d->proj, d->proj, ly->post_attention_norm, n, H, eps);
+    g4_rmsnorm_rows(d->c->ops, d->proj, d->proj, ly->post_attention_norm, n, H, eps);
     for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
 }
 
@@ -328,10 +324,10 @@ static void mlp_block(g4_decoder *d, int l, int64_t n) {
     const g4_layer *ly = &m->layers[l];
     const int64_t H = c->hidden_size, I = c->layer_intermediate[l];
     const float eps = (float)c->rms_norm_eps;
-    rmsnorm_rows(d->xn, d->x, ly->pre_feedforward_norm, n, H, eps);
+    g4_rmsnorm_rows(d->c->ops, d->xn, d->x, ly->pre_feedforward_norm, n, H, eps);
     g4_matmul_gelu(d->c, d->xn, n, H, &ly->gate_proj, &ly->up_proj, d->gate, d->up);
     g4_matmul(d->c, d->gate, n, I, &ly->down_proj, d->proj);
-    rmsnorm_rows(d->proj, d->proj, ly->post_feedforward_norm, n, H, eps);
+    g4_rmsnorm_rows(d->c->ops, d->proj, d->proj, ly->post_feedforward_norm, n, H, eps);
     for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
 }
 
@@ -344,7 +340,8 @@ static void per_layer_input_block(g4_decoder *d, int l, int64_t n) {
     g4_matmul(d->c, d->x, n, H, &ly->per_layer_input_gate, d->ple_gate);
     for (int64_t t = 0; t < n; t++) d->c->ops->gelu_mul(d->ple_gate + t * P, d->ple + (t * L + l) * P, P);
     g4_matmul(d->c, d->ple_gate, n, P, &ly->per_layer_projection, d->proj);
-    rmsnorm_rows(d->proj, d->proj, ly->post_per_layer_input_norm, n, H, (float)c->rms_norm_eps);
+    g4_rmsnorm_rows(d->c->ops, d->proj, d->proj, ly->post_per_layer_input_norm, n, H,
+                    (float)c->rms_norm_eps);
     for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
 }
 
@@ -437,7 +434,7 @@ static int forward_chunk(g4_decoder *d, const int32_t *ids, int64_t n, int64_t r
             memcpy(probe->hidden_states + ((int64_t)(l + 1) * T + row0) * H, d->x, (size_t)(n * H) * sizeof(float));
     }
     d->pos += n;
-    rmsnorm_rows(d->xn, d->x, d->m->final_norm, n, H, (float)c->rms_norm_eps);
+    g4_rmsnorm_rows(d->c->ops, d->xn, d->x, d->m->final_norm, n, H, (float)c->rms_norm_eps);
     if (probe && probe->hidden_states)
         memcpy(probe->hidden_states + (L * T + row0) * H, d->xn, (size_t)(n * H) * sizeof(float));
     if (opts->on_logits || opts->last_logits) return output_logits(d, n, pos0, opts, err);

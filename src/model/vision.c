@@ -274,10 +274,6 @@ static void matmul_rows(g4_compute *c, const float *x, int64_t T, int64_t K, con
         g4_matmul(c, x + t0 * K, T - t0 < MATMUL_ROWS ? T - t0 : MATMUL_ROWS, K, w, y + t0 * N);
 }
 
-static void rmsnorm_rows(float *out, const float *x, const float *w, int64_t rows, int64_t n, float eps) {
-    for (int64_t r = 0; r < rows; r++) g4_rmsnorm(out + r * n, x + r * n, w, n, eps);
-}
-
 /* torch.clamp(x, lo, hi) = min(max(x, lo), hi): NaN passes through, and hi wins when lo > hi. */
 static inline float clampf(float x, float lo, float hi) {
     if (x < lo) x = lo;
@@ -378,7 +374,7 @@ static void attention_block(vis_work *w, const g4_vision_layer *ly) {
     const int64_t nq = c->num_heads, nkv = c->num_kv_heads;
     const float eps = (float)c->rms_norm_eps;
 
-    rmsnorm_rows(w->xn, w->x, ly->input_norm, n, D, eps);
+    g4_rmsnorm_rows(w->c->ops, w->xn, w->x, ly->input_norm, n, D, eps);
     clipped_linear(w, &ly->q_proj, w->xn, n, D, w->q);
     clipped_linear(w, &ly->k_proj, w->xn, n, D, w->k);
     clipped_linear(w, &ly->v_proj, w->xn, n, D, w->val);
@@ -386,19 +382,19 @@ static void attention_block(vis_work *w, const g4_vision_layer *ly) {
         const float *cs = w->rope_cos + t * half, *sn = w->rope_sin + t * half;
         for (int64_t h = 0; h < nq; h++) {
             float *qh = w->q + (t * nq + h) * hd;
-            g4_rmsnorm(qh, qh, ly->q_norm, hd, eps);
+            w->c->ops->rmsnorm(qh, qh, ly->q_norm, hd, eps);
             rope_apply_2d(qh, cs, sn, hd);
         }
         for (int64_t h = 0; h < nkv; h++) {
             float *kh = w->k + (t * nkv + h) * hd, *vh = w->val + (t * nkv + h) * hd;
-            g4_rmsnorm(kh, kh, ly->k_norm, hd, eps);
+            w->c->ops->rmsnorm(kh, kh, ly->k_norm, hd, eps);
             rope_apply_2d(kh, cs, sn, hd);
-            g4_rmsnorm(vh, vh, NULL, hd, eps); /* v_norm has no weight, no RoPE */
+            w->c->ops->rmsnorm(vh, vh, NULL, hd, eps); /* v_norm has no weight, no RoPE */
         }
     }
     g4_pool_for(w->c->pool, nq * ((n + QUERY_TILE - 1) / QUERY_TILE), 1, attention_range, w);
     clipped_linear(w, &ly->o_proj, w->attn, n, nq * hd, w->proj);
-    rmsnorm_rows(w->proj, w->proj, ly->post_attention_norm, n, D, eps);
+    g4_rmsnorm_rows(w->c->ops, w->proj, w->proj, ly->post_attention_norm, n, D, eps);
     for (int64_t i = 0; i < n * D; i++) w->x[i] += w->proj[i];
 }
 
@@ -406,12 +402,12 @@ static void mlp_block(vis_work *w, const g4_vision_layer *ly) {
     const g4_vision_config *c = &w->v->cfg;
     const int64_t n = w->n, D = c->hidden_size, I = c->intermediate_size;
     const float eps = (float)c->rms_norm_eps;
-    rmsnorm_rows(w->xn, w->x, ly->pre_feedforward_norm, n, D, eps);
+    g4_rmsnorm_rows(w->c->ops, w->xn, w->x, ly->pre_feedforward_norm, n, D, eps);
     clipped_linear(w, &ly->gate_proj, w->xn, n, D, w->gate);
     clipped_linear(w, &ly->up_proj, w->xn, n, D, w->up);
     g4_gelu_mul(w->c, w->gate, w->up, n * I);
     clipped_linear(w, &ly->down_proj, w->gate, n, I, w->proj);
-    rmsnorm_rows(w->proj, w->proj, ly->post_feedforward_norm, n, D, eps);
+    g4_rmsnorm_rows(w->c->ops, w->proj, w->proj, ly->post_feedforward_norm, n, D, eps);
     for (int64_t i = 0; i < n * D; i++) w->x[i] += w->proj[i];
 }
 
@@ -557,7 +553,7 @@ int g4_vision_encode_probe(const g4_vision *v, g4_compute *c, const float *pixel
     if (probe && probe->tower_output) memcpy(probe->tower_output, pooled, (size_t)(ns * D) * sizeof(float));
 
     /* --- Gemma4MultimodalEmbedder: weightless RMSNorm, projection into the text width --- */
-    rmsnorm_rows(pooled, pooled, NULL, ns, D, (float)cf->rms_norm_eps);
+    g4_rmsnorm_rows(w.c->ops, pooled, pooled, NULL, ns, D, (float)cf->rms_norm_eps);
     matmul_rows(c, pooled, ns, D, &v->embed_proj, out);
     *n_soft = (int)ns;
 done:
