@@ -82,7 +82,7 @@ int cmd_bench(int argc, char **argv) {
     double t0 = now();
     rc = g4_decoder_forward(&s->d, ids, n_prompt, &fo, &err);
     double prefill = now() - t0;
-    const int32_t first = argmax(logits, V);
+    const int32_t first = rc ? 0 : argmax(logits, V);
     const double ttft = now() - t0;
     /* Decode runs `runs` times from the prompt's state. A shared host's memory bandwidth drifts by tens of percent
      * within minutes, so the probe runs right before and right after them: the best decode run against the best

@@ -94,23 +94,24 @@ void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_ten
     g4_pool_for(c->pool, (N + ROW_BLOCK - 1) / ROW_BLOCK, 1, matmul_range, &j);
 }
 
-/* The quantized decode path of g4_matmul_many / g4_matmul_gelu: every weight block-quantized and few rows. */
-static int fused_decode(int64_t T, int count, const g4_tensor *const w[], g4_qmat *mats, float *const y[]) {
+/* The decode path of g4_matmul_many / g4_matmul_gelu: one quantization of x, one loop over every weight's rows.
+ * 0 when it does not apply (too many rows or weights, a weight that is not block-quantized, unequal heights in
+ * lockstep); the caller then runs one product per weight. */
+static int fused_decode(g4_compute *c, const float *x, int64_t T, int64_t K, int count, const g4_tensor *const w[],
+                        float *const y[], g4_qrows_fn rows_done, void *ctx) {
+    g4_qmat mats[G4_QMAT_MAX];
     if (T > G4_QVEC_MAX_ROWS || count > G4_QMAT_MAX) return 0;
     for (int i = 0; i < count; i++) {
         mats[i] = (g4_qmat){w[i]->data, g4_quant_type(w[i]->dtype), w[i]->shape[0], y[i]};
         if (mats[i].qt < 0) return 0;
     }
-    return 1;
+    g4_quantize_acts(c->qops, c->pool, x, T, K, c->qscratch);
+    return g4_qmatvec_many(c->qops, c->pool, c->qscratch, T, K, mats, count, rows_done, ctx) == 0;
 }
 
 void g4_matmul_many(g4_compute *c, const float *x, int64_t T, int64_t K, int count, const g4_tensor *const w[],
                     float *const y[]) {
-    g4_qmat mats[G4_QMAT_MAX];
-    if (fused_decode(T, count, w, mats, y)) {
-        g4_quantize_acts(c->qops, c->pool, x, T, K, c->qscratch);
-        if (g4_qmatvec_many(c->qops, c->pool, c->qscratch, T, K, mats, count, NULL, NULL) == 0) return;
-    }
+    if (fused_decode(c, x, T, K, count, w, y, NULL, NULL)) return;
     for (int i = 0; i < count; i++) g4_matmul(c, x, T, K, w[i], y[i]);
 }
 
@@ -130,12 +131,8 @@ void g4_matmul_gelu(g4_compute *c, const float *x, int64_t T, int64_t K, const g
                     float *g, float *u) {
     const g4_tensor *w[2] = {gate, up};
     float *const y[2] = {g, u};
-    g4_qmat mats[2];
-    if (gate->shape[0] == up->shape[0] && fused_decode(T, 2, w, mats, y)) {
-        gated_rows r = {c->ops, g, u, T, gate->shape[0]};
-        g4_quantize_acts(c->qops, c->pool, x, T, K, c->qscratch);
-        if (g4_qmatvec_many(c->qops, c->pool, c->qscratch, T, K, mats, 2, gelu_rows, &r) == 0) return;
-    }
+    gated_rows r = {c->ops, g, u, T, gate->shape[0]};
+    if (fused_decode(c, x, T, K, 2, w, y, gelu_rows, &r)) return;
     g4_matmul(c, x, T, K, gate, g);
     g4_matmul(c, x, T, K, up, u);
     g4_gelu_mul(c, g, u, T * gate->shape[0]);

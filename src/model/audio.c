@@ -755,7 +755,7 @@ int g4_audio_encode(const g4_audio_encoder *a, g4_compute *c, const float *featu
     /* Gemma4MultimodalEmbedder on the valid positions: weight-free RMSNorm, then the projection to the text width. */
     int64_t n = 0;
     for (int64_t t = 0; t < T; t++)
-        if (r.valid[t]) r.c->ops->rmsnorm(r.clip_in + n++ * P, r.y + t * P, NULL, P, a->eps);
+        if (r.valid[t]) c->ops->rmsnorm(r.clip_in + n++ * P, r.y + t * P, NULL, P, a->eps);
     if (n > 0) g4_matmul(c, r.clip_in, n, P, &a->embed, out);
     *n_tokens = n;
     run_free(&r);

@@ -553,7 +553,7 @@ int g4_vision_encode_probe(const g4_vision *v, g4_compute *c, const float *pixel
     if (probe && probe->tower_output) memcpy(probe->tower_output, pooled, (size_t)(ns * D) * sizeof(float));
 
     /* --- Gemma4MultimodalEmbedder: weightless RMSNorm, projection into the text width --- */
-    g4_rmsnorm_rows(w.c->ops, pooled, pooled, NULL, ns, D, (float)cf->rms_norm_eps);
+    g4_rmsnorm_rows(c->ops, pooled, pooled, NULL, ns, D, (float)cf->rms_norm_eps);
     matmul_rows(c, pooled, ns, D, &v->embed_proj, out);
     *n_soft = (int)ns;
 done:
