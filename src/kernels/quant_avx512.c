@@ -117,12 +117,30 @@ static const uint16_t pair_hi_idx[32] __attribute__((aligned(64))) = {
     9, 10, 11, 12, 9, 10, 11, 12, 9, 10, 11, 12, 9, 10, 11, 12,
     22, 23, 24, 25, 22, 23, 24, 25, 22, 23, 24, 25, 22, 23, 24, 25};
 
+/* The activation side of a pair of blocks (b, b + 1): their 64 int8 values, the weights' offset (8 or 32) times
+ * each block sum spread over the block's 8 lanes (the dot product's start value) and each block's scale, also
+ * spread. It does not depend on the weight row, so rows processed together share it. */
+typedef struct act_pair {
+    __m512i a, start;
+    __m512 da;
+} act_pair;
+
+VNNI static INLINE act_pair load_act_pair(int qt, int64_t b, const int8_t *aq, const float *ad, const int32_t *as) {
+    const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512i sums = _mm512_permutexvar_epi32(halves, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(as + b))));
+    act_pair p;
+    p.a = _mm512_loadu_si512(aq + b * 32);
+    p.start = _mm512_sub_epi32(_mm512_setzero_si512(), qt == G4_QT_Q6 ? _mm512_slli_epi32(sums, 2) : sums);
+    p.da = _mm512_permutexvar_ps(halves,
+                                 _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(ad + b)))));
+    return p;
+}
+
 /* Two consecutive blocks of 18 (Q4) or 26 (Q6) bytes fit in one 64-byte load; word permutes then lay out in one
  * vector the nibbles of both blocks, their high bits (Q6) and both bf16 scales as floats, so that a pair of blocks
  * costs about as many instructions as one block done alone. */
-VNNI static INLINE void pair_step(int qt, const uint8_t *row, int64_t b, const int8_t *aq, const float *ad,
-                                  const int32_t *as, __m512 *acc) {
-    const int q6 = qt == G4_QT_Q6, bb = q6 ? 26 : 18; /* block bytes */
+VNNI static INLINE __m512 pair_step(int qt, const uint8_t *src, const act_pair *ap, __m512 acc) {
+    const int q6 = qt == G4_QT_Q6;
     /* 128-bit lanes: block 0 nibbles low/high, block 1 nibbles low/high */
     const __m512i lo_idx = _mm512_loadu_si512(pair_lo_idx[q6]);
     const __m512i lo_shift = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
@@ -133,14 +151,6 @@ VNNI static INLINE void pair_step(int qt, const uint8_t *row, int64_t b, const i
     /* the scales: each bf16 word into the high half of 8 float lanes (the low halves masked to zero) */
     const __m512i d_idx = _mm512_loadu_si512(pair_d_idx[q6]);
     const __m512i nib = _mm512_set1_epi8(15), two = _mm512_set1_epi8(3);
-    __m512i a = _mm512_loadu_si512(aq + b * 32);
-    /* the weights' offset (8 or 32) times the block sum, spread over each block's 8 lanes */
-    const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    __m512i sums = _mm512_permutexvar_epi32(halves, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(as + b))));
-    __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), q6 ? _mm512_slli_epi32(sums, 2) : sums);
-    __m512 da = _mm512_permutexvar_ps(
-        halves, _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(ad + b)))));
-    const uint8_t *src = row + (size_t)b * bb;
     __m512i x = _mm512_loadu_si512(src);
     /* Held in a register: compilers fold the load into each permute that reads it, loading the same 64 bytes two
      * or three times (3 % slower from cache here). */
@@ -151,35 +161,72 @@ VNNI static INLINE void pair_step(int qt, const uint8_t *row, int64_t b, const i
         v = _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(h, two), 4));
     }
     __m512 dw = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xaaaaaaaa, d_idx, x));
-    __m512i dot = _mm512_dpbusd_epi32(start, v, a);
-    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, da), *acc);
+    __m512i dot = _mm512_dpbusd_epi32(ap->start, v, ap->a);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, ap->da), acc);
 }
 
-/* Bytes ahead of the current pair that the row stream is prefetched: with the hardware prefetcher alone the
- * 6-bit rows (2 KiB each) streamed at 27 GB/s on 2 threads here, with this 37-47 GB/s. */
-enum { PREFETCH_AHEAD = 4096 };
+/* A decode step reads each weight row once, from memory. The kernel runs a pointer through the matrix about this
+ * many bytes ahead of its reads and prefetches every line up to it. A prefetch per pair of blocks instead (which
+ * skipped a line in nine and each row's tail) streamed 2560-wide 4-bit rows at 45 GB/s and 10240-wide ones at 54
+ * on this 2-core Zen 4; line by line 48-51 and 58-64 (4 KiB ahead: 47 and 58; 16 KiB: no better; into L2 only: 43
+ * and 48). The hardware prefetcher alone streamed 6-bit rows at 27 GB/s. */
+enum { PREFETCH_AHEAD = 8192 };
 
-/* One row at a time: interleaving rows (several streams a few KiB apart) measured 2-4x slower from memory here.
- * Two accumulators hide the float chain's latency instead. The 64-byte loads of the pairs must stay inside the
- * row (masked loads would, but they stall streaming from memory), so the last few blocks go one by one. */
-VNNI static INLINE void vec_pair_rows(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const int8_t *aq,
-                                      const float *ad, const int32_t *as, int64_t nb, float *y) {
+/* Prefetches the lines from pf up to goal; returns where it stopped. */
+static INLINE const char *prefetch_until(const char *pf, const char *goal) {
+    for (; pf < goal; pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
+    return pf;
+}
+
+/* Where a kernel's prefetch pointer starts for a matrix at w: its first line, PREFETCH_AHEAD bytes on. */
+static INLINE const char *prefetch_start(const void *w) {
+    return (const char *)((uintptr_t)w & ~(uintptr_t)63) + PREFETCH_AHEAD;
+}
+
+/* `rows` (1 or 2) consecutive rows: rows read together share the activation side of every pair (two rows: 39 vs
+ * 36 GB/s from cache on 2560-wide rows, 43 vs 38 on 10240-wide ones; from memory, alternating in one process,
+ * 45-52 vs 38-46 and no slower); two accumulators per row hide the float chain's latency. The 64-byte loads of
+ * the pairs must stay inside the row (masked loads would, but they stall streaming from memory), so the last few
+ * blocks go one by one. */
+VNNI static INLINE void row_group(int qt, int rows, const uint8_t *row0, size_t row_bytes, const int8_t *aq,
+                                  const float *ad, const int32_t *as, int64_t nb, const char **prefetched, float *y) {
     const int bb = qt == G4_QT_Q6 ? 26 : 18;
     const int64_t full = nb - (64 + bb - 1) / bb; /* the last pair start whose 64 bytes stay in the row */
-    for (int64_t r = 0; r < n; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
-        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-        int64_t b = 0;
-        for (; b + 2 <= full; b += 4) {
-            _mm_prefetch((const char *)row + (size_t)b * bb + PREFETCH_AHEAD, _MM_HINT_T0);
-            pair_step(qt, row, b, aq, ad, as, &acc[0]);
-            pair_step(qt, row, b + 2, aq, ad, as, &acc[1]);
+    const char *pf = *prefetched;
+    __m512 acc[2][2] = {{_mm512_setzero_ps(), _mm512_setzero_ps()}, {_mm512_setzero_ps(), _mm512_setzero_ps()}};
+    int64_t b = 0;
+    for (; b + 2 <= full; b += 4) {
+        /* ahead of the last row's position, moving `rows` times as fast, so that it meets the next group's start */
+        const size_t done = (size_t)(rows - 1) * row_bytes + (size_t)rows * (size_t)(b + 4) * bb;
+        pf = prefetch_until(pf, (const char *)row0 + done + PREFETCH_AHEAD);
+        act_pair p0 = load_act_pair(qt, b, aq, ad, as), p1 = load_act_pair(qt, b + 2, aq, ad, as);
+        for (int r = 0; r < rows; r++) {
+            const uint8_t *src = row0 + (size_t)r * row_bytes + (size_t)b * bb;
+            acc[r][0] = pair_step(qt, src, &p0, acc[r][0]);
+            acc[r][1] = pair_step(qt, src + 2 * bb, &p1, acc[r][1]);
         }
-        for (; b <= full; b += 2) pair_step(qt, row, b, aq, ad, as, &acc[0]);
-        __m256 tail = _mm256_setzero_ps();
-        for (; b < nb; b++) tail = block_step(qt, row + (size_t)b * bb, aq + b * 32, ad[b], as[b], tail);
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) + hsum256(tail);
     }
+    *prefetched = prefetch_until(pf, (const char *)row0 + (size_t)(2 * rows - 1) * row_bytes + PREFETCH_AHEAD);
+    for (; b <= full; b += 2) {
+        act_pair p = load_act_pair(qt, b, aq, ad, as);
+        for (int r = 0; r < rows; r++)
+            acc[r][0] = pair_step(qt, row0 + (size_t)r * row_bytes + (size_t)b * bb, &p, acc[r][0]);
+    }
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *row = row0 + (size_t)r * row_bytes;
+        __m256 tail = _mm256_setzero_ps();
+        for (int64_t t = b; t < nb; t++) tail = block_step(qt, row + (size_t)t * bb, aq + t * 32, ad[t], as[t], tail);
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])) + hsum256(tail);
+    }
+}
+
+VNNI static INLINE void vec_pair_rows(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const int8_t *aq,
+                                      const float *ad, const int32_t *as, int64_t nb, float *y) {
+    const char *prefetched = prefetch_start(w);
+    int64_t r = 0;
+    for (; r + 2 <= n; r += 2)
+        row_group(qt, 2, w + (size_t)r * row_bytes, row_bytes, aq, ad, as, nb, &prefetched, y + r);
+    if (r < n) row_group(qt, 1, w + (size_t)r * row_bytes, row_bytes, aq, ad, as, nb, &prefetched, y + r);
 }
 
 VNNI static void vec_avx512(int qt, const void *w, size_t row_bytes, int64_t n, const void *act, int64_t K, float *y) {
