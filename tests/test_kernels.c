@@ -71,6 +71,23 @@ static void check_ops(const g4_kernel_ops *ops) {
             CHECK(fabsf(y1[i] - y2[i]) <= 1e-6f * (1 + y1[i] * 10), "%s softmax n=%lld i=%lld: %g vs %g", ops->name,
                   (long long)n, (long long)i, y1[i], y2[i]);
         CHECK(n == 1 ? y2[0] == 1 : y2[n / 2] == 0, "%s softmax gave a masked entry weight", ops->name);
+        /* argmax: the maximum at every position in turn, a tie behind it, NaNs and -inf around it */
+        for (int64_t at = 0; at < n; at++) {
+            for (int64_t i = 0; i < n; i++) y1[i] = a[i];
+            y1[at] = 2.0f;
+            if (at + 1 < n) y1[n - 1] = 2.0f; /* a later tie */
+            if (at > 0) y1[at - 1] = NAN;
+            if (at > 1) y1[0] = -INFINITY;
+            int64_t want = ref->argmax(y1, n), got = ops->argmax(y1, n);
+            CHECK(want == at && got == at, "%s argmax n=%lld at %lld: %lld (portable %lld)", ops->name, (long long)n,
+                  (long long)at, (long long)got, (long long)want);
+        }
+        for (int64_t i = 0; i < n; i++) y1[i] = NAN;
+        CHECK(ops->argmax(y1, n) == 0, "%s argmax of NaNs", ops->name);
+        y1[n - 1] = -INFINITY;
+        CHECK(ops->argmax(y1, n) == n - 1, "%s argmax of NaNs and -inf", ops->name);
+        for (int64_t i = 0; i < n; i++) y1[i] = a[i];
+        CHECK(ops->argmax(y1, n) == ref->argmax(y1, n), "%s argmax n=%lld of random values", ops->name, (long long)n);
         free(a), free(b), free(y1), free(y2), free(h);
     }
     /* attention tiles: odd query/key counts, head sizes with and without a multiple of 8 or 16, padded strides */

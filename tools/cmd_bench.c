@@ -16,12 +16,6 @@ static double now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int32_t argmax(const float *v, int64_t n) {
-    int32_t best = 0;
-    for (int64_t i = 1; i < n; i++) best = v[i] > v[best] ? (int32_t)i : best;
-    return best;
-}
-
 /* The read-bandwidth probe runs in a child process so its buffer never counts in this process's peak RSS. */
 static double measure_bandwidth(int threads) {
     int fd[2];
@@ -64,6 +58,7 @@ int cmd_bench(int argc, char **argv) {
     if (cli_open_session(&o, &s)) return 1;
     t_load = now() - t_load;
     const int64_t V = s->m->cfg.text.vocab_size;
+    const g4_kernel_ops *ops = s->c.ops; /* greedy decoding: the argmax over the vocabulary */
     int32_t *ids = malloc((size_t)n_prompt * sizeof *ids);
     float *logits = malloc((size_t)V * sizeof *logits);
     if (!ids || !logits) {
@@ -82,7 +77,7 @@ int cmd_bench(int argc, char **argv) {
     double t0 = now();
     rc = g4_decoder_forward(&s->d, ids, n_prompt, &fo, &err);
     double prefill = now() - t0;
-    const int32_t first = rc ? 0 : argmax(logits, V);
+    const int32_t first = rc ? 0 : (int32_t)ops->argmax(logits, V);
     const double ttft = now() - t0;
     /* Decode runs `runs` times from the prompt's state. A shared host's memory bandwidth drifts by tens of percent
      * within minutes, so the probe runs right before and right after them: the best decode run against the best
@@ -96,7 +91,7 @@ int cmd_bench(int argc, char **argv) {
         double t1 = now();
         for (int i = 0; i < n_decode && !rc; i++) {
             rc = g4_decoder_forward(&s->d, &next, 1, &fo, &err);
-            next = argmax(logits, V);
+            next = (int32_t)ops->argmax(logits, V);
         }
         decode_s[r] = now() - t1;
     }

@@ -29,6 +29,9 @@ typedef struct g4_kernel_ops {
     void (*softcap)(float *x, int64_t n, float cap);
     /* g[i] = gelu_tanh(g[i]) * up[i] (up NULL: the activation alone) */
     void (*gelu_mul)(float *g, const float *up, int64_t n);
+    /* The index of the largest of x[0..n) (n >= 1), the lowest on ties as torch.argmax; NaNs never win, and 0 when
+     * all are NaN. */
+    int64_t (*argmax)(const float *x, int64_t n);
     /* Attention tiles. scores: s[i * lds + j] = q_i · k_j for nq query rows (ldq apart) and nk key rows (ldk
      * apart), all D long. weighted_sum: o_i += sum_j p[i * ldp + j] * v_j over nk value rows (ldv apart). */
     void (*scores)(float *s, int64_t lds, const float *q, int64_t ldq, int64_t nq, const float *k, int64_t ldk,

@@ -136,6 +136,32 @@ AVX2 static void softcap_avx2(float *x, int64_t n, float cap) {
     for (; i < n; i++) x[i] = cap * tanhf(x[i] / cap);
 }
 
+/* The maximum (max_ps returns its second operand, the running maximum, when x is NaN), then the first lane equal
+ * to it: one pass over 262144 logits took ~0.6 ms in scalar code, 2 % of an E2B decode step. */
+AVX2 static int64_t argmax_avx2(const float *x, int64_t n) {
+    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+        m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1);
+    }
+    m0 = _mm256_max_ps(m0, m1);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m0), _mm256_extractf128_ps(m0, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float m = _mm_cvtss_f32(h);
+    for (; i < n; i++)
+        if (x[i] > m) m = x[i];
+    const __m256 mv = _mm256_set1_ps(m);
+    for (i = 0; i + 8 <= n; i += 8) {
+        int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), mv, _CMP_EQ_OQ));
+        if (mask) return i + __builtin_ctz((unsigned)mask);
+    }
+    for (; i < n; i++)
+        if (x[i] == m) return i;
+    return 0;
+}
+
 /* gelu_tanh(x) = x/2 (1 + tanh(u)), u = sqrt(2/pi)(x + 0.044715 x^3), tanh(u) = 1 - 2 / (e^{2u} + 1). */
 AVX2 static void gelu_mul_avx2(float *g, const float *up, int64_t n) {
     const __m256 k = _mm256_set1_ps(0.7978845608028654f), c = _mm256_set1_ps(0.044715f), one = _mm256_set1_ps(1.0f);
@@ -256,7 +282,7 @@ AVX2 static void weighted_sum_avx2(float *o, int64_t ldo, const float *p, int64_
 
 static const g4_kernel_ops avx2_ops = {"avx2",       dot_avx2,      axpy_avx2,     to_f32_avx2,
                                        softmax_avx2, rmsnorm_avx2,  softcap_avx2,  gelu_mul_avx2,
-                                       scores_avx2,  weighted_sum_avx2};
+                                       argmax_avx2,  scores_avx2,   weighted_sum_avx2};
 
 const g4_kernel_ops *g4_kernels_avx2(void) {
     unsigned a, b, c, d;

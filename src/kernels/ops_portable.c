@@ -39,6 +39,16 @@ static void gelu_mul_portable(float *g, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g4_gelu_tanh(g[i]) * (up ? up[i] : 1.0f);
 }
 
+/* Two passes, as the SIMD variants do: the largest non-NaN value, then its first position. */
+static int64_t argmax_portable(const float *x, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] > m) m = x[i];
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] == m) return i;
+    return 0;
+}
+
 static void scores_portable(float *s, int64_t lds, const float *q, int64_t ldq, int64_t nq, const float *k, int64_t ldk,
                             int64_t nk, int64_t D) {
     for (int64_t i = 0; i < nq; i++)
@@ -51,8 +61,8 @@ static void weighted_sum_portable(float *o, int64_t ldo, const float *p, int64_t
         for (int64_t j = 0; j < nk; j++) axpy_portable(o + i * ldo, p[i * ldp + j], v + j * ldv, D);
 }
 
-static const g4_kernel_ops portable_ops = {"portable",        dot_portable,      axpy_portable,  to_f32_portable,
-                                           g4_softmax,        g4_rmsnorm,        softcap_portable, gelu_mul_portable,
-                                           scores_portable,   weighted_sum_portable};
+static const g4_kernel_ops portable_ops = {"portable",       dot_portable,      axpy_portable,    to_f32_portable,
+                                           g4_softmax,       g4_rmsnorm,        softcap_portable, gelu_mul_portable,
+                                           argmax_portable,  scores_portable,   weighted_sum_portable};
 
 const g4_kernel_ops *g4_kernels_portable(void) { return &portable_ops; }

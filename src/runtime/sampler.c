@@ -31,6 +31,7 @@ int g4_sampler_init(g4_sampler *s, const g4_sampler_params *p, int vocab, g4_err
     if (!(p->repetition_penalty > 0)) return g4_fail(err, GEMMA4C_ERR_ARG, "repetition penalty must be > 0");
     s->p = *p;
     s->vocab = vocab;
+    s->ops = g4_kernels_best();
     s->cand = malloc((size_t)vocab * sizeof *s->cand);
     s->seen = calloc((size_t)vocab, 1);
     if (!s->cand || !s->seen) {
@@ -67,13 +68,6 @@ static void apply_repetition_penalty(g4_sampler *s, float *logits, const int32_t
         if (history[i] >= 0 && history[i] < s->vocab) s->seen[history[i]] = 0;
 }
 
-static int32_t argmax(const float *v, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return best;
-}
-
 /* Descending by logit; equal logits by id, so the order (and thus sampling) is deterministic. */
 static int by_logit_desc(const void *a, const void *b) {
     const g4_candidate *x = a, *y = b;
@@ -84,13 +78,12 @@ static int by_logit_desc(const void *a, const void *b) {
 int32_t g4_sampler_pick(g4_sampler *s, float *logits, const int32_t *history, size_t n_history) {
     const int V = s->vocab;
     apply_repetition_penalty(s, logits, history, n_history);
-    if (s->p.greedy) return argmax(logits, V);
+    if (s->p.greedy) return (int32_t)s->ops->argmax(logits, V);
 
     /* Temperature, then drop what cannot matter: tokens e^-30 below the best carry < 1e-8 of the mass in
      * total even over a 262144-token vocabulary, and sorting the rest is far cheaper. */
     const float inv_t = 1.0f / s->p.temperature;
-    float best = -INFINITY;
-    for (int i = 0; i < V; i++) best = fmaxf(best, logits[i] * inv_t);
+    const float best = logits[s->ops->argmax(logits, V)] * inv_t; /* scaling by inv_t > 0 keeps the order */
     int n = 0;
     for (int i = 0; i < V; i++) {
         float l = logits[i] * inv_t;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "kernels/kernels.h"
 
 typedef struct g4_sampler_params {
     int greedy;                /* argmax (ties: the lowest id, as torch.argmax) */
@@ -26,6 +27,7 @@ typedef struct g4_sampler {
     g4_sampler_params p;
     uint64_t rng[4];
     int vocab;
+    const g4_kernel_ops *ops;  /* the argmax over the vocabulary */
     struct g4_candidate *cand; /* [vocab] */
     uint8_t *seen;  /* [vocab] ids that the penalty applies to */
 } g4_sampler;
