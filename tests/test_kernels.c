@@ -65,8 +65,13 @@ static void check_ops(const g4_kernel_ops *ops) {
         /* softmax with a wide range and a masked (-inf) entry */
         for (int64_t i = 0; i < n; i++) y1[i] = y2[i] = a[i] * 40.0f;
         if (n > 1) y1[n / 2] = y2[n / 2] = -INFINITY;
-        ref->softmax(y1, n);
-        ops->softmax(y2, n);
+        double m = -INFINITY, sum = 0;
+        for (int64_t i = 0; i < n; i++) m = y1[i] > m ? y1[i] : m;
+        for (int64_t i = 0; i < n; i++) sum += exp((double)y1[i] - m);
+        const double lse = m + log(sum);
+        const float lse1 = ref->softmax(y1, n), lse2 = ops->softmax(y2, n);
+        CHECK(fabs(lse1 - lse) <= 1e-6 * (1 + fabs(lse)) && fabs(lse2 - lse) <= 1e-6 * (1 + fabs(lse)),
+              "%s softmax n=%lld log-sum-exp %.9g and %.9g, want %.9g", ops->name, (long long)n, lse1, lse2, lse);
         for (int64_t i = 0; i < n; i++)
             CHECK(fabsf(y1[i] - y2[i]) <= 1e-6f * (1 + y1[i] * 10), "%s softmax n=%lld i=%lld: %g vs %g", ops->name,
                   (long long)n, (long long)i, y1[i], y2[i]);

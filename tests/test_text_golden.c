@@ -114,6 +114,12 @@ int main(void) {
     check_greedy(m, &c, ref, 64);
     check_greedy(m, &c, ref, 5);
     g4_compute_free(&c);
+    /* More workers than (token, kv head) pairs: attention splits each kv head's keys into ranges (some empty at
+     * the first positions) and combines their softmaxes. */
+    CHECK(g4_compute_init(&c, 5, 4096) == 0, "compute init");
+    check_prefill(m, &c, ref, 1);
+    check_greedy(m, &c, ref, 5);
+    g4_compute_free(&c);
     /* The portable kernels must agree too: they are what every SIMD variant is tested against. */
     setenv("GEMMA4C_KERNELS", "portable", 1);
     CHECK(g4_compute_init(&c, 1, 4096) == 0, "compute init");

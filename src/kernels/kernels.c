@@ -180,11 +180,12 @@ float g4_gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
-void g4_softmax(float *x, int64_t n) {
+float g4_softmax(float *x, int64_t n) {
     float m = -INFINITY;
     for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
     float s = 0;
     for (int64_t i = 0; i < n; i++) s += (x[i] = expf(x[i] - m));
     float inv = 1.0f / s;
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
+    return m + logf(s);
 }

@@ -21,8 +21,9 @@ typedef struct g4_kernel_ops {
     void (*axpy)(float *y, float a, const float *x, int64_t n); /* y += a * x */
     /* dst[i] = float(src[i]) for a weight row of dtype F32, BF16 or F16 */
     void (*to_f32)(float *dst, const void *src, g4_dtype dt, int64_t n);
-    /* x = softmax(x) (entries of -inf get 0) */
-    void (*softmax)(float *x, int64_t n);
+    /* x = softmax(x) (entries of -inf get 0); returns log(sum(exp(x))) of the input, which lets softmaxes over
+     * parts of a row be combined */
+    float (*softmax)(float *x, int64_t n);
     /* out = x / sqrt(mean(x^2) + eps) * weight (weight NULL: no weight); out may be x */
     void (*rmsnorm)(float *out, const float *x, const float *weight, int64_t n, float eps);
     /* x[i] = cap * tanh(x[i] / cap) */
@@ -87,6 +88,6 @@ void g4_rmsnorm_rows(const g4_kernel_ops *ops, float *out, const float *x, const
 /* Portable row-wise ops on [n] vectors (the reference the variants are tested against). */
 void g4_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps); /* weight may be NULL */
 float g4_gelu_tanh(float x);
-void g4_softmax(float *x, int64_t n);
+float g4_softmax(float *x, int64_t n);
 
 #endif

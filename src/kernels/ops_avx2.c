@@ -78,7 +78,7 @@ AVX2 static __m256 exp256(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-AVX2 static void softmax_avx2(float *x, int64_t n) {
+AVX2 static float softmax_avx2(float *x, int64_t n) {
     __m256 vm = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
@@ -99,6 +99,7 @@ AVX2 static void softmax_avx2(float *x, int64_t n) {
     const __m256 inv = _mm256_set1_ps(1.0f / s);
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
     for (; i < n; i++) x[i] *= 1.0f / s;
+    return m + logf(s);
 }
 
 /* tanh(u) = 1 - 2 / (e^{2u} + 1): exact to a few ulp of 1, saturating cleanly (exp256 clamps). */

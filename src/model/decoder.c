@@ -116,6 +116,13 @@ int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t n_c
     for (int l = 0; l < L; l++) group = max64(group, tc->num_heads / tc->layer_kv_heads[l]);
     d->scores_per_worker = group * n_ctx;
     d->scores = alloc_floats((int64_t)g4_pool_size(c->pool) * d->scores_per_worker, &failed);
+    /* Key-split attention runs fewer than 2 x threads items (see attention_block), each over one kv head's query
+     * heads: at most 2 x threads x num_heads rows of partial output. */
+    int64_t widest = 1;
+    for (int l = 0; l < L; l++) widest = max64(widest, tc->layer_head_dim[l]);
+    const int64_t part_rows = 2 * (int64_t)g4_pool_size(c->pool) * tc->num_heads;
+    d->attn_parts = alloc_floats(part_rows * widest, &failed);
+    d->attn_lse = alloc_floats(part_rows, &failed);
     d->logit_rows = min64(max_chunk, 32);
     d->logits = alloc_floats(d->logit_rows * tc->vocab_size, &failed);
     if (failed) {
@@ -133,7 +140,8 @@ void g4_decoder_free(g4_decoder *d) {
         }
     free(d->kv);
     float *bufs[] = {d->x, d->xn, d->q, d->k, d->v, d->attn, d->proj, d->gate, d->up, d->ple, d->ple_gate, d->ple_row,
-                     d->rope_cos[0], d->rope_cos[1], d->rope_sin[0], d->rope_sin[1], d->scores, d->logits};
+                     d->rope_cos[0], d->rope_cos[1], d->rope_sin[0], d->rope_sin[1], d->scores, d->attn_parts,
+                     d->attn_lse,   d->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(d->lookup);
     free(d->reach);
@@ -233,45 +241,77 @@ typedef struct attn_job {
     g4_decoder *d;
     int layer;
     int64_t n, pos0;
-    int64_t splits; /* query-head groups per kv head that run as separate items */
+    int64_t parts; /* ranges of keys per (token, kv head) that run as separate items */
 } attn_job;
 
-/* One (token, kv head, share of its query heads) per item: those query heads score the allowed cached keys
- * together (each key read once for all of them), softmax, weighted values. Keys lo..hi sit in ring slots
- * p % cap: at most two contiguous runs. */
+/* One (token, kv head, range of its allowed keys) per item: the kv head's query heads score those keys together
+ * (each key read once for all of them), softmax, weighted values. Keys sit in ring slots p % cap: a range is at
+ * most two contiguous runs. With one range the output is final; with several, each range's output is normalised
+ * over its own keys and kept with its log-sum-exp for combine_parts. */
 static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
     attn_job *j = ctx;
     g4_decoder *d = j->d;
     const g4_text_config *c = &d->m->cfg.text;
     const g4_kernel_ops *ops = d->c->ops;
     const int l = j->layer;
-    const int64_t D = c->layer_head_dim[l], nq = c->num_heads, nkv = c->layer_kv_heads[l];
+    const int64_t D = c->layer_head_dim[l], nq = c->num_heads, nkv = c->layer_kv_heads[l], G = nq / nkv;
     const g4_kv_layer *kv = &d->kv[c->kv_donor[l]];
     const int sliding = c->layer_type[l] == G4_LAYER_SLIDING;
     float *scores = d->scores + (size_t)worker * (size_t)d->scores_per_worker;
-    const int64_t G = nq / nkv / j->splits; /* query heads of this item */
     for (int64_t item = begin; item < end; item++) {
-        const int64_t t = item / (nkv * j->splits), kvh = item / j->splits % nkv, first = (item % (nkv * j->splits)) * G;
+        const int64_t t = item / (nkv * j->parts), kvh = item / j->parts % nkv, part = item % j->parts;
         const int64_t p = j->pos0 + t;
-        const int64_t lo = sliding ? max64(0, p - c->sliding_window + 1) : 0;
-        const int64_t hi = sliding ? d->reach[t] : p; /* past p only inside a bidirectional vision span */
+        const int64_t first = sliding ? max64(0, p - c->sliding_window + 1) : 0;
+        const int64_t last = sliding ? d->reach[t] : p; /* past p only inside a bidirectional vision span */
+        const int64_t lo = first + (last - first + 1) * part / j->parts;
+        const int64_t hi = first + (last - first + 1) * (part + 1) / j->parts - 1;
         const int64_t nk = hi - lo + 1;
-        const float *q = d->q + (t * nq + first) * D;
-        float *out = d->attn + (t * nq + first) * D;
+        const float *q = d->q + (t * nq + kvh * G) * D;
+        const int split = j->parts > 1;
+        float *out = split ? d->attn_parts + item * G * D : d->attn + (t * nq + kvh * G) * D;
+        float *lse = split ? d->attn_lse + item * G : NULL;
+        memset(out, 0, (size_t)(G * D) * sizeof(float));
+        if (nk <= 0) { /* more ranges than keys (so split) */
+            for (int64_t g = 0; g < G; g++) lse[g] = -INFINITY;
+            continue;
+        }
         /* attention scaling is 1: q and k are normalised */
         for (int64_t s = lo, run; s <= hi; s += run) {
             const int64_t slot = s % kv->cap;
             run = min64(hi - s + 1, kv->cap - slot);
             ops->scores(scores + (s - lo), nk, q, D, G, kv->k + kv_offset(kv->cap, kvh, slot, D), D, run, D);
         }
-        for (int64_t g = 0; g < G; g++) ops->softmax(scores + g * nk, nk);
-        memset(out, 0, (size_t)(G * D) * sizeof(float));
+        for (int64_t g = 0; g < G; g++) {
+            float log_sum = ops->softmax(scores + g * nk, nk);
+            if (split) lse[g] = log_sum;
+        }
         for (int64_t s = lo, run; s <= hi; s += run) {
             const int64_t slot = s % kv->cap;
             run = min64(hi - s + 1, kv->cap - slot);
             ops->weighted_sum(out, D, scores + (s - lo), nk, G, kv->v + kv_offset(kv->cap, kvh, slot, D), D, run, D);
         }
     }
+}
+
+/* The attention output of each query head from its key ranges: softmax over all keys = each range's softmax
+ * weighted by exp(its log-sum-exp - the total's). */
+static void combine_parts(g4_decoder *d, const attn_job *j, int64_t nkv, int64_t D) {
+    const g4_kernel_ops *ops = d->c->ops;
+    const int64_t nq = d->m->cfg.text.num_heads, G = nq / nkv;
+    for (int64_t t = 0; t < j->n; t++)
+        for (int64_t kvh = 0; kvh < nkv; kvh++) {
+            const int64_t item0 = (t * nkv + kvh) * j->parts;
+            for (int64_t g = 0; g < G; g++) {
+                float top = -INFINITY, total = 0;
+                for (int64_t r = 0; r < j->parts; r++) top = fmaxf(top, d->attn_lse[(item0 + r) * G + g]);
+                for (int64_t r = 0; r < j->parts; r++) total += expf(d->attn_lse[(item0 + r) * G + g] - top);
+                float *out = d->attn + (t * nq + kvh * G + g) * D;
+                memset(out, 0, (size_t)D * sizeof(float));
+                for (int64_t r = 0; r < j->parts; r++)
+                    ops->axpy(out, expf(d->attn_lse[(item0 + r) * G + g] - top) / total,
+                              d->attn_parts + ((item0 + r) * G + g) * D, D);
+            }
+        }
 }
 
 static void attention_block(g4_decoder *d, int l, int64_t n, int64_t pos0) {
@@ -309,10 +349,12 @@ static void attention_block(g4_decoder *d, int l, int64_t n, int64_t pos0) {
             }
         }
     }
-    /* A decode step has one item per kv head (E2B: one): split the query heads so every worker has some. */
-    attn_job job = {d, l, n, pos0, 1};
-    while (n * nkv * job.splits < g4_pool_size(d->c->pool) && (nq / nkv) % (job.splits * 2) == 0) job.splits *= 2;
-    g4_pool_for(d->c->pool, n * nkv * job.splits, 1, attention_range, &job);
+    /* A decode step has one item per kv head (E2B: one): split the keys so that every worker has some, each reading
+     * its share of the cache once. (Splitting the query heads instead had every worker read the whole cache.) */
+    const int64_t threads = g4_pool_size(d->c->pool);
+    attn_job job = {d, l, n, pos0, n * nkv < threads ? (threads + n * nkv - 1) / (n * nkv) : 1};
+    g4_pool_for(d->c->pool, n * nkv * job.parts, 1, attention_range, &job);
+    if (job.parts > 1) combine_parts(d, &job, nkv, D);
     g4_matmul(d->c, d->attn, n, nq * D, &ly->o_proj, d->proj);
     g4_rmsnorm_rows(d->c->ops, d->proj, d->proj, ly->post_attention_norm, n, H, eps);
     for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];

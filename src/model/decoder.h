@@ -37,6 +37,7 @@ typedef struct g4_decoder {
     float *x, *xn, *q, *k, *v, *attn, *proj, *gate, *up, *ple, *ple_gate, *ple_row, *rope_cos[2], *rope_sin[2];
     float *scores; /* per worker: scores_per_worker (query heads per kv head x n_ctx) */
     int64_t scores_per_worker;
+    float *attn_parts, *attn_lse; /* key-split attention: each part's output rows and their log-sum-exp */
     float *logits; /* [logit_rows, V] */
     int32_t *lookup; /* [max_chunk] ids for the embedding tables (pad at multimodal placeholders) */
     int64_t *reach;  /* [max_chunk] last position each row attends to on sliding layers */
