@@ -4,13 +4,14 @@
 BUILD      ?= build
 SAN_BUILD  ?= build-sanitize
 FUZZ_BUILD ?= build-fuzz
+NEON_BUILD ?= build-neon
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES   := build-essential cmake pkg-config libcjson-dev zlib1g-dev clang libclang-rt-14-dev \
               libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev \
-              libpng-dev libjpeg-dev libwebp-dev libgif-dev
+              libpng-dev libjpeg-dev libwebp-dev libgif-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps build test-all test-fast test-sanitize fuzz-smoke test-slow clean
+.PHONY: run test deps build test-all test-fast test-sanitize test-neon fuzz-smoke test-slow clean
 
 # Builds gemma4c and streams an answer from a small synthetic model (random weights) it builds itself.
 run: build
@@ -18,7 +19,7 @@ run: build
 
 # Everything CI checks: a short fuzzing pass per parser, the tests under ASan + UBSan, then every test in the
 # release build, the full-size E2B/E4B comparison included (last, so the closing summary is ctest's).
-test: fuzz-smoke test-sanitize
+test: fuzz-smoke test-sanitize test-neon
 	$(MAKE) --no-print-directory test-all
 
 test-all: build
@@ -43,6 +44,16 @@ test-sanitize: deps
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir $(SAN_BUILD) -LE slow --output-on-failure
 
+# The ARM NEON kernels against the portable ones: the kernel test and the sources it needs, cross-compiled for
+# aarch64 with dotprod and run under qemu (a CPU model that has it). The grep makes sure NEON was the variant tested.
+NEON_SOURCES := tests/test_quant.c $(wildcard src/kernels/quant*.c) src/core/tensor.c src/core/threads.c src/core/error.c
+test-neon: deps
+	mkdir -p $(NEON_BUILD)
+	aarch64-linux-gnu-gcc -O2 -std=c11 -D_GNU_SOURCE -DGEMMA4C_SOURCE_DIR='"$(CURDIR)"' -march=armv8.2-a+dotprod \
+	  -Isrc -Iinclude -Itests -static $(NEON_SOURCES) -lm -lpthread -o $(NEON_BUILD)/test_quant
+	qemu-aarch64 -cpu max $(NEON_BUILD)/test_quant > $(NEON_BUILD)/test_quant.log 2>&1 || { cat $(NEON_BUILD)/test_quant.log; exit 1; }
+	grep -q "best: neon" $(NEON_BUILD)/test_quant.log && tail -1 $(NEON_BUILD)/test_quant.log
+
 # Each libFuzzer harness for FUZZ_SECONDS (seeded from the golden files when present).
 FUZZ_SECONDS ?= 20
 fuzz-smoke: deps
@@ -55,4 +66,4 @@ test-slow: build
 	ctest --test-dir $(BUILD) -L slow --output-on-failure
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD) $(NEON_BUILD)
