@@ -310,7 +310,7 @@ static void check_gemm(const g4_quant_ops *ops, const testmat *m, const unsigned
 }
 
 static void check_kernels(void) {
-    const int64_t Ks[] = {32, 64, 96, 2560, 10240};
+    const int64_t Ks[] = {32, 64, 96, 256, 1536, 2560, 10240};
     for (int qt = 0; qt < G4_QT_COUNT; qt++)
         for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
             int64_t K = Ks[ki], N = K > 2560 ? 7 : 13;
