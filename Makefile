@@ -8,10 +8,12 @@ NEON_BUILD ?= build-neon
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES   := build-essential cmake pkg-config libcjson-dev zlib1g-dev clang libclang-rt-14-dev \
               libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev \
-              libpng-dev libjpeg-dev libwebp-dev libgif-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+              libpng-dev libjpeg-dev libwebp-dev libgif-dev
+# Only the NEON test needs these (a cross compiler and an emulator).
+NEON_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps build test-all test-fast test-sanitize test-neon fuzz-smoke test-slow clean
+.PHONY: run test deps deps-neon install-missing build test-all test-fast test-sanitize test-neon fuzz-smoke test-slow clean
 
 # Builds gemma4c and streams an answer from a small synthetic model (random weights) it builds itself.
 run: build
@@ -26,7 +28,13 @@ test-all: build
 	ctest --test-dir $(BUILD) --output-on-failure
 
 deps:
-	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory install-missing WANT="$(PACKAGES)"
+
+deps-neon:
+	@$(MAKE) --no-print-directory install-missing WANT="$(NEON_PACKAGES)"
+
+install-missing:
+	@missing=""; for p in $(WANT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -47,7 +55,7 @@ test-sanitize: deps
 # The ARM NEON kernels against the portable ones: the kernel test and the sources it needs, cross-compiled for
 # aarch64 with dotprod and run under qemu (a CPU model that has it). The grep makes sure NEON was the variant tested.
 NEON_SOURCES := tests/test_quant.c $(wildcard src/kernels/quant*.c) src/core/tensor.c src/core/threads.c src/core/error.c
-test-neon: deps
+test-neon: deps-neon
 	mkdir -p $(NEON_BUILD)
 	aarch64-linux-gnu-gcc -O2 -std=c11 -D_GNU_SOURCE -DGEMMA4C_SOURCE_DIR='"$(CURDIR)"' -march=armv8.2-a+dotprod \
 	  -Isrc -Iinclude -Itests -static $(NEON_SOURCES) -lm -lpthread -o $(NEON_BUILD)/test_quant
