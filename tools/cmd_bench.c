@@ -148,8 +148,9 @@ int cmd_bench(int argc, char **argv) {
         if (gbps > 0)
             printf("read bandwidth   %.1f GB/s (best probe pass: %.1f before decoding, %.1f after); decode reads %.1f "
                    "GB/s (%.0f%%) at its best run, %.1f GB/s (%.0f%%) on average\n",
-                   gbps, gbps_before, gbps_after, bytes_tok * decode_best_tps / 1e9, 100.0 * bytes_tok * decode_best_tps / 1e9 / gbps,
-                   bytes_tok * decode_tps / 1e9, 100.0 * bytes_tok * decode_tps / 1e9 / gbps);
+                   gbps, gbps_before, gbps_after, bytes_tok * decode_best_tps / 1e9,
+                   100.0 * bytes_tok * decode_best_tps / 1e9 / gbps, bytes_tok * decode_tps / 1e9,
+                   100.0 * bytes_tok * decode_tps / 1e9 / gbps);
         for (int i = 0; i < n_items; i++) {
             if (items[i].kind == G4_MEDIA_AUDIO)
                 printf("audio            %s (%.1f s): %lld soft tokens in %.2f s, real-time factor %.3f\n", items[i].path,

@@ -112,14 +112,15 @@ int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t n_c
     }
     if (!failed) failed = resize_sliding_caches(d, max_chunk) || alloc_chunk_scratch(d, max_chunk);
     d->ple_row = alloc_floats(L * P, &failed);
-    int64_t group = 1; /* query heads per kv head: they score keys together */
-    for (int l = 0; l < L; l++) group = max64(group, tc->num_heads / tc->layer_kv_heads[l]);
+    int64_t group = 1, widest = 1; /* query heads per kv head (they score keys together); widest head */
+    for (int l = 0; l < L; l++) {
+        group = max64(group, tc->num_heads / tc->layer_kv_heads[l]);
+        widest = max64(widest, tc->layer_head_dim[l]);
+    }
     d->scores_per_worker = group * n_ctx;
     d->scores = alloc_floats((int64_t)g4_pool_size(c->pool) * d->scores_per_worker, &failed);
     /* Key-split attention runs fewer than 2 x threads items (see attention_block), each over one kv head's query
      * heads: at most 2 x threads x num_heads rows of partial output. */
-    int64_t widest = 1;
-    for (int l = 0; l < L; l++) widest = max64(widest, tc->layer_head_dim[l]);
     const int64_t part_rows = 2 * (int64_t)g4_pool_size(c->pool) * tc->num_heads;
     d->attn_parts = alloc_floats(part_rows * widest, &failed);
     d->attn_lse = alloc_floats(part_rows, &failed);
@@ -294,7 +295,7 @@ static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
 }
 
 /* The attention output of each query head from its key ranges: softmax over all keys = each range's softmax
- * weighted by exp(its log-sum-exp - the total's). */
+ * weighted by exp(its log-sum-exp - the total's). The log-sum-exps are replaced by those weights. */
 static void combine_parts(g4_decoder *d, const attn_job *j, int64_t nkv, int64_t D) {
     const g4_kernel_ops *ops = d->c->ops;
     const int64_t nq = d->m->cfg.text.num_heads, G = nq / nkv;
@@ -304,12 +305,15 @@ static void combine_parts(g4_decoder *d, const attn_job *j, int64_t nkv, int64_t
             for (int64_t g = 0; g < G; g++) {
                 float top = -INFINITY, total = 0;
                 for (int64_t r = 0; r < j->parts; r++) top = fmaxf(top, d->attn_lse[(item0 + r) * G + g]);
-                for (int64_t r = 0; r < j->parts; r++) total += expf(d->attn_lse[(item0 + r) * G + g] - top);
+                for (int64_t r = 0; r < j->parts; r++) {
+                    float *lse = &d->attn_lse[(item0 + r) * G + g];
+                    total += *lse = expf(*lse - top);
+                }
                 float *out = d->attn + (t * nq + kvh * G + g) * D;
                 memset(out, 0, (size_t)D * sizeof(float));
                 for (int64_t r = 0; r < j->parts; r++)
-                    ops->axpy(out, expf(d->attn_lse[(item0 + r) * G + g] - top) / total,
-                              d->attn_parts + ((item0 + r) * G + g) * D, D);
+                    ops->axpy(out, d->attn_lse[(item0 + r) * G + g] / total, d->attn_parts + ((item0 + r) * G + g) * D,
+                              D);
             }
         }
 }
