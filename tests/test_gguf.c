@@ -634,11 +634,15 @@ static void test_disk_full(const char *tmp) {
     snprintf(path, sizeof path, "%s/full.gguf", tmp);
     snprintf(partial, sizeof partial, "%s.partial", path);
     struct rlimit old;
-    if (getrlimit(RLIMIT_FSIZE, &old) != 0) return;
+    int got = getrlimit(RLIMIT_FSIZE, &old);
+    CHECK(got == 0, "getrlimit: the full-disk case was not tested");
+    if (got != 0) return;
     void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
     struct rlimit lim = old;
-    lim.rlim_cur = 64 * 1024;
-    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) {
+    lim.rlim_cur = 64 * 1024; /* lowering the soft limit is always allowed */
+    int set = setrlimit(RLIMIT_FSIZE, &lim);
+    CHECK(set == 0, "setrlimit: the full-disk case was not tested");
+    if (set != 0) {
         signal(SIGXFSZ, prev);
         return;
     }

@@ -105,8 +105,10 @@ static void test_golden_files(const char *golden) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/%s", golden, subdirs[s]);
         DIR *d = opendir(dir);
+        CHECK(d != NULL, "cannot list %s", dir);
         if (!d) continue;
         struct dirent *de;
+        int files = 0;
         while ((de = readdir(d)) != NULL) {
             size_t n = strlen(de->d_name);
             if (n < 12 || strcmp(de->d_name + n - 12, ".safetensors") != 0) continue;
@@ -114,8 +116,10 @@ static void test_golden_files(const char *golden) {
             rc = g4_st_open(path, &f, &err);
             CHECK(rc == 0, "open %s: %s", path, err.msg);
             if (rc == 0) g4_st_close(f);
+            files++;
         }
         closedir(d);
+        CHECK(files > 0, "no .safetensors file in %s", dir);
     }
 }
 
