@@ -550,21 +550,32 @@ static void test_golden_media(const char *golden) {
             if (e > worst_wave) worst_wave = e;
             sq += e * e;
         }
-        if (strcmp(a.resampler, "soxr") == 0)
-            CHECK(worst_ref < 1e-6 && fabs(sumsq - soxr_sumsq) < 1e-3, "44k stereo vs soxr HQ: %.3g, sumsq %.9g",
-                  worst_ref, sumsq);
+        /* swresample's own filter, used where FFmpeg lacks soxr, is not the reference's: it is held to what it
+         * measured here (values 7.9e-4 off, sum of squares 0.20 off), with headroom. */
+        const int soxr = strcmp(a.resampler, "soxr") == 0;
+        const double ref_tol = soxr ? 1e-6 : 2e-3, sumsq_tol = soxr ? 1e-3 : 0.5;
+        CHECK(worst_ref < ref_tol && fabs(sumsq - soxr_sumsq) < sumsq_tol,
+              "44k stereo (%s) vs soxr HQ: max |diff| %.3g (tolerance %g), sumsq %.9g (tolerance %g)", a.resampler,
+              worst_ref, ref_tol, sumsq, sumsq_tol);
         /* The 44.1 kHz file is the 16 kHz speech upsampled: coming back down must land close to it (swresample's
          * own filter, used where FFmpeg lacks soxr, rolls off earlier: 0.02 on this file). */
-        double wave_tol = strcmp(a.resampler, "soxr") == 0 ? 1e-3 : 0.05;
+        double wave_tol = soxr ? 1e-3 : 0.05;
         CHECK(worst_wave < wave_tol, "44k stereo vs the 16 kHz speech: max |diff| %.3g", worst_wave);
+        /* Its log-mel against the golden speech features: the round trip through 44.1 kHz moves the quietest bins
+         * most (log of a tiny energy). Measured 0.84 with soxr and 2.66 with swresample; tolerances 1.2 and 4. */
         g4_audio_features_out o;
         double worst_feat = 0;
-        if (g4_audio_features(a.samples, a.n, &o, &err) == 0) {
+        const double feat_tol = soxr ? 1.2 : 4.0;
+        int frc = g4_audio_features(a.samples, a.n, &o, &err);
+        CHECK(frc == 0, "44k stereo features: %s", err.msg);
+        if (frc == 0) {
             for (int64_t k = 0; k < nf && k < (int64_t)(o.n_frames * G4_AUDIO_MEL_BINS); k++) {
                 double e = fabs((double)o.features[k] - feat[k]);
-                if (e > worst_feat) worst_feat = e;
+                if (!(e <= worst_feat)) worst_feat = e; /* a NaN is the worst */
             }
             CHECK(o.n_tokens == 170, "44k stereo: %zu tokens, the 16 kHz file has 170", o.n_tokens);
+            CHECK(worst_feat <= feat_tol, "44k stereo (%s): log-mel vs the golden speech max |diff| %.3g > %g",
+                  a.resampler, worst_feat, feat_tol);
             g4_audio_features_free(&o);
         }
         printf("speech_44k_stereo.wav: %zu samples via %s; vs librosa/soxr-HQ reference values max |diff| %.3g "
