@@ -3,6 +3,7 @@
 
 #include "core/threads.h"
 #include "kernels/kernels.h"
+#include "kernels/membw.h"
 
 static uint64_t rng = 0x1234567;
 static float rnd(void) {
@@ -213,6 +214,18 @@ static void check_norms(void) {
     CHECK(fabsf(p[0] - p[1]) < 1e-7f && p[2] == 0 && fabsf(p[0] + p[1] + p[3] - 1) < 1e-6f, "softmax stable");
 }
 
+/* The read-bandwidth probe on a small buffer: it runs and gives a positive, finite number (its 1 GiB measurement
+ * is bench/read_bandwidth.c's and `gemma4c bench`'s); a buffer smaller than one 32 KiB chunk reads nothing. */
+static void check_read_probe(void) {
+    g4_pool *pool = g4_pool_create(2);
+    CHECK(pool != NULL, "pool");
+    if (!pool) return;
+    double gbps = g4_read_bandwidth(pool, (size_t)4 << 20, 2);
+    CHECK(gbps > 0 && isfinite(gbps), "4 MiB read probe: %g GB/s", gbps);
+    CHECK(g4_read_bandwidth(pool, 1000, 1) == 0, "a probe over less than one chunk measured something");
+    g4_pool_destroy(pool);
+}
+
 int main(void) {
     check_ops(g4_kernels_portable());
     const g4_kernel_ops *avx2 = g4_kernels_avx2();
@@ -227,5 +240,6 @@ int main(void) {
             check_shared_input(threads, T, G4_DT_BF16);
         }
     check_norms();
+    check_read_probe();
     return g4t_finish("test_kernels");
 }

@@ -1,8 +1,7 @@
-/* test_quant.c — quantized formats, every kernel variant against exact references, the product, printed speeds. */
+/* test_quant.c — quantized formats and every kernel variant against exact references (speeds: bench/quant_speed.c). */
 #include "test.h"
 
 #include <stdint.h>
-#include <time.h>
 
 #include "core/tensor.h"
 #include "core/threads.h"
@@ -24,12 +23,6 @@ static void fill_weights(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i += 97) x[i] *= 8;
     for (int64_t b = 0; b + 32 <= n; b += 32 * 7)
         for (int j = 0; j < 32; j++) x[b + j] *= 0.01f;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static const g4_quant_ops *variants[5];
@@ -489,78 +482,6 @@ static void check_products(void) {
                 }
 }
 
-/* ---- Speed (printed, not checked) --------------------------------------------------------------------------- */
-
-static double best_time(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K,
-                        const void *w, int qt, int64_t N, float *y, void *scratch, double budget) {
-    double best = 1e30, start = now_s();
-    for (int rep = 0; rep < 100 && (rep < 1 || now_s() - start < budget); rep++) {
-        double t0 = now_s();
-        g4_qmatmul(ops, pool, x, T, K, w, qt, N, y, scratch);
-        double dt = now_s() - t0;
-        best = dt < best ? dt : best;
-    }
-    return best;
-}
-
-/* A weight matrix of random codes with a small fixed scale: speed does not depend on the values, and this is far
- * quicker than quantizing. */
-static unsigned char *random_weights(int qt, int64_t N, int64_t K) {
-    size_t rb = g4_qrow_bytes(qt, K), bb = g4_qtype_block_bytes(qt);
-    unsigned char *w = malloc(rb * (size_t)N);
-    for (size_t i = 0; i < rb * (size_t)N; i++) w[i] = (unsigned char)rnd_u32();
-    for (size_t b = 0; b < rb * (size_t)N; b += bb) {
-        if (qt == G4_QT_Q8) {
-            float d = 0.001f;
-            memcpy(w + b, &d, 4);
-        } else {
-            uint16_t d = g4_f32_to_bf16(0.001f);
-            memcpy(w + b, &d, 2);
-        }
-    }
-    return w;
-}
-
-/* Wall-clock figures with 2 threads (best of several runs): a 4096 x 4096 matvec (its weights fit in this
- * machine's L3, so it shows the kernel, not DRAM), the same over 16384 x 8192 (past any cache: the DRAM-streaming
- * rate decode gets), and a 64 x 4096 x 4096 batch (prefill). Skipped under sanitizers, whose numbers mean nothing. */
-static void report_speed(void) {
-#if defined(__SANITIZE_ADDRESS__)
-    printf("speed: not measured under AddressSanitizer\n");
-    return;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    printf("speed: not measured under AddressSanitizer\n");
-    return;
-#endif
-#endif
-    if (getenv("GEMMA4C_QUANT_NOBENCH")) return;
-    const int64_t K = 4096, N = 4096, T = 64, BIG_N = 16384, BIG_K = 8192;
-    g4_pool *pool = g4_pool_create(2);
-    float *x = malloc((size_t)(T * BIG_K) * 4), *y = malloc((size_t)(T * BIG_N) * 4);
-    for (int64_t i = 0; i < T * BIG_K; i++) x[i] = rnd_normal();
-    for (int qt = 0; qt < G4_QT_COUNT; qt++) {
-        unsigned char *w = random_weights(qt, N, K), *big = random_weights(qt, BIG_N, BIG_K);
-        for (int v = 0; v < n_variants; v++) {
-            const g4_quant_ops *ops = variants[v];
-            void *scratch = malloc(g4_qmatmul_scratch_bytes(ops, pool, T, BIG_K));
-            double budget = strcmp(ops->name, "portable") == 0 ? 0.05 : 0.3;
-            double tv = best_time(ops, pool, x, 1, K, w, qt, N, y, scratch, budget);
-            double tb = best_time(ops, pool, x, 1, BIG_K, big, qt, BIG_N, y, scratch, budget);
-            double tm = best_time(ops, pool, x, T, K, w, qt, N, y, scratch, budget);
-            printf("speed %-10s %s, 2 threads: matvec %6.2f GB/s (%lldx%lld, %.3f ms), %6.2f GB/s (%lldx%lld); "
-                   "%lldx%lldx%lld %6.1f GOP/s (%.2f ms)\n",
-                   ops->name, g4_qtype_name(qt), g4_qrow_bytes(qt, K) * N / tv * 1e-9, (long long)N, (long long)K,
-                   tv * 1e3, g4_qrow_bytes(qt, BIG_K) * BIG_N / tb * 1e-9, (long long)BIG_N, (long long)BIG_K,
-                   (long long)T, (long long)K, (long long)N, 2.0 * T * K * N / tm * 1e-9, tm * 1e3);
-            free(scratch);
-        }
-        free(w), free(big);
-    }
-    free(x), free(y);
-    g4_pool_destroy(pool);
-}
-
 int main(void) {
     const g4_quant_ops *all[5] = {g4_quant_ops_portable(), g4_quant_ops_avx2(), g4_quant_ops_avx512vnni(),
                                   g4_quant_ops_amx(), g4_quant_ops_neon()};
@@ -584,6 +505,5 @@ int main(void) {
                 check_many(variants[v], threads, T, 2560);
             }
     }
-    report_speed();
     return g4t_finish("test_quant");
 }
