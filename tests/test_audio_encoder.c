@@ -254,6 +254,14 @@ static void check_bad_models(const char *ckpt_dir) {
         {"conv_kernel_size", cJSON_CreateNumber(-2), GEMMA4C_ERR_FORMAT, "conv_kernel_size"},
         {"subsampling_conv_channels", cJSON_CreateString("x"), GEMMA4C_ERR_FORMAT, "subsampling_conv_channels"},
         {"attention_invalid_logits_value", cJSON_CreateNumber(0), GEMMA4C_ERR_UNSUPPORTED, "invalid_logits"},
+        /* the typed readers' messages, naming the field by its path */
+        {"subsampling_conv_channels", cJSON_CreateIntArray((const int[]){128, 5000}, 2), GEMMA4C_ERR_FORMAT,
+         "audio_config.subsampling_conv_channels must be two channel counts in [1, 4096]"},
+        {"use_clipped_linears", cJSON_CreateNumber(1), GEMMA4C_ERR_FORMAT,
+         "audio_config.use_clipped_linears must be true or false"},
+        {"num_hidden_layers", cJSON_CreateNumber(1e300), GEMMA4C_ERR_FORMAT,
+         "audio_config.num_hidden_layers must be an integer in [0, 1024]"},
+        {"rms_norm_eps", cJSON_CreateString("1e-6"), GEMMA4C_ERR_FORMAT, "audio_config.rms_norm_eps must be a number in [0, 1]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *cfg = edited_config(config, cases[i].key, cases[i].value);

@@ -248,6 +248,40 @@ static void check_load_errors(const char *golden) {
     free(cfg);
 }
 
+/* Bad vision_config fields: refused when the tower loads, with a message naming the field by its full path. */
+static void check_bad_config(const char *golden) {
+    struct {
+        const char *key;
+        const char *value; /* JSON */
+        const char *needle;
+    } cases[] = {
+        {"hidden_size", "1e300", "vision_config.hidden_size must be an integer in [1, 65536]"},
+        {"num_hidden_layers", "2.5", "vision_config.num_hidden_layers must be an integer"},
+        {"patch_size", "\"16\"", "vision_config.patch_size must be an integer"},
+        {"rms_norm_eps", "0", "vision_config.rms_norm_eps must be a number in (0, 1]"},
+        {"standardize", "1", "vision_config.standardize must be true or false"},
+        {"rope_parameters", "[]", "vision_config.rope_parameters must be an object"},
+        {"rope_parameters", "{\"rope_type\": \"default\", \"rope_theta\": -1}",
+         "vision_config.rope_parameters.rope_theta must be a number in (0, 1e+12]"},
+        {"rope_parameters", "{\"rope_theta\": 1e13}", "vision_config.rope_parameters.rope_theta must be a number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *cfg = edited_config(golden, 0, cases[i].key, cJSON_Parse(cases[i].value));
+        g4_model *m = NULL;
+        g4_err err = {0};
+        CHECK(cfg && g4_model_synthetic(cfg, NULL, 1, &m, &err) == 0, "%s: synthetic model: %s", cases[i].key, err.msg);
+        free(cfg);
+        if (!m) continue;
+        g4_vision *v = NULL;
+        g4_err_clear(&err);
+        int rc = g4_vision_load(m, &v, &err);
+        CHECK(rc == GEMMA4C_ERR_FORMAT && v == NULL && strstr(err.msg, cases[i].needle) != NULL,
+              "vision_config.%s = %s: rc %d \"%s\"", cases[i].key, cases[i].value, rc, err.msg);
+        if (v) g4_vision_free(v);
+        g4_model_free(m);
+    }
+}
+
 /* Encodes one image with the tiny config's tower built from the synthetic formula, its matrices stored as
  * `quant` would store them (NULL: bf16). Returns the features (caller frees) or NULL. */
 static float *synthetic_features(const char *golden, const char *quant, const golden_image *g, int *n_soft, int64_t *width) {
@@ -397,6 +431,7 @@ int main(void) {
     unsetenv("GEMMA4C_KERNELS");
 
     check_load_errors(golden);
+    check_bad_config(golden);
     check_synthetic_tiny(golden, &photo);
     check_standardize(golden, &photo);
     golden_image_free(&photo);

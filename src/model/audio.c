@@ -1,12 +1,13 @@
 /* audio.c — the Gemma 4 audio tower and embedder, written to be read next to the spec (gemma4-multimodal.md §4.4). */
 #include "audio.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/json.h"
 
 enum { ACT_SILU, ACT_GELU_TANH, ACT_GELU, ACT_RELU };
 
@@ -169,65 +170,29 @@ typedef struct audio_config {
     double residual_weight, logit_cap, eps, clip;
 } audio_config;
 
-static int cfg_fail(g4_err *err, const char *key, const char *what) {
-    return g4_fail(err, GEMMA4C_ERR_FORMAT, "config: audio_config.%s %s", key, what);
-}
-
-/* Absent or null: transformers' default (Gemma4AudioConfig). */
-static const cJSON *cfg_field(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
-static int cfg_int(const cJSON *o, const char *key, int def, int lo, int hi, int *out, g4_err *err) {
-    const cJSON *v = cfg_field(o, key);
-    *out = def;
-    if (!v) return 0;
-    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-    if (!(d >= lo && d <= hi) || d != floor(d)) {
-        char what[80];
-        snprintf(what, sizeof what, "must be an integer in [%d, %d]", lo, hi);
-        return cfg_fail(err, key, what);
-    }
-    *out = (int)d;
-    return 0;
-}
-
-static int cfg_num(const cJSON *o, const char *key, double def, double lo, double hi, double *out, g4_err *err) {
-    const cJSON *v = cfg_field(o, key);
-    *out = def;
-    if (!v) return 0;
-    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-    if (!(d >= lo && d <= hi)) {
-        char what[80];
-        snprintf(what, sizeof what, "must be a number in [%g, %g]", lo, hi);
-        return cfg_fail(err, key, what);
-    }
-    *out = d;
-    return 0;
-}
-
+/* Fields absent or null take transformers' default (Gemma4AudioConfig). */
 static int parse_audio_config(const char *json, audio_config *c, g4_err *err) {
-    cJSON *o = cJSON_Parse(json);
-    if (!o || !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
+    cJSON *root = cJSON_Parse(json);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
         return g4_fail(err, GEMMA4C_ERR_FORMAT, "config: audio_config is not a JSON object");
     }
+    const g4_json_obj o = {root, "config", "audio_config."};
     int rc = 0;
     double invalid_logit;
-    if ((rc = cfg_int(o, "hidden_size", 1024, 2, 65536, &c->hidden, err)) ||
-        (rc = cfg_int(o, "num_hidden_layers", 12, 0, 1024, &c->layers, err)) ||
-        (rc = cfg_int(o, "num_attention_heads", 8, 1, 1024, &c->heads, err)) ||
-        (rc = cfg_int(o, "conv_kernel_size", 5, 1, 1024, &c->kernel, err)) ||
-        (rc = cfg_int(o, "attention_chunk_size", 12, 1, 4096, &c->chunk, err)) ||
-        (rc = cfg_int(o, "attention_context_left", 13, 1, 4096, &c->left, err)) ||
-        (rc = cfg_int(o, "attention_context_right", 0, 0, 4096, &c->right, err)) ||
-        (rc = cfg_int(o, "output_proj_dims", 1536, 1, 65536, &c->proj_dims, err)) ||
-        (rc = cfg_num(o, "residual_weight", 0.5, -1e6, 1e6, &c->residual_weight, err)) ||
-        (rc = cfg_num(o, "attention_logit_cap", 50.0, 1e-6, 1e30, &c->logit_cap, err)) ||
-        (rc = cfg_num(o, "attention_invalid_logits_value", -1e9, -1e38, 1e38, &invalid_logit, err)) ||
-        (rc = cfg_num(o, "rms_norm_eps", 1e-6, 0.0, 1.0, &c->eps, err)) ||
-        (rc = cfg_num(o, "gradient_clipping", 1e10, 0.0, INFINITY, &c->clip, err)))
+    if ((rc = g4_json_int(&o, "hidden_size", 1024, 2, 65536, &c->hidden, err)) ||
+        (rc = g4_json_int(&o, "num_hidden_layers", 12, 0, 1024, &c->layers, err)) ||
+        (rc = g4_json_int(&o, "num_attention_heads", 8, 1, 1024, &c->heads, err)) ||
+        (rc = g4_json_int(&o, "conv_kernel_size", 5, 1, 1024, &c->kernel, err)) ||
+        (rc = g4_json_int(&o, "attention_chunk_size", 12, 1, 4096, &c->chunk, err)) ||
+        (rc = g4_json_int(&o, "attention_context_left", 13, 1, 4096, &c->left, err)) ||
+        (rc = g4_json_int(&o, "attention_context_right", 0, 0, 4096, &c->right, err)) ||
+        (rc = g4_json_int(&o, "output_proj_dims", 1536, 1, 65536, &c->proj_dims, err)) ||
+        (rc = g4_json_double(&o, "residual_weight", 0.5, -1e6, 1e6, 0, &c->residual_weight, err)) ||
+        (rc = g4_json_double(&o, "attention_logit_cap", 50.0, 1e-6, 1e30, 0, &c->logit_cap, err)) ||
+        (rc = g4_json_double(&o, "attention_invalid_logits_value", -1e9, -1e38, 1e38, 0, &invalid_logit, err)) ||
+        (rc = g4_json_double(&o, "rms_norm_eps", 1e-6, 0.0, 1.0, 0, &c->eps, err)) ||
+        (rc = g4_json_double(&o, "gradient_clipping", 1e10, 0.0, INFINITY, 0, &c->clip, err)))
         goto done;
     /* Masked slots are left out of the softmax, which is exact only while the fill value underflows exp(). */
     if (invalid_logit > -1e4) {
@@ -235,26 +200,19 @@ static int parse_audio_config(const char *json, audio_config *c, g4_err *err) {
                      "supported (must be -1e4 or below)", invalid_logit);
         goto done;
     }
-    const cJSON *v = cfg_field(o, "use_clipped_linears");
-    c->use_clip = 1;
-    if (v && !cJSON_IsBool(v)) {
-        rc = cfg_fail(err, "use_clipped_linears", "must be true or false");
-        goto done;
-    }
-    if (v) c->use_clip = cJSON_IsTrue(v);
+    if ((rc = g4_json_bool(&o, "use_clipped_linears", 1, &c->use_clip, err))) goto done;
     c->c0 = 128, c->c1 = 32;
-    if ((v = cfg_field(o, "subsampling_conv_channels"))) {
-        const cJSON *a0 = cJSON_GetArrayItem(v, 0), *a1 = cJSON_GetArrayItem(v, 1);
-        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !cJSON_IsNumber(a0) || !cJSON_IsNumber(a1) ||
-            a0->valuedouble < 1 || a0->valuedouble > 4096 || a0->valuedouble != floor(a0->valuedouble) ||
-            a1->valuedouble < 1 || a1->valuedouble > 4096 || a1->valuedouble != floor(a1->valuedouble)) {
-            rc = cfg_fail(err, "subsampling_conv_channels", "must be two channel counts in [1, 4096]");
+    const cJSON *v;
+    if ((v = g4_json_field(&o, "subsampling_conv_channels"))) {
+        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 ||
+            g4_json_as_int(cJSON_GetArrayItem(v, 0), 1, 4096, &c->c0) != 0 ||
+            g4_json_as_int(cJSON_GetArrayItem(v, 1), 1, 4096, &c->c1) != 0) {
+            rc = g4_json_fail(&o, "subsampling_conv_channels", "must be two channel counts in [1, 4096]", err);
             goto done;
         }
-        c->c0 = (int)a0->valuedouble, c->c1 = (int)a1->valuedouble;
     }
     c->act = ACT_SILU;
-    if ((v = cfg_field(o, "hidden_act"))) {
+    if ((v = g4_json_field(&o, "hidden_act"))) {
         const char *s = cJSON_IsString(v) ? v->valuestring : "";
         if (strcmp(s, "silu") == 0 || strcmp(s, "swish") == 0) c->act = ACT_SILU;
         else if (strcmp(s, "gelu_pytorch_tanh") == 0) c->act = ACT_GELU_TANH;
@@ -272,7 +230,7 @@ static int parse_audio_config(const char *json, audio_config *c, g4_err *err) {
         goto done;
     }
 done:
-    cJSON_Delete(o);
+    cJSON_Delete(root);
     return rc;
 }
 

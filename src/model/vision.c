@@ -1,81 +1,41 @@
 /* vision.c — the Gemma 4 vision tower and embedder, written to be read next to the spec (gemma4-multimodal.md §1.4). */
 #include "vision.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
+
 /* ---- vision_config ----------------------------------------------------------------------------------- */
 
-/* Absent and null mean "the Gemma4VisionConfig default", as transformers treats them. */
-static const cJSON *field(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return (v && !cJSON_IsNull(v)) ? v : NULL;
-}
-
-static int get_int(const cJSON *o, const char *key, int def, int lo, int hi, int *out, g4_err *err) {
-    const cJSON *v = field(o, key);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-    if (!(d >= lo && d <= hi) || d != floor(d))
-        return g4_fail(err, GEMMA4C_ERR_FORMAT, "config: vision_config.%s must be an integer in [%d, %d]", key, lo, hi);
-    *out = (int)d;
-    return 0;
-}
-
-static int get_double(const cJSON *o, const char *key, double def, double lo, double hi, double *out, g4_err *err) {
-    const cJSON *v = field(o, key);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-    if (!(d > lo && d <= hi))
-        return g4_fail(err, GEMMA4C_ERR_FORMAT, "config: vision_config.%s must be a number in (%g, %g]", key, lo, hi);
-    *out = d;
-    return 0;
-}
-
-static int get_bool(const cJSON *o, const char *key, int def, int *out, g4_err *err) {
-    const cJSON *v = field(o, key);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    if (!cJSON_IsBool(v)) return g4_fail(err, GEMMA4C_ERR_FORMAT, "config: vision_config.%s must be true or false", key);
-    *out = cJSON_IsTrue(v) ? 1 : 0;
-    return 0;
-}
-
+/* Fields absent or null take the Gemma4VisionConfig default, as transformers treats them. */
 static int parse_config(const char *json, int text_hidden, g4_vision_config *c, g4_err *err) {
     memset(c, 0, sizeof *c);
     c->text_hidden_size = text_hidden;
-    cJSON *o = cJSON_Parse(json);
-    if (!o || !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
+    cJSON *root = cJSON_Parse(json);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
         return g4_fail(err, GEMMA4C_ERR_FORMAT, "config: vision_config is not a JSON object");
     }
+    const g4_json_obj o = {root, "config", "vision_config."};
     int rc;
-    if ((rc = get_int(o, "hidden_size", 768, 1, 1 << 16, &c->hidden_size, err)) ||
-        (rc = get_int(o, "intermediate_size", 3072, 1, 1 << 18, &c->intermediate_size, err)) ||
-        (rc = get_int(o, "num_hidden_layers", 16, 1, 1024, &c->num_layers, err)) ||
-        (rc = get_int(o, "num_attention_heads", 12, 1, 1024, &c->num_heads, err)) ||
-        (rc = get_int(o, "num_key_value_heads", 12, 1, 1024, &c->num_kv_heads, err)) ||
-        (rc = get_int(o, "head_dim", 64, 4, 4096, &c->head_dim, err)) ||
-        (rc = get_int(o, "patch_size", 16, 1, 1024, &c->patch_size, err)) ||
-        (rc = get_int(o, "pooling_kernel_size", 3, 1, 64, &c->pooling_kernel_size, err)) ||
-        (rc = get_int(o, "position_embedding_size", 10240, 1, 1 << 20, &c->position_embedding_size, err)) ||
-        (rc = get_double(o, "rms_norm_eps", 1e-6, 0, 1, &c->rms_norm_eps, err)) ||
-        (rc = get_bool(o, "use_clipped_linears", 0, &c->use_clipped_linears, err)) ||
-        (rc = get_bool(o, "standardize", 0, &c->standardize, err)))
+    if ((rc = g4_json_int(&o, "hidden_size", 768, 1, 1 << 16, &c->hidden_size, err)) ||
+        (rc = g4_json_int(&o, "intermediate_size", 3072, 1, 1 << 18, &c->intermediate_size, err)) ||
+        (rc = g4_json_int(&o, "num_hidden_layers", 16, 1, 1024, &c->num_layers, err)) ||
+        (rc = g4_json_int(&o, "num_attention_heads", 12, 1, 1024, &c->num_heads, err)) ||
+        (rc = g4_json_int(&o, "num_key_value_heads", 12, 1, 1024, &c->num_kv_heads, err)) ||
+        (rc = g4_json_int(&o, "head_dim", 64, 4, 4096, &c->head_dim, err)) ||
+        (rc = g4_json_int(&o, "patch_size", 16, 1, 1024, &c->patch_size, err)) ||
+        (rc = g4_json_int(&o, "pooling_kernel_size", 3, 1, 64, &c->pooling_kernel_size, err)) ||
+        (rc = g4_json_int(&o, "position_embedding_size", 10240, 1, 1 << 20, &c->position_embedding_size, err)) ||
+        (rc = g4_json_double(&o, "rms_norm_eps", 1e-6, 0, 1, 1, &c->rms_norm_eps, err)) ||
+        (rc = g4_json_bool(&o, "use_clipped_linears", 0, &c->use_clipped_linears, err)) ||
+        (rc = g4_json_bool(&o, "standardize", 0, &c->standardize, err)))
         goto done;
 
-    const cJSON *act = field(o, "hidden_activation");
+    const cJSON *act = g4_json_field(&o, "hidden_activation");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "gelu_pytorch_tanh") == 0)) {
         rc = g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "config: vision_config.hidden_activation %.40s is not supported (only gelu_pytorch_tanh)",
                      cJSON_IsString(act) ? act->valuestring : "(not a string)");
@@ -83,20 +43,22 @@ static int parse_config(const char *json, int text_hidden, g4_vision_config *c, 
     }
     /* 5.17 rewrites a stored "default" rope type to "axial" and refuses anything else. */
     c->rope_theta = 100.0;
-    const cJSON *rp = field(o, "rope_parameters");
+    const cJSON *rp = g4_json_field(&o, "rope_parameters");
     if (rp) {
         if (!cJSON_IsObject(rp)) {
-            rc = g4_fail(err, GEMMA4C_ERR_FORMAT, "config: vision_config.rope_parameters must be an object");
+            rc = g4_json_fail(&o, "rope_parameters", "must be an object", err);
             goto done;
         }
-        const cJSON *ty = field(rp, "rope_type");
+        char path[64];
+        const g4_json_obj ro = g4_json_sub(&o, rp, "rope_parameters", path, sizeof path);
+        const cJSON *ty = g4_json_field(&ro, "rope_type");
         if (ty && !(cJSON_IsString(ty) && (strcmp(ty->valuestring, "axial") == 0 || strcmp(ty->valuestring, "default") == 0))) {
             rc = g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "config: vision_config.rope_parameters.rope_type %.40s is not supported (axial)",
                          cJSON_IsString(ty) ? ty->valuestring : "(not a string)");
             goto done;
         }
-        if ((rc = get_double(rp, "rope_theta", 100.0, 0, 1e12, &c->rope_theta, err))) goto done;
-    } else if ((rc = get_double(o, "rope_theta", 100.0, 0, 1e12, &c->rope_theta, err)))
+        if ((rc = g4_json_double(&ro, "rope_theta", 100.0, 0, 1e12, 1, &c->rope_theta, err))) goto done;
+    } else if ((rc = g4_json_double(&o, "rope_theta", 100.0, 0, 1e12, 1, &c->rope_theta, err)))
         goto done;
 
     if (c->head_dim % 4 != 0)
@@ -109,7 +71,7 @@ static int parse_config(const char *json, int text_hidden, g4_vision_config *c, 
         /* transformers skips the pooler at k = 1 and then keeps the padding rows instead of the real ones */
         rc = g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "config: vision_config.pooling_kernel_size 1 is not supported");
 done:
-    cJSON_Delete(o);
+    cJSON_Delete(root);
     return rc;
 }
 
