@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text/utf8.h"
+
 /* The template is Jinja evaluated by transformers over Python values. To match it byte for byte we keep
  * Python's semantics where they show: a missing key is Jinja's "undefined" (a NULL pointer here), which prints
  * as "" and is falsy, while JSON null is Python's None (prints "None"); non-strings print as Python's str();
@@ -46,56 +48,19 @@ static void say(render *r, const char *s) { emit(r, r->out, s, strlen(s)); }
 
 /* ---- UTF-8 and the bits of Python's str that the template relies on ---- */
 
-/* Decodes one code point; bytes that are not valid UTF-8 come back one at a time as U+DC80..U+DCFF (Python's
- * surrogateescape), so they are neither whitespace nor letters. Returns the bytes consumed (>= 1). */
+/* Decodes one code point (n >= 1); bytes that are not valid UTF-8 come back one at a time as U+DC80..U+DCFF
+ * (Python's surrogateescape), so they are neither whitespace nor letters. Returns the bytes consumed (>= 1). */
 static size_t utf8_next(const char *s, size_t n, uint32_t *cp) {
-    const unsigned char *u = (const unsigned char *)s;
-    if (u[0] < 0x80) {
-        *cp = u[0];
-        return 1;
-    }
-    size_t len = u[0] >= 0xF0 ? 4 : u[0] >= 0xE0 ? 3 : u[0] >= 0xC0 ? 2 : 0;
-    uint32_t c = len == 4 ? u[0] & 0x07u : len == 3 ? u[0] & 0x0Fu : u[0] & 0x1Fu;
-    int ok = len != 0 && len <= n && u[0] < 0xF5;
-    for (size_t i = 1; ok && i < len; i++) {
-        if ((u[i] & 0xC0) != 0x80) ok = 0;
-        c = (c << 6) | (u[i] & 0x3Fu);
-    }
-    if (ok) {
-        static const uint32_t min_for_len[5] = {0, 0, 0x80, 0x800, 0x10000};
-        ok = c >= min_for_len[len] && c <= 0x10FFFF && !(c >= 0xD800 && c <= 0xDFFF);
-    }
-    if (!ok) {
-        *cp = 0xDC00u + u[0];
-        return 1;
-    }
-    *cp = c;
-    return len;
+    size_t k = g4_utf8_decode(s, n, cp);
+    if (k) return k;
+    *cp = 0xDC00u + (unsigned char)s[0];
+    return 1;
 }
 
+/* Writes code point c; the callers' code points are scalar values (escaped bytes are written as bytes). */
 static void put_cp(render *r, g4_buf *b, uint32_t c) {
     char s[4];
-    size_t n;
-    if (c < 0x80) {
-        s[0] = (char)c;
-        n = 1;
-    } else if (c < 0x800) {
-        s[0] = (char)(0xC0 | (c >> 6));
-        s[1] = (char)(0x80 | (c & 0x3F));
-        n = 2;
-    } else if (c < 0x10000) {
-        s[0] = (char)(0xE0 | (c >> 12));
-        s[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        s[2] = (char)(0x80 | (c & 0x3F));
-        n = 3;
-    } else {
-        s[0] = (char)(0xF0 | (c >> 18));
-        s[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-        s[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-        s[3] = (char)(0x80 | (c & 0x3F));
-        n = 4;
-    }
-    emit(r, b, s, n);
+    emit(r, b, s, g4_utf8_encode(c, s));
 }
 
 /* Python's str.isspace(), which is what str.strip() (Jinja's trim) removes. */

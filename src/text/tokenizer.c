@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "core/mapfile.h"
+#include "text/utf8.h"
 
 /* Bounds for hostile files: the real Gemma tokenizer.json is 33 MB, nothing legitimate comes near these. */
 #define TK_MAX_FILE_BYTES ((size_t)512 << 20)
@@ -157,50 +158,19 @@ static bool str_eq(const g4_tokenizer *t, tk_str a, const char *s, size_t n) {
 /* ------------------------------------------------------------------------------------------------------------ */
 /* UTF-8                                                                                                         */
 
-/* Length of the well-formed UTF-8 character at s, or 0 when the bytes there are not one. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t need;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < need || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < need; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return need;
-}
-
 /* One character for BPE: a well-formed sequence, or a single byte of invalid input (it then goes to byte fallback). */
 static size_t char_len(const char *s, size_t n) {
-    size_t k = utf8_len((const unsigned char *)s, n);
+    size_t k = g4_utf8_len(s, n);
     return k ? k : 1;
 }
 
-/* Decodes the character at s; invalid bytes decode to -1 with length 1. */
-static size_t utf8_decode(const char *s, size_t n, int32_t *cp) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t k = utf8_len(u, n);
-    if (!k) {
-        *cp = -1;
-        return 1;
-    }
-    static const unsigned char lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
-    int32_t v = u[0] & lead_mask[k];
-    for (size_t i = 1; i < k; i++) v = (v << 6) | (u[i] & 0x3F);
-    *cp = v;
-    return k;
+/* Decodes the character at s for the Unicode-property tests; a byte of invalid input decodes to -1 (no
+ * property) with length 1. */
+static size_t char_decode(const char *s, size_t n, int32_t *cp) {
+    uint32_t c;
+    size_t k = g4_utf8_decode(s, n, &c);
+    *cp = k ? (int32_t)c : -1;
+    return k ? k : 1;
 }
 
 /* Start of the character that ends at s[end]. */
@@ -209,51 +179,6 @@ static size_t utf8_prev(const char *s, size_t end) {
     size_t floor = end >= 4 ? end - 4 : 0;
     while (i > floor && ((unsigned char)s[i] & 0xC0) == 0x80) i--;
     return char_len(s + i, end - i) == end - i ? i : end - 1;
-}
-
-static bool utf8_valid(const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        uint64_t w;
-        if (n - i >= 8 && (memcpy(&w, u + i, 8), (w & 0x8080808080808080ull) == 0)) {
-            i += 8;
-            continue;
-        }
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k = utf8_len(u + i, n - i);
-        if (!k) return false;
-        i += k;
-    }
-    return true;
-}
-
-static int utf8_put(g4_buf *b, uint32_t cp) {
-    char o[4];
-    size_t n;
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        o[0] = (char)(0xF0 | (cp >> 18));
-        o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    return g4_buf_append(b, o, n);
 }
 
 /* Rust's char::is_whitespace (the White_Space property), which tokenizers uses for lstrip / rstrip. */
@@ -586,7 +511,9 @@ static int js_escape(jscan *s, g4_buf *out) {
         uint32_t cp = 0;
         int rc = js_unicode_escape(s, &cp);
         if (rc) return rc;
-        if (out && utf8_put(out, cp)) return nomem(s->err);
+        char utf8[4];
+        size_t len = g4_utf8_encode(cp, utf8); /* never 0: the escape is a scalar value, surrogates paired */
+        if (out && g4_buf_append(out, utf8, len)) return nomem(s->err);
         return 0;
     }
     default: return js_fail(s, "unknown escape");
@@ -1299,7 +1226,7 @@ static int parse_strip(g4_tokenizer *t, const cJSON *d, tk_dec_step *st, g4_err 
     if (!rc) rc = cj_uint(d, "stop", 1e9, "decoder Strip", &stop, err);
     if (rc) return rc;
     size_t n = strlen(content);
-    if (n == 0 || utf8_len((const unsigned char *)content, n) != n)
+    if (n == 0 || g4_utf8_len(content, n) != n)
         return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: decoder Strip content must be one character");
     st->start = (size_t)start;
     st->stop = (size_t)stop;
@@ -1858,9 +1785,9 @@ static bool single_word_ok(const char *s, size_t n, size_t start, size_t end) {
     int32_t before = -1, after = -1;
     if (start > 0) {
         size_t p = utf8_prev(s, start);
-        utf8_decode(s + p, start - p, &before);
+        char_decode(s + p, start - p, &before);
     }
-    if (end < n) utf8_decode(s + end, n - end, &after);
+    if (end < n) char_decode(s + end, n - end, &after);
     return !is_word_char(before) && !is_word_char(after);
 }
 
@@ -1868,7 +1795,7 @@ static size_t space_start_before(const char *s, size_t start) {
     while (start > 0) {
         size_t p = utf8_prev(s, start);
         int32_t cp;
-        utf8_decode(s + p, start - p, &cp);
+        char_decode(s + p, start - p, &cp);
         if (!is_unicode_space(cp)) break;
         start = p;
     }
@@ -1879,7 +1806,7 @@ static size_t space_len_after(const char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         int32_t cp;
-        size_t k = utf8_decode(s + i, n - i, &cp);
+        size_t k = char_decode(s + i, n - i, &cp);
         if (!is_unicode_space(cp)) break;
         i += k;
     }
@@ -1984,7 +1911,7 @@ static const char REPLACEMENT_CHAR[] = "\xEF\xBF\xBD";
 static int flush_bytes(g4_buf *bytes, tk_list *out) {
     if (!bytes->len) return 0;
     int rc;
-    if (utf8_valid(bytes->data, bytes->len)) {
+    if (g4_utf8_valid(bytes->data, bytes->len)) {
         rc = list_push(out, bytes->data, bytes->len);
     } else {
         rc = 0; /* one U+FFFD per byte of the whole run, as the library does */
@@ -2100,37 +2027,19 @@ static int detok_drop_pending(g4_detok *d, g4_buf *out) {
     return 0;
 }
 
-static size_t lead_need(unsigned char c) {
-    if (c >= 0xC2 && c <= 0xDF) return 2;
-    if (c >= 0xE0 && c <= 0xEF) return 3;
-    if (c >= 0xF0 && c <= 0xF4) return 4;
-    return 0;
-}
-
-static bool continues(const unsigned char *pending, size_t n_pending, unsigned char c) {
-    unsigned lo = 0x80, hi = 0xBF;
-    if (n_pending == 1) {
-        if (pending[0] == 0xE0) lo = 0xA0;
-        if (pending[0] == 0xED) hi = 0x9F;
-        if (pending[0] == 0xF0) lo = 0x90;
-        if (pending[0] == 0xF4) hi = 0x8F;
-    }
-    return c >= lo && c <= hi;
-}
-
 /* Holds back the bytes of an unfinished character; a byte that cannot continue it turns the held bytes into
  * U+FFFD (one each, like the decoder) and starts afresh. */
 static int detok_byte(g4_detok *d, unsigned char c, g4_buf *out) {
-    if (d->n_pending && !continues(d->pending, d->n_pending, c) && detok_drop_pending(d, out)) return -1;
+    if (d->n_pending && !g4_utf8_continues(d->pending[0], d->n_pending, c) && detok_drop_pending(d, out)) return -1;
     if (d->n_pending) {
         d->pending[d->n_pending++] = c;
-        if (d->n_pending < lead_need(d->pending[0])) return 0;
+        if (d->n_pending < g4_utf8_lead_len(d->pending[0])) return 0;
         int rc = g4_buf_append(out, d->pending, d->n_pending);
         d->n_pending = 0;
         return rc;
     }
     if (c < 0x80) return g4_buf_append(out, &c, 1);
-    if (lead_need(c)) {
+    if (g4_utf8_lead_len(c)) { /* 2, 3 or 4 */
         d->pending[d->n_pending++] = c;
         return 0;
     }
@@ -2225,7 +2134,7 @@ int g4_tokenizer_parse(const char *json, size_t len, g4_tokenizer **out, g4_err 
     *out = NULL;
     if (!json || len == 0) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: empty");
     if (len > TK_MAX_JSON_BYTES) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: %zu bytes is too large", len);
-    if (!utf8_valid(json, len)) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: not valid UTF-8");
+    if (!g4_utf8_valid(json, len)) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: not valid UTF-8");
     tk_sections sec = {0};
     int rc = find_sections(json, len, &sec, err);
     if (rc) return rc;
