@@ -2,9 +2,12 @@
 #ifndef G4_GOLDEN_UTIL_H
 #define G4_GOLDEN_UTIL_H
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -83,6 +86,28 @@ static inline char *g4t_config_with_small_text(const char *config_json) {
     char *out = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return out;
+}
+
+/* Makes `dir` a checkpoint that is `src` (the golden tiny checkpoint, say) under another config.json: a link to
+ * every other file of src (replacing what dir had under those names) and `config_text` as config.json. 0 or -1. */
+static inline int g4t_link_checkpoint(const char *src, const char *dir, const char *config_text) {
+    DIR *dp = opendir(src);
+    if (!dp) return -1;
+    char from[4400], to[4400];
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(dp));) {
+        if (e->d_name[0] == '.' || strcmp(e->d_name, "config.json") == 0) continue;
+        snprintf(from, sizeof from, "%s/%s", src, e->d_name);
+        snprintf(to, sizeof to, "%s/%s", dir, e->d_name);
+        unlink(to);
+        rc = symlink(from, to) ? -1 : 0;
+    }
+    closedir(dp);
+    snprintf(to, sizeof to, "%s/config.json", dir);
+    FILE *f = rc == 0 && config_text ? fopen(to, "wb") : NULL;
+    if (!f) return -1;
+    int written = fputs(config_text, f) >= 0;
+    return fclose(f) == 0 && written ? 0 : -1;
 }
 
 #endif

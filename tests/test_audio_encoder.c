@@ -167,33 +167,14 @@ static char *edited_config(const char *config, const char *key, cJSON *value) {
     return s;
 }
 
-/* A checkpoint directory that holds the tiny checkpoint's shards (links) under an edited config.json. */
+/* A checkpoint directory that holds the tiny checkpoint's files (links) under an edited config.json. */
 static int load_with_config(const char *ckpt_dir, const char *config, g4_model **m, g4_err *err) {
     char dir[] = "/tmp/g4_audio_cfg_XXXXXX";
     if (!mkdtemp(dir)) return -100;
-    const char *files[] = {"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
-                           "model-00003-of-00003.safetensors", "model-unused-shared-kv.safetensors",
-                           "model.safetensors.index.json"};
-    char src[4300], dst[4300];
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(src, sizeof src, "%s/%s", ckpt_dir, files[i]);
-        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
-        if (symlink(src, dst) != 0) CHECK(0, "symlink %s", dst);
-    }
-    snprintf(dst, sizeof dst, "%s/config.json", dir);
-    FILE *f = fopen(dst, "wb");
-    if (f) {
-        fputs(config, f);
-        fclose(f);
-    }
-    int rc = g4_model_load_dir(dir, m, err);
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
-        unlink(dst);
-    }
-    snprintf(dst, sizeof dst, "%s/config.json", dir);
-    unlink(dst);
-    rmdir(dir);
+    int rc = g4t_link_checkpoint(ckpt_dir, dir, config);
+    CHECK(rc == 0, "could not link the checkpoint into %s", dir);
+    if (rc == 0) rc = g4_model_load_dir(dir, m, err);
+    g4t_rm_tree(dir);
     return rc;
 }
 

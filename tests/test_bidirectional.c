@@ -5,29 +5,23 @@
 #include "runtime/media.h"
 #include "runtime/session.h"
 
-/* A copy of the golden tiny checkpoint whose config asks for `mode`: links to its files, a rewritten config.json. */
+/* A copy of the golden tiny checkpoint in dir whose config asks for `mode`. */
 static int checkpoint_with_mode(const char *src, const char *dir, const char *mode) {
     char path[4400];
-    DIR *dp = opendir(src);
-    if (!dp) return -1;
-    for (struct dirent *e; (e = readdir(dp));) {
-        if (e->d_name[0] == '.' || strcmp(e->d_name, "config.json") == 0) continue;
-        char from[4400];
-        snprintf(from, sizeof from, "%s/%s", src, e->d_name);
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-        if (symlink(from, path)) break;
-    }
-    closedir(dp);
     snprintf(path, sizeof path, "%s/config.json", src);
     char *text = g4t_read_text(path);
     const char *key = "\"use_bidirectional_attention\": null";
     char *at = text ? strstr(text, key) : NULL;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = at ? fopen(path, "wb") : NULL;
-    if (f) fprintf(f, "%.*s\"use_bidirectional_attention\": \"%s\"%s", (int)(at - text), text, mode, at + strlen(key));
+    g4_buf edited = {0};
+    int rc = at ? 0 : -1;
+    if (at) {
+        rc |= g4_buf_append(&edited, text, (size_t)(at - text));
+        rc |= g4_buf_printf(&edited, "\"use_bidirectional_attention\": \"%s\"%s", mode, at + strlen(key));
+    }
+    if (rc == 0) rc = g4t_link_checkpoint(src, dir, edited.data);
+    g4_buf_free(&edited);
     free(text);
-    return f ? fclose(f) : -1;
+    return rc;
 }
 
 static double logsumexp(const float *v, int64_t n) {

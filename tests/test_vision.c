@@ -212,22 +212,9 @@ static void check_load_errors(const char *golden) {
         free(cfg);
         return;
     }
-    const char *files[] = {"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
-                           "model-00003-of-00003.safetensors", "model-unused-shared-kv.safetensors",
-                           "model.safetensors.index.json", "generation_config.json"};
-    char src[4400], dst[4400];
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(src, sizeof src, "%s/tiny/checkpoint/%s", golden, files[i]);
-        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
-        CHECK(symlink(src, dst) == 0, "symlink %s", dst);
-    }
-    snprintf(dst, sizeof dst, "%s/config.json", dir);
-    FILE *f = fopen(dst, "w");
-    CHECK(f != NULL, "write %s", dst);
-    if (f) {
-        fputs(cfg, f);
-        fclose(f);
-    }
+    char src[4400];
+    snprintf(src, sizeof src, "%s/tiny/checkpoint", golden);
+    CHECK(g4t_link_checkpoint(src, dir, cfg) == 0, "could not link the checkpoint into %s", dir);
     m = NULL;
     g4_err_clear(&err);
     CHECK(g4_model_load_dir(dir, &m, &err) == 0, "edited checkpoint: %s", err.msg);
@@ -238,13 +225,7 @@ static void check_load_errors(const char *golden) {
         printf("config disagrees with weights -> %s\n", err.msg);
         g4_model_free(m);
     }
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
-        unlink(dst);
-    }
-    snprintf(dst, sizeof dst, "%s/config.json", dir);
-    unlink(dst);
-    rmdir(dir);
+    g4t_rm_tree(dir);
     free(cfg);
 }
 
