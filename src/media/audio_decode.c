@@ -31,7 +31,6 @@
 #define FORMAT_WHITELIST                                                                                     \
     "wav,w64,aiff,caf,au,flac,mp3,ogg,mov,matroska,webm,aac,ac3,eac3,amr,ape,asf,avi,flv,mpeg,mpegts,wv,tta,dts"
 
-#define IO_BUF 32768
 #define MAX_CHANNELS 64
 #define MIN_RATE 1000
 #define MAX_RATE 768000
@@ -65,12 +64,6 @@ typedef struct decoder {
     long packets, bad_packets;
     sink out;
 } decoder;
-
-static int fail_av(decoder *d, g4_err *err, int code, const char *what, int averr) {
-    char msg[128];
-    if (av_strerror(averr, msg, sizeof msg) < 0) snprintf(msg, sizeof msg, "error %d", averr);
-    return g4_fail(err, code, "%s: %s (%s)", d->label, what, msg);
-}
 
 static int sink_reserve(decoder *d, size_t extra, g4_err *err) {
     sink *s = &d->out;
@@ -133,7 +126,7 @@ static int open_resampler(decoder *d, g4_err *err) {
         AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;
         int r = swr_alloc_set_opts2(&d->swr, &mono, AV_SAMPLE_FMT_FLT, G4_AUDIO_RATE, &mono, AV_SAMPLE_FMT_FLT,
                                     d->rate, 0, NULL);
-        if (r < 0) return fail_av(d, err, GEMMA4C_ERR_NOMEM, "cannot set up the resampler", r);
+        if (r < 0) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_NOMEM, "cannot set up the resampler", r);
 #else
         d->swr = swr_alloc_set_opts(NULL, AV_CH_LAYOUT_MONO, AV_SAMPLE_FMT_FLT, G4_AUDIO_RATE, AV_CH_LAYOUT_MONO,
                                     AV_SAMPLE_FMT_FLT, d->rate, 0, NULL);
@@ -149,7 +142,7 @@ static int open_resampler(decoder *d, g4_err *err) {
             return 0;
         }
         swr_free(&d->swr);
-        if (attempt == 1) return fail_av(d, err, GEMMA4C_ERR_UNSUPPORTED, "cannot resample", r);
+        if (attempt == 1) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_UNSUPPORTED, "cannot resample", r);
     }
     return 0;
 }
@@ -214,13 +207,13 @@ static int take_frame(decoder *d, const AVFrame *f, g4_err *err) {
         return 0;
     }
     int room = swr_get_out_samples(d->swr, (int)n);
-    if (room < 0) return fail_av(d, err, GEMMA4C_ERR_INTERNAL, "resampler failed", room);
+    if (room < 0) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_INTERNAL, "resampler failed", room);
     int r = sink_reserve(d, (size_t)room, err);
     if (r) return r;
     uint8_t *o = (uint8_t *)(d->out.v + d->out.n);
     const uint8_t *i = (const uint8_t *)d->mono;
     int got = swr_convert(d->swr, &o, room, &i, (int)n);
-    if (got < 0) return fail_av(d, err, GEMMA4C_ERR_INTERNAL, "resampler failed", got);
+    if (got < 0) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_INTERNAL, "resampler failed", got);
     d->out.n += (size_t)got;
     return 0;
 }
@@ -231,10 +224,10 @@ static int drain_decoder(decoder *d, g4_err *err) {
         if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return 0;
         if (r == AVERROR_INVALIDDATA) {
             d->bad_packets++;
-            if (++errors > 64) return fail_av(d, err, GEMMA4C_ERR_FORMAT, "cannot decode audio", r);
+            if (++errors > 64) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_FORMAT, "cannot decode audio", r);
             continue;
         }
-        if (r < 0) return fail_av(d, err, GEMMA4C_ERR_FORMAT, "cannot decode audio", r);
+        if (r < 0) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_FORMAT, "cannot decode audio", r);
         r = take_frame(d, d->frame, err);
         av_frame_unref(d->frame);
         if (r) return r;
@@ -255,9 +248,8 @@ static int send_packet(decoder *d, const AVPacket *pkt, g4_err *err) {
         d->bad_packets++;
         r = 0;
     } else if (r < 0 && r != AVERROR_EOF) {
-        return fail_av(d, err, r == AVERROR_PATCHWELCOME || r == AVERROR(ENOSYS) ? GEMMA4C_ERR_UNSUPPORTED
-                                                                                 : GEMMA4C_ERR_FORMAT,
-                       "cannot decode audio", r);
+        const int code = r == AVERROR_PATCHWELCOME || r == AVERROR(ENOSYS) ? GEMMA4C_ERR_UNSUPPORTED : GEMMA4C_ERR_FORMAT;
+        return g4_media_fail_av(err, d->label, code, "cannot decode audio", r);
     }
     return drain_decoder(d, err);
 }
@@ -271,7 +263,7 @@ static int flush_resampler(decoder *d, g4_err *err) {
         if (r) return r;
         uint8_t *o = (uint8_t *)(d->out.v + d->out.n);
         int got = swr_convert(d->swr, &o, room, NULL, 0);
-        if (got < 0) return fail_av(d, err, GEMMA4C_ERR_INTERNAL, "resampler failed", got);
+        if (got < 0) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_INTERNAL, "resampler failed", got);
         if (got == 0) return 0;
         d->out.n += (size_t)got;
     }
@@ -327,56 +319,32 @@ static int check_wav_chunks(decoder *d, g4_err *err) {
 }
 
 static int run_decoder(decoder *d, g4_err *err) {
-    d->fmt = avformat_alloc_context();
-    unsigned char *buf = av_malloc(IO_BUF);
-    if (buf) d->pb = avio_alloc_context(buf, IO_BUF, 0, &d->src, g4_media_source_read, NULL, g4_media_source_seek);
-    if (!d->fmt || !d->pb) {
-        if (!d->pb) av_free(buf);
-        return g4_fail(err, GEMMA4C_ERR_NOMEM, "%s: out of memory", d->label);
-    }
-    d->fmt->pb = d->pb;
-    d->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
     int r = check_wav_chunks(d, err);
     if (r) return r;
-
-    AVDictionary *opts = NULL;
-    av_dict_set(&opts, "format_whitelist", FORMAT_WHITELIST, 0);
-    av_dict_set(&opts, "protocol_whitelist", "none", 0); /* demuxers may not open anything beside our bytes */
-    r = avformat_open_input(&d->fmt, NULL, NULL, &opts);
-    av_dict_free(&opts);
-    if (r < 0) { /* avformat_open_input freed the context; our AVIOContext stays ours */
-        if (r == AVERROR(EIO)) return fail_av(d, err, GEMMA4C_ERR_IO, "cannot read", r);
-        /* FFmpeg's reason (no format matched, or one outside the whitelist) says nothing more useful. */
-        return g4_fail(err, GEMMA4C_ERR_FORMAT, "%s: not a recognised audio or video file", d->label);
-    }
+    r = g4_media_input_open(&d->src, FORMAT_WHITELIST, d->label, "audio or video", &d->fmt, &d->pb, err);
+    if (r) return r;
 
     r = avformat_find_stream_info(d->fmt, NULL);
-    if (r < 0) return fail_av(d, err, GEMMA4C_ERR_FORMAT, "cannot read the stream layout", r);
+    if (r < 0) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_FORMAT, "cannot read the stream layout", r);
 
     r = av_find_best_stream(d->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
     if (r < 0) return g4_fail(err, GEMMA4C_ERR_FORMAT, "%s: no audio track", d->label);
     /* Looked up here rather than through av_find_best_stream, whose decoder argument changed constness in 5.0. */
-    const AVCodecParameters *par = d->fmt->streams[r]->codecpar;
-    const AVCodec *codec = avcodec_find_decoder(par->codec_id);
-    if (!codec) {
-        if (par->codec_id == AV_CODEC_ID_NONE)
-            return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "%s: unknown audio encoding (tag 0x%x)", d->label,
-                           par->codec_tag);
-        return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "%s: no decoder for the audio codec %s", d->label,
-                       avcodec_get_name(par->codec_id));
-    }
-    d->stream = r;
+    const AVCodec *codec;
+    const int stream = r;
+    if ((r = g4_media_find_decoder(d->fmt->streams[stream]->codecpar, d->label, "audio", &codec, err))) return r;
+    d->stream = stream;
     for (unsigned i = 0; i < d->fmt->nb_streams; i++)
         if ((int)i != d->stream) d->fmt->streams[i]->discard = AVDISCARD_ALL;
 
     d->cc = avcodec_alloc_context3(codec);
     if (!d->cc) return g4_fail(err, GEMMA4C_ERR_NOMEM, "%s: out of memory", d->label);
     r = avcodec_parameters_to_context(d->cc, d->fmt->streams[d->stream]->codecpar);
-    if (r < 0) return fail_av(d, err, GEMMA4C_ERR_FORMAT, "bad audio parameters", r);
+    if (r < 0) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_FORMAT, "bad audio parameters", r);
     d->cc->pkt_timebase = d->fmt->streams[d->stream]->time_base;
     d->cc->thread_count = 1;
     r = avcodec_open2(d->cc, codec, NULL);
-    if (r < 0) return fail_av(d, err, GEMMA4C_ERR_FORMAT, "cannot open the audio decoder", r);
+    if (r < 0) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_FORMAT, "cannot open the audio decoder", r);
 
     d->pkt = av_packet_alloc();
     d->frame = av_frame_alloc();
@@ -394,7 +362,8 @@ static int run_decoder(decoder *d, g4_err *err) {
         if (r) return r;
     }
     /* A read error after good data ends the stream where it broke (checked below); before any, it is fatal. */
-    if (read_error && d->in_samples == 0) return fail_av(d, err, GEMMA4C_ERR_FORMAT, "cannot read", read_error);
+    if (read_error && d->in_samples == 0)
+        return g4_media_fail_av(err, d->label, GEMMA4C_ERR_FORMAT, "cannot read", read_error);
     r = send_packet(d, NULL, err);
     if (r) return r;
     if (d->bad_packets > 8 && d->bad_packets * 4 > d->packets)
@@ -424,11 +393,7 @@ static void close_decoder(decoder *d) {
     av_frame_free(&d->frame);
     av_packet_free(&d->pkt);
     avcodec_free_context(&d->cc);
-    avformat_close_input(&d->fmt); /* leaves the custom AVIOContext alone */
-    if (d->pb) {
-        av_freep(&d->pb->buffer);
-        avio_context_free(&d->pb);
-    }
+    g4_media_input_close(&d->fmt, &d->pb);
     free(d->mono);
     free(d->out.v);
 }

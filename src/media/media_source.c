@@ -1,10 +1,14 @@
-/* media_source.c — the byte source both FFmpeg decoders (audio, video) read through their AVIOContext. */
+/* media_source.c — the FFmpeg input both decoders (audio, video) open: their bytes, whitelisted demuxers, errors. */
 #include "media_source.h"
 
 #include <errno.h>
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
 #include <libavformat/avio.h>
 #include <libavutil/error.h>
 #include <string.h>
+
+#define IO_BUF 32768
 
 int g4_media_source_open_file(g4_media_source *s, const char *path, g4_err *err) {
     memset(s, 0, sizeof *s);
@@ -72,4 +76,52 @@ int64_t g4_media_source_seek(void *opaque, int64_t offset, int whence) {
         s->pos = (size_t)target;
     }
     return target;
+}
+
+int g4_media_input_open(g4_media_source *s, const char *formats, const char *label, const char *kind,
+                        AVFormatContext **fmt, AVIOContext **pb, g4_err *err) {
+    *fmt = avformat_alloc_context();
+    unsigned char *buf = av_malloc(IO_BUF);
+    if (buf) *pb = avio_alloc_context(buf, IO_BUF, 0, s, g4_media_source_read, NULL, g4_media_source_seek);
+    if (!*fmt || !*pb) {
+        if (!*pb) av_free(buf);
+        return g4_fail(err, GEMMA4C_ERR_NOMEM, "%s: out of memory", label);
+    }
+    (*fmt)->pb = *pb;
+    (*fmt)->flags |= AVFMT_FLAG_CUSTOM_IO;
+    AVDictionary *opts = NULL;
+    av_dict_set(&opts, "format_whitelist", formats, 0);
+    av_dict_set(&opts, "protocol_whitelist", "none", 0); /* demuxers may not open anything beside our bytes */
+    int r = avformat_open_input(fmt, NULL, NULL, &opts);
+    av_dict_free(&opts);
+    if (r < 0) { /* avformat_open_input freed the context; our AVIOContext stays ours */
+        if (r == AVERROR(EIO)) return g4_media_fail_av(err, label, GEMMA4C_ERR_IO, "cannot read", r);
+        /* FFmpeg's reason (no format matched, or one outside the whitelist) says nothing more useful. */
+        return g4_fail(err, GEMMA4C_ERR_FORMAT, "%s: not a recognised %s file", label, kind);
+    }
+    return 0;
+}
+
+void g4_media_input_close(AVFormatContext **fmt, AVIOContext **pb) {
+    avformat_close_input(fmt); /* leaves the custom AVIOContext alone */
+    if (*pb) {
+        av_freep(&(*pb)->buffer);
+        avio_context_free(pb);
+    }
+}
+
+int g4_media_find_decoder(const AVCodecParameters *par, const char *label, const char *kind, const AVCodec **codec,
+                          g4_err *err) {
+    *codec = avcodec_find_decoder(par->codec_id);
+    if (*codec) return 0;
+    if (par->codec_id == AV_CODEC_ID_NONE)
+        return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "%s: unknown %s encoding (tag 0x%x)", label, kind, par->codec_tag);
+    return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "%s: no decoder for the %s codec %s", label, kind,
+                   avcodec_get_name(par->codec_id));
+}
+
+int g4_media_fail_av(g4_err *err, const char *label, int code, const char *what, int averr) {
+    char msg[128];
+    if (av_strerror(averr, msg, sizeof msg) < 0) snprintf(msg, sizeof msg, "error %d", averr);
+    return g4_fail(err, code, "%s: %s (%s)", label, what, msg);
 }

@@ -25,7 +25,6 @@
  * refused before they read anything, so no demuxer can reach other files and a still image is not a video. */
 #define FORMAT_WHITELIST "mov,matroska,webm,avi,flv,mpeg,mpegts,mpegvideo,asf,ogg,ivf,h264,hevc,m4v,gif,nut,dv,mxf,obu"
 
-#define IO_BUF 32768
 #define MAX_SIDE 32768
 #define MAX_DECODE_ERRORS 64 /* OpenCV's OPENCV_FFMPEG_DECODE_ATTEMPTS default */
 
@@ -60,12 +59,6 @@ typedef struct vdec {
     long decode_errors;
 } vdec;
 
-static int fail_av(const vdec *d, g4_err *err, int code, const char *what, int averr) {
-    char msg[128];
-    if (av_strerror(averr, msg, sizeof msg) < 0) snprintf(msg, sizeof msg, "error %d", averr);
-    return g4_fail(err, code, "%s: %s (%s)", d->label, what, msg);
-}
-
 static void close_input(vdec *d) {
     av_freep(&d->rgb_plane[0]);
     d->rgb_w = d->rgb_h = 0;
@@ -74,11 +67,7 @@ static void close_input(vdec *d) {
     av_frame_free(&d->frame);
     av_packet_free(&d->pkt);
     avcodec_free_context(&d->cc);
-    avformat_close_input(&d->fmt); /* leaves the custom AVIOContext alone */
-    if (d->pb) {
-        av_freep(&d->pb->buffer);
-        avio_context_free(&d->pb);
-    }
+    g4_media_input_close(&d->fmt, &d->pb);
 }
 
 static int stream_rotation(const AVStream *st) {
@@ -105,25 +94,8 @@ static int stream_rotation(const AVStream *st) {
 
 static int open_input(vdec *d, g4_err *err) {
     if (g4_media_source_rewind(&d->src) != 0) return g4_fail(err, GEMMA4C_ERR_IO, "%s: cannot rewind: %s", d->label, strerror(errno));
-    d->fmt = avformat_alloc_context();
-    unsigned char *buf = av_malloc(IO_BUF);
-    if (buf) d->pb = avio_alloc_context(buf, IO_BUF, 0, &d->src, g4_media_source_read, NULL, g4_media_source_seek);
-    if (!d->fmt || !d->pb) {
-        if (!d->pb) av_free(buf);
-        return g4_fail(err, GEMMA4C_ERR_NOMEM, "%s: out of memory", d->label);
-    }
-    d->fmt->pb = d->pb;
-    d->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
-
-    AVDictionary *opts = NULL;
-    av_dict_set(&opts, "format_whitelist", FORMAT_WHITELIST, 0);
-    av_dict_set(&opts, "protocol_whitelist", "none", 0); /* demuxers may not open anything beside our bytes */
-    int r = avformat_open_input(&d->fmt, NULL, NULL, &opts);
-    av_dict_free(&opts);
-    if (r < 0) { /* avformat_open_input freed the context; our AVIOContext stays ours */
-        if (r == AVERROR(EIO)) return fail_av(d, err, GEMMA4C_ERR_IO, "cannot read", r);
-        return g4_fail(err, GEMMA4C_ERR_FORMAT, "%s: not a recognised video file", d->label);
-    }
+    int r = g4_media_input_open(&d->src, FORMAT_WHITELIST, d->label, "video", &d->fmt, &d->pb, err);
+    if (r) return r;
 
     /* find_stream_info decodes a few frames with its own decoders: they get the same pixel limit as ours. */
     unsigned ns = d->fmt->nb_streams;
@@ -139,7 +111,7 @@ static int open_input(vdec *d, g4_err *err) {
     r = avformat_find_stream_info(d->fmt, sopts);
     for (unsigned i = 0; i < ns; i++) av_dict_free(&sopts[i]);
     free(sopts);
-    if (r < 0) return fail_av(d, err, GEMMA4C_ERR_FORMAT, "cannot read the stream layout", r);
+    if (r < 0) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_FORMAT, "cannot read the stream layout", r);
 
     /* OpenCV takes the first video stream; cover art (an attached picture) is not the video. */
     d->stream = -1;
@@ -153,14 +125,8 @@ static int open_input(vdec *d, g4_err *err) {
     if (d->stream < 0) return g4_fail(err, GEMMA4C_ERR_FORMAT, "%s: no video track", d->label);
     AVStream *st = d->fmt->streams[d->stream];
     const AVCodecParameters *par = st->codecpar;
-    const AVCodec *codec = avcodec_find_decoder(par->codec_id);
-    if (!codec) {
-        if (par->codec_id == AV_CODEC_ID_NONE)
-            return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "%s: unknown video encoding (tag 0x%x)", d->label,
-                           par->codec_tag);
-        return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "%s: no decoder for the video codec %s", d->label,
-                       avcodec_get_name(par->codec_id));
-    }
+    const AVCodec *codec;
+    if ((r = g4_media_find_decoder(par, d->label, "video", &codec, err))) return r;
     if (par->width < 0 || par->height < 0 || par->width > MAX_SIDE || par->height > MAX_SIDE ||
         (uint64_t)par->width * (uint64_t)par->height > d->max_pixels)
         return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "%s: %dx%d video is larger than the limit of %llu pixels",
@@ -171,13 +137,13 @@ static int open_input(vdec *d, g4_err *err) {
     d->cc = avcodec_alloc_context3(codec);
     if (!d->cc) return g4_fail(err, GEMMA4C_ERR_NOMEM, "%s: out of memory", d->label);
     r = avcodec_parameters_to_context(d->cc, par);
-    if (r < 0) return fail_av(d, err, GEMMA4C_ERR_FORMAT, "bad video parameters", r);
+    if (r < 0) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_FORMAT, "bad video parameters", r);
     d->cc->pkt_timebase = st->time_base;
     d->cc->thread_count = d->threads;
     /* The decoder refuses (rather than allocates) pictures above the limit, whatever a header claims. */
     d->cc->max_pixels = d->max_pixels > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d->max_pixels;
     r = avcodec_open2(d->cc, codec, NULL);
-    if (r < 0) return fail_av(d, err, GEMMA4C_ERR_FORMAT, "cannot open the video decoder", r);
+    if (r < 0) return g4_media_fail_av(err, d->label, GEMMA4C_ERR_FORMAT, "cannot open the video decoder", r);
 
     d->pkt = av_packet_alloc();
     d->frame = av_frame_alloc();
