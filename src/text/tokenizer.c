@@ -1134,25 +1134,31 @@ static int cj_type(const cJSON *obj, const char *ctx, const char **type, g4_err 
     return cj_string(obj, "type", ctx, type, err);
 }
 
+typedef int (*tk_step_parser)(g4_tokenizer *t, const cJSON *step, int depth, g4_err *err);
+
+/* A Sequence step ({"type": "Sequence", "<list_key>": [...]}): each of its steps through `parse`, one level deeper. */
+static int parse_sequence(g4_tokenizer *t, const cJSON *seq, const char *what, const char *list_key, int depth,
+                          tk_step_parser parse, g4_err *err) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(seq, list_key);
+    if (!cJSON_IsArray(list))
+        return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: %s Sequence needs \"%s\": [...]", what, list_key);
+    if (depth >= TK_MAX_SEQ_NESTING) return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: %s nested too deep", what);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, list) {
+        if (!cJSON_IsObject(item))
+            return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: a Sequence holds a non-object");
+        int rc = parse(t, item, depth + 1, err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 static int parse_normalizer(g4_tokenizer *t, const cJSON *n, int depth, g4_err *err) {
     if (!n || cJSON_IsNull(n)) return 0;
     const char *type = "";
     int rc = cj_type(n, "normalizer", &type, err);
     if (rc) return rc;
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, "normalizers");
-        if (!cJSON_IsArray(list))
-            return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: normalizer Sequence needs \"normalizers\": [...]");
-        if (depth >= TK_MAX_SEQ_NESTING)
-            return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: normalizer nested too deep");
-        const cJSON *item;
-        cJSON_ArrayForEach(item, list) {
-            if (!cJSON_IsObject(item))
-                return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: a Sequence holds a non-object");
-            if ((rc = parse_normalizer(t, item, depth + 1, err))) return rc;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0) return parse_sequence(t, n, "normalizer", "normalizers", depth, parse_normalizer, err);
     if (t->n_norm == TK_MAX_STEPS) return too_many_steps("normalizer", err);
     tk_norm_step *st = &t->norm[t->n_norm];
     const char *text = "";
@@ -1188,21 +1194,8 @@ static int parse_pre_tokenizer(g4_tokenizer *t, const cJSON *p, int depth, g4_er
     const char *type = "";
     int rc = cj_type(p, "pre_tokenizer", &type, err);
     if (rc) return rc;
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
-        if (!cJSON_IsArray(list))
-            return g4_fail(err, GEMMA4C_ERR_FORMAT,
-                           "tokenizer.json: pre_tokenizer Sequence needs \"pretokenizers\": [...]");
-        if (depth >= TK_MAX_SEQ_NESTING)
-            return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: pre_tokenizer nested too deep");
-        const cJSON *item;
-        cJSON_ArrayForEach(item, list) {
-            if (!cJSON_IsObject(item))
-                return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: a Sequence holds a non-object");
-            if ((rc = parse_pre_tokenizer(t, item, depth + 1, err))) return rc;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return parse_sequence(t, p, "pre_tokenizer", "pretokenizers", depth, parse_pre_tokenizer, err);
     if (strcmp(type, "Split") != 0)
         return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED,
                        "tokenizer.json: pre_tokenizer type \"%.40s\" is not supported (Split, Sequence are)", type);
@@ -1239,20 +1232,7 @@ static int parse_decoder(g4_tokenizer *t, const cJSON *d, int depth, g4_err *err
     int rc = cj_type(d, "decoder", &type, err);
     if (rc) return rc;
     t->has_decoder = true;
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(d, "decoders");
-        if (!cJSON_IsArray(list))
-            return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: decoder Sequence needs \"decoders\": [...]");
-        if (depth >= TK_MAX_SEQ_NESTING)
-            return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: decoder nested too deep");
-        const cJSON *item;
-        cJSON_ArrayForEach(item, list) {
-            if (!cJSON_IsObject(item))
-                return g4_fail(err, GEMMA4C_ERR_FORMAT, "tokenizer.json: a Sequence holds a non-object");
-            if ((rc = parse_decoder(t, item, depth + 1, err))) return rc;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0) return parse_sequence(t, d, "decoder", "decoders", depth, parse_decoder, err);
     if (t->n_dec == TK_MAX_STEPS) return too_many_steps("decoder", err);
     tk_dec_step *st = &t->dec[t->n_dec];
     memset(st, 0, sizeof *st);
