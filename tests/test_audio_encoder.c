@@ -242,7 +242,8 @@ static void check_bad_models(const char *ckpt_dir) {
          "audio_config.use_clipped_linears must be true or false"},
         {"num_hidden_layers", cJSON_CreateNumber(1e300), GEMMA4C_ERR_FORMAT,
          "audio_config.num_hidden_layers must be an integer in [0, 1024]"},
-        {"rms_norm_eps", cJSON_CreateString("1e-6"), GEMMA4C_ERR_FORMAT, "audio_config.rms_norm_eps must be a number in [0, 1]"},
+        {"rms_norm_eps", cJSON_CreateString("1e-6"), GEMMA4C_ERR_FORMAT,
+         "audio_config.rms_norm_eps must be a number in [0, 1]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *cfg = edited_config(config, cases[i].key, cases[i].value);

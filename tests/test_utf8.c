@@ -1,4 +1,4 @@
-/* test_utf8.c — the UTF-8 encoder and decoder (text/utf8): every code point, every short byte sequence, ill-formed input. */
+/* test_utf8.c — the UTF-8 encoder and decoder (text/utf8): every code point, short byte sequences, ill-formed input. */
 #include "test.h"
 
 #include <stdint.h>

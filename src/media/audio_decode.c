@@ -248,8 +248,9 @@ static int send_packet(decoder *d, const AVPacket *pkt, g4_err *err) {
         d->bad_packets++;
         r = 0;
     } else if (r < 0 && r != AVERROR_EOF) {
-        const int code = r == AVERROR_PATCHWELCOME || r == AVERROR(ENOSYS) ? GEMMA4C_ERR_UNSUPPORTED : GEMMA4C_ERR_FORMAT;
-        return g4_media_fail_av(err, d->label, code, "cannot decode audio", r);
+        const int unsupported = r == AVERROR_PATCHWELCOME || r == AVERROR(ENOSYS);
+        return g4_media_fail_av(err, d->label, unsupported ? GEMMA4C_ERR_UNSUPPORTED : GEMMA4C_ERR_FORMAT,
+                                "cannot decode audio", r);
     }
     return drain_decoder(d, err);
 }

@@ -1,4 +1,4 @@
-/* media_source.h — FFmpeg input for the decoders: bytes from a buffer or an open file (never a URL), whitelisted demuxers. */
+/* media_source.h — FFmpeg input for the decoders: bytes from a buffer or a file (never a URL), whitelisted demuxers. */
 #ifndef G4_MEDIA_SOURCE_H
 #define G4_MEDIA_SOURCE_H
 

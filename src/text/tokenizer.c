@@ -1158,7 +1158,8 @@ static int parse_normalizer(g4_tokenizer *t, const cJSON *n, int depth, g4_err *
     const char *type = "";
     int rc = cj_type(n, "normalizer", &type, err);
     if (rc) return rc;
-    if (strcmp(type, "Sequence") == 0) return parse_sequence(t, n, "normalizer", "normalizers", depth, parse_normalizer, err);
+    if (strcmp(type, "Sequence") == 0)
+        return parse_sequence(t, n, "normalizer", "normalizers", depth, parse_normalizer, err);
     if (t->n_norm == TK_MAX_STEPS) return too_many_steps("normalizer", err);
     tk_norm_step *st = &t->norm[t->n_norm];
     const char *text = "";
