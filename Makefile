@@ -8,7 +8,7 @@ NEON_BUILD ?= build-neon
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES   := build-essential cmake pkg-config libcjson-dev zlib1g-dev clang libclang-rt-14-dev \
               libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev \
-              libpng-dev libjpeg-dev libwebp-dev libgif-dev
+              libpng-dev libjpeg-dev libwebp-dev libgif-dev libedit-dev
 # Only the NEON test needs these (a cross compiler and an emulator).
 NEON_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

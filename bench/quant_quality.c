@@ -99,23 +99,28 @@ static int evaluate(const char *config, const char *recipe, const reference *r, 
     g4_compute c;
     g4_compute_init(&c, 0, g4_model_max_input_width(m));
     g4_decoder d;
-    if (g4_decoder_init(&d, m, &c, r->T + GREEDY_STEPS + 1, 256, &err)) {
+    g4_kv_budget budget;
+    g4_kv_seq seq;
+    g4_kv_budget_init(&budget, 0);
+    if (g4_decoder_init(&d, m, &c, 256, &err) || g4_kv_seq_init(&seq, m, r->T + GREEDY_STEPS + 1, &budget, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
     float *last = malloc((size_t)r->V * sizeof *last);
     void *pair[2] = {(void *)r, s};
-    g4_forward_opts opts = {score_logits, pair, last, NULL};
-    int rc = g4_decoder_forward(&d, r->ids, r->T, &opts, &err);
-    g4_forward_opts step = {NULL, NULL, last, NULL};
+    g4_forward_opts opts = {.on_logits = score_logits, .ctx = pair, .last_logits = last};
+    int rc = g4_decoder_forward(&d, &seq, r->ids, r->T, &opts, &err);
+    g4_forward_opts step = {.last_logits = last};
     for (int i = 0; !rc && i < GREEDY_STEPS; i++) {
         out[i] = (int32_t)argmax(last, r->V);
-        rc = g4_decoder_forward(&d, &out[i], 1, &step, &err);
+        rc = g4_decoder_forward(&d, &seq, &out[i], 1, &step, &err);
     }
     if (rc) fprintf(stderr, "%s: %s\n", recipe, err.msg);
     fprintf(stderr, "%s: %.0f s of CPU\n", recipe, (double)(clock() - t0) / CLOCKS_PER_SEC);
     free(last);
     g4_decoder_free(&d);
+    g4_kv_seq_free(&seq);
+    g4_kv_budget_destroy(&budget);
     g4_compute_free(&c);
     g4_model_free(m);
     return rc != 0;

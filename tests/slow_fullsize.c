@@ -104,10 +104,14 @@ static void run_shape(const char *golden, const char *shape) {
     g4_compute comp;
     CHECK(g4_compute_init(&comp, 0, g4_model_max_input_width(m)) == 0, "compute");
     g4_decoder d;
-    CHECK(g4_decoder_init(&d, m, &comp, T + 16, 256, &err) == 0, "%s", err.msg);
+    g4_kv_budget budget;
+    g4_kv_seq seq;
+    g4_kv_budget_init(&budget, 0);
+    CHECK(g4_decoder_init(&d, m, &comp, 256, &err) == 0, "%s", err.msg);
+    CHECK(g4_kv_seq_init(&seq, m, T + 16, &budget, &err) == 0, "%s", err.msg);
     float *last = malloc((size_t)c.V * sizeof(float));
-    g4_forward_opts opts = {on_logits, &c, last, NULL};
-    CHECK(g4_decoder_forward(&d, ids, T, &opts, &err) == 0, "%s", err.msg);
+    g4_forward_opts opts = {.on_logits = on_logits, .ctx = &c, .last_logits = last};
+    CHECK(g4_decoder_forward(&d, &seq, ids, T, &opts, &err) == 0, "%s", err.msg);
     printf("%s prefill %lld tokens: top-64 max|d| %.2e, logsumexp max|d| %.2e, full rows max|d| %.2e, argmax %d/%d\n",
            shape, (long long)T, c.worst_top, c.worst_lse, c.worst_row, c.argmax_same, c.argmax_checked);
     CHECK(c.worst_top <= MAX_ABS && c.worst_lse <= MAX_ABS && c.worst_row <= MAX_ABS, "%s prefill beyond %.0e", shape, MAX_ABS);
@@ -118,10 +122,10 @@ static void run_shape(const char *golden, const char *shape) {
     int32_t *g_top_i = g4t_tensor_i32(ref, "greedy_top64_ids", NULL);
     checker g = c;
     g.worst_top = 0, g.argmax_checked = 0, g.argmax_same = 0;
-    g4_forward_opts step = {NULL, NULL, last, NULL};
+    g4_forward_opts step = {.last_logits = last};
     for (int64_t s = 0; s < n_greedy; s++) {
         if (s == 0) CHECK(g4t_argmax(last, c.V) == greedy[0], "first greedy id");
-        CHECK(g4_decoder_forward(&d, &greedy[s], 1, &step, &err) == 0, "%s", err.msg);
+        CHECK(g4_decoder_forward(&d, &seq, &greedy[s], 1, &step, &err) == 0, "%s", err.msg);
         check_position(&g, T + s, last, g_top_v + s * 64, g_top_i + s * 64, NULL);
     }
     printf("%s greedy %lld steps: top-64 max|d| %.2e, argmax %d/%d\n", shape, (long long)n_greedy, g.worst_top,
@@ -129,6 +133,8 @@ static void run_shape(const char *golden, const char *shape) {
     CHECK(g.worst_top <= MAX_ABS, "%s greedy beyond %.0e", shape, MAX_ABS);
 
     g4_decoder_free(&d);
+    g4_kv_seq_free(&seq);
+    g4_kv_budget_destroy(&budget);
     g4_compute_free(&comp);
     g4_model_free(m);
     g4_st_close(ref);

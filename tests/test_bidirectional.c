@@ -2,8 +2,8 @@
 #include "test.h"
 
 #include "golden_util.h"
-#include "runtime/media.h"
-#include "runtime/session.h"
+#include "gemma4c.h"
+#include "model/decoder.h"
 
 /* A copy of the golden tiny checkpoint in dir whose config asks for `mode`. */
 static int checkpoint_with_mode(const char *src, const char *dir, const char *mode) {
@@ -31,14 +31,20 @@ static double logsumexp(const float *v, int64_t n) {
     return mx + log(s);
 }
 
-/* Every position's logits through a fresh decoder of `chunk` tokens per batch. */
-static float *run(g4_session *s, int64_t chunk, const int32_t *ids, int64_t T, const g4_forward_opts *fo) {
-    g4_err err = {0};
-    g4_decoder d;
-    float *out = malloc((size_t)(T * s->m->cfg.text.vocab_size) * sizeof(float));
-    CHECK(g4_decoder_init(&d, s->m, &s->c, 1024, chunk, &err) == 0, "%s", err.msg);
-    CHECK(g4_decoder_forward_all_logits_with(&d, ids, T, fo, out, &err) == 0, "chunk %lld: %s", (long long)chunk, err.msg);
-    g4_decoder_free(&d);
+/* Every position's logits through the public API, on a model loaded with `batch` rows per step. */
+static float *run(const char *model, int batch, const int32_t *ids, int64_t T, const gemma4c_media *media, size_t n_media,
+                  int64_t V) {
+    char err[512];
+    gemma4c_model_params mp = {.model = model, .n_threads = 2, .n_batch = batch};
+    gemma4c_model *m = NULL;
+    gemma4c_session *s = NULL;
+    float *out = malloc((size_t)(T * V) * sizeof(float));
+    int rc = gemma4c_model_load(&mp, &m, err, sizeof err);
+    if (!rc) rc = gemma4c_session_new(m, NULL, &s, err, sizeof err);
+    if (!rc) rc = gemma4c_logits(s, ids, (size_t)T, media, n_media, out, err, sizeof err);
+    CHECK(rc == 0, "batch %d: %s", batch, err);
+    gemma4c_session_free(s);
+    gemma4c_model_free(m);
     return out;
 }
 
@@ -69,25 +75,17 @@ int main(void) {
     float *causal_lse = g4t_tensor_f32(ref, "causal_logsumexp", &n);
 
     /* Batches of 128 tokens: each 260-token image span must still run whole. */
-    g4_session *s;
-    g4_session_params sp = {2, 1024, 128, NULL};
-    if (g4_session_open(dir, &sp, &s, &err)) {
+    g4_model *m = NULL;
+    if (g4_model_load_dir(dir, &m, &err)) {
         CHECK(0, "%s", err.msg);
         return g4t_finish("test_bidirectional");
     }
-    CHECK(s->m->cfg.text.use_bidirectional_attention == G4_BIDI_VISION, "config not read as \"vision\"");
-    const int64_t V = s->m->cfg.text.vocab_size, H = s->m->cfg.text.hidden_size;
-    g4_media_item items[] = {{G4_MEDIA_IMAGE, image1, NULL, 0, 0},
-                             {G4_MEDIA_IMAGE, image2, NULL, 0, 0},
-                             {G4_MEDIA_AUDIO, audio, NULL, 0, 0}};
-    g4_media_tokens media;
-    CHECK(g4_media_encode(s, items, 3, &media, &err) == 0, "%s", err.msg);
-    CHECK(g4_media_check_runs(s->m, ids, (size_t)T, &media, &err) == 0, "%s", err.msg);
-    g4_forward_opts fo = {0};
-    memcpy(fo.soft, media.soft, sizeof fo.soft);
-    float *got = malloc((size_t)(T * V) * sizeof(float));
-    CHECK(g4_decoder_forward_all_logits_with(&s->d, ids, T, &fo, got, &err) == 0, "%s", err.msg);
-
+    CHECK(m->cfg.text.use_bidirectional_attention == G4_BIDI_VISION, "config not read as \"vision\"");
+    const int64_t V = m->cfg.text.vocab_size, H = m->cfg.text.hidden_size;
+    const gemma4c_media media[] = {{GEMMA4C_MEDIA_IMAGE, image1, NULL, 0, 0},
+                                   {GEMMA4C_MEDIA_IMAGE, image2, NULL, 0, 0},
+                                   {GEMMA4C_MEDIA_AUDIO, audio, NULL, 0, 0}};
+    float *got = run(dir, 128, ids, T, media, 3, V);
     /* The reference keeps full logits at `rows` and every position's logsumexp and argmax. */
     float *got_rows = malloc((size_t)(n_rows * V) * sizeof(float));
     for (int64_t r = 0; r < n_rows; r++) memcpy(got_rows + r * V, got + (int64_t)rows[r] * V, (size_t)V * sizeof(float));
@@ -113,63 +111,88 @@ int main(void) {
     CHECK(off_causal > 0.01, "the spans changed nothing: the test cannot tell bidirectional from causal");
 
     /* Any batch size gives the same numbers: spans are never cut, a batch too small for one grows. */
-    const int64_t chunks[] = {1, 7, 300, 1024};
+    const int chunks[] = {1, 7, 300, 1024};
     for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++) {
-        float *other = run(s, chunks[i], ids, T, &fo);
+        float *other = run(dir, chunks[i], ids, T, media, 3, V);
         double e = g4t_rel_err(other, got, T * V);
-        printf("  batch %4lld: rel err %.2e against batch 128\n", (long long)chunks[i], e);
-        CHECK(e <= 1e-5, "batch %lld differs by %.3e", (long long)chunks[i], e);
+        printf("  batch %4d: rel err %.2e against batch 128\n", chunks[i], e);
+        CHECK(e <= 1e-5, "batch %d differs by %.3e", chunks[i], e);
         free(other);
     }
 
-    /* Video placeholders form spans exactly like image ones: the second image as a "video" changes nothing. */
+    /* Video placeholders form spans exactly like image ones: the second image as a "video" changes nothing. The
+     * soft tokens come from the encoders through the API, the forward pass from the decoder itself. */
+    gemma4c_model_params mp = {.model = dir, .n_threads = 2};
+    gemma4c_model *api = NULL;
+    gemma4c_session *as = NULL;
+    gemma4c_features *f[3] = {0};
+    char msg[512];
+    CHECK(gemma4c_model_load(&mp, &api, msg, sizeof msg) == 0 && gemma4c_session_new(api, NULL, &as, msg, sizeof msg) == 0,
+          "%s", msg);
+    for (int i = 0; i < 3; i++) CHECK(gemma4c_encode(as, &media[i], &f[i], msg, sizeof msg) == 0, "%s", msg);
     int32_t *as_video = malloc((size_t)T * sizeof *as_video);
     int64_t seen = 0;
     for (int64_t t = 0; t < T; t++) {
-        int img = ids[t] == s->m->cfg.image_token_id;
-        as_video[t] = img && seen++ >= 260 ? s->m->cfg.video_token_id : ids[t];
+        int img = ids[t] == m->cfg.image_token_id;
+        as_video[t] = img && seen++ >= 260 ? m->cfg.video_token_id : ids[t];
     }
-    g4_forward_opts fv = fo;
-    fv.soft[G4_SOFT_IMAGE].n = 260;
-    fv.soft[G4_SOFT_VIDEO].rows = media.soft[G4_SOFT_IMAGE].rows + 260 * H;
-    fv.soft[G4_SOFT_VIDEO].n = media.soft[G4_SOFT_IMAGE].n - 260;
-    float *video = run(s, 128, as_video, T, &fv);
+    g4_soft_tokens soft[G4_SOFT_KINDS] = {{0}};
+    soft[G4_SOFT_IMAGE] = (g4_soft_tokens){f[0] ? f[0]->tokens : NULL, f[0] ? f[0]->n_tokens : 0};
+    soft[G4_SOFT_VIDEO] = (g4_soft_tokens){f[1] ? f[1]->tokens : NULL, f[1] ? f[1]->n_tokens : 0};
+    soft[G4_SOFT_AUDIO] = (g4_soft_tokens){f[2] ? f[2]->tokens : NULL, f[2] ? f[2]->n_tokens : 0};
+    CHECK(f[0] && f[0]->n_tokens == 260 && f[0]->width == H, "first image: 260 soft tokens");
+    g4_compute c;
+    g4_decoder d;
+    g4_kv_budget budget;
+    g4_kv_seq seq;
+    g4_kv_budget_init(&budget, 0);
+    CHECK(g4_compute_init(&c, 2, g4_model_max_input_width(m)) == 0, "compute");
+    CHECK(g4_decoder_init(&d, m, &c, 128, &err) == 0 && g4_kv_seq_init(&seq, m, 1024, &budget, &err) == 0, "%s", err.msg);
+    float *video = malloc((size_t)(T * V) * sizeof(float));
+    g4_forward_opts fv = {.all_logits = video, .soft = soft};
+    CHECK(g4_decoder_forward(&d, &seq, as_video, T, &fv, &err) == 0, "%s", err.msg);
     double ev = g4t_rel_err(video, got, T * V);
     printf("  second image as video: rel err %.2e\n", ev);
-    CHECK(ev <= 1e-6, "a video span differs from an image span by %.3e", ev);
+    CHECK(ev <= 1e-5, "a video span differs from an image span by %.3e", ev);
+    g4_decoder_free(&d);
+    g4_kv_seq_free(&seq);
+    g4_kv_budget_destroy(&budget);
+    g4_compute_free(&c);
+    for (int i = 0; i < 3; i++) gemma4c_features_free(f[i]);
+    gemma4c_session_free(as);
+    gemma4c_model_free(api);
     free(video);
     free(as_video);
 
     /* Cut points move back to a span's start; audio and text never hold them. */
-    const int32_t img = s->m->cfg.image_token_id, aud = s->m->cfg.audio_token_id;
-    int32_t seq[] = {2, img, img, img, 7, aud, aud, img};
-    CHECK(g4_decoder_split_point(&s->d, seq, 8, 3) == 1 && g4_decoder_split_point(&s->d, seq, 8, 2) == 1,
+    const int32_t img = m->cfg.image_token_id, aud = m->cfg.audio_token_id;
+    int32_t cut[] = {2, img, img, img, 7, aud, aud, img};
+    CHECK(g4_decoder_split_point(m, cut, 8, 3) == 1 && g4_decoder_split_point(m, cut, 8, 2) == 1,
           "a cut inside a span was not moved to its start");
-    CHECK(g4_decoder_split_point(&s->d, seq, 8, 4) == 4 && g4_decoder_split_point(&s->d, seq, 8, 6) == 6 &&
-              g4_decoder_split_point(&s->d, seq, 8, 1) == 1 && g4_decoder_split_point(&s->d, seq, 8, 8) == 8,
+    CHECK(g4_decoder_split_point(m, cut, 8, 4) == 4 && g4_decoder_split_point(m, cut, 8, 6) == 6 &&
+              g4_decoder_split_point(m, cut, 8, 1) == 1 && g4_decoder_split_point(m, cut, 8, 8) == 8,
           "a cut outside a span was moved");
-    g4_session_close(s);
+    g4_model_free(m);
 
     /* The same prompt on the causal checkpoint is what the reference computes without the spans. */
-    sp.n_batch = 128;
-    if (g4_session_open(src, &sp, &s, &err) == 0) {
-        CHECK(g4_decoder_split_point(&s->d, seq, 8, 3) == 3, "a causal model moved a cut");
-        CHECK(g4_decoder_forward_all_logits_with(&s->d, ids, T, &fo, got, &err) == 0, "%s", err.msg);
-        double e_causal = 0;
-        for (int64_t t = 0; t < T; t++) e_causal = fmax(e_causal, fabs(logsumexp(got + t * V, V) - causal_lse[t]) / (hi - lo));
-        printf("  causal checkpoint: logsumexp rel err %.2e against the reference without spans\n", e_causal);
-        CHECK(e_causal <= 1e-4, "causal logsumexp rel err %.3e", e_causal);
-        g4_session_close(s);
-    } else {
-        CHECK(0, "%s", err.msg);
+    if (g4_model_load_dir(src, &m, &err) == 0) {
+        CHECK(g4_decoder_split_point(m, cut, 8, 3) == 3, "a causal model moved a cut");
+        g4_model_free(m);
     }
+    float *causal = run(src, 128, ids, T, media, 3, V);
+    double e_causal = 0;
+    for (int64_t t = 0; t < T; t++) e_causal = fmax(e_causal, fabs(logsumexp(causal + t * V, V) - causal_lse[t]) / (hi - lo));
+    printf("  causal checkpoint: logsumexp rel err %.2e against the reference without spans\n", e_causal);
+    CHECK(e_causal <= 1e-4, "causal logsumexp rel err %.3e", e_causal);
+    free(causal);
 
     /* "all" (every layer bidirectional) cannot generate: refused with a reason. */
     CHECK(checkpoint_with_mode(src, dir, "all") == 0, "could not write an \"all\" config");
-    CHECK(g4_session_open(dir, &sp, &s, &err) == GEMMA4C_ERR_UNSUPPORTED, "an \"all\" model was opened");
-    printf("  \"all\" -> %s\n", err.msg);
+    gemma4c_model_params all = {.model = dir, .n_threads = 1};
+    CHECK(gemma4c_model_load(&all, &api, msg, sizeof msg) == GEMMA4C_ERR_UNSUPPORTED && api == NULL,
+          "an \"all\" model was opened");
+    printf("  \"all\" -> %s\n", msg);
 
-    g4_media_tokens_free(&media);
     free(got);
     free(got_rows);
     free(ids);

@@ -1,9 +1,8 @@
-/* test_generate.c — sampling rules, stop strings held back while streaming, and the generation loop on the tiny model. */
+/* test_generate.c — sampling rules, stop strings held back while streaming, stop conditions and log-probabilities. */
 #include "test.h"
 
 #include "runtime/generate.h"
 #include "runtime/sampler.h"
-#include "runtime/session.h"
 
 static void check_sampler(void) {
     enum { V = 6 };
@@ -12,41 +11,41 @@ static void check_sampler(void) {
     float base[V] = {1.0f, 3.0f, 3.0f, -2.0f, 0.5f, 2.9f};
     float lg[V];
 
-    g4_sampler_params greedy = {1, 1, 0, 1, 0, 1, 0};
+    g4_sampler_params greedy = {1, 1, 0, 1, 0, 1, 0, 0, 0};
     CHECK(g4_sampler_init(&s, &greedy, V, &err) == 0, "%s", err.msg);
     memcpy(lg, base, sizeof lg);
-    CHECK(g4_sampler_pick(&s, lg, NULL, 0) == 1, "greedy ties go to the lowest id");
+    CHECK(g4_sampler_pick(&s, lg, NULL, 0, 0) == 1, "greedy ties go to the lowest id");
     g4_sampler_free(&s);
 
     /* The penalty divides positive logits and multiplies negative ones of ids already seen. */
-    g4_sampler_params pen = {1, 1, 0, 1, 0, 2.0f, 0};
+    g4_sampler_params pen = {1, 1, 0, 1, 0, 2.0f, 0, 0, 0};
     CHECK(g4_sampler_init(&s, &pen, V, &err) == 0, "%s", err.msg);
     int32_t hist[] = {1, 2, 1};
     memcpy(lg, base, sizeof lg);
-    CHECK(g4_sampler_pick(&s, lg, hist, 3) == 5, "penalised ids lose to id 5");
+    CHECK(g4_sampler_pick(&s, lg, hist, 3, 0) == 5, "penalised ids lose to id 5");
     CHECK(lg[1] == 1.5f && lg[3] == -2.0f, "penalty applied once per id");
     g4_sampler_free(&s);
 
     /* top-k 1 and a tiny top-p both leave only the best token, whatever the seed. */
     for (uint64_t seed = 0; seed < 20; seed++) {
-        g4_sampler_params k1 = {0, 0.7f, 1, 1, 0, 1, seed}, p0 = {0, 1.0f, 0, 1e-4f, 0, 1, seed};
+        g4_sampler_params k1 = {0, 0.7f, 1, 1, 0, 1, 0, 0, seed}, p0 = {0, 1.0f, 0, 1e-4f, 0, 1, 0, 0, seed};
         CHECK(g4_sampler_init(&s, &k1, V, &err) == 0, "%s", err.msg);
         memcpy(lg, base, sizeof lg);
-        CHECK(g4_sampler_pick(&s, lg, NULL, 0) == 1, "top-k 1");
+        CHECK(g4_sampler_pick(&s, lg, NULL, 0, 0) == 1, "top-k 1");
         g4_sampler_free(&s);
         CHECK(g4_sampler_init(&s, &p0, V, &err) == 0, "%s", err.msg);
         memcpy(lg, base, sizeof lg);
-        CHECK(g4_sampler_pick(&s, lg, NULL, 0) == 1, "top-p tiny");
+        CHECK(g4_sampler_pick(&s, lg, NULL, 0, 0) == 1, "top-p tiny");
         g4_sampler_free(&s);
     }
     /* min-p 0.5 keeps ids 1, 2 and 5 (within ln 2 of the best); the same seed gives the same stream. */
-    g4_sampler_params mp = {0, 1.0f, 0, 1, 0.5f, 1, 42};
+    g4_sampler_params mp = {0, 1.0f, 0, 1, 0.5f, 1, 0, 0, 42};
     int counts[V] = {0};
     int32_t first[50];
     CHECK(g4_sampler_init(&s, &mp, V, &err) == 0, "%s", err.msg);
     for (int i = 0; i < 2000; i++) {
         memcpy(lg, base, sizeof lg);
-        int32_t id = g4_sampler_pick(&s, lg, NULL, 0);
+        int32_t id = g4_sampler_pick(&s, lg, NULL, 0, 0);
         counts[id]++;
         if (i < 50) first[i] = id;
     }
@@ -57,13 +56,13 @@ static void check_sampler(void) {
     int same = 1;
     for (int i = 0; i < 50; i++) {
         memcpy(lg, base, sizeof lg);
-        same &= g4_sampler_pick(&s, lg, NULL, 0) == first[i];
+        same &= g4_sampler_pick(&s, lg, NULL, 0, 0) == first[i];
     }
     CHECK(same, "same seed, same samples");
     g4_sampler_free(&s);
 
-    g4_sampler_params bad[] = {{0, 0, 0, 1, 0, 1, 0}, {0, 1, -1, 1, 0, 1, 0}, {0, 1, 0, 0, 0, 1, 0},
-                               {0, 1, 0, 1, 1.5f, 1, 0}, {0, 1, 0, 1, 0, 0, 0}};
+    g4_sampler_params bad[] = {{0, 0, 0, 1, 0, 1, 0, 0, 0}, {0, 1, -1, 1, 0, 1, 0, 0, 0}, {0, 1, 0, 0, 0, 1, 0, 0, 0},
+                               {0, 1, 0, 1, 1.5f, 1, 0, 0, 0}, {0, 1, 0, 1, 0, 0, 0, 0, 0}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         CHECK(g4_sampler_init(&s, &bad[i], V, &err) == GEMMA4C_ERR_ARG, "bad sampler params %zu accepted", i);
 }
@@ -85,7 +84,7 @@ static void check_stop_filter(void) {
         {{"STO", NULL}, "STO", 0}, /* a held prefix is released at the end */
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-        g4_stop_filter f = {stops, 2, {0}, 0};
+        g4_stop_filter f = {stops, 2, {0}, 0, 0};
         g4_buf out = {0};
         for (int i = 0; cases[c].pieces[i]; i++) g4_stop_filter_push(&f, cases[c].pieces[i], strlen(cases[c].pieces[i]), collect, &out);
         g4_stop_filter_flush(&f, collect, &out);
@@ -97,81 +96,120 @@ static void check_stop_filter(void) {
     }
 }
 
-/* Generation on the golden tiny checkpoint: greedy ids match the reference; limits and errors behave. */
-static void check_session(void) {
-    const char *golden = g4t_require_golden();
-    char path[4200];
-    snprintf(path, sizeof path, "%s/tiny/checkpoint", golden);
-    g4_session *s;
+/* Presence and frequency penalties (OpenAI's rule) touch the answer's ids only. */
+static void check_penalties(void) {
+    enum { V = 6 };
     g4_err err = {0};
-    g4_session_params sp = {2, 64, 16};
-    if (g4_session_open(path, &sp, &s, &err)) {
-        CHECK(0, "%s", err.msg);
-        return;
+    g4_sampler s;
+    const float base[V] = {1.0f, 3.0f, 3.0f, -2.0f, 0.5f, 2.9f};
+    float lg[V];
+    int32_t hist[] = {2, 2, 1};
+    g4_sampler_params presence = {1, 1, 0, 1, 0, 1, 1.0f, 0, 0}, frequency = {1, 1, 0, 1, 0, 1, 0, 0.6f, 0};
+    CHECK(g4_sampler_init(&s, &presence, V, &err) == 0, "%s", err.msg);
+    memcpy(lg, base, sizeof lg);
+    CHECK(g4_sampler_pick(&s, lg, hist + 2, 1, 1) == 2 && lg[1] == 2.0f, "presence: id 1 lost one");
+    memcpy(lg, base, sizeof lg);
+    CHECK(g4_sampler_pick(&s, lg, hist + 2, 1, 0) == 1 && lg[1] == 3.0f, "presence applied to the prompt");
+    g4_sampler_free(&s);
+    CHECK(g4_sampler_init(&s, &frequency, V, &err) == 0, "%s", err.msg);
+    memcpy(lg, base, sizeof lg);
+    CHECK(g4_sampler_pick(&s, lg, hist, 3, 3) == 5, "frequency: twice-seen id 2 and once-seen id 1 lose to id 5");
+    CHECK(fabsf(lg[2] - 1.8f) < 1e-6f && fabsf(lg[1] - 2.4f) < 1e-6f, "frequency per occurrence: %g %g", lg[2], lg[1]);
+    memcpy(lg, base, sizeof lg);
+    CHECK(g4_sampler_pick(&s, lg, hist, 3, 3) == 5 && fabsf(lg[2] - 1.8f) < 1e-6f, "counts do not carry over between picks");
+    g4_sampler_free(&s);
+    g4_sampler_params wild = {1, 1, 0, 1, 0, 1, 200, 0, 0};
+    CHECK(g4_sampler_init(&s, &wild, V, &err) == GEMMA4C_ERR_ARG, "a presence penalty of 200 accepted");
+    /* top-k of raw logits and the log-sum-exp behind log-probabilities */
+    g4_candidate top[3];
+    g4_top_k(base, V, 3, top);
+    CHECK(top[0].id == 1 && top[1].id == 2 && top[2].id == 5, "top-3 order (ties by id): %d %d %d", top[0].id, top[1].id, top[2].id);
+    double want = 0;
+    for (int i = 0; i < V; i++) want += exp(base[i]);
+    CHECK(fabs(g4_logsumexp(base, V) - log(want)) < 1e-5, "logsumexp");
+}
+
+/* Logits that make `id` the only likely token. */
+static void favour(float *lg, int V, int32_t id) {
+    for (int i = 0; i < V; i++) lg[i] = 0;
+    lg[id] = 20;
+}
+
+static int32_t byte_id(unsigned char c) { return 238 + c; }
+
+/* The generation state: text streamed whole, stop strings, stop ids, max_tokens, log-probabilities. */
+static void check_gen(void) {
+    enum { V = 512 };
+    g4_err err = {0};
+    g4_tokenizer *tok = NULL;
+    CHECK(g4_tokenizer_byte_level(V, NULL, 0, &tok, &err) == 0, "%s", err.msg);
+    float lg[V];
+    const int32_t prompt[] = {2};
+    const char *stops[] = {"STOP"};
+    const int32_t eos[] = {1};
+    g4_gen_params p = {{1, 1, 0, 1, 0, 1, 0, 0, 0}, 0, eos, 1, stops, 1, 1, 1, 3};
+    g4_gen g;
+    g4_gen_token t = {0};
+    g4_buf text = {0};
+    CHECK(g4_gen_init(&g, &p, tok, V, prompt, 1, &err) == 0, "%s", err.msg);
+    const char *feed = "abSTOx";
+    for (const char *c = feed; *c && !g.stop_reason; c++) {
+        favour(lg, V, byte_id((unsigned char)*c));
+        CHECK(g4_gen_next(&g, lg, &t, &err) == 0, "%s", err.msg);
+        CHECK(t.id == byte_id((unsigned char)*c) && t.piece.len == 1 && t.piece.data[0] == *c, "token %c", *c);
+        CHECK(t.n_top == 3 && t.top[0].id == t.id && fabsf(t.logprob - t.top[0].logit) < 1e-6f, "top logprobs");
+        CHECK(fabsf(t.logprob - (20.0f - logf(expf(20.0f) + (V - 1)))) < 1e-4f, "logprob %g", t.logprob);
+        g4_buf_append(&text, t.text.data ? t.text.data : "", t.text.len);
     }
-    int32_t prompt[] = {2, 105, 300, 107}; /* the tiny vocabulary has 512 ids */
-    g4_sampler_params greedy = {1, 1, 0, 1, 0, 1, 0};
-    g4_generate_params gp = {10, NULL, 0, NULL, 0, 0};
-    g4_generate_stats st;
-    g4_buf out = {0};
-    CHECK(g4_session_generate(s, prompt, 4, &gp, &greedy, collect, &out, &st, &err) == 0, "%s", err.msg);
-    CHECK(st.generated_tokens == 10 && st.stop_reason == G4_STOP_MAX_TOKENS, "max tokens: %lld", (long long)st.generated_tokens);
-    /* Same prompt again: the cache is reused and the answer is identical. */
-    g4_buf again = {0};
-    CHECK(g4_session_generate(s, prompt, 4, &gp, &greedy, collect, &again, &st, &err) == 0, "%s", err.msg);
-    CHECK(out.len == again.len && memcmp(out.data, again.data, out.len) == 0, "greedy answer repeats with a warm cache");
-    /* A shared prefix whose window the sliding layers' rings no longer hold (the conversation went on past it by
-     * more than their slack: window 8 + batch 16 slots) must not be reused as is: the answer equals a cold start's. */
-    int32_t p1[40], p2[40];
-    for (int i = 0; i < 40; i++) p1[i] = 3 + (i * 37) % 500, p2[i] = i < 12 ? p1[i] : 3 + (i * 53) % 500;
-    g4_generate_params gp40 = {40, NULL, 0, NULL, 0, 0};
-    g4_buf warm = {0}, cold = {0};
-    CHECK(g4_session_generate(s, p1, 40, &gp40, &greedy, collect, &warm, &st, &err) == 0, "%s", err.msg);
-    g4_buf_free(&warm);
-    CHECK(g4_session_generate(s, p2, 20, &gp, &greedy, collect, &warm, &st, &err) == 0, "%s", err.msg);
-    g4_decoder_rewind(&s->d, 0);
-    s->cached.n = 0;
-    CHECK(g4_session_generate(s, p2, 20, &gp, &greedy, collect, &cold, &st, &err) == 0, "%s", err.msg);
-    CHECK(warm.len == cold.len && memcmp(warm.data, cold.data, warm.len) == 0,
-          "a prefix the rings lost gives another answer than a cold start");
-    g4_buf_free(&warm);
-    g4_buf_free(&cold);
-    /* Stopping on the first generated id ends at once. */
-    g4_ids ids = {0};
-    g4_sampler sampler;
-    g4_sampler_init(&sampler, &greedy, s->m->cfg.text.vocab_size, &err);
-    g4_decoder_rewind(&s->d, 0);
-    s->cached.n = 0;
-    CHECK(g4_generate(&s->d, &sampler, s->m->tok, prompt, 4, &gp, collect, &out, &ids, &st, &err) == 0, "%s", err.msg);
-    CHECK(ids.n > 0, "no ids generated");
-    int32_t first = ids.n ? ids.v[0] : 0;
-    g4_generate_params stop_first = {10, &first, 1, NULL, 0, 0};
-    g4_decoder_rewind(&s->d, 0);
-    s->cached.n = 0;
-    CHECK(g4_generate(&s->d, &sampler, s->m->tok, prompt, 4, &stop_first, collect, &out, NULL, &st, &err) == 0, "%s", err.msg);
-    CHECK(st.generated_tokens == 0 && st.stop_reason == G4_STOP_EOS, "stop id");
-    g4_sampler_free(&sampler);
-    g4_ids_free(&ids);
-    /* A prompt longer than the context is refused with a clear error; so is an id outside the vocabulary. */
-    int32_t long_prompt[80];
-    for (int i = 0; i < 80; i++) long_prompt[i] = 2;
-    CHECK(g4_session_generate(s, long_prompt, 80, &gp, &greedy, collect, &out, &st, &err) == GEMMA4C_ERR_CONTEXT,
-          "long prompt accepted");
-    CHECK(strstr(err.msg, "context") != NULL, "message: %s", err.msg);
-    int32_t bad_ids[] = {2, 99999};
-    CHECK(g4_session_generate(s, bad_ids, 2, &gp, &greedy, collect, &out, &st, &err) == GEMMA4C_ERR_ARG, "bad id accepted");
-    /* Generation that fills the context stops cleanly. */
-    g4_generate_params unlimited = {0, NULL, 0, NULL, 0, 0};
-    CHECK(g4_session_generate(s, prompt, 4, &unlimited, &greedy, collect, &out, &st, &err) == 0, "%s", err.msg);
-    CHECK(st.stop_reason == G4_STOP_CONTEXT, "context stop: reason %d", st.stop_reason);
-    g4_buf_free(&out);
-    g4_buf_free(&again);
-    g4_session_close(s);
+    /* "ST" and "STO" are held back until "x" shows they were not a stop string */
+    CHECK(!g.stop_reason && text.len == 6 && memcmp(text.data, "abSTOx", 6) == 0, "streamed '%s'", text.data ? text.data : "");
+    g4_buf_reset(&text);
+    const char *stop_feed = "ySTOP!";
+    for (const char *c = stop_feed; *c && !g.stop_reason; c++) {
+        favour(lg, V, byte_id((unsigned char)*c));
+        CHECK(g4_gen_next(&g, lg, &t, &err) == 0, "%s", err.msg);
+        g4_buf_append(&text, t.text.data ? t.text.data : "", t.text.len);
+    }
+    CHECK(g.stop_reason == G4_STOP_STRING && g.stop_string == 0 && g.generated == 11, "stop string: reason %d after %lld",
+          g.stop_reason, (long long)g.generated);
+    CHECK(text.len == 1 && text.data[0] == 'y', "the stop string leaked: '%s'", text.data);
+    g4_gen_free(&g);
+    g4_buf_reset(&text);
+
+    /* A stop id ends generation without a token; half a UTF-8 character still held comes out as U+FFFD. */
+    CHECK(g4_gen_init(&g, &p, tok, V, prompt, 1, &err) == 0, "%s", err.msg);
+    favour(lg, V, byte_id(0xE2));
+    CHECK(g4_gen_next(&g, lg, &t, &err) == 0 && t.text.len == 0, "half a character was emitted");
+    favour(lg, V, 1);
+    CHECK(g4_gen_next(&g, lg, &t, &err) == 0, "%s", err.msg);
+    CHECK(g.stop_reason == G4_STOP_EOS && g.stop_id == 1 && t.id == -1 && g.generated == 1, "stop id: reason %d id %d",
+          g.stop_reason, t.id);
+    CHECK(t.text.len == 3 && memcmp(t.text.data, "\xEF\xBF\xBD", 3) == 0, "released text %zu bytes", t.text.len);
+    g4_gen_free(&g);
+
+    /* max_tokens: the last token's text comes with what was held back. */
+    g4_gen_params two = p;
+    two.max_tokens = 2;
+    CHECK(g4_gen_init(&g, &two, tok, V, prompt, 1, &err) == 0, "%s", err.msg);
+    favour(lg, V, byte_id('S'));
+    CHECK(g4_gen_next(&g, lg, &t, &err) == 0 && t.text.len == 0 && !g.stop_reason, "'S' is held (could start STOP)");
+    CHECK(g4_gen_next(&g, lg, &t, &err) == 0 && g.stop_reason == G4_STOP_LENGTH, "max_tokens");
+    CHECK(t.text.len == 2 && memcmp(t.text.data, "SS", 2) == 0, "held text released at the limit");
+    g4_buf_reset(&t.text);
+    CHECK(g4_gen_stop(&g, G4_STOP_CANCELLED, &t.text) == 0 && t.text.len == 0, "nothing left to release");
+    g4_gen_free(&g);
+    g4_gen_params bad = p;
+    bad.top_logprobs = 21;
+    CHECK(g4_gen_init(&g, &bad, tok, V, prompt, 1, &err) == GEMMA4C_ERR_ARG, "21 top logprobs accepted");
+    g4_gen_token_free(&t);
+    g4_buf_free(&text);
+    g4_tokenizer_free(tok);
 }
 
 int main(void) {
     check_sampler();
     check_stop_filter();
-    check_session();
+    check_penalties();
+    check_gen();
     return g4t_finish("test_generate");
 }

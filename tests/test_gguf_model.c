@@ -46,23 +46,30 @@ static quality measure(const char *model_path, const g4_st_file *ref) {
     g4_compute c;
     g4_compute_init(&c, 2, g4_model_max_input_width(m));
     g4_decoder d;
-    g4_decoder_init(&d, m, &c, 128, 16, &err);
+    g4_kv_budget budget;
+    g4_kv_seq seq;
+    g4_kv_budget_init(&budget, 0);
+    g4_decoder_init(&d, m, &c, 16, &err);
+    g4_kv_seq_init(&seq, m, 128, &budget, &err);
     float *got = malloc((size_t)(T * V) * sizeof(float));
-    CHECK(g4_decoder_forward_all_logits(&d, ids, T, got, &err) == 0, "%s", err.msg);
+    g4_forward_opts all = {.all_logits = got};
+    CHECK(g4_decoder_forward(&d, &seq, ids, T, &all, &err) == 0, "%s", err.msg);
     q.rel_err = g4t_rel_err(got, want, T * V);
     q.kl = 0;
     for (int64_t t = 0; t < T; t++) {
         q.kl += kl_div(want + t * V, got + t * V, V) / (double)T;
         q.same_argmax += g4t_argmax(got + t * V, V) == g4t_argmax(want + t * V, V);
     }
-    g4_decoder_rewind(&d, 0);
-    g4_forward_opts o = {NULL, NULL, got, NULL};
-    CHECK(g4_decoder_forward(&d, ids, plen[0], &o, &err) == 0, "%s", err.msg);
+    g4_kv_seq_rewind(&seq, 0);
+    g4_forward_opts o = {.last_logits = got};
+    CHECK(g4_decoder_forward(&d, &seq, ids, plen[0], &o, &err) == 0, "%s", err.msg);
     for (int64_t s = 0; s < n_greedy; s++) {
         q.greedy_same += g4t_argmax(got, V) == greedy[s];
-        CHECK(g4_decoder_forward(&d, &greedy[s], 1, &o, &err) == 0, "%s", err.msg);
+        CHECK(g4_decoder_forward(&d, &seq, &greedy[s], 1, &o, &err) == 0, "%s", err.msg);
     }
     g4_decoder_free(&d);
+    g4_kv_seq_free(&seq);
+    g4_kv_budget_destroy(&budget);
     g4_compute_free(&c);
     g4_model_free(m);
     free(ids), free(want), free(greedy), free(plen), free(want_steps), free(got);

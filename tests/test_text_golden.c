@@ -20,12 +20,16 @@ static void check_prefill(const g4_model *m, g4_compute *c, const g4_st_file *re
     CHECK(n == T * V, "logits size");
 
     g4_decoder d;
+    g4_kv_budget budget;
+    g4_kv_seq seq;
     g4_err err = {0};
-    CHECK(g4_decoder_init(&d, m, c, 256, chunk, &err) == 0, "%s", err.msg);
+    g4_kv_budget_init(&budget, 0);
+    CHECK(g4_decoder_init(&d, m, c, chunk, &err) == 0, "%s", err.msg);
+    CHECK(g4_kv_seq_init(&seq, m, 256, &budget, &err) == 0, "%s", err.msg);
     float *all = calloc((size_t)(T * V), sizeof(float));
     g4_probe probe = {calloc((size_t)(T * H), 4), calloc((size_t)(T * L * P), 4), calloc((size_t)((L + 1) * T * H), 4)};
-    g4_forward_opts opts = {NULL, NULL, NULL, &probe};
-    CHECK(g4_decoder_forward_all_logits_with(&d, ids, T, &opts, all, &err) == 0, "%s", err.msg);
+    g4_forward_opts opts = {.all_logits = all, .probe = &probe};
+    CHECK(g4_decoder_forward(&d, &seq, ids, T, &opts, &err) == 0, "%s", err.msg);
 
     double e_emb = g4t_rel_err(probe.inputs_embeds, want_embeds, T * H);
     double e_ple = g4t_rel_err(probe.per_layer_inputs, want_ple, T * L * P);
@@ -44,6 +48,9 @@ static void check_prefill(const g4_model *m, g4_compute *c, const g4_st_file *re
     for (int64_t t = 0; t < T; t++)
         CHECK(g4t_argmax(all + t * V, V) == g4t_argmax(want_logits + t * V, V), "argmax differs at %lld", (long long)t);
     g4_decoder_free(&d);
+    g4_kv_seq_free(&seq);
+    CHECK(g4_kv_budget_used(&budget) == 0, "pages left in the budget");
+    g4_kv_budget_destroy(&budget);
     free(all);
     free(probe.inputs_embeds);
     free(probe.per_layer_inputs);
@@ -64,18 +71,22 @@ static void check_greedy(const g4_model *m, g4_compute *c, const g4_st_file *ref
     int32_t *prompt_len = g4t_tensor_i32(ref, "greedy_prompt_len", &one);
     float *want_steps = g4t_tensor_f32(ref, "greedy_step_logits", NULL);
     g4_decoder d;
+    g4_kv_budget budget;
+    g4_kv_seq seq;
     g4_err err = {0};
-    CHECK(g4_decoder_init(&d, m, c, 256, chunk, &err) == 0, "%s", err.msg);
+    g4_kv_budget_init(&budget, 0);
+    CHECK(g4_decoder_init(&d, m, c, chunk, &err) == 0, "%s", err.msg);
+    CHECK(g4_kv_seq_init(&seq, m, 256, &budget, &err) == 0, "%s", err.msg);
     float *logits = malloc((size_t)V * sizeof(float));
-    g4_forward_opts opts = {NULL, NULL, logits, NULL};
-    CHECK(g4_decoder_forward(&d, ids, prompt_len[0], &opts, &err) == 0, "%s", err.msg);
+    g4_forward_opts opts = {.last_logits = logits};
+    CHECK(g4_decoder_forward(&d, &seq, ids, prompt_len[0], &opts, &err) == 0, "%s", err.msg);
     double worst = 0;
     int same = 0;
     for (int64_t s = 0; s < n_steps; s++) {
         int32_t next = (int32_t)g4t_argmax(logits, V);
         same += next == want_ids[s];
         CHECK(next == want_ids[s], "greedy step %lld: got %d want %d", (long long)s, next, want_ids[s]);
-        CHECK(g4_decoder_forward(&d, &want_ids[s], 1, &opts, &err) == 0, "%s", err.msg);
+        CHECK(g4_decoder_forward(&d, &seq, &want_ids[s], 1, &opts, &err) == 0, "%s", err.msg);
         double e = g4t_rel_err(logits, want_steps + s * V, V);
         worst = e > worst ? e : worst;
     }
@@ -83,6 +94,8 @@ static void check_greedy(const g4_model *m, g4_compute *c, const g4_st_file *ref
            (long long)n_steps, worst);
     CHECK(worst <= TOL, "greedy step logits rel err %.3e", worst);
     g4_decoder_free(&d);
+    g4_kv_seq_free(&seq);
+    g4_kv_budget_destroy(&budget);
     free(logits);
     free(ids);
     free(want_ids);

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "format/convert.h"
 
 static void progress(void *ctx, size_t done, size_t total, const char *name) {
     if (isatty(STDERR_FILENO)) fprintf(stderr, "\r[%zu/%zu] %-70.70s", done, total, name);
@@ -13,15 +12,12 @@ static void progress(void *ctx, size_t done, size_t total, const char *name) {
 
 int cmd_convert(int argc, char **argv) {
     if (argc < 3 || argv[2][0] == '-') return cli_error("convert: usage: gemma4c convert HF_DIR -o OUT.gguf [--quant q4|q8|bf16|f32]");
-    const char *dir = argv[2];
     cli_opts o;
     int rc = cli_parse(argc, argv, 3, &o, "convert");
     if (rc) return rc == 2 ? 0 : 1;
     if (!o.out) return cli_error("convert: -o OUT.gguf is required");
-    char resolved[4096];
-    g4_err err = {0};
-    if (g4_resolve_model_path(dir, resolved, sizeof resolved, &err)) return cli_error("%s", err.msg);
-    g4_convert_options opt = {o.quant, o.overrides, (size_t)o.n_overrides, o.threads, progress, NULL};
-    if (g4_convert(resolved, o.out, &opt, &err)) return cli_error("%s", err.msg);
+    gemma4c_convert_params p = {o.quant, o.overrides, (size_t)o.n_overrides, o.threads, progress, NULL};
+    char err[512];
+    if (gemma4c_convert(argv[2], o.out, &p, err, sizeof err)) return cli_error("%s", err);
     return 0;
 }

@@ -5,17 +5,24 @@
 #include <string.h>
 
 #include "cli.h"
-#include "format/safetensors.h"
 
-static int parse_ids(const char *text, g4_ids *ids) {
-    const char *p = text;
-    while (*p) {
+/* "2,105,300" -> ids (malloc'ed). */
+static int parse_ids(const char *text, int32_t **out, size_t *n) {
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    for (const char *p = text; *p;) {
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
         if (end == p || errno || v < 0 || v > INT32_MAX)
             return cli_error("--ids: '%.20s' is not a token id (expected comma-separated integers)", p);
-        if (g4_ids_push(ids, (int32_t)v)) return cli_error("out of memory");
+        if (*n == cap) {
+            int32_t *grown = realloc(*out, (cap = cap ? 2 * cap : 256) * sizeof *grown);
+            if (!grown) return cli_error("out of memory");
+            *out = grown;
+        }
+        (*out)[(*n)++] = (int32_t)v;
         p = end;
         while (*p == ' ') p++;
         if (*p == ',') {
@@ -24,8 +31,7 @@ static int parse_ids(const char *text, g4_ids *ids) {
         } else if (*p)
             return cli_error("--ids: unexpected '%c'", *p);
     }
-    if (ids->n == 0) return cli_error("--ids: no token ids given");
-    return 0;
+    return *n ? 0 : cli_error("--ids: no token ids given");
 }
 
 int cmd_logits(int argc, char **argv) {
@@ -35,43 +41,38 @@ int cmd_logits(int argc, char **argv) {
     if (!o.model) return cli_error("logits: -m MODEL is required");
     if (!o.ids) return cli_error("logits: --ids is required");
     if (!o.out) return cli_error("logits: --out FILE.safetensors is required");
-    g4_ids ids = {0};
-    if (parse_ids(o.ids, &ids)) {
-        g4_ids_free(&ids);
+    int32_t *ids = NULL;
+    size_t T = 0;
+    if (parse_ids(o.ids, &ids, &T)) {
+        free(ids);
         return 1;
     }
-    o.ctx = (int64_t)ids.n; /* the decoder checks it against the model's maximum */
-    g4_session *s;
-    if (cli_open_session(&o, &s)) {
-        g4_ids_free(&ids);
+    gemma4c_model *m = NULL;
+    gemma4c_session *s = NULL;
+    gemma4c_model_info info;
+    if (!o.ctx) o.ctx = (int64_t)T;
+    if (cli_load_model(&o, &m) || gemma4c_model_get_info(m, &info) ||
+        (o.ctx > info.max_context && (rc = cli_error("%zu tokens exceed the model's context of %lld", T,
+                                                     (long long)info.max_context))) ||
+        cli_new_session(&o, m, &s)) {
+        gemma4c_model_free(m);
+        free(ids);
         return 1;
     }
-    g4_err err = {0};
-    const int64_t T = (int64_t)ids.n, V = s->m->cfg.text.vocab_size;
-    if (T > s->d.n_ctx)
-        rc = g4_fail(&err, GEMMA4C_ERR_CONTEXT, "%lld tokens exceed the model's context of %lld", (long long)T,
-                     (long long)s->d.n_ctx);
-    float *all = NULL;
-    if (!rc && !(all = malloc((size_t)(T * V) * sizeof(float))))
-        rc = g4_fail(&err, GEMMA4C_ERR_NOMEM, "out of memory for %lld x %lld logits", (long long)T, (long long)V);
-    g4_media_item items[CLI_MAX_LIST];
-    g4_media_tokens media = {0};
-    int n_items = cli_media_items(&o, items);
-    if (!rc && n_items) rc = g4_media_encode(s, items, (size_t)n_items, &media, &err);
-    if (!rc) rc = g4_media_check_runs(s->m, ids.v, ids.n, &media, &err);
+    const int64_t V = info.vocab_size;
+    float *all = malloc(T * (size_t)V * sizeof(float));
+    char err[512];
+    if (!all) rc = cli_error("out of memory for %zu x %lld logits", T, (long long)V);
+    else if (gemma4c_logits(s, ids, T, o.media, (size_t)o.n_media, all, err, sizeof err)) rc = cli_error("%s", err);
     if (!rc) {
-        g4_forward_opts fo = {0};
-        memcpy(fo.soft, media.soft, sizeof fo.soft);
-        rc = g4_decoder_forward_all_logits_with(&s->d, ids.v, T, &fo, all, &err);
-    }
-    g4_media_tokens_free(&media);
-    if (!rc) {
-        g4_tensor t = {"logits", G4_DT_F32, 2, {T, V}, all, (size_t)(T * V) * sizeof(float)};
-        g4_st_meta meta[] = {{"about", "logits[t] predicts token t+1 (softcapped), float32, computed by gemma4c"}};
-        rc = g4_st_write(o.out, &t, 1, meta, 1, &err);
+        gemma4c_tensor t = {"logits", GEMMA4C_F32, 2, {(int64_t)T, V}, all};
+        if (gemma4c_save_tensors(o.out, &t, 1, "logits[t] predicts token t+1 (softcapped), float32, computed by gemma4c",
+                                 err, sizeof err))
+            rc = cli_error("%s", err);
     }
     free(all);
-    g4_ids_free(&ids);
-    g4_session_close(s);
-    return rc ? cli_error("%s", err.msg) : 0;
+    free(ids);
+    gemma4c_session_free(s);
+    gemma4c_model_free(m);
+    return rc;
 }

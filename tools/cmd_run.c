@@ -1,121 +1,96 @@
-/* cmd_run.c — `gemma4c run` (one answer, streamed) and `gemma4c chat` (interactive, multi-turn). */
+/* cmd_run.c — `gemma4c run` (one answer, streamed) and `gemma4c chat` (interactive, multi-turn, with media). */
+#include <cjson/cJSON.h>
+#include <editline/readline.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
-#include "format/config.h"
 
 static const char quick_start_prompt[] = "Write a haiku about the sea.";
 
-static int print_text(void *ctx, const char *text, size_t len) {
-    g4_buf *collect = ctx;
-    fwrite(text, 1, len, stdout);
+/* The answer so far, and whether to echo it. */
+typedef struct answer {
+    char *text;
+    size_t len, cap;
+} answer;
+
+static int print_token(void *user, const gemma4c_token *t) {
+    answer *a = user;
+    fwrite(t->text, 1, t->text_len, stdout);
     fflush(stdout);
-    if (collect && g4_buf_append(collect, text, len)) return -1;
+    if (!a) return 0;
+    if (a->len + t->text_len + 1 > a->cap) {
+        size_t cap = (a->len + t->text_len + 1) * 2;
+        char *grown = realloc(a->text, cap);
+        if (!grown) return 1;
+        a->text = grown;
+        a->cap = cap;
+    }
+    memcpy(a->text + a->len, t->text, t->text_len);
+    a->len += t->text_len;
+    a->text[a->len] = '\0';
     return 0;
 }
 
-static void announce_model(const cli_opts *o, const g4_session *s) {
-    if (s->m->synthetic)
-        fprintf(stderr, "gemma4c: no model given (-m): running a small synthetic Gemma 4 model with RANDOM weights; "
-                        "its answer is noise. Try -m google/gemma-4-E4B-it for a real one.\n");
-    else if (s->m->tokenizer_is_byte_level && o->verbose)
-        fprintf(stderr, "gemma4c: %s has no tokenizer.json: using a byte-level tokenizer\n", s->m->source);
-}
-
-static void report(const cli_opts *o, const g4_generate_stats *st) {
+static void report(const cli_opts *o, const gemma4c_result *r) {
     if (!o->verbose) return;
-    fprintf(stderr, "\n[prompt %lld tokens in %.3f s (%.1f tok/s), time to first token %.3f s, %lld tokens generated "
-                    "in %.3f s (%.2f tok/s)]\n",
-            (long long)st->prompt_tokens, st->prefill_seconds,
-            st->prefill_seconds > 0 ? (double)st->prompt_tokens / st->prefill_seconds : 0.0, st->time_to_first_token,
-            (long long)st->generated_tokens, st->decode_seconds,
-            st->decode_seconds > 0 ? (double)st->generated_tokens / st->decode_seconds : 0.0);
+    const double decode_rate = r->decode_seconds > 0 ? (double)(r->generated_tokens - 1) / r->decode_seconds : 0;
+    fprintf(stderr,
+            "\n[prompt %lld tokens (%lld reused) in %.3f s (%.1f tok/s)%s, time to first token %.3f s, %lld tokens "
+            "generated at %.2f tok/s]\n",
+            (long long)r->prompt_tokens, (long long)r->cached_tokens, r->prefill_seconds,
+            r->prefill_seconds > 0 ? (double)(r->prompt_tokens - r->cached_tokens) / r->prefill_seconds : 0.0,
+            r->media_seconds > 0 ? ", media" : "", r->first_token_seconds, (long long)r->generated_tokens, decode_rate);
+    if (r->media_seconds > 0) fprintf(stderr, "[media: %lld soft tokens in %.3f s]\n", (long long)r->media_tokens, r->media_seconds);
 }
 
-/* A user message whose content lists the media parts first (in the order given), then the text. */
-static int add_user_with_media(cJSON *messages, const cli_opts *o, const char *text) {
-    cJSON *msg = cJSON_CreateObject(), *parts = cJSON_CreateArray();
-    int ok = msg && parts && cJSON_AddStringToObject(msg, "role", "user");
-    for (int i = 0; ok && i < o->n_media; i++) {
-        cJSON *part = cJSON_CreateObject();
-        ok = part && cJSON_AddStringToObject(part, "type", o->media_kind[i]);
-        if (part) cJSON_AddItemToArray(parts, part);
+static const char *kind_name(int kind) {
+    return kind == GEMMA4C_MEDIA_IMAGE ? "image" : kind == GEMMA4C_MEDIA_AUDIO ? "audio" : "video";
+}
+
+/* {"role": role, "content": text} or, with media, content parts: the media first (in order), then the text. */
+static int add_message(cJSON *messages, const char *role, const char *text, const gemma4c_media *media, int n_media) {
+    cJSON *msg = cJSON_CreateObject();
+    int ok = msg && cJSON_AddStringToObject(msg, "role", role);
+    if (ok && !n_media) ok = cJSON_AddStringToObject(msg, "content", text) != NULL;
+    else if (ok) {
+        cJSON *parts = cJSON_AddArrayToObject(msg, "content"), *part;
+        ok = parts != NULL;
+        for (int i = 0; ok && i < n_media; i++)
+            ok = (part = cJSON_CreateObject()) && cJSON_AddItemToArray(parts, part) &&
+                 cJSON_AddStringToObject(part, "type", kind_name(media[i].kind));
+        ok = ok && (part = cJSON_CreateObject()) && cJSON_AddItemToArray(parts, part) &&
+             cJSON_AddStringToObject(part, "type", "text") && cJSON_AddStringToObject(part, "text", text);
     }
-    cJSON *tp = cJSON_CreateObject();
-    ok = ok && tp && cJSON_AddStringToObject(tp, "type", "text") && cJSON_AddStringToObject(tp, "text", text);
-    if (tp) cJSON_AddItemToArray(parts, tp);
     if (!ok) {
         cJSON_Delete(msg);
-        cJSON_Delete(parts);
-        return -1;
-    }
-    cJSON_AddItemToObject(msg, "content", parts);
-    cJSON_AddItemToArray(messages, msg);
-    return 0;
-}
-
-static int add_message(cJSON *messages, const char *role, const char *content) {
-    cJSON *msg = cJSON_CreateObject();
-    if (!msg || !cJSON_AddStringToObject(msg, "role", role) || !cJSON_AddStringToObject(msg, "content", content)) {
-        cJSON_Delete(msg);
         return -1;
     }
     cJSON_AddItemToArray(messages, msg);
     return 0;
 }
 
-static void generate_params(const cli_opts *o, const g4_session *s, g4_generate_params *gp) {
-    memset(gp, 0, sizeof *gp);
-    gp->max_tokens = o->max_tokens < 0 ? 512 : o->max_tokens;
-    gp->stop_ids = s->m->gen.eos_ids;
-    gp->n_stop_ids = (size_t)s->m->gen.n_eos;
-    gp->stop_strings = o->stops;
-    gp->n_stop_strings = (size_t)o->n_stops;
-    gp->skip_special = !o->think; /* thinking mode shows the thought channel markers */
-}
-
-static char *read_stdin(void) {
-    g4_buf b = {0};
-    char chunk[4096];
+/* A whole stream (at most `limit` bytes), NUL-terminated; NULL when it is longer or memory runs out. */
+static char *read_all(FILE *f, size_t limit) {
+    size_t len = 0, cap = 4096;
+    char *b = malloc(cap);
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
-        if (g4_buf_append(&b, chunk, n)) {
-            g4_buf_free(&b);
+    while (b && (n = fread(b + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len > limit) {
+            free(b);
             return NULL;
         }
-    if (!b.data) g4_buf_puts(&b, "");
-    return b.data;
-}
-
-/* Tokens for one prompt: through the chat format (media placeholders expanded as the reference processor does),
- * or (--raw) the text itself after <bos>. */
-static int prompt_ids(const cli_opts *o, g4_session *s, const char *text, const g4_media_tokens *media,
-                      size_t n_items, g4_ids *ids, g4_err *err) {
-    if (o->raw) {
-        if (n_items) return g4_fail(err, GEMMA4C_ERR_ARG, "--raw prompts cannot take media (use the chat format)");
-        int bos = s->m->gen.bos_token_id >= 0 ? s->m->gen.bos_token_id : s->m->cfg.text.bos_token_id;
-        if (g4_ids_push(ids, bos)) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
-        return g4_tokenizer_encode(s->m->tok, text, strlen(text), ids, err);
+        if (cap - len < 2) {
+            char *grown = realloc(b, cap *= 2);
+            if (!grown) free(b);
+            b = grown;
+        }
     }
-    cJSON *messages = cJSON_CreateArray();
-    if (!messages || (o->system && add_message(messages, "system", o->system)) ||
-        (o->n_media ? add_user_with_media(messages, o, text) : add_message(messages, "user", text))) {
-        cJSON_Delete(messages);
-        return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
-    }
-    g4_chat_options copt = {1, o->think, 0, NULL};
-    g4_buf rendered = {0}, expanded = {0};
-    int rc = g4_chat_render(messages, NULL, &copt, &rendered, err);
-    if (!rc && n_items) rc = g4_media_expand_text(s->m, rendered.data, media, n_items, &expanded, err);
-    const g4_buf *final = n_items ? &expanded : &rendered;
-    if (!rc) rc = g4_tokenizer_encode(s->m->tok, final->data ? final->data : "", final->len, ids, err);
-    g4_buf_free(&rendered);
-    g4_buf_free(&expanded);
-    cJSON_Delete(messages);
-    return rc;
+    if (b) b[len] = '\0';
+    return b;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -126,134 +101,248 @@ int cmd_run(int argc, char **argv) {
     char *stdin_text = NULL;
     const char *text = o.prompt ? o.prompt : quick_start_prompt;
     if (o.prompt && strcmp(o.prompt, "-") == 0) {
-        if (!(stdin_text = read_stdin())) return cli_error("out of memory reading standard input");
+        if (!(stdin_text = read_all(stdin, (size_t)1 << 30))) return cli_error("cannot read standard input");
         text = stdin_text;
     }
-    g4_session *s;
-    if (cli_open_session(&o, &s)) {
+    gemma4c_model *m = NULL;
+    gemma4c_session *s = NULL;
+    if (cli_load_model(&o, &m) || cli_new_session(&o, m, &s)) {
+        gemma4c_model_free(m);
         free(stdin_text);
         return 1;
     }
-    announce_model(&o, s);
     if (!o.model) {
         fprintf(stderr, "> %s\n", text);
         if (o.max_tokens < 0) o.max_tokens = 64; /* noise: keep the demonstration short */
     }
-    g4_err err = {0};
-    g4_ids ids = {0};
-    g4_sampler_params sp;
-    g4_generate_params gp;
-    g4_generate_stats st;
-    cli_sampling(&o, s, &sp);
-    generate_params(&o, s, &gp);
-    g4_media_item items[CLI_MAX_LIST];
-    g4_media_tokens media = {0};
-    int n_items = cli_media_items(&o, items);
-    rc = n_items ? g4_media_encode(s, items, (size_t)n_items, &media, &err) : 0;
-    if (!rc) rc = prompt_ids(&o, s, text, &media, (size_t)n_items, &ids, &err);
-    if (!rc) rc = g4_session_generate_media(s, ids.v, ids.n, n_items ? media.soft : NULL, &gp, &sp, print_text, NULL, &st, &err);
-    g4_media_tokens_free(&media);
+    gemma4c_generate_options g;
+    cli_generate_options(&o, m, &g);
+    gemma4c_input in = {0};
+    in.media = o.media;
+    in.n_media = (size_t)o.n_media;
+    cJSON *messages = NULL;
+    char *json = NULL;
+    if (o.raw) in.prompt = text;
+    else {
+        messages = cJSON_CreateArray();
+        if (!messages || (o.system && add_message(messages, "system", o.system, NULL, 0)) ||
+            add_message(messages, "user", text, o.media, o.n_media) || !(json = cJSON_PrintUnformatted(messages)))
+            rc = cli_error("out of memory");
+        in.messages_json = json;
+        in.enable_thinking = o.think;
+    }
+    char err[512];
+    gemma4c_result res;
+    if (!rc && gemma4c_generate(s, &in, &g, print_token, NULL, &res, err, sizeof err)) rc = cli_error("%s", err);
     if (!rc) {
         printf("\n");
-        report(&o, &st);
+        report(&o, &res);
     }
-    g4_ids_free(&ids);
-    g4_session_close(s);
+    cJSON_free(json);
+    cJSON_Delete(messages);
+    gemma4c_session_free(s);
+    gemma4c_model_free(m);
     free(stdin_text);
-    return rc ? cli_error("%s", err.msg) : 0;
+    return rc;
 }
 
-/* The conversation's tokens, media placeholders expanded. */
-static int chat_ids(g4_session *s, const cJSON *messages, const g4_chat_options *copt, const g4_media_tokens *media,
-                    size_t n_items, g4_ids *ids, g4_err *err) {
-    if (!n_items) return g4_session_chat_ids(s, messages, NULL, copt, ids, err);
-    g4_buf rendered = {0}, expanded = {0};
-    int rc = g4_chat_render(messages, NULL, copt, &rendered, err);
-    if (!rc) rc = g4_media_expand_text(s->m, rendered.data, media, n_items, &expanded, err);
-    if (!rc) rc = g4_tokenizer_encode(s->m->tok, expanded.data ? expanded.data : "", expanded.len, ids, err);
-    g4_buf_free(&rendered);
-    g4_buf_free(&expanded);
+/* ---- chat ------------------------------------------------------------------------------------------------- */
+
+/* The conversation as the chat command keeps it: the messages and, in order, the files of their media parts. */
+typedef struct conversation {
+    cJSON *messages;
+    gemma4c_media media[CLI_MAX_LIST * 4];
+    char *paths[CLI_MAX_LIST * 4];
+    int n_media;
+    int first_new; /* media not yet attached to a message start here */
+} conversation;
+
+static int attach(conversation *c, int kind, const char *path, int max_soft_tokens) {
+    if (c->n_media == (int)(sizeof c->media / sizeof *c->media)) return cli_error("too many media in one conversation");
+    if (access(path, R_OK)) return cli_error("%s: cannot read this file", path);
+    if (!(c->paths[c->n_media] = strdup(path))) return cli_error("out of memory");
+    c->media[c->n_media] = (gemma4c_media){kind, c->paths[c->n_media], NULL, 0, kind == GEMMA4C_MEDIA_IMAGE ? max_soft_tokens : 0};
+    c->n_media++;
+    return 0;
+}
+
+/* Back to the system message alone; media forgotten. */
+static void clear(conversation *c, int keep_system) {
+    while (cJSON_GetArraySize(c->messages) > keep_system) cJSON_DeleteItemFromArray(c->messages, cJSON_GetArraySize(c->messages) - 1);
+    for (int i = 0; i < c->n_media; i++) free(c->paths[i]);
+    c->n_media = c->first_new = 0;
+}
+
+/* /save F writes the session's state to F and the conversation (messages, media files) to F.json. */
+static int save_chat(gemma4c_session *s, const conversation *c, const char *path) {
+    char err[512], side[4200];
+    if (gemma4c_session_save(s, path, err, sizeof err)) return cli_error("%s", err);
+    snprintf(side, sizeof side, "%s.json", path);
+    cJSON *root = cJSON_CreateObject(), *media = cJSON_CreateArray();
+    cJSON_AddItemToObject(root, "messages", cJSON_Duplicate(c->messages, 1));
+    cJSON_AddItemToObject(root, "media", media);
+    for (int i = 0; i < c->n_media; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "kind", kind_name(c->media[i].kind));
+        cJSON_AddStringToObject(m, "path", c->paths[i]);
+        cJSON_AddNumberToObject(m, "max_soft_tokens", c->media[i].max_soft_tokens);
+        cJSON_AddNumberToObject(m, "attached", i < c->first_new);
+        cJSON_AddItemToArray(media, m);
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    FILE *f = text ? fopen(side, "w") : NULL;
+    int ok = f && fputs(text, f) >= 0;
+    if (f && fclose(f)) ok = 0;
+    cJSON_free(text);
+    return ok ? 0 : cli_error("%s: cannot write the conversation", side);
+}
+
+static int load_chat(gemma4c_session *s, conversation *c, const char *path, int keep_system) {
+    char err[512], side[4200];
+    snprintf(side, sizeof side, "%s.json", path);
+    FILE *f = fopen(side, "r");
+    if (!f) return cli_error("%s: cannot open the conversation", side);
+    char *text = read_all(f, (size_t)64 << 20);
+    fclose(f);
+    cJSON *root = text ? cJSON_Parse(text) : NULL, *messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    cJSON *media = cJSON_GetObjectItemCaseSensitive(root, "media"), *m;
+    if (!cJSON_IsArray(messages) || !cJSON_IsArray(media)) {
+        free(text);
+        cJSON_Delete(root);
+        return cli_error("%s: not a saved conversation", side);
+    }
+    if (gemma4c_session_load(s, path, err, sizeof err)) {
+        free(text);
+        cJSON_Delete(root);
+        return cli_error("%s", err);
+    }
+    free(text);
+    clear(c, keep_system);
+    while (cJSON_GetArraySize(c->messages)) cJSON_DeleteItemFromArray(c->messages, 0);
+    cJSON_ArrayForEach(m, messages) cJSON_AddItemToArray(c->messages, cJSON_Duplicate(m, 1));
+    int rc = 0;
+    cJSON_ArrayForEach(m, media) {
+        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(m, "kind"), *p = cJSON_GetObjectItemCaseSensitive(m, "path");
+        const cJSON *mst = cJSON_GetObjectItemCaseSensitive(m, "max_soft_tokens");
+        if (!cJSON_IsString(kind) || !cJSON_IsString(p)) continue;
+        int k = !strcmp(kind->valuestring, "image") ? GEMMA4C_MEDIA_IMAGE
+                : !strcmp(kind->valuestring, "audio") ? GEMMA4C_MEDIA_AUDIO
+                                                      : GEMMA4C_MEDIA_VIDEO;
+        if ((rc = attach(c, k, p->valuestring, cJSON_IsNumber(mst) ? mst->valueint : 0))) break;
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "attached")) ||
+            cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(m, "attached")) == 1)
+            c->first_new = c->n_media;
+    }
+    cJSON_Delete(root);
     return rc;
+}
+
+/* One line of input: readline with editing and history on a terminal, plain lines otherwise. */
+static char *next_line(int interactive) {
+    if (interactive) {
+        char *line = readline("> ");
+        if (line && *line) add_history(line);
+        return line;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, stdin);
+    if (n < 0) {
+        free(line);
+        return NULL;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    return line;
+}
+
+/* "/image F" and the like: 1 when the line was a command (handled), 0 when it is a message, -1 to leave. */
+static int chat_command(const char *line, gemma4c_session *s, conversation *c, const cli_opts *o) {
+    if (line[0] != '/') return 0;
+    char err[512];
+    const char *arg = strchr(line, ' ');
+    while (arg && *arg == ' ') arg++;
+    size_t name_len = arg ? (size_t)(strchr(line, ' ') - line) : strlen(line);
+#define IS(s) (name_len == strlen(s) && strncmp(line, s, name_len) == 0)
+    if (IS("/exit") || IS("/quit")) return -1;
+    if (IS("/reset")) {
+        clear(c, o->system ? 1 : 0);
+        if (gemma4c_session_reset(s, err, sizeof err)) cli_error("%s", err);
+        fprintf(stderr, "(conversation cleared)\n");
+    } else if (IS("/image") || IS("/audio") || IS("/video")) {
+        if (!arg || !*arg) cli_error("%.*s needs a file", (int)name_len, line);
+        else if (!attach(c, IS("/image") ? GEMMA4C_MEDIA_IMAGE : IS("/audio") ? GEMMA4C_MEDIA_AUDIO : GEMMA4C_MEDIA_VIDEO, arg,
+                         o->max_soft_tokens))
+            fprintf(stderr, "(%s attached to the next message)\n", arg);
+    } else if (IS("/save")) {
+        if (!arg || !*arg) cli_error("/save needs a file");
+        else if (!save_chat(s, c, arg)) fprintf(stderr, "(saved to %s)\n", arg);
+    } else if (IS("/load")) {
+        if (!arg || !*arg) cli_error("/load needs a file");
+        else if (!load_chat(s, c, arg, o->system ? 1 : 0)) fprintf(stderr, "(loaded %s)\n", arg);
+    } else
+        cli_error("unknown command %.*s (/image F, /audio F, /video F, /save F, /load F, /reset, /exit)", (int)name_len, line);
+#undef IS
+    return 1;
 }
 
 int cmd_chat(int argc, char **argv) {
     cli_opts o;
     int rc = cli_parse(argc, argv, 2, &o, "chat");
     if (rc) return rc == 2 ? 0 : 1;
-    g4_session *s;
-    if (cli_open_session(&o, &s)) return 1;
-    announce_model(&o, s);
+    gemma4c_model *m = NULL;
+    gemma4c_session *s = NULL;
+    if (cli_load_model(&o, &m) || cli_new_session(&o, m, &s)) {
+        gemma4c_model_free(m);
+        return 1;
+    }
     const int interactive = isatty(STDIN_FILENO);
-    if (interactive) fprintf(stderr, "gemma4c chat: type a message; /reset starts over, /exit leaves.\n");
-    cJSON *messages = cJSON_CreateArray();
-    if (!messages || (o.system && add_message(messages, "system", o.system))) {
-        cJSON_Delete(messages);
-        g4_session_close(s);
-        return cli_error("out of memory");
-    }
-    g4_sampler_params sp;
-    g4_generate_params gp;
-    cli_sampling(&o, s, &sp);
-    generate_params(&o, s, &gp);
-    /* The media are encoded once; every turn re-renders the conversation and places them again. */
-    g4_media_item items[CLI_MAX_LIST];
-    g4_media_tokens media = {0};
-    const int n_items = cli_media_items(&o, items);
-    g4_err err = {0};
-    if (n_items && g4_media_encode(s, items, (size_t)n_items, &media, &err)) {
-        cJSON_Delete(messages);
-        g4_session_close(s);
-        return cli_error("%s", err.msg);
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    rc = 0;
-    for (;;) {
-        if (interactive) fputs("> ", stdout), fflush(stdout);
-        ssize_t n = getline(&line, &cap, stdin);
-        if (n < 0) break;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
-        if (n == 0) continue;
-        if (strcmp(line, "/exit") == 0 || strcmp(line, "/quit") == 0) break;
-        if (strcmp(line, "/reset") == 0) {
-            while (cJSON_GetArraySize(messages) > (o.system ? 1 : 0)) cJSON_DeleteItemFromArray(messages, cJSON_GetArraySize(messages) - 1);
-            fprintf(stderr, "(conversation cleared)\n");
+    if (interactive)
+        fprintf(stderr, "gemma4c chat: type a message; /image F, /audio F, /video F attach media to the next one; "
+                        "/save F, /load F, /reset, /exit.\n");
+    conversation c = {cJSON_CreateArray()};
+    if (!c.messages || (o.system && add_message(c.messages, "system", o.system, NULL, 0))) rc = cli_error("out of memory");
+    /* Media given on the command line belong to the conversation's first message. */
+    for (int i = 0; !rc && i < o.n_media; i++) rc = attach(&c, o.media[i].kind, o.media[i].path, o.max_soft_tokens);
+    gemma4c_generate_options g;
+    cli_generate_options(&o, m, &g);
+    char *line;
+    while (!rc && (line = next_line(interactive))) {
+        int cmd = *line ? chat_command(line, s, &c, &o) : 1;
+        if (cmd) {
+            free(line);
+            if (cmd < 0) break;
             continue;
         }
-        /* Media given on the command line belong to the first user message of the conversation. */
-        const int first_user = cJSON_GetArraySize(messages) == (o.system ? 1 : 0);
-        if (first_user && n_items ? add_user_with_media(messages, &o, line) : add_message(messages, "user", line)) {
-            rc = g4_fail(&err, GEMMA4C_ERR_NOMEM, "out of memory");
+        if (add_message(c.messages, "user", line, c.media + c.first_new, c.n_media - c.first_new)) {
+            free(line);
+            rc = cli_error("out of memory");
             break;
         }
-        g4_ids ids = {0};
-        g4_buf answer = {0};
-        g4_generate_stats st;
-        g4_chat_options copt = {1, o.think, 0, NULL};
-        rc = chat_ids(s, messages, &copt, &media, (size_t)n_items, &ids, &err);
-        if (!rc)
-            rc = g4_session_generate_media(s, ids.v, ids.n, n_items ? media.soft : NULL, &gp, &sp, print_text, &answer,
-                                           &st, &err);
-        g4_ids_free(&ids);
-        if (!rc) {
-            printf("\n");
-            report(&o, &st);
-            rc = add_message(messages, "assistant", answer.data ? answer.data : "")
-                     ? g4_fail(&err, GEMMA4C_ERR_NOMEM, "out of memory")
-                     : 0;
+        free(line);
+        char *json = cJSON_PrintUnformatted(c.messages), err[512];
+        gemma4c_input in = {json, NULL, o.think, NULL, NULL, 0, c.media, (size_t)c.n_media};
+        answer a = {0};
+        gemma4c_result res;
+        int grc = json ? gemma4c_generate(s, &in, &g, print_token, &a, &res, err, sizeof err) : GEMMA4C_ERR_NOMEM;
+        cJSON_free(json);
+        printf("\n");
+        if (grc) { /* the turn is dropped; the conversation goes on */
+            cli_error("%s%s", grc == GEMMA4C_ERR_NOMEM ? "out of memory" : err,
+                      grc == GEMMA4C_ERR_CONTEXT ? " (use /reset)" : "");
+            cJSON_DeleteItemFromArray(c.messages, cJSON_GetArraySize(c.messages) - 1);
+            for (int i = c.first_new; i < c.n_media; i++) free(c.paths[i]);
+            c.n_media = c.first_new;
+        } else {
+            report(&o, &res);
+            c.first_new = c.n_media;
+            if (add_message(c.messages, "assistant", a.text ? a.text : "", NULL, 0)) rc = cli_error("out of memory");
         }
-        g4_buf_free(&answer);
-        if (rc == GEMMA4C_ERR_CONTEXT) { /* keep chatting: the user can /reset */
-            fprintf(stderr, "gemma4c: %s (use /reset)\n", err.msg);
-            cJSON_DeleteItemFromArray(messages, cJSON_GetArraySize(messages) - 1);
-            rc = 0;
-            continue;
-        }
-        if (rc) break;
+        free(a.text);
     }
-    free(line);
-    g4_media_tokens_free(&media);
-    cJSON_Delete(messages);
-    g4_session_close(s);
-    return rc ? cli_error("%s", err.msg) : 0;
+    clear(&c, 0);
+    cJSON_Delete(c.messages);
+    gemma4c_session_free(s);
+    gemma4c_model_free(m);
+    return rc;
 }

@@ -1,4 +1,4 @@
-/* gemma4c.c — the gemma4c command: option parsing shared by the subcommands, and dispatch. */
+/* gemma4c.c — the gemma4c command: option parsing shared by the subcommands, model loading, and dispatch. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,20 +13,25 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  run     -m MODEL [-p PROMPT]      answer one prompt, streaming (no -m: a small synthetic model)\n"
-    "  chat    -m MODEL                  interactive multi-turn chat\n"
+    "  chat    -m MODEL                  interactive multi-turn chat (/image F, /audio F, /video F, /save F,\n"
+    "                                    /load F, /reset, /exit)\n"
+    "  batch   -m MODEL -i REQUESTS.jsonl [-o RESULTS.jsonl] [--parallel N]\n"
+    "                                    OpenAI Batch API lines, run concurrently; results in input order\n"
     "  logits  -m MODEL --ids 2,105,... --out F.safetensors   logits of every position\n"
     "  convert HF_DIR -o OUT.gguf [--quant q4|q8|bf16|f32] [--tensor-type 'PATTERN=TYPE']...\n"
     "                                    one GGUF file: config, tokenizer, template, (quantized) tensors\n"
     "  features -m MODEL (--image F [--max-soft-tokens N] | --video F | --audio F) --out F.safetensors\n"
     "                                    an encoder's soft tokens and its preprocessed input\n"
     "  bench   [-m MODEL | --shape e2b|e4b|small [--quant R]] [-t N] [--prompt-tokens 512] [-n 128] [--runs 3]\n"
-    "          [--json] [--no-bandwidth] [--image F] [--video F] [--audio F]\n"
+    "          [--parallel 1,4,8,16,32] [--json] [--no-bandwidth] [--image F] [--video F] [--audio F]\n"
     "                                    prefill/decode speed (decode: --runs runs from the prompt's state),\n"
     "                                    time to first token, peak RSS, bytes/token, the read bandwidth of\n"
-    "                                    this machine around the decode runs, each encoder's time\n"
+    "                                    this machine around the decode runs, each encoder's time; with\n"
+    "                                    --parallel, aggregate decode speed of that many sessions at once\n"
     "\n"
-    "MODEL is a Hugging Face model directory, a repo id found in the Hugging Face cache\n"
-    "(e.g. google/gemma-4-E4B-it after `hf download google/gemma-4-E4B-it`), or synthetic:small|e2b|e4b.\n"
+    "MODEL is a Hugging Face model directory, a .gguf file from `gemma4c convert`, a repo id found in the\n"
+    "Hugging Face cache (e.g. google/gemma-4-E4B-it after `hf download google/gemma-4-E4B-it`), or\n"
+    "synthetic:small|e2b|e4b (random weights; --quant q4|q8|bf16|f32 chooses their storage).\n"
     "\n"
     "options:\n"
     "  -p, --prompt TEXT       the user message (run; '-' reads standard input)\n"
@@ -40,7 +45,8 @@ static const char usage[] =
     "  --raw                   use the prompt as is, without the chat format\n"
     "  -t, --threads N         worker threads (default: all CPUs)\n"
     "  -c, --ctx N             context length in tokens (default 4096)\n"
-    "  -b, --batch N           prefill batch (default 256)\n"
+    "  -b, --batch N           tokens per batched step (default 256)\n"
+    "  --parallel N            batch: requests running at once (default 8); bench: a list of session counts\n"
     "  -v, --verbose           timings (time to first token, tokens/s) on stderr\n"
     "  --image F, --video F, --audio F\n"
     "                          media for the prompt (repeatable, in order); --max-soft-tokens N for images\n";
@@ -75,150 +81,220 @@ static int parse_float(const char *opt, const char *v, double lo, double hi, flo
     return 0;
 }
 
-static int is_option(const char *arg, const char *name, const char *alias) {
-    return strcmp(arg, name) == 0 || (alias && strcmp(arg, alias) == 0);
+/* Every option, with the commands that take it. */
+typedef struct option {
+    const char *name, *alias;
+    int value; /* takes a value */
+    const char *commands;
+} option;
+
+#define MODEL_CMDS "run chat logits features bench batch"
+static const option options[] = {
+    {"--model", "-m", 1, MODEL_CMDS},
+    {"--prompt", "-p", 1, "run"},
+    {"--system", "-s", 1, "run chat"},
+    {"--max-tokens", "-n", 1, "run chat bench batch"},
+    {"--temp", "--temperature", 1, "run chat"},
+    {"--top-k", NULL, 1, "run chat"},
+    {"--top-p", NULL, 1, "run chat"},
+    {"--min-p", NULL, 1, "run chat"},
+    {"--repeat-penalty", NULL, 1, "run chat"},
+    {"--seed", NULL, 1, "run chat"},
+    {"--greedy", NULL, 0, "run chat"},
+    {"--stop", NULL, 1, "run chat"},
+    {"--think", NULL, 0, "run chat"},
+    {"--raw", NULL, 0, "run"},
+    {"--threads", "-t", 1, MODEL_CMDS " convert"},
+    {"--ctx", "-c", 1, "run chat logits batch"},
+    {"--batch", "-b", 1, "run chat logits bench batch"},
+    {"--verbose", "-v", 0, "run chat batch"},
+    {"--image", NULL, 1, "run chat logits features bench"},
+    {"--audio", NULL, 1, "run chat logits features bench"},
+    {"--video", NULL, 1, "run chat logits features bench"},
+    {"--max-soft-tokens", NULL, 1, "run chat logits features"},
+    {"--ids", NULL, 1, "logits"},
+    {"--out", "-o", 1, "logits features convert batch"},
+    {"--input", "-i", 1, "batch"},
+    {"--quant", "-q", 1, MODEL_CMDS " convert"},
+    {"--tensor-type", NULL, 1, "convert"},
+    {"--shape", NULL, 1, "bench"},
+    {"--prompt-tokens", NULL, 1, "bench"},
+    {"--runs", NULL, 1, "bench"},
+    {"--parallel", NULL, 1, "bench batch"},
+    {"--json", NULL, 0, "bench"},
+    {"--no-bandwidth", NULL, 0, "bench"},
+    {"--help", "-h", 0, "run chat logits features convert bench batch"},
+};
+
+static int takes(const option *op, const char *command) {
+    size_t n = strlen(command);
+    for (const char *p = op->commands; (p = strstr(p, command)); p += n)
+        if ((p == op->commands || p[-1] == ' ') && (p[n] == ' ' || !p[n])) return 1;
+    return 0;
+}
+
+/* "1,4,8" -> counts of sessions. */
+static int parse_parallel_list(const char *v, cli_opts *o) {
+    o->n_parallel = 0;
+    for (const char *p = v; *p;) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 1 || x > 256) return cli_error("--parallel expects counts in [1, 256], got '%s'", v);
+        if (o->n_parallel == CLI_MAX_PARALLEL) return cli_error("--parallel: at most %d counts", CLI_MAX_PARALLEL);
+        o->parallel[o->n_parallel++] = (int)x;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) return cli_error("--parallel expects a comma-separated list, got '%s'", v);
+    }
+    return o->n_parallel ? 0 : cli_error("--parallel needs a value");
 }
 
 int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command) {
     memset(o, 0, sizeof *o);
-    o->max_tokens = -1; /* unset: 512 */
+    o->max_tokens = -1; /* unset */
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define IS(s1, s2) is_option(a, s1, s2)
-#define NEED_VALUE() \
-    if (!v) return cli_error("%s needs a value", a); \
-    i++
+        const option *op = NULL;
+        for (size_t k = 0; k < sizeof options / sizeof *options && !op; k++)
+            if (strcmp(a, options[k].name) == 0 || (options[k].alias && strcmp(a, options[k].alias) == 0)) op = &options[k];
+        if (!op) return cli_error("%s: unknown option '%s' (see gemma4c --help)", command, a);
+        if (!takes(op, command)) return cli_error("%s does not take %s (see gemma4c --help)", command, op->name);
+        const char *v = NULL;
+        if (op->value) {
+            if (i + 1 >= argc) return cli_error("%s needs a value", a);
+            v = argv[++i];
+        }
+        const char *name = op->name;
         long long n = 0;
-        if (IS("-v", "--verbose")) o->verbose = 1;
-        else if (IS("--think", NULL)) o->think = 1;
-        else if (IS("--raw", NULL)) o->raw = 1;
-        else if (IS("--greedy", NULL)) o->greedy = 1;
-        else if (IS("--json", NULL)) o->json = 1;
-        else if (IS("--quant", "-q")) { NEED_VALUE(); o->quant = v; }
-        else if (IS("--tensor-type", NULL)) {
-            NEED_VALUE();
+#define IS(s) (strcmp(name, s) == 0)
+        if (IS("--help")) {
+            fputs(usage, stdout);
+            return 2;
+        } else if (IS("--verbose")) o->verbose = 1;
+        else if (IS("--think")) o->think = 1;
+        else if (IS("--raw")) o->raw = 1;
+        else if (IS("--greedy")) o->greedy = 1;
+        else if (IS("--json")) o->json = 1;
+        else if (IS("--no-bandwidth")) o->no_bandwidth = 1;
+        else if (IS("--quant")) o->quant = v;
+        else if (IS("--model")) o->model = v;
+        else if (IS("--prompt")) o->prompt = v;
+        else if (IS("--system")) o->system = v;
+        else if (IS("--ids")) o->ids = v;
+        else if (IS("--out")) o->out = v;
+        else if (IS("--input")) o->input = v;
+        else if (IS("--tensor-type")) {
             if (o->n_overrides == CLI_MAX_LIST) return cli_error("too many --tensor-type overrides");
             o->overrides[o->n_overrides++] = v;
-        }
-        else if (IS("--no-bandwidth", NULL)) o->no_bandwidth = 1;
-        else if (IS("--shape", NULL)) {
-            NEED_VALUE();
+        } else if (IS("--shape")) {
             if (strcmp(v, "e2b") && strcmp(v, "e4b") && strcmp(v, "small"))
                 return cli_error("--shape expects e2b, e4b or small, got '%s'", v);
             o->shape = v;
-        } else if (IS("--max-soft-tokens", NULL)) {
-            NEED_VALUE();
+        } else if (IS("--max-soft-tokens")) {
             if (parse_long(a, v, 70, 1120, &n) || (n != 70 && n != 140 && n != 280 && n != 560 && n != 1120))
                 return cli_error("--max-soft-tokens expects 70, 140, 280, 560 or 1120, got '%s'", v);
             o->max_soft_tokens = (int)n;
-        } else if (IS("--prompt-tokens", NULL)) {
-            NEED_VALUE();
+        } else if (IS("--prompt-tokens")) {
             if (parse_long(a, v, 1, 1 << 20, &n)) return 1;
             o->bench_prompt = (int)n;
-        } else if (IS("--runs", NULL)) {
-            NEED_VALUE();
+        } else if (IS("--runs")) {
             if (parse_long(a, v, 1, CLI_MAX_RUNS, &n)) return 1;
             o->bench_runs = (int)n;
-        }
-        else if (IS("-h", "--help")) {
-            fputs(usage, stdout);
-            return 2;
-        } else if (IS("-m", "--model")) { NEED_VALUE(); o->model = v; }
-        else if (IS("-p", "--prompt")) { NEED_VALUE(); o->prompt = v; }
-        else if (IS("-s", "--system")) { NEED_VALUE(); o->system = v; }
-        else if (IS("--ids", NULL)) { NEED_VALUE(); o->ids = v; }
-        else if (IS("-o", "--out")) { NEED_VALUE(); o->out = v; }
-        else if (IS("--stop", NULL)) {
-            NEED_VALUE();
+        } else if (IS("--parallel")) {
+            if (parse_parallel_list(v, o)) return 1;
+            if (strcmp(command, "bench") && o->n_parallel != 1) return cli_error("--parallel expects one number here");
+        } else if (IS("--stop")) {
             if (o->n_stops == CLI_MAX_LIST) return cli_error("too many --stop strings");
             if (!*v) return cli_error("--stop needs a non-empty string");
             o->stops[o->n_stops++] = v;
-        } else if (IS("--image", NULL) || IS("--audio", NULL) || IS("--video", NULL)) {
-            NEED_VALUE();
+        } else if (IS("--image") || IS("--audio") || IS("--video")) {
             if (o->n_media == CLI_MAX_LIST) return cli_error("too many media files");
-            o->media_kind[o->n_media] = a + 2;
-            o->media[o->n_media++] = v;
-        } else if (IS("-n", "--max-tokens")) {
-            NEED_VALUE();
+            o->media[o->n_media++] = (gemma4c_media){IS("--image")   ? GEMMA4C_MEDIA_IMAGE
+                                                     : IS("--audio") ? GEMMA4C_MEDIA_AUDIO
+                                                                     : GEMMA4C_MEDIA_VIDEO,
+                                                     v, NULL, 0, 0};
+        } else if (IS("--max-tokens")) {
             if (parse_long(a, v, 0, 1 << 30, &n)) return 1;
             o->max_tokens = (int)n;
-        } else if (IS("-t", "--threads")) {
-            NEED_VALUE();
+        } else if (IS("--threads")) {
             if (parse_long(a, v, 1, 1024, &n)) return 1;
             o->threads = (int)n;
-        } else if (IS("-c", "--ctx")) {
-            NEED_VALUE();
+        } else if (IS("--ctx")) {
             if (parse_long(a, v, 16, 1 << 24, &n)) return 1;
             o->ctx = n;
-        } else if (IS("-b", "--batch")) {
-            NEED_VALUE();
+        } else if (IS("--batch")) {
             if (parse_long(a, v, 1, 1 << 16, &n)) return 1;
             o->batch = n;
-        } else if (IS("--temp", "--temperature")) {
-            NEED_VALUE();
+        } else if (IS("--temp")) {
             if (parse_float(a, v, 0, 100, &o->temp)) return 1;
             o->has_temp = 1;
-        } else if (IS("--top-k", NULL)) {
-            NEED_VALUE();
+        } else if (IS("--top-k")) {
             if (parse_long(a, v, 0, 1 << 30, &n)) return 1;
             o->top_k = (int)n;
             o->has_top_k = 1;
-        } else if (IS("--top-p", NULL)) {
-            NEED_VALUE();
+        } else if (IS("--top-p")) {
             if (parse_float(a, v, 1e-6, 1, &o->top_p)) return 1;
             o->has_top_p = 1;
-        } else if (IS("--min-p", NULL)) {
-            NEED_VALUE();
+        } else if (IS("--min-p")) {
             if (parse_float(a, v, 0, 0.999999, &o->min_p)) return 1;
             o->has_min_p = 1;
-        } else if (IS("--repeat-penalty", NULL)) {
-            NEED_VALUE();
+        } else if (IS("--repeat-penalty")) {
             if (parse_float(a, v, 1e-3, 100, &o->penalty)) return 1;
             o->has_penalty = 1;
-        } else if (IS("--seed", NULL)) {
-            NEED_VALUE();
+        } else if (IS("--seed")) {
             if (parse_long(a, v, 0, (long long)(~0ull >> 1), &n)) return 1;
             o->seed = (uint64_t)n;
             o->has_seed = 1;
-        } else
-            return cli_error("%s: unknown option '%s' (see gemma4c --help)", command, a);
+        }
 #undef IS
-#undef NEED_VALUE
     }
+    for (int i = 0; i < o->n_media; i++)
+        if (o->media[i].kind == GEMMA4C_MEDIA_IMAGE) o->media[i].max_soft_tokens = o->max_soft_tokens;
     return 0;
 }
 
-int cli_media_items(const cli_opts *o, g4_media_item *items) {
-    for (int i = 0; i < o->n_media; i++) {
-        const char *k = o->media_kind[i];
-        items[i] = (g4_media_item){strcmp(k, "image") == 0   ? G4_MEDIA_IMAGE
-                                   : strcmp(k, "audio") == 0 ? G4_MEDIA_AUDIO
-                                                             : G4_MEDIA_VIDEO,
-                                   o->media[i], NULL, 0, o->max_soft_tokens};
+int cli_load_model(const cli_opts *o, gemma4c_model **m) {
+    gemma4c_model_params p = {o->model, NULL, o->threads, (int)o->batch, 0};
+    if (o->quant) {
+        if (o->model && strncmp(o->model, "synthetic:", 10))
+            return cli_error("--quant applies to synthetic models (to convert a checkpoint: gemma4c convert)");
+        p.synthetic_quant = o->quant;
     }
-    return o->n_media;
-}
-
-int cli_open_session(const cli_opts *o, g4_session **s) {
-    g4_session_params p = {o->threads, o->ctx, o->batch, o->quant};
-    g4_err err = {0};
-    if (g4_session_open(o->model, &p, s, &err)) return cli_error("%s", err.msg);
+    char err[512];
+    if (gemma4c_model_load(&p, m, err, sizeof err)) return cli_error("%s", err);
+    gemma4c_model_info info;
+    gemma4c_model_get_info(*m, &info);
+    if (info.synthetic && !o->json)
+        fprintf(stderr, "gemma4c: %s: a synthetic Gemma 4 model with RANDOM weights; its answers are noise%s\n",
+                info.source, o->model ? "" : ". Try -m google/gemma-4-E4B-it for a real one");
+    else if (info.byte_level_tokenizer && o->verbose)
+        fprintf(stderr, "gemma4c: %s has no tokenizer.json: using a byte-level tokenizer\n", info.source);
     return 0;
 }
 
-void cli_sampling(const cli_opts *o, const g4_session *s, g4_sampler_params *sp) {
-    g4_session_default_sampling(s, sp);
-    if (o->has_temp) {
-        sp->temperature = o->temp;
-        sp->greedy = o->temp == 0;
-    }
-    if (o->has_top_k) sp->top_k = o->top_k;
-    if (o->has_top_p) sp->top_p = o->top_p;
-    if (o->has_min_p) sp->min_p = o->min_p;
-    if (o->has_penalty) sp->repetition_penalty = o->penalty;
-    if (o->greedy) sp->greedy = 1;
-    sp->seed = o->has_seed ? o->seed : (uint64_t)time(NULL);
+int cli_new_session(const cli_opts *o, gemma4c_model *m, gemma4c_session **s) {
+    gemma4c_session_params p = {o->ctx};
+    char err[512];
+    if (gemma4c_session_new(m, &p, s, err, sizeof err)) return cli_error("%s", err);
+    return 0;
+}
+
+void cli_generate_options(const cli_opts *o, const gemma4c_model *m, gemma4c_generate_options *g) {
+    memset(g, 0, sizeof *g);
+    gemma4c_sampling_from_model(m, &g->sampling);
+    gemma4c_sampling *s = &g->sampling;
+    if (o->has_temp) s->temperature = o->temp;
+    if (o->has_top_k) s->top_k = o->top_k;
+    if (o->has_top_p) s->top_p = o->top_p;
+    if (o->has_min_p) s->min_p = o->min_p;
+    if (o->has_penalty) s->repetition_penalty = o->penalty;
+    if (o->greedy) s->temperature = 0;
+    s->seed = o->has_seed ? o->seed : (uint64_t)time(NULL);
+    g->max_tokens = o->max_tokens < 0 ? 512 : o->max_tokens;
+    g->stop = o->stops;
+    g->n_stop = (size_t)o->n_stops;
+    g->keep_special = o->think; /* thinking mode shows the thought channel's markers */
 }
 
 int main(int argc, char **argv) {
@@ -226,14 +302,18 @@ int main(int argc, char **argv) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("gemma4c %s\n", gemma4c_version());
+        return 0;
+    }
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0) return cmd_run(argc, argv);
     if (strcmp(cmd, "chat") == 0) return cmd_chat(argc, argv);
+    if (strcmp(cmd, "batch") == 0) return cmd_batch(argc, argv);
     if (strcmp(cmd, "logits") == 0) return cmd_logits(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
     if (strcmp(cmd, "features") == 0) return cmd_features(argc, argv);
-    if (strcmp(cmd, "serve") == 0)
-        return cli_error("'%s' is not available in this build yet", cmd);
+    if (strcmp(cmd, "serve") == 0) return cli_error("'%s' is not available in this build yet", cmd);
     return cli_error("unknown command '%s' (see gemma4c --help)", cmd);
 }

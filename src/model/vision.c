@@ -11,7 +11,7 @@
 /* ---- vision_config ----------------------------------------------------------------------------------- */
 
 /* Fields absent or null take the Gemma4VisionConfig default, as transformers treats them. */
-static int parse_config(const char *json, int text_hidden, g4_vision_config *c, g4_err *err) {
+int g4_vision_parse_config(const char *json, int text_hidden, g4_vision_config *c, g4_err *err) {
     memset(c, 0, sizeof *c);
     c->text_hidden_size = text_hidden;
     cJSON *root = cJSON_Parse(json);
@@ -149,7 +149,7 @@ int g4_vision_load(g4_model *m, g4_vision **out, g4_err *err) {
     if (!v) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     g4_vision_config *c = &v->cfg;
     int rc;
-    if ((rc = parse_config(m->cfg.vision_json, m->cfg.text.hidden_size, c, err))) goto fail;
+    if ((rc = g4_vision_parse_config(m->cfg.vision_json, m->cfg.text.hidden_size, c, err))) goto fail;
     const int64_t D = c->hidden_size, p = c->patch_size;
     if ((rc = bind_matrix(m, "model.vision_tower.patch_embedder.input_proj.weight", D, 3 * p * p, &v->input_proj, err)))
         goto fail;

@@ -46,6 +46,9 @@ typedef struct g4_vision {
     float *inv_freq;             /* [head_dim / 4]: 2-D RoPE frequencies, shared by both axes */
 } g4_vision;
 
+/* vision_config text (Gemma4VisionConfig defaults for absent fields), checked. */
+int g4_vision_parse_config(const char *json, int text_hidden, g4_vision_config *c, g4_err *err);
+
 /* Parses the model's vision_config and binds model.vision_tower.* and model.embed_vision.*, every shape derived
  * from the config and checked against the checkpoint. A model without a vision tower is an error. */
 int g4_vision_load(g4_model *m, g4_vision **out, g4_err *err);

@@ -1,15 +1,9 @@
-/* generate.c — prefill, decode loop, streaming detokenisation and stop conditions. */
+/* generate.c — sampling, streaming detokenisation, stop strings and stop conditions of one request. */
 #include "generate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Length of the longest suffix of text[0..len) that is a proper prefix of some stop string. */
 static size_t held_suffix(const g4_stop_filter *f, const char *text, size_t len) {
@@ -34,7 +28,10 @@ int g4_stop_filter_push(g4_stop_filter *f, const char *text, size_t len, g4_text
     for (size_t s = 0; s < f->n_stops; s++) {
         if (!f->stops[s][0]) continue;
         const char *at = memmem(h, hl, f->stops[s], strlen(f->stops[s]));
-        if (at && (size_t)(at - h) < cut) cut = (size_t)(at - h);
+        if (at && (size_t)(at - h) < cut) {
+            cut = (size_t)(at - h);
+            f->which = (int)s;
+        }
     }
     if (cut < hl) {
         f->stopped = 1;
@@ -60,86 +57,105 @@ int g4_stop_filter_flush(g4_stop_filter *f, g4_text_fn on_text, void *ctx) {
 
 void g4_stop_filter_free(g4_stop_filter *f) { g4_buf_free(&f->held); }
 
-static int is_stop_id(const g4_generate_params *p, int32_t id) {
+static int append_text(void *ctx, const char *text, size_t len) { return g4_buf_append(ctx, text, len); }
+
+int g4_gen_init(g4_gen *g, const g4_gen_params *p, const g4_tokenizer *tok, int vocab, const int32_t *prompt,
+                size_t n_prompt, g4_err *err) {
+    memset(g, 0, sizeof *g);
+    g->p = *p;
+    g->tok = tok;
+    g->vocab = vocab;
+    if (p->top_logprobs < 0 || p->top_logprobs > G4_MAX_TOP_LOGPROBS)
+        return g4_fail(err, GEMMA4C_ERR_ARG, "top_logprobs must be in [0, %d]", G4_MAX_TOP_LOGPROBS);
+    int rc = g4_sampler_init(&g->sampler, &p->sampling, vocab, err);
+    if (rc) return rc;
+    g4_detok_init(&g->detok, tok, p->skip_special);
+    g->filter = (g4_stop_filter){p->stop_strings, p->n_stop_strings, {0}, 0, 0};
+    g->n_prompt = n_prompt;
+    if (g4_ids_extend(&g->history, prompt, n_prompt)) {
+        g4_gen_free(g);
+        return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    }
+    return 0;
+}
+
+void g4_gen_free(g4_gen *g) {
+    g4_sampler_free(&g->sampler);
+    g4_stop_filter_free(&g->filter);
+    g4_ids_free(&g->history);
+    free(g->raw);
+    memset(g, 0, sizeof *g);
+}
+
+void g4_gen_token_free(g4_gen_token *t) {
+    g4_buf_free(&t->piece);
+    g4_buf_free(&t->text);
+}
+
+static int is_stop_id(const g4_gen_params *p, int32_t id) {
     for (size_t i = 0; i < p->n_stop_ids; i++)
         if (p->stop_ids[i] == id) return 1;
     return 0;
 }
 
-int g4_generate(g4_decoder *d, g4_sampler *s, const g4_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
-                const g4_generate_params *p, g4_text_fn on_text, void *ctx, g4_ids *out_ids,
-                g4_generate_stats *stats, g4_err *err) {
-    return g4_generate_with(d, s, tok, prompt, n_prompt, NULL, p, on_text, ctx, out_ids, stats, err);
+/* What the detokenizer and the stop filter still hold becomes text, unless a stop string ended things. */
+static int release_held(g4_gen *g, g4_buf *text) {
+    if (g->filter.stopped) return 0;
+    g4_buf rest = {0};
+    int rc = g4_detok_flush(&g->detok, &rest);
+    if (!rc && rest.len && g4_stop_filter_push(&g->filter, rest.data, rest.len, append_text, text)) rc = -1;
+    if (!rc && g4_stop_filter_flush(&g->filter, append_text, text)) rc = -1;
+    g4_buf_free(&rest);
+    return rc ? GEMMA4C_ERR_NOMEM : 0;
 }
 
-int g4_generate_with(g4_decoder *d, g4_sampler *s, const g4_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
-                     const g4_soft_tokens *soft, const g4_generate_params *p, g4_text_fn on_text, void *ctx,
-                     g4_ids *out_ids, g4_generate_stats *stats, g4_err *err) {
-    g4_generate_stats st = {0};
-    st.prompt_tokens = (int64_t)n_prompt;
-    const int64_t V = d->m->cfg.text.vocab_size;
-    float *logits = malloc((size_t)V * sizeof(float));
-    g4_ids history = {0};
-    g4_buf text = {0};
-    g4_detok detok;
-    g4_detok_init(&detok, tok, p->skip_special);
-    g4_stop_filter filter = {p->stop_strings, p->n_stop_strings, {0}, 0};
+int g4_gen_stop(g4_gen *g, int reason, g4_buf *text) {
+    g->stop_reason = reason;
+    return release_held(g, text);
+}
+
+int g4_gen_next(g4_gen *g, float *logits, g4_gen_token *out, g4_err *err) {
+    g4_buf_reset(&out->piece);
+    g4_buf_reset(&out->text);
+    out->n_top = 0;
+    out->logprob = 0;
+    /* Log-probabilities describe the model's distribution, before any sampling rule touches it. */
+    float lse = g->p.logprobs || g->p.top_logprobs ? g4_logsumexp(logits, g->vocab) : 0;
+    if (g->p.top_logprobs) {
+        g4_top_k(logits, g->vocab, g->p.top_logprobs, out->top);
+        out->n_top = g->p.top_logprobs;
+        for (int i = 0; i < out->n_top; i++) out->top[i].logit -= lse;
+    }
+    const size_t n_answer = g->history.n - g->n_prompt;
+    if (g->p.logprobs && !g->raw) g->raw = malloc((size_t)g->vocab * sizeof(float));
+    if (g->p.logprobs && !g->raw) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    if (g->p.logprobs) memcpy(g->raw, logits, (size_t)g->vocab * sizeof(float)); /* the penalties change logits */
+    int32_t id = g4_sampler_pick(&g->sampler, logits, g->history.v, g->history.n, n_answer);
+    out->id = id;
+    if (g->p.logprobs) out->logprob = g->raw[id] - lse;
     int rc = 0;
-    if (!logits || g4_ids_extend(&history, prompt, n_prompt)) {
+    if (is_stop_id(&g->p, id)) {
+        out->id = -1;
+        g->stop_reason = G4_STOP_EOS;
+        g->stop_id = id;
+        rc = release_held(g, &out->text);
+        return rc ? g4_fail(err, rc, "out of memory") : 0;
+    }
+    g->generated++;
+    if (g4_ids_push(&g->history, id)) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    if ((rc = g4_tokenizer_piece(g->tok, id, &out->piece, err))) return rc;
+    g4_buf fresh = {0};
+    rc = g4_detok_feed(&g->detok, id, &fresh, err);
+    if (!rc && fresh.len && g4_stop_filter_push(&g->filter, fresh.data, fresh.len, append_text, &out->text))
         rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
-        goto done;
+    g4_buf_free(&fresh);
+    if (rc) return rc;
+    if (g->filter.stopped) {
+        g->stop_reason = G4_STOP_STRING;
+        g->stop_string = g->filter.which;
+    } else if (g->p.max_tokens > 0 && g->generated >= g->p.max_tokens) {
+        g->stop_reason = G4_STOP_LENGTH;
+        if (release_held(g, &out->text)) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     }
-    double t0 = now_seconds();
-    g4_forward_opts opts = {NULL, NULL, logits, NULL};
-    if (soft) memcpy(opts.soft, soft, sizeof opts.soft);
-    if ((rc = g4_decoder_forward(d, prompt, (int64_t)n_prompt, &opts, err))) goto done;
-    memset(opts.soft, 0, sizeof opts.soft); /* generated tokens are text */
-    st.prefill_seconds = now_seconds() - t0;
-    double t1 = now_seconds();
-    for (;;) {
-        if (p->max_tokens > 0 && st.generated_tokens >= p->max_tokens) {
-            st.stop_reason = G4_STOP_MAX_TOKENS;
-            break;
-        }
-        int32_t id = g4_sampler_pick(s, logits, history.v, history.n);
-        if (st.generated_tokens == 0) st.time_to_first_token = now_seconds() - t0;
-        if (is_stop_id(p, id)) {
-            st.stop_reason = G4_STOP_EOS;
-            break;
-        }
-        st.generated_tokens++;
-        if (g4_ids_push(&history, id) || (out_ids && g4_ids_push(out_ids, id))) {
-            rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-        g4_buf_reset(&text);
-        if ((rc = g4_detok_feed(&detok, id, &text, err))) goto done;
-        if (text.len && g4_stop_filter_push(&filter, text.data, text.len, on_text, ctx)) {
-            st.stop_reason = G4_STOP_CALLER;
-            break;
-        }
-        if (filter.stopped) {
-            st.stop_reason = G4_STOP_STRING;
-            break;
-        }
-        if (d->pos >= d->n_ctx) {
-            st.stop_reason = G4_STOP_CONTEXT;
-            break;
-        }
-        if ((rc = g4_decoder_forward(d, &id, 1, &opts, err))) goto done;
-    }
-    st.decode_seconds = now_seconds() - t1;
-    if (!filter.stopped) {
-        g4_buf_reset(&text);
-        g4_detok_flush(&detok, &text);
-        if (text.len) g4_stop_filter_push(&filter, text.data, text.len, on_text, ctx);
-        g4_stop_filter_flush(&filter, on_text, ctx);
-    }
-done:
-    if (stats) *stats = st;
-    free(logits);
-    g4_ids_free(&history);
-    g4_buf_free(&text);
-    g4_stop_filter_free(&filter);
-    return rc;
+    return 0;
 }

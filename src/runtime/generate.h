@@ -1,57 +1,84 @@
-/* generate.h — the generation loop: prefill a prompt, then sample, stream and stop. */
+/* generate.h — one request's generation: sampling a position's logits, streaming text, stop conditions. */
 #ifndef G4_GENERATE_H
 #define G4_GENERATE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/error.h"
-#include "model/decoder.h"
 #include "runtime/sampler.h"
+#include "text/tokenizer.h"
 
-enum g4_stop_reason { G4_STOP_NONE = 0, G4_STOP_EOS, G4_STOP_STRING, G4_STOP_MAX_TOKENS, G4_STOP_CONTEXT, G4_STOP_CALLER };
-
-typedef struct g4_generate_params {
-    int max_tokens;                 /* <= 0: until a stop or the context is full */
-    const int32_t *stop_ids;        /* end-of-sequence ids (not printed) */
-    size_t n_stop_ids;
-    const char *const *stop_strings; /* generation ends before the first occurrence of any (not printed) */
-    size_t n_stop_strings;
-    int skip_special; /* do not print special tokens */
-} g4_generate_params;
-
-/* Receives text as it becomes final (never half a UTF-8 character, never a possible stop-string prefix).
- * Return non-zero to stop generating. */
+/* Receives text as it becomes final. Return non-zero to stop. */
 typedef int (*g4_text_fn)(void *ctx, const char *text, size_t len);
-
-typedef struct g4_generate_stats {
-    int64_t prompt_tokens, generated_tokens;
-    double prefill_seconds, decode_seconds, time_to_first_token;
-    int stop_reason; /* g4_stop_reason */
-} g4_generate_stats;
-
-/* Continues the decoder's sequence with `prompt` and generates. Tokens generated are appended to `out_ids`
- * when it is not NULL. */
-int g4_generate(g4_decoder *d, g4_sampler *s, const g4_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
-                const g4_generate_params *p, g4_text_fn on_text, void *ctx, g4_ids *out_ids,
-                g4_generate_stats *stats, g4_err *err);
-
-/* The same, with soft tokens for the prompt's multimodal placeholders (NULL: none). */
-int g4_generate_with(g4_decoder *d, g4_sampler *s, const g4_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
-                     const g4_soft_tokens *soft, const g4_generate_params *p, g4_text_fn on_text, void *ctx,
-                     g4_ids *out_ids, g4_generate_stats *stats, g4_err *err);
 
 /* Streams text while holding back anything that could still turn into a stop string. */
 typedef struct g4_stop_filter {
     const char *const *stops;
     size_t n_stops;
     g4_buf held;
-    int stopped;
+    int stopped; /* a stop string appeared ... */
+    int which;   /* ... this one (the earliest occurrence; the lowest index among equal ones) */
 } g4_stop_filter;
 /* Adds text; emits what is final through on_text. Sets f->stopped when a stop string appeared. */
 int g4_stop_filter_push(g4_stop_filter *f, const char *text, size_t len, g4_text_fn on_text, void *ctx);
 /* Emits whatever is held (at the end of generation without a stop string). */
 int g4_stop_filter_flush(g4_stop_filter *f, g4_text_fn on_text, void *ctx);
 void g4_stop_filter_free(g4_stop_filter *f);
+
+/* gemma4c_stop_reason's values. */
+enum { G4_STOP_NONE = 0, G4_STOP_EOS, G4_STOP_STRING, G4_STOP_LENGTH, G4_STOP_CONTEXT, G4_STOP_CANCELLED };
+
+#define G4_MAX_TOP_LOGPROBS 20
+
+typedef struct g4_gen_params {
+    g4_sampler_params sampling;
+    int max_tokens;                  /* <= 0: no limit */
+    const int32_t *stop_ids;         /* end generation (not emitted) */
+    size_t n_stop_ids;
+    const char *const *stop_strings; /* generation ends before the first occurrence (not emitted) */
+    size_t n_stop_strings;
+    int skip_special;                /* control tokens do not appear in the text */
+    int logprobs, top_logprobs;
+} g4_gen_params;
+
+/* What one position produced. */
+typedef struct g4_gen_token {
+    int32_t id;     /* -1: no token (a stop id ended generation); text may still hold what was released */
+    g4_buf piece;   /* the token's bytes */
+    g4_buf text;    /* text that became final */
+    float logprob;
+    int n_top;
+    g4_candidate top[G4_MAX_TOP_LOGPROBS];
+} g4_gen_token;
+
+typedef struct g4_gen {
+    g4_gen_params p;
+    const g4_tokenizer *tok;
+    int vocab;
+    g4_sampler sampler;
+    g4_detok detok;
+    g4_stop_filter filter;
+    g4_ids history;   /* prompt, then answer: the penalties' window */
+    size_t n_prompt;
+    int64_t generated;
+    int stop_reason;  /* G4_STOP_NONE while generating */
+    int32_t stop_id;
+    int stop_string;
+    float *raw;       /* [vocab] the logits before sampling rules (log-probabilities) */
+} g4_gen;
+
+/* `p`'s arrays must outlive the generation. */
+int g4_gen_init(g4_gen *g, const g4_gen_params *p, const g4_tokenizer *tok, int vocab, const int32_t *prompt,
+                size_t n_prompt, g4_err *err);
+void g4_gen_free(g4_gen *g);
+/* Chooses the token of the next position from its logits (which it modifies) and fills `out` (reset first).
+ * Sets g->stop_reason when generation ends here: a stop id (out->id -1), a stop string, max_tokens; the text
+ * held back is then released into out->text. */
+int g4_gen_next(g4_gen *g, float *logits, g4_gen_token *out, g4_err *err);
+/* Ends generation for `reason` (context full, cancelled), releasing held text into `text`. */
+int g4_gen_stop(g4_gen *g, int reason, g4_buf *text);
+void g4_gen_token_free(g4_gen_token *t);
 
 #endif

@@ -1,165 +1,221 @@
-/* media.c — decode, preprocess and encode media into soft tokens; expand and check placeholder runs. */
+/* media.c — decode and preprocess media, encode them block by block, expand and place their placeholder runs. */
 #include "media.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
-#include "media/audio.h"
-#include "media/image.h"
 #include "media/video.h"
 #include "model/audio.h"
 #include "model/vision.h"
-#include "runtime/session.h"
 
-static int add_block_stamped(g4_media_tokens *t, int kind, size_t item, const float *rows, int64_t n, int64_t H,
-                             const char *stamp, g4_err *err) {
-    g4_soft_tokens *s = &t->soft[kind];
-    float *grown = realloc((void *)s->rows, (size_t)(s->n + n) * (size_t)H * sizeof(float));
-    struct g4_media_block *b = realloc(t->blocks, (t->n_blocks + 1) * sizeof *b);
-    if (grown) s->rows = grown;
-    if (b) t->blocks = b;
-    if (!grown || !b) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for soft tokens");
-    memcpy(grown + s->n * H, rows, (size_t)(n * H) * sizeof(float));
-    s->n += n;
-    b = &t->blocks[t->n_blocks++];
-    *b = (struct g4_media_block){kind, n, item, ""};
-    snprintf(b->stamp, sizeof b->stamp, "%s", stamp);
-    return 0;
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static const char *kind_name(int kind) {
     return kind == G4_MEDIA_IMAGE ? "image" : kind == G4_MEDIA_VIDEO ? "video" : "audio";
 }
 
-/* Appends rows [n][H] to the kind's stream and records the block. */
-static int add_block(g4_media_tokens *t, int kind, size_t item, const float *rows, int64_t n, int64_t H, g4_err *err) {
-    return add_block_stamped(t, kind, item, rows, n, H, "", err);
+/* 64-bit FNV-1a over bytes, eight at a time after the first byte mix (speed matters for long media in memory). */
+static uint64_t hash_bytes(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x100000001B3ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
+    return h;
 }
 
-static int encode_frame(g4_session *s, const g4_image *img, int budget, int video, float **rows, int *n_soft,
-                        g4_err *err) {
-    g4_image_patches p = {0};
-    int rc = video ? g4_video_frame_preprocess(img, budget, G4_IMAGE_PATCH_SIZE, G4_IMAGE_POOLING_KERNEL, &p, err)
-                   : g4_image_preprocess(img, budget, G4_IMAGE_PATCH_SIZE, G4_IMAGE_POOLING_KERNEL, &p, err);
+uint64_t g4_media_item_key(const g4_media_item *it) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    int32_t tag[2] = {(int32_t)it->kind, it->max_soft_tokens};
+    h = hash_bytes(h, tag, sizeof tag);
+    if (it->path) {
+        struct stat st;
+        h = hash_bytes(h, it->path, strlen(it->path));
+        if (stat(it->path, &st) == 0) {
+            int64_t facts[4] = {(int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec, (int64_t)st.st_mtim.tv_nsec,
+                                (int64_t)st.st_ino};
+            h = hash_bytes(h, facts, sizeof facts);
+        }
+    } else
+        h = hash_bytes(h, it->data, it->size);
+    return h ? h : 1; /* 0 means "no medium" in placement keys */
+}
+
+static int add_blocks(g4_medium *md, size_t n, g4_err *err) {
+    struct g4_media_block *b = realloc(md->blocks, (md->n_blocks + n) * sizeof *b);
+    if (!b) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    memset(b + md->n_blocks, 0, n * sizeof *b);
+    md->blocks = b;
+    return 0;
+}
+
+static int prepare_frame(g4_medium *md, const g4_image *img, int budget, int video, const g4_media_geometry *geo,
+                         const char *stamp, g4_err *err) {
+    if (add_blocks(md, 1, err)) return GEMMA4C_ERR_NOMEM;
+    g4_image_patches *frames = realloc(md->frames, (md->n_blocks + 1) * sizeof *frames);
+    if (!frames) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    md->frames = frames;
+    g4_image_patches *p = &frames[md->n_blocks];
+    memset(p, 0, sizeof *p);
+    int rc = video ? g4_video_frame_preprocess(img, budget, geo->patch_size, geo->pooling_kernel, p, err)
+                   : g4_image_preprocess(img, budget, geo->patch_size, geo->pooling_kernel, p, err);
     if (rc) return rc;
-    const int64_t H = s->m->cfg.text.hidden_size;
-    const size_t values = (size_t)p.max_patches * (size_t)p.patch_dim;
-    float *pixels = malloc(values * sizeof(float));
-    *rows = malloc((size_t)g4_vision_max_soft_tokens(s->vision, p.max_patches) * (size_t)H * sizeof(float));
-    if (!pixels || !*rows) rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for an image");
-    if (!rc) {
-        g4_image_u8_to_f32(p.pixel_values, values, pixels);
-        rc = g4_vision_encode(s->vision, &s->c, pixels, p.positions, p.max_patches, *rows, n_soft, err);
-    }
-    free(pixels);
-    g4_image_patches_free(&p);
+    struct g4_media_block *b = &md->blocks[md->n_blocks++];
+    b->n = p->num_soft_tokens;
+    snprintf(b->stamp, sizeof b->stamp, "%s", stamp);
+    md->n_tokens += b->n;
+    return 0;
+}
+
+static int prepare_image(const g4_media_item *it, const g4_media_geometry *geo, g4_medium *md, g4_err *err) {
+    g4_image img = {0};
+    int rc = it->path ? g4_image_load(it->path, NULL, &img, err) : g4_image_decode(it->data, it->size, NULL, &img, err);
+    if (!rc) rc = prepare_frame(md, &img, it->max_soft_tokens ? it->max_soft_tokens : G4_IMAGE_DEFAULT_SOFT_TOKENS, 0,
+                                geo, "", err);
+    g4_image_free(&img);
     return rc;
 }
 
-/* Every sampled frame through the image encoder at the video budget; one block per frame. */
-static int encode_video(g4_session *s, const g4_media_item *it, size_t index, g4_media_tokens *t, g4_err *err) {
-    int rc;
-    if (!s->vision && (rc = g4_session_enable_vision(s, err))) return rc;
+/* Every sampled frame at the video budget; one block per frame. */
+static int prepare_video(const g4_media_item *it, const g4_media_geometry *geo, g4_medium *md, g4_err *err) {
     g4_video v = {0};
-    rc = it->path ? g4_video_decode_file(it->path, NULL, &v, err) : g4_video_decode_memory(it->data, it->size, "video", NULL, &v, err);
+    int rc = it->path ? g4_video_decode_file(it->path, NULL, &v, err)
+                      : g4_video_decode_memory(it->data, it->size, "video", NULL, &v, err);
     if (rc) return rc;
-    t->seconds += v.duration_s;
-    const int64_t H = s->m->cfg.text.hidden_size;
+    md->seconds = v.duration_s;
     for (int f = 0; !rc && f < v.n_frames; f++) {
-        float *rows = NULL;
-        int n_soft = 0;
         char stamp[16];
         g4_video_timestamp_text(v.timestamps_s[f], stamp);
-        rc = encode_frame(s, &v.frames[f], G4_VIDEO_DEFAULT_SOFT_TOKENS, 1, &rows, &n_soft, err);
-        if (!rc) rc = add_block_stamped(t, G4_MEDIA_VIDEO, index, rows, n_soft, H, stamp, err);
-        free(rows);
+        rc = prepare_frame(md, &v.frames[f], G4_VIDEO_DEFAULT_SOFT_TOKENS, 1, geo, stamp, err);
     }
     g4_video_free(&v);
     return rc;
 }
 
-static int encode_image(g4_session *s, const g4_media_item *it, size_t index, g4_media_tokens *t, g4_err *err) {
-    int rc;
-    if (!s->vision && (rc = g4_session_enable_vision(s, err))) return rc;
-    g4_image img = {0};
-    rc = it->path ? g4_image_load(it->path, NULL, &img, err) : g4_image_decode(it->data, it->size, NULL, &img, err);
-    if (rc) return rc;
-    float *rows = NULL;
-    int n_soft = 0;
-    rc = encode_frame(s, &img, it->max_soft_tokens ? it->max_soft_tokens : G4_IMAGE_DEFAULT_SOFT_TOKENS, 0, &rows,
-                      &n_soft, err);
-    if (!rc) rc = add_block(t, G4_MEDIA_IMAGE, index, rows, n_soft, s->m->cfg.text.hidden_size, err);
-    free(rows);
-    g4_image_free(&img);
-    return rc;
-}
-
-static int encode_audio(g4_session *s, const g4_media_item *it, size_t index, g4_media_tokens *t, g4_err *err) {
-    int rc;
-    if (!s->audio && (rc = g4_session_enable_audio(s, err))) return rc;
+/* Log-mel features of each <= 30 s segment; clips too short for one token contribute nothing, as the reference's
+ * processor counts them. */
+static int prepare_audio(const g4_media_item *it, g4_medium *md, g4_err *err) {
     g4_audio wave = {0};
-    rc = it->path ? g4_audio_decode_file(it->path, NULL, &wave, err)
-                  : g4_audio_decode_memory(it->data, it->size, "audio", NULL, &wave, err);
+    int rc = it->path ? g4_audio_decode_file(it->path, NULL, &wave, err)
+                      : g4_audio_decode_memory(it->data, it->size, "audio", NULL, &wave, err);
     if (rc) return rc;
-    t->seconds += (double)wave.n / G4_AUDIO_RATE;
-    const int64_t H = s->m->cfg.text.hidden_size;
+    md->seconds = (double)wave.n / G4_AUDIO_RATE;
     size_t n_segs = g4_audio_split(wave.n, NULL, 0);
     g4_audio_segment *segs = calloc(n_segs ? n_segs : 1, sizeof *segs);
-    float *rows = malloc((size_t)G4_AUDIO_MAX_TOKENS * (size_t)H * sizeof(float));
-    if (!segs || !rows) rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for audio");
+    md->clips = calloc(n_segs ? n_segs : 1, sizeof *md->clips);
+    if (!segs || !md->clips || add_blocks(md, n_segs, err)) rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for audio");
     if (!rc) g4_audio_split(wave.n, segs, n_segs);
     for (size_t k = 0; !rc && k < n_segs; k++) {
-        g4_audio_features_out f = {0};
-        rc = g4_audio_features(wave.samples + segs[k].start, segs[k].length, &f, err);
-        int64_t n_tokens = 0;
-        /* Clips too short for one token contribute nothing, as the reference's processor counts them. */
-        if (!rc && f.n_tokens > 0)
-            rc = g4_audio_encode(s->audio, &s->c, f.features, f.mask, (int64_t)f.n_frames, rows, &n_tokens, NULL, err);
-        if (!rc && n_tokens > 0) rc = add_block(t, G4_MEDIA_AUDIO, index, rows, n_tokens, H, err);
-        g4_audio_features_free(&f);
+        g4_audio_features_out *f = &md->clips[md->n_blocks];
+        rc = g4_audio_features(wave.samples + segs[k].start, segs[k].length, f, err);
+        if (rc || f->n_tokens == 0) {
+            g4_audio_features_free(f);
+            continue;
+        }
+        md->blocks[md->n_blocks++].n = (int64_t)f->n_tokens;
+        md->n_tokens += (int64_t)f->n_tokens;
     }
     free(segs);
-    free(rows);
     g4_audio_free(&wave);
     return rc;
 }
 
-int g4_media_encode(g4_session *s, const g4_media_item *items, size_t n_items, g4_media_tokens *out, g4_err *err) {
+int g4_medium_prepare(const g4_media_item *it, const g4_media_geometry *geo, g4_medium *out, g4_err *err) {
     memset(out, 0, sizeof *out);
-    for (size_t i = 0; i < n_items; i++) {
-        const g4_media_item *it = &items[i];
-        if (!it->path && (!it->data || !it->size)) return g4_fail(err, GEMMA4C_ERR_ARG, "media item %zu is empty", i);
-        int rc;
-        if (it->kind == G4_MEDIA_IMAGE) rc = encode_image(s, it, i, out, err);
-        else if (it->kind == G4_MEDIA_AUDIO) rc = encode_audio(s, it, i, out, err);
-        else rc = encode_video(s, it, i, out, err);
-        if (rc) {
-            if (it->path) g4_err_prefix(err, "%s", it->path);
-            g4_media_tokens_free(out);
-            return rc;
-        }
+    if (!it->path && (!it->data || !it->size)) return g4_fail(err, GEMMA4C_ERR_ARG, "a %s input with no data", kind_name(it->kind));
+    if (it->kind == G4_MEDIA_IMAGE && it->max_soft_tokens && !g4_image_budget_valid(it->max_soft_tokens))
+        return g4_fail(err, GEMMA4C_ERR_ARG, "max_soft_tokens %d: images take 70, 140, 280, 560 or 1120",
+                       it->max_soft_tokens);
+    const double t0 = now_seconds();
+    out->key = g4_media_item_key(it);
+    out->kind = it->kind;
+    int rc = it->kind == G4_MEDIA_IMAGE   ? prepare_image(it, geo, out, err)
+             : it->kind == G4_MEDIA_VIDEO ? prepare_video(it, geo, out, err)
+             : it->kind == G4_MEDIA_AUDIO ? prepare_audio(it, out, err)
+                                          : g4_fail(err, GEMMA4C_ERR_ARG, "unknown media kind %d", (int)it->kind);
+    if (rc) {
+        if (it->path) g4_err_prefix(err, "%s", it->path);
+        g4_medium_free(out);
+        return rc;
     }
+    out->prepare_seconds = now_seconds() - t0;
+    out->fresh = 1;
     return 0;
 }
 
-void g4_media_tokens_free(g4_media_tokens *t) {
-    for (int k = 0; k < G4_SOFT_KINDS; k++) free((void *)t->soft[k].rows);
-    free(t->blocks);
-    memset(t, 0, sizeof *t);
+int g4_medium_done(const g4_medium *md) { return md->encoded == md->n_blocks; }
+
+int g4_medium_encode_block(g4_medium *md, const g4_vision *v, const g4_audio_encoder *a, g4_compute *c, int64_t H,
+                           g4_err *err) {
+    if (g4_medium_done(md)) return 0;
+    const double t0 = now_seconds();
+    if (!md->rows && !(md->rows = malloc((size_t)(md->n_tokens > 0 ? md->n_tokens : 1) * (size_t)H * sizeof(float))))
+        return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for %lld soft tokens", (long long)md->n_tokens);
+    int64_t offset = 0;
+    for (size_t b = 0; b < md->encoded; b++) offset += md->blocks[b].n;
+    const struct g4_media_block *blk = &md->blocks[md->encoded];
+    float *rows = md->rows + offset * H;
+    int rc;
+    if (md->kind == G4_MEDIA_AUDIO) {
+        g4_audio_features_out *f = &md->clips[md->encoded];
+        int64_t n = 0;
+        rc = g4_audio_encode(a, c, f->features, f->mask, (int64_t)f->n_frames, rows, &n, NULL, err);
+        if (!rc && n != blk->n)
+            rc = g4_fail(err, GEMMA4C_ERR_INTERNAL, "audio: %lld soft tokens where %lld were counted", (long long)n,
+                         (long long)blk->n);
+        g4_audio_features_free(f);
+    } else {
+        g4_image_patches *p = &md->frames[md->encoded];
+        const size_t values = (size_t)p->max_patches * (size_t)p->patch_dim;
+        float *pixels = malloc(values * sizeof(float));
+        float *out = malloc((size_t)g4_vision_max_soft_tokens(v, p->max_patches) * (size_t)H * sizeof(float));
+        int n_soft = 0;
+        rc = pixels && out ? 0 : g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for an image");
+        if (!rc) {
+            g4_image_u8_to_f32(p->pixel_values, values, pixels);
+            rc = g4_vision_encode(v, c, pixels, p->positions, p->max_patches, out, &n_soft, err);
+        }
+        if (!rc && n_soft != blk->n)
+            rc = g4_fail(err, GEMMA4C_ERR_INTERNAL, "%s: %d soft tokens where %lld were counted", kind_name(md->kind),
+                         n_soft, (long long)blk->n);
+        if (!rc) memcpy(rows, out, (size_t)(blk->n * H) * sizeof(float));
+        free(pixels);
+        free(out);
+        g4_image_patches_free(p);
+    }
+    if (rc) return rc;
+    md->encoded++;
+    md->encode_seconds += now_seconds() - t0;
+    return 0;
 }
 
-static int placeholder_kind(const g4_model *m, int32_t id) {
-    if (id == m->cfg.image_token_id) return G4_MEDIA_IMAGE;
-    if (id == m->cfg.video_token_id) return G4_MEDIA_VIDEO;
-    if (id == m->cfg.audio_token_id) return G4_MEDIA_AUDIO;
-    return -1;
+void g4_medium_free(g4_medium *md) {
+    for (size_t b = md->encoded; b < md->n_blocks; b++) {
+        if (md->frames) g4_image_patches_free(&md->frames[b]);
+        if (md->clips) g4_audio_features_free(&md->clips[b]);
+    }
+    free(md->frames);
+    free(md->clips);
+    free(md->blocks);
+    free(md->rows);
+    memset(md, 0, sizeof *md);
 }
 
 /* The text of a special token, as the tokenizer spells it. */
 static int token_text(const g4_model *m, int32_t id, char *out, size_t len, g4_err *err) {
     g4_buf b = {0};
-    int rc = g4_tokenizer_decode(m->tok, &id, 1, 0, &b, err);
+    int rc = id >= 0 ? g4_tokenizer_decode(m->tok, &id, 1, 0, &b, err) : 0;
     if (!rc) snprintf(out, len, "%s", b.data ? b.data : "");
     g4_buf_free(&b);
     return rc;
@@ -172,7 +228,7 @@ static int append_block(g4_buf *out, const char *begin, const char *token, int64
     return g4_buf_puts(out, end);
 }
 
-int g4_media_expand_text(const g4_model *m, const char *text, const g4_media_tokens *t, size_t n_items, g4_buf *out,
+int g4_media_expand_text(const g4_model *m, const char *text, g4_medium *const *media, size_t n_media, g4_buf *out,
                          g4_err *err) {
     const g4_model_config *c = &m->cfg;
     char ph[G4_SOFT_KINDS][64], boi[64], eoi[64], boa[64], eoa[64];
@@ -183,82 +239,88 @@ int g4_media_expand_text(const g4_model *m, const char *text, const g4_media_tok
         (rc = token_text(m, c->boi_token_id, boi, 64, err)) || (rc = token_text(m, c->eoi_token_id, eoi, 64, err)) ||
         (rc = token_text(m, c->boa_token_id, boa, 64, err)) || (rc = token_text(m, c->eoa_token_id, eoa, 64, err)))
         return rc;
-    size_t next_item[G4_SOFT_KINDS] = {0}, placed = 0;
-    const char *p = text;
-    while (*p) {
+    size_t next[G4_SOFT_KINDS] = {0}, placed = 0, with_tokens = 0;
+    for (size_t i = 0; i < n_media; i++) with_tokens += media[i]->n_blocks > 0;
+    for (const char *p = text; *p;) {
         int kind = -1;
         for (int k = 0; k < G4_SOFT_KINDS; k++)
             if (ph[k][0] && strncmp(p, ph[k], strlen(ph[k])) == 0) kind = k;
         if (kind < 0) {
-            if (g4_buf_append(out, p, 1)) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
-            p++;
+            if (g4_buf_append(out, p++, 1)) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
             continue;
         }
         p += strlen(ph[kind]);
-        size_t item = SIZE_MAX;
-        for (size_t b = 0; b < t->n_blocks; b++)
-            if (t->blocks[b].kind == kind && t->blocks[b].item >= next_item[kind]) {
-                item = t->blocks[b].item;
-                break;
-            }
-        if (item == SIZE_MAX)
+        /* The next medium of this kind that has blocks (a clip too short for one token has none: its placeholder
+         * becomes nothing, as the reference's processor leaves it out). */
+        size_t i = next[kind];
+        while (i < n_media && (media[i]->kind != kind || media[i]->n_blocks == 0)) i++;
+        if (i == n_media)
             return g4_fail(err, GEMMA4C_ERR_ARG, "the prompt has more %s placeholders than %s inputs", kind_name(kind),
                            kind_name(kind));
-        int first = 1;
-        for (size_t b = 0; b < t->n_blocks; b++) {
-            const struct g4_media_block *blk = &t->blocks[b];
-            if (blk->item != item) continue;
+        const g4_medium *md = media[i];
+        for (size_t b = 0; b < md->n_blocks; b++) {
             int fail;
             if (kind == G4_MEDIA_VIDEO) /* "MM:SS <|image>" + n x <|video|> + "<image|>", frames joined by a space */
-                fail = g4_buf_printf(out, "%s%s ", first ? "" : " ", blk->stamp) ||
-                       append_block(out, boi, ph[kind], blk->n, eoi);
+                fail = g4_buf_printf(out, "%s%s ", b ? " " : "", md->blocks[b].stamp) ||
+                       append_block(out, boi, ph[kind], md->blocks[b].n, eoi);
             else
-                fail = append_block(out, kind == G4_MEDIA_AUDIO ? boa : boi, ph[kind], blk->n,
+                fail = append_block(out, kind == G4_MEDIA_AUDIO ? boa : boi, ph[kind], md->blocks[b].n,
                                     kind == G4_MEDIA_AUDIO ? eoa : eoi);
             if (fail) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
-            first = 0;
         }
-        next_item[kind] = item + 1;
+        next[kind] = i + 1;
         placed++;
     }
-    size_t items_with_tokens = 0;
-    for (size_t i = 0; i < n_items; i++)
-        for (size_t b = 0; b < t->n_blocks; b++)
-            if (t->blocks[b].item == i) {
-                items_with_tokens++;
-                break;
-            }
-    if (placed != items_with_tokens)
-        return g4_fail(err, GEMMA4C_ERR_ARG, "%zu media inputs but %zu placeholders in the prompt", items_with_tokens, placed);
+    if (placed != with_tokens)
+        return g4_fail(err, GEMMA4C_ERR_ARG, "%zu media inputs but %zu placeholders in the prompt", with_tokens, placed);
     return 0;
 }
 
-int g4_media_check_runs(const g4_model *m, const int32_t *ids, size_t n, const g4_media_tokens *t, g4_err *err) {
-    size_t next_block[G4_SOFT_KINDS] = {0};
-    for (size_t i = 0; i < n;) {
-        int kind = placeholder_kind(m, ids[i]);
-        if (kind < 0) {
-            i++;
-            continue;
+/* Each kind's blocks in media order: where block j of the kind is (medium, offset of its first soft token). */
+typedef struct block_ref {
+    const g4_medium *md;
+    int64_t n, offset;
+} block_ref;
+
+int g4_media_place(const g4_model *m, const int32_t *ids, size_t n, g4_medium *const *media, size_t n_media,
+                   const float **rows, uint64_t *keys, g4_err *err) {
+    const int64_t H = m->cfg.text.hidden_size;
+    size_t total = 0;
+    for (size_t i = 0; i < n_media; i++) total += media[i]->n_blocks;
+    block_ref *refs = malloc((total ? total : 1) * sizeof *refs);
+    if (!refs) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    size_t first[G4_SOFT_KINDS + 1] = {0}, count[G4_SOFT_KINDS] = {0}, used[G4_SOFT_KINDS] = {0};
+    for (size_t i = 0; i < n_media; i++) count[media[i]->kind] += media[i]->n_blocks;
+    for (int k = 0; k < G4_SOFT_KINDS; k++) first[k + 1] = first[k] + count[k];
+    for (size_t i = 0, fill[G4_SOFT_KINDS] = {0}; i < n_media; i++)
+        for (size_t b = 0, off = 0; b < media[i]->n_blocks; off += (size_t)media[i]->blocks[b].n, b++)
+            refs[first[media[i]->kind] + fill[media[i]->kind]++] = (block_ref){media[i], media[i]->blocks[b].n, (int64_t)off};
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n;) {
+        const int kind = g4_soft_kind(m, ids[i]);
+        size_t run = 1;
+        if (kind >= 0)
+            while (i + run < n && ids[i + run] == ids[i]) run++;
+        const block_ref *r = NULL;
+        if (kind >= 0 && n_media) {
+            if (used[kind] == count[kind])
+                rc = g4_fail(err, GEMMA4C_ERR_ARG, "a run of %zu %s placeholders at position %zu has no %s input left",
+                             run, kind_name(kind), i, kind_name(kind));
+            else if ((int64_t)run != (r = &refs[first[kind] + used[kind]++])->n)
+                rc = g4_fail(err, GEMMA4C_ERR_ARG,
+                             "a run of %zu %s placeholders at position %zu, but that %s gives %lld soft tokens", run,
+                             kind_name(kind), i, kind_name(kind), (long long)r->n);
         }
-        size_t run = 0;
-        while (i + run < n && ids[i + run] == ids[i]) run++;
-        size_t b = next_block[kind];
-        while (b < t->n_blocks && t->blocks[b].kind != kind) b++;
-        if (b == t->n_blocks)
-            return g4_fail(err, GEMMA4C_ERR_ARG, "a run of %zu %s placeholders at position %zu has no %s input left",
-                           run, kind_name(kind), i, kind_name(kind));
-        if ((int64_t)run != t->blocks[b].n)
-            return g4_fail(err, GEMMA4C_ERR_ARG, "a run of %zu %s placeholders at position %zu, but that %s gives %lld soft tokens",
-                           run, kind_name(kind), i, kind_name(kind), (long long)t->blocks[b].n);
-        next_block[kind] = b + 1;
+        for (size_t t = 0; !rc && t < run; t++) {
+            if (rows) rows[i + t] = r && r->md->rows ? r->md->rows + (r->offset + (int64_t)t) * H : NULL;
+            if (keys) keys[i + t] = r ? r->md->key + (uint64_t)(r->offset + (int64_t)t) + 1 : 0;
+        }
         i += run;
     }
-    for (int k = 0; k < G4_SOFT_KINDS; k++) {
-        size_t b = next_block[k];
-        while (b < t->n_blocks && t->blocks[b].kind != k) b++;
-        if (b < t->n_blocks)
-            return g4_fail(err, GEMMA4C_ERR_ARG, "more %s inputs than %s placeholder runs in the ids", kind_name(k), kind_name(k));
-    }
-    return 0;
+    for (int k = 0; !rc && k < G4_SOFT_KINDS; k++)
+        if (used[k] < count[k])
+            rc = g4_fail(err, GEMMA4C_ERR_ARG, "%zu %s blocks but %zu %s placeholder runs", count[k], kind_name(k),
+                         used[k], kind_name(k));
+    free(refs);
+    return rc;
 }

@@ -29,12 +29,15 @@ int g4_sampler_init(g4_sampler *s, const g4_sampler_params *p, int vocab, g4_err
     if (!(p->top_p > 0 && p->top_p <= 1)) return g4_fail(err, GEMMA4C_ERR_ARG, "top-p must be in (0, 1]");
     if (!(p->min_p >= 0 && p->min_p < 1)) return g4_fail(err, GEMMA4C_ERR_ARG, "min-p must be in [0, 1)");
     if (!(p->repetition_penalty > 0)) return g4_fail(err, GEMMA4C_ERR_ARG, "repetition penalty must be > 0");
+    if (!(fabsf(p->presence_penalty) <= 100) || !(fabsf(p->frequency_penalty) <= 100))
+        return g4_fail(err, GEMMA4C_ERR_ARG, "presence and frequency penalties must be in [-100, 100]");
     s->p = *p;
     s->vocab = vocab;
     s->ops = g4_kernels_best();
     s->cand = malloc((size_t)vocab * sizeof *s->cand);
     s->seen = calloc((size_t)vocab, 1);
-    if (!s->cand || !s->seen) {
+    s->count = calloc((size_t)vocab, sizeof *s->count);
+    if (!s->cand || !s->seen || !s->count) {
         g4_sampler_free(s);
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     }
@@ -52,6 +55,7 @@ int g4_sampler_init(g4_sampler *s, const g4_sampler_params *p, int vocab, g4_err
 void g4_sampler_free(g4_sampler *s) {
     free(s->cand);
     free(s->seen);
+    free(s->count);
     memset(s, 0, sizeof *s);
 }
 
@@ -75,9 +79,24 @@ static int by_logit_desc(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-int32_t g4_sampler_pick(g4_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+/* logit -= presence * [count > 0] + frequency * count, over the ids of the answer. */
+static void apply_answer_penalties(g4_sampler *s, float *logits, const int32_t *answer, size_t n) {
+    if ((s->p.presence_penalty == 0 && s->p.frequency_penalty == 0) || !answer) return;
+    for (size_t i = 0; i < n; i++)
+        if (answer[i] >= 0 && answer[i] < s->vocab) s->count[answer[i]]++;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = answer[i];
+        if (id < 0 || id >= s->vocab || !s->count[id]) continue;
+        logits[id] -= s->p.presence_penalty + s->p.frequency_penalty * (float)s->count[id];
+        s->count[id] = 0;
+    }
+}
+
+int32_t g4_sampler_pick(g4_sampler *s, float *logits, const int32_t *history, size_t n_history, size_t n_answer) {
     const int V = s->vocab;
     apply_repetition_penalty(s, logits, history, n_history);
+    if (n_answer > n_history) n_answer = n_history;
+    apply_answer_penalties(s, logits, history ? history + n_history - n_answer : NULL, n_answer);
     if (s->p.greedy) return (int32_t)s->ops->argmax(logits, V);
 
     /* Temperature, then drop what cannot matter: tokens e^-30 below the best carry < 1e-8 of the mass in
@@ -120,4 +139,29 @@ int32_t g4_sampler_pick(g4_sampler *s, float *logits, const int32_t *history, si
         if (r < 0) return s->cand[i].id;
     }
     return s->cand[n - 1].id;
+}
+
+float g4_logsumexp(const float *logits, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = logits[i] > m ? logits[i] : m;
+    if (!isfinite(m)) return m;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += exp((double)(logits[i] - m));
+    return m + (float)log(sum);
+}
+
+void g4_top_k(const float *logits, int64_t n, int k, g4_candidate *out) {
+    int have = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float l = logits[i];
+        if (have == k && !(l > out[k - 1].logit)) continue; /* NaN never enters */
+        if (have < k && !(l == l)) continue;
+        int at = have < k ? have++ : k - 1;
+        while (at > 0 && l > out[at - 1].logit) {
+            out[at] = out[at - 1];
+            at--;
+        }
+        out[at] = (g4_candidate){l, (int32_t)i};
+    }
+    for (int i = have; i < k; i++) out[i] = (g4_candidate){-INFINITY, -1};
 }

@@ -2041,6 +2041,18 @@ int g4_detok_feed(g4_detok *d, int32_t id, g4_buf *out, g4_err *err) {
 
 int g4_detok_flush(g4_detok *d, g4_buf *out) { return detok_drop_pending(d, out) ? GEMMA4C_ERR_NOMEM : 0; }
 
+int g4_tokenizer_piece(const g4_tokenizer *t, int32_t id, g4_buf *out, g4_err *err) {
+    int rc = check_id(t, id, err);
+    if (rc) return rc;
+    tk_str p = t->piece[id];
+    int b = t->decodes_bytes ? byte_token_value(pool_at(t, p), p.len) : -1;
+    if (b >= 0) {
+        unsigned char c = (unsigned char)b;
+        return g4_buf_append(out, &c, 1) ? nomem(err) : 0;
+    }
+    return g4_tokenizer_decode(t, &id, 1, 0, out, err);
+}
+
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Loading                                                                                                       */
 

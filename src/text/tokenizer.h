@@ -42,6 +42,9 @@ int g4_tokenizer_encode(const g4_tokenizer *t, const char *text, size_t len, g4_
 int g4_tokenizer_decode(const g4_tokenizer *t, const int32_t *ids, size_t n, int skip_special, g4_buf *out,
                         g4_err *err);
 
+/* The bytes one token stands for: a byte-fallback token's single byte (which may be part of a UTF-8 character),
+ * otherwise its decoded text. */
+int g4_tokenizer_piece(const g4_tokenizer *t, int32_t id, g4_buf *out, g4_err *err);
 /* Streaming decode: feed ids one at a time, get back only complete UTF-8 characters (byte-fallback tokens that
  * form one character arrive one by one). */
 typedef struct g4_detok {
