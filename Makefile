@@ -13,15 +13,17 @@ PACKAGES   := build-essential cmake pkg-config libcjson-dev zlib1g-dev clang lib
 NEON_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps deps-neon install-missing build test-all test-fast test-sanitize test-neon fuzz-smoke test-slow clean
+.PHONY: run test deps deps-neon install-missing build test-all test-fast test-sanitize test-neon test-install \
+        fuzz-smoke test-slow clean
 
 # Builds gemma4c and streams an answer from a small synthetic model (random weights) it builds itself.
 run: build
 	./$(BUILD)/gemma4c run
 
-# Everything CI checks: a short fuzzing pass per parser, the tests under ASan + UBSan, then every test in the
-# release build, the full-size E2B/E4B comparison included (last, so the closing summary is ctest's).
-test: fuzz-smoke test-sanitize test-neon
+# Everything CI checks: a short fuzzing pass per parser, the tests under ASan + UBSan, the NEON kernels, the
+# installed tree, then every test in the release build, the full-size E2B/E4B comparison included (last, so the
+# closing summary is ctest's).
+test: fuzz-smoke test-sanitize test-neon test-install
 	$(MAKE) --no-print-directory test-all
 
 test-all: build
@@ -61,6 +63,11 @@ test-neon: deps-neon
 	  -Isrc -Iinclude -Itests -static $(NEON_SOURCES) -lm -lpthread -o $(NEON_BUILD)/test_quant
 	qemu-aarch64 -cpu max $(NEON_BUILD)/test_quant > $(NEON_BUILD)/test_quant.log 2>&1 || { cat $(NEON_BUILD)/test_quant.log; exit 1; }
 	grep -q "best: neon" $(NEON_BUILD)/test_quant.log && tail -1 $(NEON_BUILD)/test_quant.log
+
+# `cmake --install` into a temporary prefix: the files it must hold, libgemma4c.so exporting gemma4c_* alone, and
+# examples/chat_image.c built against that tree through pkg-config (shared and static) and run on the tiny checkpoint.
+test-install: build
+	CC="$(CC)" bash tests/install_example.sh $(BUILD)
 
 # Each libFuzzer harness for FUZZ_SECONDS (seeded from the golden files when present).
 FUZZ_SECONDS ?= 20
