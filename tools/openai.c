@@ -131,14 +131,42 @@ static int grow(oai_collector *c, size_t extra) {
     return 0;
 }
 
+/* The length of the whole, valid UTF-8 character at s (at most `left` bytes), or 0 when there is none there. */
+static size_t utf8_char(const unsigned char *s, size_t left) {
+    const size_t n = s[0] < 0x80                    ? 1
+                     : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
+                     : (s[0] & 0xF0) == 0xE0        ? 3
+                     : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
+                                                    : 0;
+    if (!n || n > left) return 0;
+    for (size_t k = 1; k < n; k++)
+        if ((s[k] & 0xC0) != 0x80) return 0;
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0) || (s[0] == 0xF0 && s[1] < 0x90) ||
+        (s[0] == 0xF4 && s[1] >= 0x90))
+        return 0; /* overlong forms, surrogates, beyond U+10FFFF */
+    return n;
+}
+
+/* A token's bytes as JSON text, which must be UTF-8: a byte that starts no whole character (a byte-fallback token
+ * holding part of one) becomes U+FFFD; "bytes" keeps the exact bytes. out holds 3 * len + 1 bytes. */
+static void utf8_text(const char *piece, size_t len, char *out) {
+    const unsigned char *s = (const unsigned char *)piece;
+    size_t o = 0;
+    for (size_t i = 0, n; i < len; i += n ? n : 1) {
+        if ((n = utf8_char(s + i, len - i))) memcpy(out + o, s + i, n), o += n;
+        else memcpy(out + o, "\xEF\xBF\xBD", 3), o += 3;
+    }
+    out[o] = '\0';
+}
+
 /* {"token", "logprob", "bytes"} for one id. */
 static cJSON *logprob_entry(const gemma4c_model *m, int32_t id, const char *piece, size_t len, float logprob) {
     char buf[256];
     size_t n = 0;
     if (!piece && gemma4c_token_to_piece(m, id, buf, sizeof buf, &n, NULL, 0) == 0) piece = buf, len = n < sizeof buf ? n : sizeof buf - 1;
     cJSON *e = cJSON_CreateObject(), *bytes = cJSON_CreateArray();
-    char *token = malloc(len + 1);
-    if (token) memcpy(token, piece ? piece : "", len), token[len] = '\0';
+    char *token = malloc(3 * len + 1);
+    if (token) utf8_text(piece ? piece : "", piece ? len : 0, token);
     cJSON_AddStringToObject(e, "token", token ? token : "");
     cJSON_AddNumberToObject(e, "logprob", logprob);
     for (size_t i = 0; i < len; i++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)piece[i]));
