@@ -2,6 +2,7 @@
 # install_example.sh — the installed tree: `cmake --install` into a temporary prefix, its files and exported
 # symbols, then examples/chat_image.c built against that tree alone (pkg-config; shared and static library) and
 # run on the golden tiny checkpoint. Usage: tests/install_example.sh BUILD_DIR (from the repository root).
+# shellcheck disable=SC2015 # `CHECK && ok || fail`: ok never fails
 set -u
 BUILD="${1:-build}"
 CC="${CC:-cc}"
@@ -11,7 +12,7 @@ PREFIX="$(mktemp -d)"
 trap 'rm -rf "$PREFIX"' EXIT
 pass=0
 fail() { echo "install: FAIL: $*"; [ -f "$PREFIX/err" ] && cat "$PREFIX/err"; exit 1; }
-ok() { pass=$((pass+1)); }
+ok() { pass=$((pass+1)); } # never fails, so `CHECK && ok || fail MESSAGE` reads as if-then-else
 
 cmake --install "$BUILD" --prefix "$PREFIX" >"$PREFIX/log" 2>&1 || { cat "$PREFIX/log"; fail "cmake --install"; }
 # The library directory is GNUInstallDirs' choice (lib, lib64, lib/x86_64-linux-gnu): found through the .pc.
@@ -28,7 +29,7 @@ version="$(PKG_CONFIG_PATH="$LIBDIR/pkgconfig" pkg-config --modversion gemma4c)"
 # The shared library exports the API and nothing else.
 nm -D --defined-only "$LIBDIR/libgemma4c.so" | awk '{print $NF}' >"$PREFIX/symbols"
 others="$(grep -v '^gemma4c_' "$PREFIX/symbols")"
-[ -z "$others" ] && ok || fail "libgemma4c.so exports more than gemma4c_*: $(echo $others | head -c 300)"
+[ -z "$others" ] && ok || fail "libgemma4c.so exports more than gemma4c_*: $(echo "$others" | head -5 | tr '\n' ' ')"
 grep -qx gemma4c_generate "$PREFIX/symbols" && grep -qx gemma4c_model_load "$PREFIX/symbols" && ok \
   || fail "libgemma4c.so does not export gemma4c_generate / gemma4c_model_load"
 
