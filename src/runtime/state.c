@@ -165,8 +165,10 @@ int gemma4c_session_load(gemma4c_session *s, const char *path, char *err, size_t
                      (long long)pos, (long long)s->seq.n_ctx);
     for (int l = 0; !rc && l < L; l++) {
         int64_t heads = get_i64(&r), dim = get_i64(&r), first = get_i64(&r);
-        if (r.failed || heads != s->seq.layers[l].kv_heads || dim != s->seq.layers[l].head_dim ||
-            first != g4_kv_seq_first_kept(&s->seq, l, pos))
+        if (r.failed)
+            rc = g4_fail(&er, GEMMA4C_ERR_FORMAT, "%s: truncated or corrupt", path);
+        else if (heads != s->seq.layers[l].kv_heads || dim != s->seq.layers[l].head_dim ||
+                 first != g4_kv_seq_first_kept(&s->seq, l, pos))
             rc = g4_fail(&er, GEMMA4C_ERR_FORMAT, "%s: layer %d of the state does not match the model", path, l);
     }
     if (!rc) { /* the size the header implies, before allocating anything for it */
