@@ -184,6 +184,10 @@ has "a fresh chat after /load reuses the saved tokens" "$TMP/loaded.err" "\([1-9
 chat "Hi\n" >"$TMP/hi" 2>/dev/null
 cat "$TMP/first" "$TMP/loaded" "$TMP/hi" "$TMP/loaded" >"$TMP/expected"
 same "answers after /save, /reset and /load are those of fresh chats" "$TMP/slash.out" "$TMP/expected"
+head -c 100 "$TMP/conv" >"$TMP/cut"; cp "$TMP/conv.json" "$TMP/cut.json"
+ok "chat: /load of a truncated state" chat "/load $TMP/cut\nHi\n"
+has "a truncated state: one error line" "$TMP/err" "^gemma4c: error: .*/cut: truncated or corrupt$"
+count "... and the chat goes on" "$TMP/err" "$REPORT" 1
 
 # ---- batch -------------------------------------------------------------------------------------------------------
 long=$(head -c 80 /dev/zero | tr '\0' 'x')
