@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run.sh — runs every built libFuzzer harness for a fixed time, seeded with small real inputs; fails on a crash.
-# Harnesses that make their own seeds write them into $GEMMA4C_FUZZ_SEEDS, set here to the harness's seed directory.
+# Harnesses that make their own seeds (fuzz_state saves real session states, fuzz_openai turns the chat-template
+# cases into request bodies) write them into $GEMMA4C_FUZZ_SEEDS, set here to the harness's seed directory.
 set -eu
 BUILD="$1"
 SECONDS_EACH="${2:-20}"
@@ -27,6 +28,7 @@ for bin in "$BUILD"/fuzz_*; do
     fuzz_image) seeds=$(seed "$name" "$GOLDEN/media/small.png" "$GOLDEN/media/panorama.png" "$GOLDEN/media/coffee.jpg") ;;
     fuzz_audio) seeds=$(seed "$name" "$GOLDEN/media/speech_16k.wav") ;;
     fuzz_video) seeds=$(seed "$name" "$GOLDEN/media/clip.mp4") ;;
+    fuzz_openai) seeds=$(seed "$name" "$ROOT"/fuzz/seeds/openai/*) ;;
     *) seeds=$(seed "$name") ;;
   esac
   mkdir -p "$WORK/corpus-$name"
