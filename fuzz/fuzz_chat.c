@@ -6,7 +6,11 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "fuzz_model.h"
 #include "text/chat.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int flag(const cJSON *obj, const char *key) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key)); }
 
@@ -23,6 +27,38 @@ static void render_once(const cJSON *messages, const cJSON *tools, const g4_chat
         __builtin_trap();
     }
     g4_buf_free(&out);
+}
+
+/* Seeds: each case of tests/data/chat_cases.json as an input object (fuzz/run.sh hands the harness its seed
+ * directory in $GEMMA4C_FUZZ_SEEDS). */
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    const char *dir = g4f_seed_dir(*argc, *argv);
+    char path[4200];
+    size_t size = 0;
+    snprintf(path, sizeof path, "%s/tests/data/chat_cases.json", GEMMA4C_SOURCE_DIR);
+    char *text = dir ? (char *)g4f_read(path, &size) : NULL;
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *c;
+    int i = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
+        const cJSON *kwargs = cJSON_GetObjectItemCaseSensitive(c, "kwargs");
+        cJSON *in = cJSON_CreateObject();
+        cJSON_AddItemToObject(in, "messages", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "messages"), 1));
+        const cJSON *tools = cJSON_GetObjectItemCaseSensitive(kwargs, "tools");
+        if (tools) cJSON_AddItemToObject(in, "tools", cJSON_Duplicate(tools, 1));
+        cJSON_AddBoolToObject(in, "enable_thinking", flag(kwargs, "enable_thinking"));
+        cJSON_AddBoolToObject(in, "preserve_thinking", flag(kwargs, "preserve_thinking"));
+        cJSON_AddBoolToObject(in, "no_generation_prompt",
+                              cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(kwargs, "add_generation_prompt")));
+        char *out = cJSON_PrintUnformatted(in), name[64];
+        snprintf(name, sizeof name, "seed-case-%02d.json", i++);
+        if (out) g4f_write(dir, name, out, strlen(out));
+        cJSON_free(out);
+        cJSON_Delete(in);
+    }
+    cJSON_Delete(root);
+    return 0;
 }
 
 /* The input is JSON: either a messages array, or {"messages": [...], "tools": [...], "enable_thinking": ...}. */

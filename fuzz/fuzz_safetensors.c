@@ -27,6 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char sh[128];
         g4_shape_str(t, sh, sizeof sh);
     }
+    (void)sum;
     (void)g4_st_metadata(f, "format");
     g4_st_close(f);
     return 0;

@@ -40,6 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int len = g4_video_timestamp_text(v.timestamps_s[i], txt);
         if (len <= 0 || len >= 16) __builtin_trap();
     }
+    (void)sum;
     g4_video_free(&v);
     return 0;
 }

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # run.sh — runs every built libFuzzer harness for a fixed time, seeded with small real inputs; fails on a crash.
+# Harnesses that make their own seeds (fuzz_state saves real session states, fuzz_openai turns the chat-template
+# cases into request bodies) write them into $GEMMA4C_FUZZ_SEEDS, set here to the harness's seed directory.
 set -eu
 BUILD="$1"
 SECONDS_EACH="${2:-20}"
@@ -26,11 +28,13 @@ for bin in "$BUILD"/fuzz_*; do
     fuzz_image) seeds=$(seed "$name" "$GOLDEN/media/small.png" "$GOLDEN/media/panorama.png" "$GOLDEN/media/coffee.jpg") ;;
     fuzz_audio) seeds=$(seed "$name" "$GOLDEN/media/speech_16k.wav") ;;
     fuzz_video) seeds=$(seed "$name" "$GOLDEN/media/clip.mp4") ;;
+    fuzz_openai) seeds=$(seed "$name" "$ROOT"/fuzz/seeds/openai/*) ;;
     *) seeds=$(seed "$name") ;;
   esac
   mkdir -p "$WORK/corpus-$name"
   echo "fuzzing $name for ${SECONDS_EACH}s"
-  if ! "$bin" -max_total_time="$SECONDS_EACH" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+  if ! GEMMA4C_GOLDEN="$GOLDEN" GEMMA4C_FUZZ_SEEDS="$seeds" \
+       "$bin" -max_total_time="$SECONDS_EACH" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
        -artifact_prefix="$WORK/" "$WORK/corpus-$name" "$seeds" >"$WORK/$name.log" 2>&1; then
     echo "FAIL: $name found a problem:"; tail -40 "$WORK/$name.log"; status=1
     mkdir -p "$ROOT/fuzz/crashes" && cp "$WORK"/crash-* "$WORK"/leak-* "$WORK"/timeout-* "$ROOT/fuzz/crashes/" 2>/dev/null || true

@@ -97,6 +97,7 @@ static void expect_error(const char *messages_json, const char *tools_json, cons
     CHECK(rc == GEMMA4C_ERR_ARG, "expected an argument error for %s, got %d", messages_json, rc);
     CHECK(err.msg[0] && strstr(err.msg, needle), "error for %s is \"%s\", expected to mention \"%s\"", messages_json,
           err.msg, needle);
+    CHECK(!strchr(err.msg, '\n'), "error for %s is not one line: \"%s\"", messages_json, err.msg);
     CHECK(out.len == 0, "failed render left %zu bytes", out.len);
     g4_buf_free(&out);
 }
@@ -130,6 +131,8 @@ static void hostile_inputs(void) {
     expect_error("[{\"content\":\"hi\"}]", NULL, "messages[0].role must be a string");
     expect_error("[{\"role\":5,\"content\":\"hi\"}]", NULL, "role must be a string");
     expect_error("[{\"role\":\"wizard\",\"content\":\"hi\"}]", NULL, "unknown role \"wizard\"");
+    /* What a message quotes is escaped: an error is one line (found by fuzz_openai). */
+    expect_error("[{\"role\":\"a\\nb\\r\\u001b\",\"content\":\"hi\"}]", NULL, "unknown role \"a\\nb\\r\\x1b\"");
     expect_error("[{\"role\":\"user\",\"content\":42}]", NULL, "content must be a string or a list");
     expect_error("[{\"role\":\"user\",\"content\":{\"text\":\"hi\"}}]", NULL, "content must be a string or a list");
     expect_error("[{\"role\":\"user\",\"content\":true}]", NULL, "content must be");

@@ -61,6 +61,25 @@ static void check_sampler(void) {
     CHECK(same, "same seed, same samples");
     g4_sampler_free(&s);
 
+    /* Logits that are no numbers (a logits callback may write anything): every rule still picks an id of the
+     * vocabulary (all NaN used to read before the candidate array). */
+    const float nan = NAN, inf = INFINITY;
+    const float odd[][V] = {{nan, nan, nan, nan, nan, nan}, {-inf, -inf, -inf, -inf, -inf, -inf},
+                            {nan, 1.0f, nan, inf, -inf, 2.0f}, {nan, -inf, -40.0f, nan, 3.0f, nan}};
+    g4_sampler_params rules[] = {{0, 1.0f, 0, 1, 0, 1, 0, 0, 7}, {0, 0.5f, 3, 0.9f, 0.1f, 1.2f, 0.5f, 0.5f, 7},
+                                 {1, 1, 0, 1, 0, 1, 0, 0, 0}};
+    for (size_t r = 0; r < sizeof rules / sizeof *rules; r++)
+        for (size_t c = 0; c < sizeof odd / sizeof *odd; c++) {
+            CHECK(g4_sampler_init(&s, &rules[r], V, &err) == 0, "%s", err.msg);
+            memcpy(lg, odd[c], sizeof lg);
+            const int32_t id = g4_sampler_pick(&s, lg, hist, 3, 2);
+            CHECK(id >= 0 && id < V, "rules %zu, logits %zu: id %d", r, c, id);
+            if (c < 2) CHECK(id == 0, "no finite logit: the greedy pick (the lowest id), got %d", id);
+            if (c == 2) CHECK(id == 3, "an infinite logit wins: id %d", id);
+            if (c == 3) CHECK(id == 4, "NaN logits are never picked: id %d", id);
+            g4_sampler_free(&s);
+        }
+
     g4_sampler_params bad[] = {{0, 0, 0, 1, 0, 1, 0, 0, 0}, {0, 1, -1, 1, 0, 1, 0, 0, 0}, {0, 1, 0, 0, 0, 1, 0, 0, 0},
                                {0, 1, 0, 1, 1.5f, 1, 0, 0, 0}, {0, 1, 0, 1, 0, 0, 0, 0, 0}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)

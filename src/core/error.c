@@ -5,6 +5,29 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Keeps a message on one line whatever its arguments held (a role name or a path with a newline in it, say):
+ * control characters become escapes ("\n", "\x1b"), as far as the buffer holds. */
+static void one_line(char msg[G4_ERR_MSG]) {
+    const unsigned char *p = (const unsigned char *)msg;
+    while (*p >= 0x20 && *p != 0x7f) p++;
+    if (!*p) return;
+    char out[G4_ERR_MSG];
+    size_t o = 0;
+    for (p = (const unsigned char *)msg; *p; p++) {
+        char esc[8] = {(char)*p, 0};
+        if (*p == '\n') memcpy(esc, "\\n", 3);
+        else if (*p == '\r') memcpy(esc, "\\r", 3);
+        else if (*p == '\t') memcpy(esc, "\\t", 3);
+        else if (*p < 0x20 || *p == 0x7f) snprintf(esc, sizeof esc, "\\x%02x", *p);
+        const size_t n = strlen(esc);
+        if (o + n >= sizeof out) break;
+        memcpy(out + o, esc, n);
+        o += n;
+    }
+    out[o] = '\0';
+    memcpy(msg, out, o + 1);
+}
+
 int g4_fail(g4_err *err, int code, const char *fmt, ...) {
     if (!err) return code;
     err->code = code;
@@ -12,6 +35,7 @@ int g4_fail(g4_err *err, int code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
+    one_line(err->msg);
     return code;
 }
 
@@ -25,6 +49,7 @@ int g4_err_prefix(g4_err *err, const char *fmt, ...) {
     char joined[sizeof prefix + sizeof err->msg + 2];
     snprintf(joined, sizeof joined, "%s: %s", prefix, err->msg);
     snprintf(err->msg, sizeof err->msg, "%s", joined);
+    one_line(err->msg);
     return err->code;
 }
 

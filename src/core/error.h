@@ -6,9 +6,11 @@
 
 /* The library never prints or exits: a failing function fills a g4_err and returns its (negative) code.
  * The first failure wins; callers add context with g4_err_prefix as the error travels up. */
+#define G4_ERR_MSG 512
+
 typedef struct g4_err {
     int code;
-    char msg[512];
+    char msg[G4_ERR_MSG]; /* one line: control characters in what a message quotes are escaped */
 } g4_err;
 
 #if defined(__GNUC__)

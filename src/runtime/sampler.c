@@ -102,7 +102,12 @@ int32_t g4_sampler_pick(g4_sampler *s, float *logits, const int32_t *history, si
     /* Temperature, then drop what cannot matter: tokens e^-30 below the best carry < 1e-8 of the mass in
      * total even over a 262144-token vocabulary, and sorting the rest is far cheaper. */
     const float inv_t = 1.0f / s->p.temperature;
-    const float best = logits[s->ops->argmax(logits, V)] * inv_t; /* scaling by inv_t > 0 keeps the order */
+    const int32_t top = (int32_t)s->ops->argmax(logits, V);
+    const float best = logits[top] * inv_t; /* scaling by inv_t > 0 keeps the order */
+    /* Nothing to weigh when the best is not a finite number (every logit NaN or -inf, say, from a logits
+     * callback or a broken cache; or +inf): the greedy pick, rather than an empty candidate list. Otherwise the
+     * best itself is a candidate, and NaN logits never are. */
+    if (!isfinite(best)) return top;
     int n = 0;
     for (int i = 0; i < V; i++) {
         float l = logits[i] * inv_t;

@@ -31,11 +31,12 @@ static void fail(render *r, int code, const char *fmt, ...) {
     if (r->rc) return;
     r->rc = code;
     if (!r->err) return;
-    r->err->code = code;
+    char msg[G4_ERR_MSG];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->err->msg, sizeof r->err->msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    g4_fail(r->err, code, "%s", msg); /* which keeps it on one line */
 }
 
 static void emit(render *r, g4_buf *b, const char *s, size_t n) {

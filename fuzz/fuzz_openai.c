@@ -1,0 +1,268 @@
+/* fuzz_openai.c — libFuzzer harness: chat-completion request bodies through the OpenAI parser (tools/openai.c) and
+ * the parsed messages and tools through gemma4c_input_ids on the tiny model (chat template, media placeholders,
+ * tokenizer). */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gif_lib.h>
+
+#include "fuzz_model.h"
+#include "openai.h"
+
+/* Every media part of the messages gets a medium of its kind (the same bytes each time, so that each kind is
+ * decoded once per input): the golden small PNG for images, a quarter second of WAV for audio, a two-frame
+ * animated GIF for video (a real clip takes seconds to decode and sample under the sanitizers).
+ * Inputs with more than MAX_PARTS parts (or media of a kind the files lack) get none, which must be refused.
+ *
+ * Checked: a refused body names the field and says why on one line; an accepted one gives options inside their
+ * documented ranges; input_ids either fails with one line or gives ids in the vocabulary; without media, those
+ * ids are exactly the tokens of gemma4c_render_chat's text (render and input_ids agree). */
+
+#define MAX_PARTS 8
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static gemma4c_model *model;
+static gemma4c_sampling defaults;
+static int vocab;
+static unsigned char *png, *gif, wav[44 + 2 * 4000];
+static size_t png_size, gif_size, gif_cap;
+
+static void le(unsigned char *p, uint32_t v, int n) {
+    for (int i = 0; i < n; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* 16 kHz mono 16-bit PCM: a 440 Hz tone. */
+static void make_wav(void) {
+    const uint32_t n = 4000;
+    memcpy(wav, "RIFF", 4), le(wav + 4, 36 + 2 * n, 4), memcpy(wav + 8, "WAVEfmt ", 8);
+    le(wav + 16, 16, 4), le(wav + 20, 1, 2), le(wav + 22, 1, 2), le(wav + 24, 16000, 4), le(wav + 28, 32000, 4);
+    le(wav + 32, 2, 2), le(wav + 34, 16, 2), memcpy(wav + 36, "data", 4), le(wav + 40, 2 * n, 4);
+    for (uint32_t i = 0; i < n; i++)
+        le(wav + 44 + 2 * i, (uint32_t)(int16_t)(8000 * sin(2 * 3.14159265358979 * 440 * i / 16000.0)), 2);
+}
+
+static int gif_out(GifFileType *g, const GifByteType *data, int n) {
+    (void)g;
+    if (gif_size + (size_t)n > gif_cap) {
+        size_t cap = (gif_size + (size_t)n) * 2;
+        unsigned char *grown = realloc(gif, cap);
+        if (!grown) return 0;
+        gif = grown, gif_cap = cap;
+    }
+    memcpy(gif + gif_size, data, (size_t)n);
+    gif_size += (size_t)n;
+    return n;
+}
+
+/* Two 16x12 frames, 0.1 s each: ten frames a second. */
+static void make_gif(void) {
+    int gerr = 0;
+    GifFileType *g = EGifOpen(NULL, gif_out, &gerr);
+    GifColorType colors[4] = {{0, 0, 0}, {255, 0, 0}, {0, 255, 0}, {0, 0, 255}};
+    ColorMapObject *map = GifMakeMapObject(4, colors);
+    if (!g || !map || EGifPutScreenDesc(g, 16, 12, 2, 0, map) == GIF_ERROR)
+        g4f_die("fuzz_openai", "gif", "cannot make");
+    EGifSetGifVersion(g, true);
+    for (int f = 0; f < 2; f++) {
+        GifByteType gce[4] = {0x04, 10, 0, 0}; /* no transparency, delay 10/100 s */
+        GifPixelType line[16];
+        if (EGifPutExtension(g, GRAPHICS_EXT_FUNC_CODE, 4, gce) == GIF_ERROR ||
+            EGifPutImageDesc(g, 0, 0, 16, 12, false, NULL) == GIF_ERROR)
+            g4f_die("fuzz_openai", "gif", "cannot make");
+        for (int y = 0; y < 12; y++) {
+            for (int x = 0; x < 16; x++) line[x] = (GifPixelType)((x / 4 + y / 4 + f) % 4);
+            if (EGifPutLine(g, line, 16) == GIF_ERROR) g4f_die("fuzz_openai", "gif", "cannot make");
+        }
+    }
+    if (EGifCloseFile(g, &gerr) == GIF_ERROR) g4f_die("fuzz_openai", "gif", "cannot make");
+    GifFreeMapObject(map);
+}
+
+/* Request bodies from the chat-template cases (tests/data/chat_cases.json), each with a different set of the
+ * other fields, and the raw seeds of fuzz/seeds/openai are copied by run.sh. */
+static void write_seeds(const char *dir) {
+    char path[4200];
+    size_t size = 0;
+    snprintf(path, sizeof path, "%s/tests/data/chat_cases.json", GEMMA4C_SOURCE_DIR);
+    char *text = (char *)g4f_read(path, &size);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *c;
+    int i = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
+        const cJSON *messages = cJSON_GetObjectItemCaseSensitive(c, "messages");
+        if (!cJSON_IsArray(messages) || !cJSON_GetArraySize(messages)) continue;
+        cJSON *body = cJSON_CreateObject();
+        cJSON_AddStringToObject(body, "model", "gemma-4");
+        cJSON_AddItemToObject(body, "messages", cJSON_Duplicate(messages, 1));
+        const cJSON *kwargs = cJSON_GetObjectItemCaseSensitive(c, "kwargs");
+        const cJSON *tools = cJSON_GetObjectItemCaseSensitive(kwargs, "tools");
+        if (tools) cJSON_AddItemToObject(body, "tools", cJSON_Duplicate(tools, 1));
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(kwargs, "enable_thinking"))) {
+            cJSON *kw = cJSON_AddObjectToObject(body, "chat_template_kwargs");
+            cJSON_AddTrueToObject(kw, "enable_thinking");
+        }
+        switch (i % 4) {
+        case 0:
+            cJSON_AddNumberToObject(body, "max_tokens", 64);
+            cJSON_AddNumberToObject(body, "temperature", 0.7);
+            break;
+        case 1:
+            cJSON_AddTrueToObject(body, "logprobs");
+            cJSON_AddNumberToObject(body, "top_logprobs", 3);
+            break;
+        case 2:
+            cJSON_AddItemToObject(body, "stop", cJSON_CreateString("\n\n"));
+            cJSON_AddNumberToObject(body, "seed", 42);
+            break;
+        default:
+            cJSON_AddStringToObject(body, "reasoning_effort", "none");
+            cJSON_AddNumberToObject(body, "top_k", 40);
+        }
+        char *out = cJSON_PrintUnformatted(body), name[64];
+        snprintf(name, sizeof name, "seed-case-%02d.json", i++);
+        if (out) g4f_write(dir, name, out, strlen(out));
+        cJSON_free(out);
+        cJSON_Delete(body);
+    }
+    cJSON_Delete(root);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    model = g4f_load_tiny("fuzz_openai");
+    gemma4c_model_info info;
+    gemma4c_model_get_info(model, &info);
+    vocab = info.vocab_size;
+    gemma4c_sampling_from_model(model, &defaults);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/media/small.png", g4f_golden());
+    png = info.has_vision ? g4f_read(path, &png_size) : NULL;
+    if (info.has_vision) make_gif();
+    make_wav();
+    const char *seeds = g4f_seed_dir(*argc, *argv);
+    if (seeds) write_seeds(seeds);
+    return 0;
+}
+
+static int one_line(const char *s) { return s[0] && !strchr(s, '\n'); }
+
+/* The media parts of the messages in order (the kinds gemma4c counts), as media; -1 when there are too many. */
+static int media_for(const char *messages_json, gemma4c_media *media) {
+    static const char *const names[] = {"image", "image_url", "audio", "input_audio", "video"};
+    static const int kinds[] = {GEMMA4C_MEDIA_IMAGE, GEMMA4C_MEDIA_IMAGE, GEMMA4C_MEDIA_AUDIO, GEMMA4C_MEDIA_AUDIO,
+                                GEMMA4C_MEDIA_VIDEO};
+    cJSON *messages = cJSON_Parse(messages_json);
+    int n = 0;
+    const cJSON *msg, *part;
+    cJSON_ArrayForEach(msg, messages) {
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        if (!cJSON_IsArray(content)) continue;
+        cJSON_ArrayForEach(part, content) {
+            const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+            for (int k = 0; cJSON_IsString(type) && k < 5; k++) {
+                if (strcmp(type->valuestring, names[k])) continue;
+                if (n == MAX_PARTS) {
+                    cJSON_Delete(messages);
+                    return -1;
+                }
+                gemma4c_media *md = &media[n++];
+                memset(md, 0, sizeof *md);
+                md->kind = kinds[k];
+                if (kinds[k] == GEMMA4C_MEDIA_IMAGE) md->data = png, md->size = png_size, md->max_soft_tokens = 70;
+                else if (kinds[k] == GEMMA4C_MEDIA_AUDIO) md->data = wav, md->size = sizeof wav;
+                else md->data = gif, md->size = gif_size;
+                if (!md->data) {
+                    cJSON_Delete(messages);
+                    return -1;
+                }
+            }
+        }
+    }
+    cJSON_Delete(messages);
+    return n;
+}
+
+/* What the parser promises about an accepted body. */
+static void check_request(const oai_request *req) {
+    const gemma4c_generate_options *o = &req->options;
+    const gemma4c_sampling *s = &o->sampling;
+    cJSON *messages = req->messages_json ? cJSON_Parse(req->messages_json) : NULL;
+    if (!cJSON_IsArray(messages) || !cJSON_GetArraySize(messages)) __builtin_trap();
+    cJSON_Delete(messages);
+    if (req->tools_json) {
+        cJSON *tools = cJSON_Parse(req->tools_json);
+        if (!cJSON_IsArray(tools)) __builtin_trap();
+        cJSON_Delete(tools);
+    }
+    if (!(s->temperature >= 0 && s->temperature <= 2) || !(s->top_p >= 0 && s->top_p <= 1) ||
+        !(s->min_p >= 0 && s->min_p <= 1) || s->top_k < 0 || !(fabsf(s->presence_penalty) <= 2) ||
+        !(fabsf(s->frequency_penalty) <= 2) || !(s->repetition_penalty >= 0 && s->repetition_penalty <= 10))
+        __builtin_trap();
+    if (o->max_tokens < 0 || o->top_logprobs < 0 || o->top_logprobs > GEMMA4C_MAX_TOP_LOGPROBS ||
+        (o->top_logprobs && !o->logprobs))
+        __builtin_trap();
+    if (o->n_stop > OAI_MAX_STOP || (o->n_stop && o->stop != (const char *const *)req->stops)) __builtin_trap();
+    for (size_t i = 0; i < o->n_stop; i++)
+        if (!o->stop[i] || !o->stop[i][0]) __builtin_trap();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    cJSON *body = cJSON_ParseWithLength((const char *)data, size);
+    if (!body) return 0;
+    oai_request req;
+    char err[512] = "";
+    const char *param = NULL;
+    if (oai_parse_chat_request(body, &defaults, &req, err, sizeof err, &param) != 0) {
+        /* Refused: the field and why, on one line, and nothing left allocated once freed. */
+        if (!param || !one_line(err) || !strstr(err, param)) __builtin_trap();
+        oai_request_free(&req);
+        cJSON_Delete(body);
+        return 0;
+    }
+    check_request(&req);
+
+    gemma4c_media media[MAX_PARTS];
+    const int n_media = media_for(req.messages_json, media);
+    gemma4c_input in = {.messages_json = req.messages_json, .tools_json = req.tools_json,
+                        .enable_thinking = req.enable_thinking, .media = media,
+                        .n_media = n_media > 0 ? (size_t)n_media : 0};
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int rc = gemma4c_input_ids(model, &in, &ids, &n_ids, err, sizeof err);
+    if (rc) {
+        if (!one_line(err) || ids) __builtin_trap();
+    } else {
+        if (!ids || !n_ids) __builtin_trap();
+        for (size_t i = 0; i < n_ids; i++)
+            if (ids[i] < 0 || ids[i] >= vocab) __builtin_trap();
+    }
+    /* Without media the ids are the tokens of the rendered chat. */
+    char *text = NULL;
+    const int rrc =
+        gemma4c_render_chat(model, req.messages_json, req.tools_json, req.enable_thinking, &text, err, sizeof err);
+    if (rrc && !one_line(err)) __builtin_trap();
+    if (n_media == 0) {
+        if ((rrc == 0) != (rc == 0)) __builtin_trap();
+        if (rrc == 0) {
+            size_t n = 0;
+            if (gemma4c_tokenize(model, text, strlen(text), 0, NULL, 0, &n, err, sizeof err) || n != n_ids)
+                __builtin_trap();
+            int32_t *again = malloc((n ? n : 1) * sizeof *again);
+            if (!again || gemma4c_tokenize(model, text, strlen(text), 0, again, n, &n, err, sizeof err) ||
+                memcmp(again, ids, n * sizeof *again))
+                __builtin_trap();
+            free(again);
+        }
+    }
+    gemma4c_free(text);
+    gemma4c_free(ids);
+    oai_request_free(&req);
+    cJSON_Delete(body);
+    return 0;
+}
