@@ -432,6 +432,46 @@ static void check_event_loop(gemma4c_model *m) {
           (long long)st.kv_bytes);
 }
 
+/* A session encoding media does not stall one that is generating; a cancel during encoding ends it. */
+static void check_media_interleave(gemma4c_model *m) {
+    char err[512], video[4300];
+    snprintf(video, sizeof video, "%s/media/clip.mp4", golden);
+    gemma4c_session *a = session(m, 4096), *b = session(m, 4096);
+    int32_t prompt[] = {2, 105, 300, 107};
+    gemma4c_input text = {.ids = prompt, .n_ids = 4};
+    gemma4c_media clip = {GEMMA4C_MEDIA_VIDEO, video, NULL, 0, 0};
+    gemma4c_input watch = {.messages_json = "[{\"role\":\"user\",\"content\":[{\"type\":\"video\"}]}]", .media = &clip, .n_media = 1};
+    gemma4c_generate_options endless = {.ignore_eos = 1}, two = {.max_tokens = 2};
+    gemma4c_event ev;
+    CHECK(gemma4c_submit(a, &text, &endless, err, sizeof err) == 0, "%s", err);
+    for (int got = 0; got < 3 && gemma4c_next(a, &ev, -1) == 0;) got += ev.type == GEMMA4C_EVENT_TOKEN;
+    CHECK(gemma4c_submit(b, &watch, &two, err, sizeof err) == 0, "%s", err);
+    int a_tokens = 0, b_first = 0;
+    while (!b_first) {
+        while (gemma4c_next(a, &ev, 0) == 0 && ev.type == GEMMA4C_EVENT_TOKEN) a_tokens++;
+        if (gemma4c_next(b, &ev, 1) || ev.type == GEMMA4C_EVENT_DONE) break;
+        b_first = ev.type == GEMMA4C_EVENT_TOKEN;
+    }
+    CHECK(b_first, "the video request ended before its first token: %s", ev.error);
+    printf("while 32 video frames were encoded for one session, another generated %d tokens\n", a_tokens);
+    CHECK(a_tokens > 0, "a session encoding a video stalled the one generating");
+    gemma4c_cancel(a);
+    while (gemma4c_next(a, &ev, -1) == 0 && ev.type != GEMMA4C_EVENT_DONE) {}
+    CHECK(ev.result.stop_reason == GEMMA4C_STOP_CANCELLED, "cancelled endless request");
+    while (gemma4c_next(b, &ev, -1) == 0 && ev.type != GEMMA4C_EVENT_DONE) {}
+    CHECK(ev.status == 0 && ev.result.generated_tokens == 2 && ev.result.media_tokens == 32 * 63 && ev.result.media_seconds > 0,
+          "video request: %s, %lld media tokens", ev.error, (long long)ev.result.media_tokens);
+    /* cancelled while its media are encoded (or before): it ends at once, with no tokens */
+    gemma4c_session_reset(b, NULL, 0);
+    CHECK(gemma4c_submit(b, &watch, &two, err, sizeof err) == 0, "%s", err);
+    gemma4c_cancel(b);
+    while (gemma4c_next(b, &ev, -1) == 0 && ev.type != GEMMA4C_EVENT_DONE) {}
+    CHECK(ev.status == 0 && ev.result.stop_reason == GEMMA4C_STOP_CANCELLED && ev.result.generated_tokens == 0,
+          "cancel during encoding: status %d, reason %d", ev.status, ev.result.stop_reason);
+    gemma4c_session_free(a);
+    gemma4c_session_free(b);
+}
+
 /* Rewind, reset, save and load: a restored session continues bit for bit. */
 static void check_state(gemma4c_model *m) {
     char err[512], path[] = "/tmp/g4stateXXXXXX";
@@ -696,6 +736,7 @@ int main(void) {
     check_stops(m);
     check_sampling_and_logprobs(m);
     check_event_loop(m);
+    check_media_interleave(m);
     check_state(m);
     check_encode(m);
     check_threads(m);

@@ -10,6 +10,7 @@
 #include "format/safetensors.h"
 #include "golden_util.h"
 #include "media/image.h"
+#include "model/vision.h"
 #include "test.h"
 
 
@@ -911,8 +912,16 @@ static void golden_vision(const char *golden, const char *name, const char *medi
     int32_t *hw = g4t_tensor_i32(f, "image_size_hw", &n_hw);
     CHECK(n_hw == 2 && hw[0] == img.height && hw[1] == img.width, "%s: decoded %dx%d, reference %dx%d", name,
           img.width, img.height, hw[1], hw[0]);
+    /* the patch geometry is the checkpoint's vision_config's */
+    char cpath[4200];
+    snprintf(cpath, sizeof cpath, "%s/tiny/checkpoint/config.json", golden);
+    g4_model_config mc = {0};
+    g4_vision_config vc = {0};
+    CHECK(g4_config_load(cpath, &mc, &err) == 0 && g4_vision_parse_config(mc.vision_json, mc.text.hidden_size, &vc, &err) == 0,
+          "%s", err.msg);
+    g4_config_free(&mc);
     g4_image_patches p = {0};
-    rc = g4_image_preprocess(&img, budget, G4_IMAGE_PATCH_SIZE, G4_IMAGE_POOLING_KERNEL, &p, &err);
+    rc = g4_image_preprocess(&img, budget, vc.patch_size, vc.pooling_kernel_size, &p, &err);
     CHECK(rc == 0, "%s: %s", name, err.msg);
     if (rc == 0) {
         const g4_tensor *pv = g4_st_find(f, "pixel_values_u8");

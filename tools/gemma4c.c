@@ -8,6 +8,9 @@
 
 #include "cli.h"
 
+#define CLI_STR_(x) #x
+#define CLI_STR(x) CLI_STR_(x)
+
 static const char usage[] =
     "usage: gemma4c <command> [options]\n"
     "\n"
@@ -44,8 +47,8 @@ static const char usage[] =
     "  --think                 let the model think first (thinking mode)\n"
     "  --raw                   use the prompt as is, without the chat format\n"
     "  -t, --threads N         worker threads (default: all CPUs)\n"
-    "  -c, --ctx N             context length in tokens (default 4096)\n"
-    "  -b, --batch N           tokens per batched step (default 256)\n"
+    "  -c, --ctx N             context length in tokens (default " CLI_STR(GEMMA4C_DEFAULT_CONTEXT) ")\n"
+    "  -b, --batch N           tokens per batched step (default " CLI_STR(GEMMA4C_DEFAULT_BATCH) ")\n"
     "  --parallel N            batch: requests running at once (default 8); bench: a list of session counts\n"
     "  -v, --verbose           timings (time to first token, tokens/s) on stderr\n"
     "  --image F, --video F, --audio F\n"

@@ -54,7 +54,14 @@ typedef struct g4_compute {
     float *scratch; /* per worker: a block of weight rows converted to float */
     int64_t max_k;  /* longest weight row the scratch holds */
     void *qscratch; /* quantized activations of up to G4_QMATMUL_ROWS rows of max_k */
+    /* Called by long computations (the encoders) between their layers, where nothing of theirs is in flight: it
+     * may run other work on this context meanwhile, and returns non-zero to stop the computation (NULL: none). */
+    int (*safe_point)(void *ctx);
+    void *safe_point_ctx;
 } g4_compute;
+
+/* Non-zero when the computation should stop (see g4_compute.safe_point). */
+static inline int g4_compute_safe_point(g4_compute *c) { return c->safe_point && c->safe_point(c->safe_point_ctx); }
 
 /* Rows of activations a quantized product takes at once (longer inputs run in slices). */
 #define G4_QMATMUL_ROWS 256

@@ -113,7 +113,7 @@ size_t g4_qpanel_bytes(int t_tile, int64_t K);
 void g4_qpanel_pack(int t_tile, const void *act, size_t act_stride, int nt, int64_t K, void *panel);
 
 /* Up to this many activation rows (decode), products stream each weight row once per activation row. */
-#define G4_QVEC_MAX_ROWS 3
+#define G4_QVEC_MAX_ROWS 5
 
 /* ---- Matrix products -----------------------------------------------------------------------------------------
  * y[T, N] = x[T, K] · W[N, K]^T with W of format wtype (N rows of g4_qrow_bytes(wtype, K) bytes, K a multiple of

@@ -59,8 +59,6 @@ int g4_image_resize_torch_bicubic_aa(const g4_image *in, int out_w, int out_h, g
 /* The soft-token budgets the reference accepts, and its defaults. */
 #define G4_IMAGE_DEFAULT_SOFT_TOKENS 280
 #define G4_VIDEO_DEFAULT_SOFT_TOKENS 70
-#define G4_IMAGE_PATCH_SIZE 16
-#define G4_IMAGE_POOLING_KERNEL 3
 int g4_image_budget_valid(int max_soft_tokens); /* 1 for 70, 140, 280, 560, 1120 */
 
 /* get_aspect_ratio_preserving_size of the reference: the largest size with sides that are multiples of

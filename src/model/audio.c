@@ -703,7 +703,13 @@ int g4_audio_encode(const g4_audio_encoder *a, g4_compute *c, const float *featu
     for (int64_t t = 0; t < T; t++) r.valid[t] = !mask || mask[4 * t];
 
     subsample(&r);
-    for (int l = 0; l < a->dims.layers; l++) conformer_layer_forward(&r, &a->layers[l]);
+    for (int l = 0; l < a->dims.layers; l++) {
+        if (g4_compute_safe_point(c)) {
+            run_free(&r);
+            return g4_fail(err, GEMMA4C_ERR_CANCELLED, "audio encoder: cancelled");
+        }
+        conformer_layer_forward(&r, &a->layers[l]);
+    }
     g4_matmul(c, r.x, T, D, &a->out_proj, r.y);
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < P; i++) r.y[t * P + i] += a->out_bias[i];

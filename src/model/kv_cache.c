@@ -167,14 +167,21 @@ int64_t g4_kv_seq_first_kept(const g4_kv_seq *s, int l, int64_t pos) {
 }
 
 int g4_kv_seq_restore(g4_kv_seq *s, int64_t pos, g4_err *err) {
-    g4_kv_seq_rewind(s, 0);
-    if (pos <= 0) return 0;
     if (pos > s->n_ctx)
         return g4_fail(err, GEMMA4C_ERR_CONTEXT, "a state of %lld tokens does not fit a context of %lld", (long long)pos,
                        (long long)s->n_ctx);
     int64_t need = 0;
-    for (int l = 0; l < s->m->cfg.text.first_kv_shared; l++)
+    for (int l = 0; pos > 0 && l < s->m->cfg.text.first_kv_shared; l++)
         need += ((pos - 1) / G4_KV_PAGE - g4_kv_seq_first_kept(s, l, pos) / G4_KV_PAGE + 1) * page_bytes(&s->layers[l]);
+    /* what the sequence holds now is given back first: refuse before touching it if even that is not enough */
+    pthread_mutex_lock(&s->budget->mu);
+    int fits = !s->budget->limit || s->budget->used - s->bytes + need <= s->budget->limit;
+    pthread_mutex_unlock(&s->budget->mu);
+    if (!fits)
+        return g4_fail(err, GEMMA4C_ERR_CAPACITY, "the KV budget cannot hold a state of %lld tokens (%.1f MiB)",
+                       (long long)pos, (double)need / 1048576.0);
+    g4_kv_seq_rewind(s, 0);
+    if (pos <= 0) return 0;
     if (!budget_take(s->budget, need))
         return g4_fail(err, GEMMA4C_ERR_CAPACITY, "the KV budget cannot hold a state of %lld tokens (%.1f MiB)",
                        (long long)pos, (double)need / 1048576.0);

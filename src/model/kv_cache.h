@@ -63,7 +63,8 @@ int64_t g4_kv_seq_rewind(g4_kv_seq *s, int64_t pos);
  * of the page holding the oldest key a continuation reads (what saving a state must write). */
 int64_t g4_kv_seq_first_kept(const g4_kv_seq *s, int l, int64_t pos);
 /* Empties the sequence and allocates the pages a sequence at `pos` keeps (to be filled by the caller: a restored
- * state). Errors as g4_kv_seq_reserve; the sequence is then empty. */
+ * state). A state longer than the context or beyond the budget is refused before anything changes; an allocation
+ * failure leaves the sequence empty. */
 int g4_kv_seq_restore(g4_kv_seq *s, int64_t pos, g4_err *err);
 
 /* Key / value row of kv head h at position p of own-cache layer l (its page must be held). */

@@ -485,6 +485,10 @@ int g4_vision_encode_probe(const g4_vision *v, g4_compute *c, const float *pixel
     patch_embed(&w, pixel_values, real, positions);
     rope_prepare(&w, real, positions);
     for (int l = 0; l < cf->num_layers; l++) {
+        if (g4_compute_safe_point(c)) {
+            rc = g4_fail(err, GEMMA4C_ERR_CANCELLED, "vision: cancelled");
+            goto done;
+        }
         attention_block(&w, &v->layers[l]);
         mlp_block(&w, &v->layers[l]);
     }

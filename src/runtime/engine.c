@@ -62,18 +62,26 @@ static void end_request(g4_engine *e, g4_request *r, int status, const char *err
     if (r->t_prefill > 0) res->prefill_seconds = (r->t_first > 0 ? r->t_first : t) - r->t_prefill;
     res->queue_seconds = (r->t_start > 0 ? r->t_start : t) - r->t_submit;
     res->media_seconds = r->media_seconds;
-    r->phase = G4_PHASE_DONE;
-    pthread_mutex_lock(&e->mu);
     r->status = status;
     snprintf(r->error, sizeof r->error, "%s", status ? error : "");
-    for (g4_request **p = &e->active; *p; p = &(*p)->next_active)
-        if (*p == r) {
-            *p = r->next_active;
-            break;
+    r->phase = G4_PHASE_DONE; /* its reader learns of it once the iteration is over (release_ended) */
+}
+
+/* Requests that ended leave the list, and their readers may have (and free) them: only after the scheduler's
+ * iteration, which may still look at them, is over. */
+static void release_ended(g4_engine *e) {
+    pthread_mutex_lock(&e->mu);
+    for (g4_request **p = &e->active; *p;) {
+        g4_request *r = *p;
+        if (r->phase != G4_PHASE_DONE) {
+            p = &r->next_active;
+            continue;
         }
-    e->stats.active--;
-    r->ended = 1;
-    wake(r);
+        *p = r->next_active;
+        e->stats.active--;
+        r->ended = 1;
+        wake(r);
+    }
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -121,7 +129,8 @@ static void encode_media(g4_engine *e, g4_request *r) {
         int rc = bind_encoder(e, md->kind, &err);
         if (!rc) rc = g4_medium_encode_block(md, e->vision, e->audio, &e->c, e->m->cfg.text.hidden_size, &err);
         r->media_seconds += now_seconds() - t0;
-        if (rc) fail_request(e, r, &err);
+        if (rc == GEMMA4C_ERR_CANCELLED) cancel_request(e, r);
+        else if (rc) fail_request(e, r, &err);
         return;
     }
     if (r->kind == G4_REQ_ENCODE) {
@@ -206,21 +215,9 @@ static void sample(g4_engine *e, g4_request *r) {
     r->phase = G4_PHASE_DECODE;
 }
 
-static void iterate(g4_engine *e, g4_request **reqs, int n, g4_span *spans, g4_request **span_reqs) {
-    /* cancellations first: they take effect within this step */
-    int live = 0;
-    for (int i = 0; i < n; i++) {
-        if (atomic_load(&reqs[i]->cancel)) cancel_request(e, reqs[i]);
-        else reqs[live++] = reqs[i];
-    }
-    n = live;
-    for (int i = 0; i < n; i++)
-        if (reqs[i]->phase == G4_PHASE_MEDIA) {
-            encode_media(e, reqs[i]);
-            break;
-        }
-    /* Decode rows first, one per generating session; prompt chunks fill the rest of the batch, oldest request
-     * first, so a long prompt delays the others by one chunk at a time. */
+/* One batched step. Decode rows first, one per generating session; prompt chunks (with_prefill) fill the rest of
+ * the batch, oldest request first, so a long prompt delays the others by one chunk at a time. */
+static void run_step(g4_engine *e, g4_request **reqs, int n, g4_span *spans, g4_request **span_reqs, int with_prefill) {
     const double t0 = now_seconds();
     step_plan plan = {spans, span_reqs, 0};
     int64_t rows = 0, decode_rows = 0;
@@ -233,7 +230,7 @@ static void iterate(g4_engine *e, g4_request **reqs, int n, g4_span *spans, g4_r
     decode_rows = rows;
     int64_t budget = e->n_batch - rows;
     if (budget < e->n_batch / 4) budget = e->n_batch / 4 > 0 ? e->n_batch / 4 : 1;
-    for (int i = 0; i < n && budget > 0; i++) {
+    for (int i = 0; with_prefill && i < n && budget > 0; i++) {
         g4_request *r = reqs[i];
         if (r->phase != G4_PHASE_PREFILL) continue;
         if (!r->t_start) r->t_start = t0;
@@ -291,6 +288,47 @@ static void iterate(g4_engine *e, g4_request **reqs, int n, g4_span *spans, g4_r
     }
 }
 
+/* While an encoder runs, its safe points end it when its request is cancelled and otherwise let the sessions that
+ * are generating take a decode step, so that a long image or audio clip does not stall them. */
+typedef struct encoding {
+    g4_engine *e;
+    g4_request *r, **reqs;
+    int n;
+    g4_span *spans;
+    g4_request **span_reqs;
+} encoding;
+
+static int encoder_safe_point(void *ctx) {
+    encoding *en = ctx;
+    if (atomic_load(&en->r->cancel)) return 1;
+    g4_compute *c = &en->e->c;
+    c->safe_point = NULL; /* the decoder never reaches it; nothing nests */
+    run_step(en->e, en->reqs, en->n, en->spans, en->span_reqs, 0);
+    c->safe_point = encoder_safe_point;
+    return 0;
+}
+
+static void iterate(g4_engine *e, g4_request **reqs, int n, g4_span *spans, g4_request **span_reqs) {
+    /* cancellations first: they take effect within this step */
+    int live = 0;
+    for (int i = 0; i < n; i++) {
+        if (atomic_load(&reqs[i]->cancel)) cancel_request(e, reqs[i]);
+        else reqs[live++] = reqs[i];
+    }
+    n = live;
+    for (int i = 0; i < n; i++)
+        if (reqs[i]->phase == G4_PHASE_MEDIA) {
+            encoding en = {e, reqs[i], reqs, n, spans, span_reqs};
+            e->c.safe_point = encoder_safe_point;
+            e->c.safe_point_ctx = &en;
+            encode_media(e, reqs[i]);
+            e->c.safe_point = NULL;
+            break;
+        }
+    run_step(e, reqs, n, spans, span_reqs, 1);
+    release_ended(e);
+}
+
 static void *scheduler_main(void *arg) {
     g4_engine *e = arg;
     g4_request **reqs = NULL, **span_reqs = NULL;
@@ -316,6 +354,7 @@ static void *scheduler_main(void *arg) {
                 g4_err err = {0};
                 g4_fail(&err, GEMMA4C_ERR_NOMEM, "out of memory scheduling %d requests", n);
                 fail_request(e, last, &err);
+                release_ended(e);
                 pthread_mutex_lock(&e->mu);
                 continue;
             }

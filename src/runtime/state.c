@@ -202,7 +202,7 @@ int gemma4c_session_load(gemma4c_session *s, const char *path, char *err, size_t
         rc = g4_fail(&er, GEMMA4C_ERR_FORMAT, "%s: truncated or corrupt", path);
     fclose(r.f);
     /* The file is good: the session takes it. */
-    if (!rc) rc = g4_kv_seq_restore(&s->seq, pos, &er);
+    if (!rc && (rc = g4_kv_seq_restore(&s->seq, pos, &er)) && s->seq.pos == 0) s->cached.n = 0; /* emptied on the way */
     if (!rc) {
         s->cached.n = 0;
         uint64_t *grown = NULL;
