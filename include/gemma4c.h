@@ -40,8 +40,9 @@ extern "C" {
  * pointers it returns stay valid as each function says. Strings and arrays it allocates are released with
  * gemma4c_free() unless a dedicated function is named.
  *
- * Memory per session (float32 KV cache, measured from the published configs): full-attention layers hold
- * every token of the conversation, sliding-window layers only the last window (+ one prefill chunk):
+ * Memory per session (float32 KV cache, from the published configs): full-attention layers hold every token of
+ * the conversation, sliding-window layers only the last window (and up to 192 positions more, in pages of 64,
+ * which keep short rewinds cheap):
  *   E4B: 32 KiB per token + 80 KiB per token of the 512-token window (≈ 40 MiB once it is full)
  *   E2B: 12 KiB per token + 24 KiB per token of the 512-token window (≈ 12 MiB once it is full)
  * so a 4096-token E4B conversation holds ≈ 168 MiB. gemma4c_model_info gives the exact figures of a model; the
@@ -272,7 +273,8 @@ typedef struct gemma4c_top_logprob {
 
 /* One generated token. Pointers are valid until the callback returns / the next gemma4c_next on the session. */
 typedef struct gemma4c_token {
-    int32_t id;
+    int32_t id;                  /* -1: no token, only text released at the end (held back while it could still
+                                    have become a stop string, or an unfinished UTF-8 character) */
     const char *piece;           /* the token's own bytes (may be part of a UTF-8 character) */
     size_t piece_len;
     const char *text;            /* text that became final with this token: whole UTF-8 characters, nothing that
@@ -292,7 +294,7 @@ typedef enum gemma4c_stop_reason {
     GEMMA4C_STOP_CANCELLED, /* gemma4c_cancel(), or a callback returned non-zero */
 } gemma4c_stop_reason;
 
-/* How a request went. Times in seconds from the request's submission. */
+/* How a request went. Durations in seconds; first_token_seconds counts from the request's submission. */
 typedef struct gemma4c_result {
     int stop_reason;          /* gemma4c_stop_reason */
     int32_t stop_id;

@@ -391,7 +391,7 @@ static void check_shared_scratch(const g4_quant_ops *ops) {
     float *x = malloc((size_t)(maxT * maxK) * 4);
     float *y = malloc((size_t)(maxT * N) * 4), *y2 = malloc((size_t)(maxT * N) * 4);
     for (int64_t i = 0; i < maxT * maxK; i++) x[i] = rnd_normal();
-    const int64_t Ts[] = {1, 3, 4, 5, 17, 33, 64, 100, 149, 150};
+    const int64_t Ts[] = {1, 3, 4, 5, 6, 12, 17, 33, 64, 100, 149, 150};
     int bad = 0;
     for (int k = 0; k < 2; k++)
         for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++) {
@@ -471,7 +471,8 @@ static void check_many(const g4_quant_ops *ops, int threads, int64_t T, int64_t 
 }
 
 static void check_products(void) {
-    const int64_t Ts[] = {1, 3, 5, 37, 70, 150}; /* 150 x 2560 cuts K into chunks for every variant */
+    /* 6, 9 and 12: the few-row product where a variant has one; 150 x 2560 cuts K into chunks for every variant */
+    const int64_t Ts[] = {1, 3, 5, 6, 9, 12, 37, 70, 150};
     for (int v = 0; v < n_variants; v++)
         for (int threads = 1; threads <= 3; threads++)
             for (int qt = 0; qt < G4_QT_COUNT; qt++)
@@ -480,6 +481,8 @@ static void check_products(void) {
                     if (T == 150 && (threads != 2 || qt != G4_QT_Q4)) continue; /* slow check: once is enough */
                     check_qmatmul(variants[v], threads, qt, T, K, N);
                 }
+    /* rows of more than 512 blocks: the few-row product takes them in chunks, adding up */
+    for (int v = 0; v < n_variants; v++) check_qmatmul(variants[v], 2, G4_QT_Q4, 7, 515 * 32, 21);
 }
 
 int main(void) {

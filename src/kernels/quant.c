@@ -362,10 +362,18 @@ static size_t worker_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
            align64((size_t)n_panels(ops, T) * GROUP_TILES * (size_t)ops->n_tile * (size_t)ops->t_tile * sizeof(float));
 }
 
+/* The few-row product: up to WS_CHUNK blocks of G4_QWS_ROWS weight rows packed at a time (per worker; a row of
+ * the widest matrices in one go: smaller chunks measured slower), and the rows WS_AHEAD groups on prefetched
+ * meanwhile (1 to 32 measured alike within the noise; 2 kept). */
+enum { WS_CHUNK = 512, WS_AHEAD = 2 };
+static size_t ws_bytes(const g4_quant_ops *ops, int64_t K) {
+    return ops->ws_max_t ? align64((size_t)WS_CHUNK * G4_QWS_ROWS * 36) : 0;
+}
+
 size_t g4_qmatmul_act_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K) {
     if (T < GEMM_MIN_T) return 0;
-    return 64 + align64((size_t)n_panels(ops, T) * g4_qpanel_bytes(ops->t_tile, K)) +
-           (size_t)g4_pool_size(pool) * worker_bytes(ops, T, K);
+    size_t worker = worker_bytes(ops, T, K) > ws_bytes(ops, K) ? worker_bytes(ops, T, K) : ws_bytes(ops, K);
+    return 64 + align64((size_t)n_panels(ops, T) * g4_qpanel_bytes(ops->t_tile, K)) + (size_t)g4_pool_size(pool) * worker;
 }
 
 size_t g4_qmatmul_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K) {
@@ -526,6 +534,29 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end, int worker) {
     }
 }
 
+/* Groups of G4_QWS_ROWS weight rows, WS_CHUNK blocks at a time: each chunk packed and run against every
+ * activation row at once; meanwhile the group WS_AHEAD groups on is prefetched, as one stream. */
+static void ws_range(void *ctx, int64_t begin, int64_t end, int worker) {
+    qjob *j = ctx;
+    unsigned char *packed = j->work + (size_t)worker * j->work_bytes;
+    const int64_t nb = j->K / G4_QBLOCK;
+    const size_t bb = j->row_bytes / (size_t)nb;
+    for (int64_t g = begin; g < end; g++) {
+        const int64_t n0 = g * G4_QWS_ROWS, ahead = n0 + WS_AHEAD * G4_QWS_ROWS;
+        const int nr = (int)min64(j->N - n0, G4_QWS_ROWS);
+        const int64_t next = ahead < j->N ? min64(j->N - ahead, G4_QWS_ROWS) : 0;
+        for (int64_t b0 = 0; b0 < nb; b0 += WS_CHUNK) {
+            const int64_t n = min64(nb - b0, WS_CHUNK);
+            /* this chunk's share of the rows ahead */
+            const size_t span = (size_t)next * j->row_bytes, from = span * (size_t)b0 / (size_t)nb;
+            j->ops->ws_pack(j->qt, j->w + (size_t)n0 * j->row_bytes + (size_t)b0 * bb, j->row_bytes, nr, n, packed,
+                            next ? j->w + (size_t)ahead * j->row_bytes + from : NULL,
+                            span * (size_t)(b0 + n) / (size_t)nb - from);
+            j->ops->ws_gemm(packed, n, j->act, j->act_stride, (int)j->T, j->K, b0, j->y + n0, j->N, nr);
+        }
+    }
+}
+
 int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
                    int wtype, int64_t N, float *y, void *scratch) {
     if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K)) return -1;
@@ -536,6 +567,12 @@ int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int6
         return g4_qmatvec_many(ops, pool, act, T, K, &m, 1, NULL, NULL);
     }
     int64_t panels = n_panels(ops, T), group = (int64_t)ops->n_tile * GROUP_TILES;
+    if (T <= ops->ws_max_t) {
+        j.work = align_ptr(scratch);
+        j.work_bytes = ws_bytes(ops, K);
+        g4_pool_for(pool, (N + G4_QWS_ROWS - 1) / G4_QWS_ROWS, 1, ws_range, &j);
+        return 0;
+    }
     j.panels = align_ptr(scratch);
     j.panel_bytes = g4_qpanel_bytes(ops->t_tile, K);
     j.work = j.panels + align64((size_t)panels * j.panel_bytes);

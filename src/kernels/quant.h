@@ -95,7 +95,22 @@ typedef struct g4_quant_ops {
      * rows t >= nt of the panel are padding the kernel may skip (their outputs are then unspecified). */
     void (*gemm)(int qt, const void *wrows, size_t wstride, int nr, const void *panel, int nt, int64_t b0,
                  int64_t nb, float *out, int accumulate);
+    /* Optional (0 / NULL: unused), for a few activation rows (a batch of decoding sessions): weight rows rather
+     * than activation rows fill the vector lanes, so that no lane is idle however few rows there are.
+     * ws_pack turns blocks [0, nb) of G4_QWS_ROWS weight rows (nr of them real, the rest zero) into one buffer:
+     * per block, G4_QWS_ROWS * 32 bytes (group g of 4 values of every row, rows side by side: the value + 128),
+     * then G4_QWS_ROWS float scales; meanwhile it prefetches the next_bytes at `next` (the next rows: NULL for none)
+ * evenly along the way, one stream the hardware keeps up with. ws_gemm: y[t * ldy + i] = Σ_b (row i, block b) · (activation row t, block b)
+     * for t < T <= ws_max_t and i < nr, activation rows act_stride bytes apart. */
+    int ws_max_t;
+    void (*ws_pack)(int qt, const void *w, size_t row_bytes, int nr, int64_t nb, void *dst, const void *next,
+                    size_t next_bytes);
+    void (*ws_gemm)(const void *packed, int64_t nb, const void *act, size_t act_stride, int T, int64_t K, int64_t b0,
+                    float *y, int64_t ldy, int nr);
 } g4_quant_ops;
+
+/* Weight rows side by side in the optional few-row product (one 512-bit vector of 32-bit lanes). */
+#define G4_QWS_ROWS 16
 
 const g4_quant_ops *g4_quant_ops_portable(void);
 const g4_quant_ops *g4_quant_ops_avx2(void);       /* NULL when the build or the CPU lacks AVX2 + FMA */
@@ -113,7 +128,7 @@ size_t g4_qpanel_bytes(int t_tile, int64_t K);
 void g4_qpanel_pack(int t_tile, const void *act, size_t act_stride, int nt, int64_t K, void *panel);
 
 /* Up to this many activation rows (decode), products stream each weight row once per activation row. */
-#define G4_QVEC_MAX_ROWS 5
+#define G4_QVEC_MAX_ROWS 3
 
 /* ---- Matrix products -----------------------------------------------------------------------------------------
  * y[T, N] = x[T, K] · W[N, K]^T with W of format wtype (N rows of g4_qrow_bytes(wtype, K) bytes, K a multiple of
