@@ -471,8 +471,9 @@ static void check_many(const g4_quant_ops *ops, int threads, int64_t T, int64_t 
 }
 
 static void check_products(void) {
-    /* 6, 9 and 12: the few-row product where a variant has one; 150 x 2560 cuts K into chunks for every variant */
-    const int64_t Ts[] = {1, 3, 5, 6, 9, 12, 37, 70, 150};
+    /* 6 to 48: the few-row product where a variant has one (13 and up in passes: 16 as 8 + 8, 37 as 13 + 12 + 12);
+     * 150 x 2560 cuts K into chunks for every variant */
+    const int64_t Ts[] = {1, 3, 5, 6, 9, 12, 13, 16, 24, 37, 48, 49, 70, 150};
     for (int v = 0; v < n_variants; v++)
         for (int threads = 1; threads <= 3; threads++)
             for (int qt = 0; qt < G4_QT_COUNT; qt++)

@@ -366,6 +366,9 @@ static size_t worker_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
  * the widest matrices in one go: smaller chunks measured slower), and the rows WS_AHEAD groups on prefetched
  * meanwhile (1 to 32 measured alike within the noise; 2 kept). */
 enum { WS_CHUNK = 512, WS_AHEAD = 2 };
+/* Up to WS_PASSES x ws_max_t activation rows take the few-row product, in passes over each packed chunk (the
+ * weights are still read once); beyond, the panel product is faster. */
+enum { WS_PASSES = 4 };
 static size_t ws_bytes(const g4_quant_ops *ops, int64_t K) {
     return ops->ws_max_t ? align64((size_t)WS_CHUNK * G4_QWS_ROWS * 36) : 0;
 }
@@ -535,7 +538,7 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end, int worker) {
 }
 
 /* Groups of G4_QWS_ROWS weight rows, WS_CHUNK blocks at a time: each chunk packed and run against every
- * activation row at once; meanwhile the group WS_AHEAD groups on is prefetched, as one stream. */
+ * activation row (in passes of at most ws_max_t rows); meanwhile the group WS_AHEAD groups on is prefetched, as one stream. */
 static void ws_range(void *ctx, int64_t begin, int64_t end, int worker) {
     qjob *j = ctx;
     unsigned char *packed = j->work + (size_t)worker * j->work_bytes;
@@ -552,7 +555,13 @@ static void ws_range(void *ctx, int64_t begin, int64_t end, int worker) {
             j->ops->ws_pack(j->qt, j->w + (size_t)n0 * j->row_bytes + (size_t)b0 * bb, j->row_bytes, nr, n, packed,
                             next ? j->w + (size_t)ahead * j->row_bytes + from : NULL,
                             span * (size_t)(b0 + n) / (size_t)nb - from);
-            j->ops->ws_gemm(packed, n, j->act, j->act_stride, (int)j->T, j->K, b0, j->y + n0, j->N, nr);
+            const int64_t passes = (j->T + j->ops->ws_max_t - 1) / j->ops->ws_max_t;
+            for (int64_t t0 = 0, p = 0; p < passes; p++) { /* even passes: 16 rows as 8 + 8, not 12 + 4 */
+                const int64_t rows = (j->T - t0) / (passes - p);
+                j->ops->ws_gemm(packed, n, j->act + (size_t)t0 * j->act_stride, j->act_stride, (int)rows, j->K, b0,
+                                j->y + t0 * j->N + n0, j->N, nr);
+                t0 += rows;
+            }
         }
     }
 }
@@ -567,7 +576,7 @@ int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int6
         return g4_qmatvec_many(ops, pool, act, T, K, &m, 1, NULL, NULL);
     }
     int64_t panels = n_panels(ops, T), group = (int64_t)ops->n_tile * GROUP_TILES;
-    if (T <= ops->ws_max_t) {
+    if (T <= (int64_t)ops->ws_max_t * WS_PASSES) {
         j.work = align_ptr(scratch);
         j.work_bytes = ws_bytes(ops, K);
         g4_pool_for(pool, (N + G4_QWS_ROWS - 1) / G4_QWS_ROWS, 1, ws_range, &j);
