@@ -8,12 +8,14 @@ NEON_BUILD ?= build-neon
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES   := build-essential cmake pkg-config libcjson-dev zlib1g-dev clang libclang-rt-14-dev \
               libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev \
-              libpng-dev libjpeg-dev libwebp-dev libgif-dev libedit-dev
+              libpng-dev libjpeg-dev libwebp-dev libgif-dev libedit-dev libmicrohttpd-dev
+# The server's tests drive it with real clients: the openai npm package and Debian's Chromium (playwright-core).
+NODE_PACKAGES := chromium
 # Only the NEON test needs these (a cross compiler and an emulator).
 NEON_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps deps-neon install-missing build test-all test-fast test-sanitize test-neon test-install \
+.PHONY: run test deps deps-node deps-neon install-missing build test-all test-fast test-sanitize test-neon test-install \
         fuzz-smoke test-slow clean
 
 # Builds gemma4c and streams an answer from a small synthetic model (random weights) it builds itself.
@@ -23,7 +25,7 @@ run: build
 # Everything CI checks: a short fuzzing pass per parser, the tests under ASan + UBSan, the NEON kernels, the
 # installed tree, then every test in the release build, the full-size E2B/E4B comparison included (last, so the
 # closing summary is ctest's).
-test: fuzz-smoke test-sanitize test-neon test-install
+test: deps-node fuzz-smoke test-sanitize test-neon test-install
 	$(MAKE) --no-print-directory test-all
 
 test-all: build
@@ -31,6 +33,11 @@ test-all: build
 
 deps:
 	@$(MAKE) --no-print-directory install-missing WANT="$(PACKAGES)"
+
+# tests/server/node_modules from package-lock.json (the npm registry), and Chromium for the chat page's test.
+deps-node:
+	@$(MAKE) --no-print-directory install-missing WANT="$(NODE_PACKAGES)"
+	@[ -d tests/server/node_modules/openai ] || npm ci --prefix tests/server --no-audit --no-fund
 
 deps-neon:
 	@$(MAKE) --no-print-directory install-missing WANT="$(NEON_PACKAGES)"

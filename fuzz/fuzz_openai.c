@@ -13,16 +13,13 @@
 #include "fuzz_model.h"
 #include "openai.h"
 
-/* Every media part of the messages gets a medium of its kind (the same bytes each time, so that each kind is
- * decoded once per input): the golden small PNG for images, a quarter second of WAV for audio, a two-frame
- * animated GIF for video (a real clip takes seconds to decode and sample under the sanitizers).
- * Inputs with more than MAX_PARTS parts (or media of a kind the files lack) get none, which must be refused.
+/* The seeds carry media as the server receives them (data: URLs, base64 audio): the golden small PNG for
+ * images, a quarter second of WAV for audio, a two-frame animated GIF for video (a real clip takes seconds to
+ * decode and sample under the sanitizers).
  *
  * Checked: a refused body names the field and says why on one line; an accepted one gives options inside their
  * documented ranges; input_ids either fails with one line or gives ids in the vocabulary; without media, those
  * ids are exactly the tokens of gemma4c_render_chat's text (render and input_ids agree). */
-
-#define MAX_PARTS 8
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -84,6 +81,53 @@ static void make_gif(void) {
     GifFreeMapObject(map);
 }
 
+static char *base64(const unsigned char *p, size_t n) {
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc(4 * ((n + 2) / 3) + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < n; i += 3) {
+        const uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        *o++ = abc[v >> 18 & 63], *o++ = abc[v >> 12 & 63];
+        *o++ = i + 1 < n ? abc[v >> 6 & 63] : '=', *o++ = i + 2 < n ? abc[v & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* {"type": "image"|"audio"|"video"} parts become what a client sends: a data: URL or base64 audio. */
+static void attach_media(cJSON *messages) {
+    cJSON *msg, *part;
+    cJSON_ArrayForEach(msg, messages) {
+        cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        cJSON_ArrayForEach(part, (cJSON_IsArray(content) ? content : NULL)) {
+            const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+            if (!cJSON_IsString(type)) continue;
+            const char *t = type->valuestring;
+            const int image = !strcmp(t, "image"), audio = !strcmp(t, "audio"), video = !strcmp(t, "video");
+            if (!image && !audio && !video) continue;
+            char *b64 = image ? base64(png, png_size) : audio ? base64(wav, sizeof wav) : base64(gif, gif_size);
+            if (!b64 || (image && !png)) {
+                free(b64);
+                continue;
+            }
+            char *url = malloc(strlen(b64) + 32);
+            sprintf(url, "data:%s;base64,%s", image ? "image/png" : "image/gif", b64);
+            cJSON *plain = cJSON_CreateObject(), *inner = cJSON_CreateObject();
+            cJSON_AddStringToObject(plain, "type", image ? "image_url" : audio ? "input_audio" : "video_url");
+            if (audio) {
+                cJSON_AddStringToObject(inner, "data", b64);
+                cJSON_AddStringToObject(inner, "format", "wav");
+            } else
+                cJSON_AddStringToObject(inner, "url", url);
+            cJSON_AddItemToObject(plain, image ? "image_url" : audio ? "input_audio" : "video_url", inner);
+            cJSON_ReplaceItemViaPointer(content, part, plain);
+            part = plain;
+            free(url);
+            free(b64);
+        }
+    }
+}
+
 /* Request bodies from the chat-template cases (tests/data/chat_cases.json), each with a different set of the
  * other fields, and the raw seeds of fuzz/seeds/openai are copied by run.sh. */
 static void write_seeds(const char *dir) {
@@ -100,7 +144,9 @@ static void write_seeds(const char *dir) {
         if (!cJSON_IsArray(messages) || !cJSON_GetArraySize(messages)) continue;
         cJSON *body = cJSON_CreateObject();
         cJSON_AddStringToObject(body, "model", "gemma-4");
-        cJSON_AddItemToObject(body, "messages", cJSON_Duplicate(messages, 1));
+        cJSON *copy = cJSON_Duplicate(messages, 1);
+        attach_media(copy);
+        cJSON_AddItemToObject(body, "messages", copy);
         const cJSON *kwargs = cJSON_GetObjectItemCaseSensitive(c, "kwargs");
         const cJSON *tools = cJSON_GetObjectItemCaseSensitive(kwargs, "tools");
         if (tools) cJSON_AddItemToObject(body, "tools", cJSON_Duplicate(tools, 1));
@@ -152,42 +198,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 static int one_line(const char *s) { return s[0] && !strchr(s, '\n'); }
 
-/* The media parts of the messages in order (the kinds gemma4c counts), as media; -1 when there are too many. */
-static int media_for(const char *messages_json, gemma4c_media *media) {
-    static const char *const names[] = {"image", "image_url", "audio", "input_audio", "video"};
-    static const int kinds[] = {GEMMA4C_MEDIA_IMAGE, GEMMA4C_MEDIA_IMAGE, GEMMA4C_MEDIA_AUDIO, GEMMA4C_MEDIA_AUDIO,
-                                GEMMA4C_MEDIA_VIDEO};
-    cJSON *messages = cJSON_Parse(messages_json);
-    int n = 0;
-    const cJSON *msg, *part;
-    cJSON_ArrayForEach(msg, messages) {
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
-        if (!cJSON_IsArray(content)) continue;
-        cJSON_ArrayForEach(part, content) {
-            const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-            for (int k = 0; cJSON_IsString(type) && k < 5; k++) {
-                if (strcmp(type->valuestring, names[k])) continue;
-                if (n == MAX_PARTS) {
-                    cJSON_Delete(messages);
-                    return -1;
-                }
-                gemma4c_media *md = &media[n++];
-                memset(md, 0, sizeof *md);
-                md->kind = kinds[k];
-                if (kinds[k] == GEMMA4C_MEDIA_IMAGE) md->data = png, md->size = png_size, md->max_soft_tokens = 70;
-                else if (kinds[k] == GEMMA4C_MEDIA_AUDIO) md->data = wav, md->size = sizeof wav;
-                else md->data = gif, md->size = gif_size;
-                if (!md->data) {
-                    cJSON_Delete(messages);
-                    return -1;
-                }
-            }
-        }
-    }
-    cJSON_Delete(messages);
-    return n;
-}
-
 /* What the parser promises about an accepted body. */
 static void check_request(const oai_request *req) {
     const gemma4c_generate_options *o = &req->options;
@@ -207,7 +217,10 @@ static void check_request(const oai_request *req) {
     if (o->max_tokens < 0 || o->top_logprobs < 0 || o->top_logprobs > GEMMA4C_MAX_TOP_LOGPROBS ||
         (o->top_logprobs && !o->logprobs))
         __builtin_trap();
-    if (o->n_stop > OAI_MAX_STOP || (o->n_stop && o->stop != (const char *const *)req->stops)) __builtin_trap();
+    if (o->n_stop > OAI_MAX_STOP + 1 || (o->n_stop && o->stop != (const char *const *)req->stops)) __builtin_trap();
+    if (req->n_media > OAI_MAX_MEDIA) __builtin_trap();
+    for (size_t i = 0; i < req->n_media; i++)
+        if (!req->media[i].data || !req->media[i].size || req->media[i].path) __builtin_trap();
     for (size_t i = 0; i < o->n_stop; i++)
         if (!o->stop[i] || !o->stop[i][0]) __builtin_trap();
 }
@@ -218,7 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     oai_request req;
     char err[512] = "";
     const char *param = NULL;
-    if (oai_parse_chat_request(body, &defaults, &req, err, sizeof err, &param) != 0) {
+    if (oai_parse_chat_request(body, &defaults, NULL, &req, err, sizeof err, &param) != 0) {
         /* Refused: the field and why, on one line, and nothing left allocated once freed. */
         if (!param || !one_line(err) || !strstr(err, param)) __builtin_trap();
         oai_request_free(&req);
@@ -227,11 +240,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     check_request(&req);
 
-    gemma4c_media media[MAX_PARTS];
-    const int n_media = media_for(req.messages_json, media);
+    const size_t n_media = req.n_media;
     gemma4c_input in = {.messages_json = req.messages_json, .tools_json = req.tools_json,
-                        .enable_thinking = req.enable_thinking, .media = media,
-                        .n_media = n_media > 0 ? (size_t)n_media : 0};
+                        .enable_thinking = req.enable_thinking, .media = req.media, .n_media = n_media};
     int32_t *ids = NULL;
     size_t n_ids = 0;
     int rc = gemma4c_input_ids(model, &in, &ids, &n_ids, err, sizeof err);

@@ -250,6 +250,8 @@ typedef int (*gemma4c_logits_fn)(void *user, float *logits, int vocab_size);
  * while its locks are held: only signal (write to a pipe, post to a queue); never call gemma4c from it. */
 typedef void (*gemma4c_notify_fn)(void *user);
 
+#define GEMMA4C_KEEP_MARKERS 2
+
 /* A zeroed struct: greedy, no token limit but the context, the model's stop ids. */
 typedef struct gemma4c_generate_options {
     gemma4c_sampling sampling;
@@ -257,7 +259,9 @@ typedef struct gemma4c_generate_options {
     const char *const *stop;     /* stop strings: generation ends before the first occurrence (never emitted) */
     size_t n_stop;
     int ignore_eos;              /* 1: the model's stop ids do not end generation */
-    int keep_special;            /* 1: control tokens (turn and channel markers) appear in the text */
+    int keep_special;            /* 1: control tokens (turn and channel markers) appear in the text;
+                                    GEMMA4C_KEEP_MARKERS: only those that structure a reply: <|channel> <channel|>
+                                    (thinking), <|tool_call> <tool_call|> <|"|> <|tool_response> (tool calls) */
     int logprobs;                /* 1: every token's log-probability under the model (before sampling rules) */
     int top_logprobs;            /* 0..GEMMA4C_MAX_TOP_LOGPROBS most likely alternatives per token */
     gemma4c_logits_fn on_logits;

@@ -203,6 +203,14 @@ static void test_special_and_streaming(const g4_tokenizer *t) {
     g4_buf_reset(&out);
     CHECK(g4_tokenizer_decode(t, ids, 6, 0, &out, &err) == 0 && strcmp(out.data, "<bos><|turn>user\nHello<turn|>") == 0,
           "keep special: \"%s\"", out.data ? out.data : "");
+    /* Only the markers that structure a reply: the thought channel and tool calls stay; turns and <bos> go. */
+    int32_t channel = g4_tokenizer_find(t, "<|channel>"), call = g4_tokenizer_find(t, "<|tool_call>"),
+            quote = g4_tokenizer_find(t, "<|\"|>");
+    CHECK(channel > 0 && call > 0 && quote > 0, "reply markers in the vocabulary");
+    int32_t reply[] = {2, 105, channel, 9259, call, quote, 9259, quote, 106};
+    g4_buf_reset(&out);
+    stream_decode(t, reply, 9, G4_SKIP_SPECIAL_BUT_MARKERS, &out);
+    CHECK(strcmp(out.data, "<|channel>Hello<|tool_call><|\"|>Hello<|\"|>") == 0, "markers kept: \"%s\"", out.data);
     int32_t bad[] = {5, -1};
     CHECK(g4_tokenizer_decode(t, bad, 2, 0, &out, &err) == GEMMA4C_ERR_ARG, "unknown id is an error");
     int32_t huge[] = {262144};

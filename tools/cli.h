@@ -34,6 +34,10 @@ typedef struct cli_opts {
     const char *shape;
     int bench_prompt, bench_runs, json, no_bandwidth;
     int parallel[CLI_MAX_PARALLEL], n_parallel;
+    /* serve */
+    const char *host, *api_key, *media_dir;
+    int port, queue, cache_sessions, max_connections; /* -1: not given */
+    int64_t max_body, kv_budget;
     /* sampling overrides; the model's generation_config.json supplies the rest */
     int has_temp, has_top_k, has_top_p, has_min_p, has_penalty, has_seed;
     float temp, top_p, min_p, penalty;
@@ -66,5 +70,6 @@ int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_features(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -17,7 +17,7 @@ typedef struct job {
     char *custom_id;
     char *output; /* the result line (JSON), once known */
     oai_request req;
-    oai_collector col;
+    oai_reply reply;
 } job;
 
 typedef struct slot {
@@ -93,9 +93,14 @@ static void parse_job(job *j, size_t index, const gemma4c_sampling *defaults) {
         j->output = result_line(index, j->custom_id, 0, NULL, "invalid_request", "'method' must be POST");
     else if (!cJSON_IsString(url) || strcmp(url->valuestring, "/v1/chat/completions") != 0)
         j->output = result_line(index, j->custom_id, 0, NULL, "invalid_url", "'url' must be /v1/chat/completions");
-    else if (oai_parse_chat_request(cJSON_GetObjectItemCaseSensitive(root, "body"), defaults, &j->req, err, sizeof err,
-                                    &param)) {
+    else if (oai_parse_chat_request(cJSON_GetObjectItemCaseSensitive(root, "body"), defaults, NULL, &j->req, err,
+                                    sizeof err, &param)) {
         j->output = result_line(index, j->custom_id, 400, oai_error(err, "invalid_request_error", param, NULL), NULL, NULL);
+        oai_request_free(&j->req);
+    } else if (j->req.stream) {
+        j->output = result_line(index, j->custom_id, 400,
+                                oai_error("'stream' is not available in a batch", "invalid_request_error", "stream", NULL),
+                                NULL, NULL);
         oai_request_free(&j->req);
     } else if (j->req.model)
         j->req.model = NULL; /* it pointed into this line's JSON, about to go */
@@ -138,7 +143,7 @@ static void job_free(job *j) {
     free(j->custom_id);
     free(j->output);
     oai_request_free(&j->req);
-    oai_collector_free(&j->col);
+    oai_reply_free(&j->reply);
 }
 
 /* Starts job j on a free slot; a request gemma4c refuses gets its error line at once. */
@@ -148,11 +153,15 @@ static void start(slot *sl, job *j, size_t index, const gemma4c_model *m, waker 
     in.messages_json = j->req.messages_json;
     in.tools_json = j->req.tools_json;
     in.enable_thinking = j->req.enable_thinking;
+    in.media = j->req.media;
+    in.n_media = j->req.n_media;
     j->req.options.notify = wake;
     j->req.options.notify_user = w;
-    j->col.model = m;
-    if (j->req.options.logprobs) j->col.logprobs = cJSON_CreateArray();
-    int rc = gemma4c_submit(sl->s, &in, &j->req.options, err, sizeof err);
+    char call_prefix[48];
+    snprintf(call_prefix, sizeof call_prefix, "call_%zu", index);
+    int rc = oai_reply_init(&j->reply, m, &j->req, call_prefix, NULL, NULL, NULL) ? GEMMA4C_ERR_NOMEM : 0;
+    if (rc) snprintf(err, sizeof err, "out of memory");
+    else rc = gemma4c_submit(sl->s, &in, &j->req.options, err, sizeof err);
     if (rc) {
         const int status = rc == GEMMA4C_ERR_NOMEM || rc == GEMMA4C_ERR_INTERNAL ? 500 : 400;
         j->output = result_line(index, j->custom_id, status,
@@ -171,16 +180,16 @@ static void collect(slot *sl, const char *model_name) {
     while (sl->j && gemma4c_next(sl->s, &ev, 0) == 0 && ev.type != GEMMA4C_EVENT_NONE) {
         job *j = sl->j;
         if (ev.type == GEMMA4C_EVENT_TOKEN) {
-            oai_collect_token(&j->col, &ev.token);
+            oai_reply_token(&j->reply, &ev.token);
             continue;
         }
-        if (ev.status || j->col.failed) {
+        if (ev.status || oai_reply_finish(&j->reply)) {
             j->output = result_line(sl->index, j->custom_id, 500,
                                     oai_error(ev.status ? ev.error : "out of memory", "server_error", NULL, NULL), NULL, NULL);
         } else {
             char id[64];
             snprintf(id, sizeof id, "chatcmpl-%zu", sl->index);
-            j->output = result_line(sl->index, j->custom_id, 200, oai_chat_completion(id, model_name, &j->col, &ev.result),
+            j->output = result_line(sl->index, j->custom_id, 200, oai_completion(id, model_name, &j->req, &j->reply, &ev.result),
                                     NULL, NULL);
         }
         sl->j = NULL;

@@ -25,6 +25,10 @@ static const char usage[] =
     "                                    one GGUF file: config, tokenizer, template, (quantized) tensors\n"
     "  features -m MODEL (--image F [--max-soft-tokens N] | --video F | --audio F) --out F.safetensors\n"
     "                                    an encoder's soft tokens and its preprocessed input\n"
+    "  serve   -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel 4] [--queue 64] [-c N] [--api-key KEY]\n"
+    "          [--media-dir DIR] [--max-body BYTES] [--kv-budget MIB] [--cache-sessions N]\n"
+    "                                    OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions,\n"
+    "                                    /v1/models, /health, /metrics, /tokenize, /detokenize) and a chat page\n"
     "  bench   [-m MODEL | --shape e2b|e4b|small [--quant R]] [-t N] [--prompt-tokens 512] [-n 128] [--runs 3]\n"
     "          [--parallel 1,4,8,16,32] [--json] [--no-bandwidth] [--image F] [--video F] [--audio F]\n"
     "                                    prefill/decode speed (decode: --runs runs from the prompt's state),\n"
@@ -91,7 +95,7 @@ typedef struct option {
     const char *commands;
 } option;
 
-#define MODEL_CMDS "run chat logits features bench batch"
+#define MODEL_CMDS "run chat logits features bench batch serve"
 static const option options[] = {
     {"--model", "-m", 1, MODEL_CMDS},
     {"--prompt", "-p", 1, "run"},
@@ -108,9 +112,19 @@ static const option options[] = {
     {"--think", NULL, 0, "run chat"},
     {"--raw", NULL, 0, "run"},
     {"--threads", "-t", 1, MODEL_CMDS " convert"},
-    {"--ctx", "-c", 1, "run chat logits batch"},
-    {"--batch", "-b", 1, "run chat logits bench batch"},
+    {"--ctx", "-c", 1, "run chat logits batch serve"},
+    {"--ctx-size", NULL, 1, "serve"},
+    {"--batch", "-b", 1, "run chat logits bench batch serve"},
     {"--verbose", "-v", 0, "run chat batch"},
+    {"--host", NULL, 1, "serve"},
+    {"--port", NULL, 1, "serve"},
+    {"--queue", NULL, 1, "serve"},
+    {"--api-key", NULL, 1, "serve"},
+    {"--media-dir", NULL, 1, "serve"},
+    {"--max-body", NULL, 1, "serve"},
+    {"--kv-budget", NULL, 1, "serve"},
+    {"--cache-sessions", NULL, 1, "serve"},
+    {"--max-connections", NULL, 1, "serve"},
     {"--image", NULL, 1, "run chat logits features bench"},
     {"--audio", NULL, 1, "run chat logits features bench"},
     {"--video", NULL, 1, "run chat logits features bench"},
@@ -123,10 +137,10 @@ static const option options[] = {
     {"--shape", NULL, 1, "bench"},
     {"--prompt-tokens", NULL, 1, "bench"},
     {"--runs", NULL, 1, "bench"},
-    {"--parallel", NULL, 1, "bench batch"},
+    {"--parallel", NULL, 1, "bench batch serve"},
     {"--json", NULL, 0, "bench"},
     {"--no-bandwidth", NULL, 0, "bench"},
-    {"--help", "-h", 0, "run chat logits features convert bench batch"},
+    {"--help", "-h", 0, "run chat logits features convert bench batch serve"},
 };
 
 static int takes(const option *op, const char *command) {
@@ -156,6 +170,7 @@ static int parse_parallel_list(const char *v, cli_opts *o) {
 int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command) {
     memset(o, 0, sizeof *o);
     o->max_tokens = -1; /* unset */
+    o->port = o->queue = o->cache_sessions = o->max_connections = -1;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         const option *op = NULL;
@@ -187,6 +202,28 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
         else if (IS("--ids")) o->ids = v;
         else if (IS("--out")) o->out = v;
         else if (IS("--input")) o->input = v;
+        else if (IS("--host")) o->host = v;
+        else if (IS("--api-key")) o->api_key = v;
+        else if (IS("--media-dir")) o->media_dir = v;
+        else if (IS("--port")) {
+            if (parse_long(a, v, 0, 65535, &n)) return 1;
+            o->port = (int)n;
+        } else if (IS("--queue")) {
+            if (parse_long(a, v, 0, 1 << 16, &n)) return 1;
+            o->queue = (int)n;
+        } else if (IS("--cache-sessions")) {
+            if (parse_long(a, v, 0, 1 << 12, &n)) return 1;
+            o->cache_sessions = (int)n;
+        } else if (IS("--max-connections")) {
+            if (parse_long(a, v, 1, 1 << 16, &n)) return 1;
+            o->max_connections = (int)n;
+        } else if (IS("--max-body")) {
+            if (parse_long(a, v, 1024, 1LL << 32, &n)) return 1;
+            o->max_body = n;
+        } else if (IS("--kv-budget")) {
+            if (parse_long(a, v, 1, 1LL << 24, &n)) return 1;
+            o->kv_budget = n << 20;
+        }
         else if (IS("--tensor-type")) {
             if (o->n_overrides == CLI_MAX_LIST) return cli_error("too many --tensor-type overrides");
             o->overrides[o->n_overrides++] = v;
@@ -223,7 +260,7 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
         } else if (IS("--threads")) {
             if (parse_long(a, v, 1, 1024, &n)) return 1;
             o->threads = (int)n;
-        } else if (IS("--ctx")) {
+        } else if (IS("--ctx") || IS("--ctx-size")) {
             if (parse_long(a, v, 16, 1 << 24, &n)) return 1;
             o->ctx = n;
         } else if (IS("--batch")) {
@@ -258,7 +295,7 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
 }
 
 int cli_load_model(const cli_opts *o, gemma4c_model **m) {
-    gemma4c_model_params p = {o->model, NULL, o->threads, (int)o->batch, 0};
+    gemma4c_model_params p = {o->model, NULL, o->threads, (int)o->batch, o->kv_budget};
     if (o->quant) {
         if (o->model && strncmp(o->model, "synthetic:", 10))
             return cli_error("--quant applies to synthetic models (to convert a checkpoint: gemma4c convert)");
@@ -317,6 +354,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
     if (strcmp(cmd, "features") == 0) return cmd_features(argc, argv);
-    if (strcmp(cmd, "serve") == 0) return cli_error("'%s' is not available in this build yet", cmd);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc, argv);
     return cli_error("unknown command '%s' (see gemma4c --help)", cmd);
 }

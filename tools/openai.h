@@ -6,40 +6,96 @@
 #include <stddef.h>
 
 #include "gemma4c.h"
+#include "reply.h"
 
 #define OAI_MAX_STOP 4
+#define OAI_MAX_MEDIA 32
 
-/* A parsed chat-completion request body. */
+/* What a request may reach beyond its own bytes. */
+typedef struct oai_limits {
+    const char *media_dir;  /* file:// URLs are read only inside this directory; NULL refuses them */
+    size_t max_media_bytes; /* the largest file:// medium */
+} oai_limits;
+
+enum { OAI_TOOLS_AUTO = 0, OAI_TOOLS_NONE, OAI_TOOLS_REQUIRED, OAI_TOOLS_FUNCTION };
+
+/* A parsed chat-completion or completion request body. */
 typedef struct oai_request {
-    char *messages_json;  /* owned */
-    char *tools_json;     /* owned, or NULL */
+    char *messages_json;  /* chat: owned; media parts rewritten to {"type": "image"|"audio"|"video"} */
+    char *tools_json;     /* chat: owned, or NULL (also when tool_choice is none) */
+    char *prompt;         /* completion: owned */
+    int completion;       /* 1: /v1/completions */
     int enable_thinking;
+    int tool_choice;      /* OAI_TOOLS_* */
+    char tool_name[128];  /* OAI_TOOLS_FUNCTION */
+    int stream, include_usage;
     gemma4c_generate_options options; /* stop points into stops[] */
-    char *stops[OAI_MAX_STOP];
+    char *stops[OAI_MAX_STOP + 1];    /* + the end of a turn of tool calls, added by the caller */
+    gemma4c_media media[OAI_MAX_MEDIA]; /* in the order of their parts; data points into media_bytes */
+    void *media_bytes[OAI_MAX_MEDIA];
+    size_t n_media;
     const char *model;    /* as the body names it (borrowed from the body), or NULL */
+    char param_buf[96];
 } oai_request;
 
-/* Reads a /v1/chat/completions body: messages, max_tokens / max_completion_tokens, temperature, top_p, top_k,
- * min_p, seed, stop, presence_penalty, frequency_penalty, repetition_penalty, logprobs, top_logprobs, n (1 only),
- * tools, reasoning_effort / chat_template_kwargs.enable_thinking. Unknown fields are ignored as OpenAI does; a
- * field of the wrong type or range is an error naming it (`param`). Sampling defaults to `defaults` (the model's). */
-int oai_parse_chat_request(const cJSON *body, const gemma4c_sampling *defaults, oai_request *req, char *err,
-                           size_t err_len, const char **param);
+/* Reads a /v1/chat/completions body: messages (content as a string or parts: text, image_url, input_audio,
+ * video_url, with data: URLs, base64 audio or file:// URLs inside limits->media_dir), max_tokens /
+ * max_completion_tokens, temperature, top_p, top_k, min_p, seed, stop, presence_penalty, frequency_penalty,
+ * repetition_penalty, logprobs, top_logprobs, n (1 only), stream, stream_options.include_usage, tools,
+ * tool_choice, reasoning_effort / chat_template_kwargs.enable_thinking. Unknown fields are ignored as OpenAI
+ * does; a field of the wrong type or range is an error naming it (`param`, valid until req is freed). Sampling
+ * defaults to `defaults` (the model's). req is to be freed also after an error. */
+int oai_parse_chat_request(const cJSON *body, const gemma4c_sampling *defaults, const oai_limits *limits,
+                           oai_request *req, char *err, size_t err_len, const char **param);
+/* A /v1/completions body: prompt (a string), and the sampling fields above (logprobs: a count). */
+int oai_parse_completion_request(const cJSON *body, const gemma4c_sampling *defaults, oai_request *req, char *err,
+                                 size_t err_len, const char **param);
 void oai_request_free(oai_request *req);
 
-/* Collects a generation's text and, when asked, its per-token log-probabilities. */
-typedef struct oai_collector {
-    const gemma4c_model *model;
-    char *text;
+/* Growing text. */
+typedef struct oai_text {
+    char *s;
     size_t len, cap;
-    cJSON *logprobs; /* the "content" array of choices[0].logprobs, or NULL */
-    int failed;
-} oai_collector;
-int oai_collect_token(void *collector, const gemma4c_token *token);
-void oai_collector_free(oai_collector *c);
+} oai_text;
+int oai_text_append(oai_text *t, const char *s, size_t n);
+/* 1: s is whole, valid UTF-8 (what JSON text must be). */
+int oai_valid_utf8(const char *s);
 
-/* A chat.completion object for a finished request (takes the collector's logprobs). */
-cJSON *oai_chat_completion(const char *id, const char *model, const oai_collector *c, const gemma4c_result *result);
+/* Receives a streamed answer piece by piece: text of a part (reply.h: content or reasoning), or a whole tool
+ * call (a tool_calls entry with its index); the log-probabilities of the tokens since the last piece ride along
+ * (an array, or NULL). Both are valid during the call. Non-zero stops. */
+typedef int (*oai_piece_fn)(void *user, int part, const char *text, size_t len, cJSON *tool_call, cJSON *logprobs);
+
+/* A generation turned into OpenAI's answer: its text split into content, reasoning and tool calls, and the
+ * per-token log-probabilities when asked. */
+typedef struct oai_reply {
+    const gemma4c_model *model;
+    int raw;            /* completions: all text is content */
+    reply_parser parser;
+    oai_text content, reasoning;
+    cJSON *tool_calls;  /* [{"id", "type", "function": {"name", "arguments"}}], or NULL */
+    cJSON *logprobs;    /* the "content" array of choices[0].logprobs, or NULL */
+    cJSON *pending;     /* streaming: log-probabilities not yet sent */
+    char call_prefix[48];
+    oai_piece_fn on_piece; /* streaming, or NULL */
+    void *user;
+    int failed;
+} oai_reply;
+
+/* The generation's text starts as `prefix` (what the prompt forced the model's turn to begin with, e.g. an
+ * opened tool call; may be NULL). */
+int oai_reply_init(oai_reply *r, const gemma4c_model *model, const oai_request *req, const char *call_prefix,
+                   const char *prefix, oai_piece_fn on_piece, void *user);
+int oai_reply_token(oai_reply *r, const gemma4c_token *token);
+int oai_reply_finish(oai_reply *r);
+void oai_reply_free(oai_reply *r);
+/* "stop", "length" or "tool_calls". */
+const char *oai_finish_reason(const oai_reply *r, const gemma4c_result *result);
+cJSON *oai_usage(const gemma4c_result *result);
+
+/* A chat.completion (or, for a completion request, a text_completion) object for a finished request. */
+cJSON *oai_completion(const char *id, const char *model, const oai_request *req, const oai_reply *r,
+                      const gemma4c_result *result);
 
 /* {"error": {"message", "type", "param", "code"}} */
 cJSON *oai_error(const char *message, const char *type, const char *param, const char *code);

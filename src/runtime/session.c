@@ -217,7 +217,9 @@ static int request_options(g4_engine *e, g4_request *r, const gemma4c_generate_o
     if (o->n_stop && !o->stop) return g4_fail(err, GEMMA4C_ERR_ARG, "n_stop is %zu but stop is NULL", o->n_stop);
     if (o->n_stop > 64) return g4_fail(err, GEMMA4C_ERR_ARG, "%zu stop strings (at most 64)", o->n_stop);
     gp->max_tokens = o->max_tokens;
-    gp->skip_special = !o->keep_special;
+    if (o->keep_special < 0 || o->keep_special > GEMMA4C_KEEP_MARKERS)
+        return g4_fail(err, GEMMA4C_ERR_ARG, "keep_special must be 0, 1 or GEMMA4C_KEEP_MARKERS (2)");
+    gp->skip_special = o->keep_special == 1 ? 0 : o->keep_special == GEMMA4C_KEEP_MARKERS ? G4_SKIP_SPECIAL_BUT_MARKERS : 1;
     gp->logprobs = o->logprobs != 0;
     gp->top_logprobs = o->top_logprobs;
     if (!o->ignore_eos) {

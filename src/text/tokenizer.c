@@ -2027,11 +2027,25 @@ static int detok_byte(g4_detok *d, unsigned char c, g4_buf *out) {
     return g4_buf_append(out, REPLACEMENT_CHAR, 3);
 }
 
+/* The control tokens that structure a reply: a thought channel, tool calls and their string quotes. */
+static int is_reply_marker(const g4_tokenizer *t, int32_t id) {
+    static const char *const markers[] = {"<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", "<|\"|>",
+                                          "<|tool_response>"};
+    tk_str p = t->piece[id];
+    for (size_t i = 0; i < sizeof markers / sizeof *markers; i++)
+        if (p.len == strlen(markers[i]) && memcmp(pool_at(t, p), markers[i], p.len) == 0) return 1;
+    return 0;
+}
+
 int g4_detok_feed(g4_detok *d, int32_t id, g4_buf *out, g4_err *err) {
     const g4_tokenizer *t = d->tok;
     int rc = check_id(t, id, err);
     if (rc) return rc;
-    if (d->skip_special && (t->flags[id] & ID_SPECIAL)) return 0;
+    if (d->skip_special && (t->flags[id] & ID_SPECIAL)) {
+        if (d->skip_special != G4_SKIP_SPECIAL_BUT_MARKERS || !is_reply_marker(t, id)) return 0;
+        if (detok_drop_pending(d, out)) return nomem(err);
+        return g4_tokenizer_decode(t, &id, 1, 0, out, err);
+    }
     tk_str p = t->piece[id];
     int b = t->decodes_bytes ? byte_token_value(pool_at(t, p), p.len) : -1;
     if (b >= 0) return detok_byte(d, (unsigned char)b, out) ? nomem(err) : 0;

@@ -47,6 +47,9 @@ int g4_tokenizer_decode(const g4_tokenizer *t, const int32_t *ids, size_t n, int
 int g4_tokenizer_piece(const g4_tokenizer *t, int32_t id, g4_buf *out, g4_err *err);
 /* Streaming decode: feed ids one at a time, get back only complete UTF-8 characters (byte-fallback tokens that
  * form one character arrive one by one). */
+/* skip_special: 0 keeps every token; 1 skips control tokens; G4_SKIP_SPECIAL_BUT_MARKERS keeps the ones that
+ * structure a reply (thought channel, tool calls). */
+#define G4_SKIP_SPECIAL_BUT_MARKERS 2
 typedef struct g4_detok {
     const g4_tokenizer *tok;
     int skip_special;

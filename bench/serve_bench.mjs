@@ -1,0 +1,59 @@
+// serve_bench.mjs — speed through HTTP: one streaming client, then N at once, against a running `gemma4c serve`.
+// Prints time to first token and decode tokens/s as a client sees them (from the SSE chunks), per client and in
+// aggregate; bench/RESULTS.md records its output beside `gemma4c bench` on the same model and machine.
+//   node bench/serve_bench.mjs http://127.0.0.1:8080 [prompt_tokens=512] [max_tokens=128] [clients=1,8]
+const [base = "http://127.0.0.1:8080", promptTokens = "512", maxTokens = "128", clientsArg = "1,8"] = process.argv.slice(2);
+
+// A prompt of about promptTokens tokens (the server's own tokenizer counts), different per client so that no
+// request reuses another's cache.
+async function promptFor(i) {
+  let words = [];
+  for (let k = 0; words.length < Number(promptTokens) * 2; k++) words.push(`w${(k * 7919 + i * 104729) % 100003}`);
+  let text = words.join(" ");
+  for (;;) {
+    const r = await fetch(base + "/tokenize", { method: "POST", body: JSON.stringify({ content: text }) });
+    const n = (await r.json()).tokens.length;
+    if (n <= Number(promptTokens)) return text;
+    text = text.split(" ").slice(0, Math.floor(text.split(" ").length * Number(promptTokens) / n) - 1).join(" ");
+  }
+}
+
+async function one(prompt) {
+  const t0 = performance.now();
+  const res = await fetch(base + "/v1/completions", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ prompt, max_tokens: Number(maxTokens), temperature: 0, stream: true,
+                           stream_options: { include_usage: true } }) });
+  if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
+  const reader = res.body.getReader(), dec = new TextDecoder();
+  let buf = "", first = 0, last = 0, usage = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += dec.decode(value, { stream: true });
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const ev = buf.slice(6, cut);
+      buf = buf.slice(cut + 2);
+      if (ev === "[DONE]") continue;
+      const j = JSON.parse(ev);
+      if (j.usage) usage = j.usage;
+      if (j.choices && j.choices.length) { const t = performance.now(); if (!first) first = t; last = t; }
+    }
+  }
+  const n = usage.completion_tokens;
+  return { ttft: (first - t0) / 1000, decode: n > 1 ? (n - 1) / ((last - first) / 1000) : 0, tokens: n, t0, first, last };
+}
+
+const results = [];
+for (const clients of clientsArg.split(",").map(Number)) {
+  const prompts = await Promise.all(Array.from({ length: clients }, (_, i) => promptFor(i + clients * 100)));
+  const runs = await Promise.all(prompts.map(one));
+  const start = Math.max(...runs.map(r => r.first)), end = Math.min(...runs.map(r => r.last));
+  const perClient = runs.map(r => r.decode);
+  const aggregate = perClient.reduce((a, b) => a + b, 0);
+  results.push({ clients, ttft_s: runs.map(r => r.ttft), decode_tok_s: perClient, aggregate_decode_tok_s: aggregate,
+                 overlap_s: Math.max(0, (end - start) / 1000) });
+  console.log(`${clients} client(s): time to first token ${runs.map(r => r.ttft.toFixed(3)).join(" ")} s; ` +
+              `decode ${perClient.map(x => x.toFixed(2)).join(" ")} tok/s; aggregate ${aggregate.toFixed(2)} tok/s`);
+}
+console.log(JSON.stringify(results));
