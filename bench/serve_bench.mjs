@@ -1,6 +1,6 @@
 // serve_bench.mjs — speed through HTTP: one streaming client, then N at once, against a running `gemma4c serve`.
-// Prints time to first token and decode tokens/s as a client sees them (from the SSE chunks), per client and in
-// aggregate; bench/RESULTS.md records its output beside `gemma4c bench` on the same model and machine.
+// Prints time to first token and decode tokens/s as a client sees them (from the SSE chunks; logprobs are asked
+// for so that every token arrives in a chunk, text or not), per client and in aggregate; bench/RESULTS.md records its output beside `gemma4c bench` on the same model and machine.
 //   node bench/serve_bench.mjs http://127.0.0.1:8080 [prompt_tokens=512] [max_tokens=128] [clients=1,8]
 const [base = "http://127.0.0.1:8080", promptTokens = "512", maxTokens = "128", clientsArg = "1,8"] = process.argv.slice(2);
 
@@ -21,7 +21,7 @@ async function promptFor(i) {
 async function one(prompt) {
   const t0 = performance.now();
   const res = await fetch(base + "/v1/completions", { method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ prompt, max_tokens: Number(maxTokens), temperature: 0, stream: true,
+    body: JSON.stringify({ prompt, max_tokens: Number(maxTokens), temperature: 0, stream: true, logprobs: 0,
                            stream_options: { include_usage: true } }) });
   if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
   const reader = res.body.getReader(), dec = new TextDecoder();

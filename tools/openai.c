@@ -525,7 +525,8 @@ int oai_reply_token(oai_reply *r, const gemma4c_token *t) {
         }
         cJSON_AddItemToArray(r->logprobs, e);
     }
-    if (!t->text_len) return 0;
+    if (!t->text_len) /* streams with log-probabilities show every token, as OpenAI's do */
+        return r->on_piece && r->pending ? (on_part(r, REPLY_CONTENT, "", 0, NULL) ? -1 : 0) : 0;
     if (r->raw) return on_part(r, REPLY_CONTENT, t->text, t->text_len, NULL) ? -1 : 0;
     return reply_feed(&r->parser, t->text, t->text_len, on_part, r) || r->failed ? -1 : 0;
 }
