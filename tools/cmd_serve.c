@@ -19,6 +19,7 @@
 #include "serve.h"
 
 #define WAIT_MS 100 /* how often a waiting request looks at its client and at shutdown */
+#define IDLE_TIMEOUT_S 30 /* a connection that sends nothing for this long is closed (slow clients) */
 
 static double now(void) {
     struct timespec ts;
@@ -304,6 +305,9 @@ static enum MHD_Result run_generation(request *r, cJSON *body) {
         snprintf(err, sizeof err, "the prompt is %zu tokens; the context holds %lld", n_ids, (long long)s->n_ctx);
         return respond_error(r, 400, err, "messages", "context_length_exceeded");
     }
+    /* Waiting for a session and computing a long prompt is not a slow client: no idle timeout until the answer is
+     * out (on_completed sets it back for the next request on the connection). */
+    MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     r->slot = NULL;
     rc = pool_acquire(s, ids, n_ids, r->conn, connection_gone, &r->slot);
     if (rc) {
@@ -538,8 +542,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     server *s = cls;
     request *r = *con_cls;
-    (void)c;
     if (!r) return;
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S);
     if (r->generation == GEN_RUNNING) {
         gemma4c_cancel(r->slot->session);
         r->stream = 0;
@@ -612,7 +616,7 @@ int cmd_serve(int argc, char **argv) {
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
         on_request, &s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o.max_connections > 0 ? o.max_connections : 256),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 << 10),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 << 10),
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(4 << 20), MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
     if (!d) {
         pool_free(&s);
