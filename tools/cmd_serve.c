@@ -21,12 +21,6 @@
 #define WAIT_MS 100 /* how often a waiting request looks at its client and at shutdown */
 #define IDLE_TIMEOUT_S 30 /* a connection that sends nothing for this long is closed (slow clients) */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---- one HTTP request ---- */
 
 enum { GEN_NONE, GEN_RUNNING, GEN_DONE };
@@ -42,13 +36,12 @@ typedef struct request {
     /* a generation */
     oai_request req;
     oai_reply reply;
-    int generation, stream, prompt_ready;
+    int generation, stream;
     pool_slot *slot;
     char id[48], *prefix;
-    oai_text out; /* stream bytes not yet sent */
+    reply_text out; /* stream bytes not yet sent */
     size_t out_off;
     double t_first, t_last;
-    int64_t n_tokens;
     gemma4c_result result;
 } request;
 
@@ -107,8 +100,8 @@ static int status_of(int rc) {
 static int sse(request *r, cJSON *o) {
     char *text = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
-    int rc = !text || oai_text_append(&r->out, "data: ", 6) || oai_text_append(&r->out, text, strlen(text)) ||
-             oai_text_append(&r->out, "\n\n", 2);
+    int rc = !text || reply_text_append(&r->out, "data: ", 6) || reply_text_append(&r->out, text, strlen(text)) ||
+             reply_text_append(&r->out, "\n\n", 2);
     cJSON_free(text);
     return rc ? -1 : 0;
 }
@@ -169,7 +162,7 @@ static int stream_end(request *r, int status, const char *error) {
             rc = sse(r, o);
         }
     }
-    return rc || oai_text_append(&r->out, "data: [DONE]\n\n", 14) ? -1 : 0;
+    return rc || reply_text_append(&r->out, "data: [DONE]\n\n", 14) ? -1 : 0;
 }
 
 /* ---- running a generation ---- */
@@ -203,12 +196,11 @@ static int pump(request *r) {
         return 0;
     }
     if (ev.type == GEMMA4C_EVENT_TOKEN) {
-        const double t = now();
+        const double t = serve_now();
         if (ev.token.id >= 0) {
             if (!r->t_first) r->t_first = t;
             else metrics_token_gap(&r->srv->metrics, t - r->t_last);
             r->t_last = t;
-            r->n_tokens++;
         }
         if (oai_reply_token(&r->reply, &ev.token)) gemma4c_cancel(sess);
         return 0;
@@ -502,7 +494,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!(r = calloc(1, sizeof *r))) return MHD_NO;
         r->srv = s;
         r->conn = c;
-        r->t_start = now();
+        r->t_start = serve_now();
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
         *con_cls = r;
@@ -556,7 +548,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         snprintf(tokens, sizeof tokens, ", prompt %lld tokens (%lld cached) + %lld generated", (long long)r->result.prompt_tokens,
                  (long long)r->result.cached_tokens, (long long)r->result.generated_tokens);
     fprintf(stderr, "gemma4c serve: %s %s %d %.3f s%s\n", r->method, r->path, r->status ? r->status : 499,
-            now() - r->t_start, tokens);
+            serve_now() - r->t_start, tokens);
     oai_request_free(&r->req);
     oai_reply_free(&r->reply);
     free(r->out.s);

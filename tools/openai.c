@@ -400,20 +400,6 @@ int oai_parse_completion_request(const cJSON *body, const gemma4c_sampling *defa
     return 0;
 }
 
-int oai_text_append(oai_text *t, const char *s, size_t n) {
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = (t->len + n + 1) * 2;
-        char *grown = realloc(t->s, cap);
-        if (!grown) return -1;
-        t->s = grown;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->len, s, n);
-    t->len += n;
-    t->s[t->len] = '\0';
-    return 0;
-}
-
 /* The length of the whole, valid UTF-8 character at s (at most `left` bytes), or 0 when there is none there. */
 static size_t utf8_char(const unsigned char *s, size_t left) {
     const size_t n = s[0] < 0x80                    ? 1
@@ -483,7 +469,7 @@ static int on_part(void *user, int part, const char *text, size_t len, const cha
         cJSON_AddItemToArray(r->tool_calls, call);
         free(name);
         if (!r->tool_calls || !name) return r->failed = 1;
-    } else if (oai_text_append(part == REPLY_REASONING ? &r->reasoning : &r->content, text, len))
+    } else if (reply_text_append(part == REPLY_REASONING ? &r->reasoning : &r->content, text, len))
         return r->failed = 1;
     if (!r->on_piece) return 0;
     cJSON *entry = NULL;

@@ -52,12 +52,6 @@ int oai_parse_completion_request(const cJSON *body, const gemma4c_sampling *defa
                                  size_t err_len, const char **param);
 void oai_request_free(oai_request *req);
 
-/* Growing text. */
-typedef struct oai_text {
-    char *s;
-    size_t len, cap;
-} oai_text;
-int oai_text_append(oai_text *t, const char *s, size_t n);
 /* 1: s is whole, valid UTF-8 (what JSON text must be). */
 int oai_valid_utf8(const char *s);
 
@@ -72,7 +66,7 @@ typedef struct oai_reply {
     const gemma4c_model *model;
     int raw;            /* completions: all text is content */
     reply_parser parser;
-    oai_text content, reasoning;
+    reply_text content, reasoning;
     cJSON *tool_calls;  /* [{"id", "type", "function": {"name", "arguments"}}], or NULL */
     cJSON *logprobs;    /* the "content" array of choices[0].logprobs, or NULL */
     cJSON *pending;     /* streaming: log-probabilities not yet sent */

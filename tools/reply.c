@@ -16,34 +16,33 @@ void reply_init(reply_parser *p, int tools) {
     p->state = IN_CONTENT;
 }
 
-void reply_free(reply_parser *p) {
-    free(p->held);
-    p->held = NULL;
-    p->held_len = p->held_cap = 0;
-}
-
-static int hold(reply_parser *p, const char *s, size_t n) {
-    if (p->held_len + n + 1 > p->held_cap) {
-        size_t cap = (p->held_len + n + 1) * 2;
-        char *h = realloc(p->held, cap);
-        if (!h) return p->failed = -1;
-        p->held = h;
-        p->held_cap = cap;
+int reply_text_append(reply_text *t, const char *s, size_t n) {
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = (t->len + n + 1) * 2;
+        char *grown = realloc(t->s, cap);
+        if (!grown) return -1;
+        t->s = grown;
+        t->cap = cap;
     }
-    memcpy(p->held + p->held_len, s, n);
-    p->held_len += n;
-    p->held[p->held_len] = '\0';
+    memcpy(t->s + t->len, s, n);
+    t->len += n;
+    t->s[t->len] = '\0';
     return 0;
 }
 
+void reply_free(reply_parser *p) {
+    free(p->held.s);
+    memset(&p->held, 0, sizeof p->held);
+}
+
 static void drop(reply_parser *p, size_t n) {
-    memmove(p->held, p->held + n, p->held_len - n + 1);
-    p->held_len -= n;
+    memmove(p->held.s, p->held.s + n, p->held.len - n + 1);
+    p->held.len -= n;
 }
 
 static int emit_text(reply_parser *p, reply_emit_fn emit, void *user, size_t n) {
     if (!n) return 0;
-    int rc = emit(user, p->state == IN_REASONING ? REPLY_REASONING : REPLY_CONTENT, p->held, n, NULL) ? -1 : 0;
+    int rc = emit(user, p->state == IN_REASONING ? REPLY_REASONING : REPLY_CONTENT, p->held.s, n, NULL) ? -1 : 0;
     drop(p, n);
     return rc;
 }
@@ -58,15 +57,14 @@ static int match(const char *s, size_t n, const char *marker) {
 /* A finished tool call: as a call when it parses, else its text as content. */
 static int emit_call(reply_parser *p, reply_emit_fn emit, void *user, size_t len) {
     char *name = NULL;
-    cJSON *args = reply_parse_call(p->held, len, &name);
+    cJSON *args = reply_parse_call(p->held.s, len, &name);
     char *json = args ? cJSON_PrintUnformatted(args) : NULL;
     int rc;
     if (json) {
         rc = emit(user, REPLY_TOOL_CALL, name, strlen(name), json);
-        p->n_calls++;
     } else {
         rc = emit(user, REPLY_CONTENT, REPLY_CALL_BEGIN, strlen(REPLY_CALL_BEGIN), NULL) ||
-             (len && emit(user, REPLY_CONTENT, p->held, len, NULL));
+             (len && emit(user, REPLY_CONTENT, p->held.s, len, NULL));
     }
     cJSON_free(json);
     cJSON_Delete(args);
@@ -78,23 +76,23 @@ static int emit_call(reply_parser *p, reply_emit_fn emit, void *user, size_t len
 static int advance(reply_parser *p, reply_emit_fn emit, void *user) {
     for (;;) {
         if (p->state == IN_CALL) {
-            char *end = strstr(p->held, REPLY_CALL_END);
+            char *end = strstr(p->held.s, REPLY_CALL_END);
             if (!end) return 0;
-            const size_t len = (size_t)(end - p->held);
+            const size_t len = (size_t)(end - p->held.s);
             if (emit_call(p, emit, user, len)) return -1;
             drop(p, len + strlen(REPLY_CALL_END));
             p->state = IN_CONTENT;
             continue;
         }
         if (p->skip_channel_name) {
-            char *nl = memchr(p->held, '\n', p->held_len);
-            if (nl) drop(p, (size_t)(nl - p->held) + 1);
-            else if (p->held_len <= MAX_CHANNEL_NAME) return 0;
+            char *nl = memchr(p->held.s, '\n', p->held.len);
+            if (nl) drop(p, (size_t)(nl - p->held.s) + 1);
+            else if (p->held.len <= MAX_CHANNEL_NAME) return 0;
             p->skip_channel_name = 0;
         }
-        char *lt = memchr(p->held, '<', p->held_len);
-        if (emit_text(p, emit, user, lt ? (size_t)(lt - p->held) : p->held_len)) return -1;
-        if (!p->held_len) return 0;
+        char *lt = memchr(p->held.s, '<', p->held.len);
+        if (emit_text(p, emit, user, lt ? (size_t)(lt - p->held.s) : p->held.len)) return -1;
+        if (!p->held.len) return 0;
         /* the held bytes start with '<' */
         const char *markers[3];
         int n = 0;
@@ -106,7 +104,7 @@ static int advance(reply_parser *p, reply_emit_fn emit, void *user) {
             markers[n++] = REPLY_CHANNEL_END;
         int partial = 0, whole = -1;
         for (int i = 0; i < n && whole < 0; i++) {
-            const int r = match(p->held, p->held_len, markers[i]);
+            const int r = match(p->held.s, p->held.len, markers[i]);
             if (r == 1) whole = i;
             partial |= r == 2;
         }
@@ -124,7 +122,7 @@ static int advance(reply_parser *p, reply_emit_fn emit, void *user) {
 }
 
 int reply_feed(reply_parser *p, const char *text, size_t len, reply_emit_fn emit, void *user) {
-    if (p->failed || hold(p, text, len)) return -1;
+    if (p->failed || reply_text_append(&p->held, text, len)) return p->failed = -1;
     return p->failed = advance(p, emit, user);
 }
 
@@ -133,11 +131,11 @@ int reply_finish(reply_parser *p, reply_emit_fn emit, void *user) {
     int rc = 0;
     if (p->state == IN_CALL) { /* cut short: what the model wrote stays visible */
         rc = emit(user, REPLY_CONTENT, REPLY_CALL_BEGIN, strlen(REPLY_CALL_BEGIN), NULL) ||
-             (p->held_len && emit(user, REPLY_CONTENT, p->held, p->held_len, NULL));
+             (p->held.len && emit(user, REPLY_CONTENT, p->held.s, p->held.len, NULL));
         p->state = IN_CONTENT;
-    } else if (p->held_len && !p->skip_channel_name)
-        rc = emit(user, p->state == IN_REASONING ? REPLY_REASONING : REPLY_CONTENT, p->held, p->held_len, NULL);
-    p->held_len = 0;
+    } else if (p->held.len && !p->skip_channel_name)
+        rc = emit(user, p->state == IN_REASONING ? REPLY_REASONING : REPLY_CONTENT, p->held.s, p->held.len, NULL);
+    p->held.len = 0;
     return rc ? -1 : 0;
 }
 

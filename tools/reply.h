@@ -14,6 +14,13 @@
 /* What the model writes after its calls, to wait for their results: generation stops there. */
 #define REPLY_AWAIT_RESPONSE "<|tool_response>"
 
+/* Growing text (NUL-terminated when not empty); the server's response bodies use it too. */
+typedef struct reply_text {
+    char *s;
+    size_t len, cap;
+} reply_text;
+int reply_text_append(reply_text *t, const char *s, size_t n);
+
 typedef enum reply_part { REPLY_CONTENT = 1, REPLY_REASONING, REPLY_TOOL_CALL } reply_part;
 
 /* Receives each piece as soon as it is final: text for content and reasoning (any length, possibly empty never),
@@ -23,11 +30,9 @@ typedef int (*reply_emit_fn)(void *user, int part, const char *text, size_t len,
 typedef struct reply_parser {
     int tools;        /* tool calls are parsed (else their text is content) */
     int state;        /* private */
-    char *held;       /* bytes that may be the start of a marker, or a tool call being read */
-    size_t held_len, held_cap;
+    reply_text held;  /* bytes that may be the start of a marker, or a tool call being read */
     int skip_channel_name; /* after <|channel>: the channel's name up to its newline is not reasoning */
     int failed;
-    int n_calls;
 } reply_parser;
 
 void reply_init(reply_parser *p, int tools);

@@ -50,6 +50,9 @@ typedef struct server {
     metrics metrics;
 } server;
 
+/* Seconds on a monotonic clock. */
+double serve_now(void);
+
 enum { POOL_OK = 0, POOL_FULL, POOL_GONE, POOL_STOPPING };
 
 int pool_init(server *s);

@@ -4,7 +4,7 @@
 
 #include "serve.h"
 
-static double now(void) {
+double serve_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -132,7 +132,7 @@ void pool_release(server *s, pool_slot *slot) {
     if (!slot) return;
     pthread_mutex_lock(&s->mu);
     slot->busy = 0;
-    slot->last_used = now();
+    slot->last_used = serve_now();
     s->busy--;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
