@@ -21,6 +21,17 @@ function expectError(r, status, what) {
   check(r.json && r.json.error && typeof r.json.error.message === "string" && "type" in r.json.error && "code" in r.json.error,
         `${what}: a JSON error object`);
 }
+// What the server answers to raw bytes, until it closes the connection.
+function raw(request) {
+  return new Promise((resolve) => {
+    const s = net.connect(Number(port), hostname);
+    let got = "";
+    s.on("data", d => { got += d; });
+    s.on("error", () => resolve(got));
+    s.on("close", () => resolve(got));
+    s.write(request);
+  });
+}
 async function healthy(what) {
   const r = await fetch(base + "/health");
   check(r.status === 200, `still serving after ${what}`);
@@ -55,14 +66,8 @@ expectError(await post("/v1/chat/completions", JSON.stringify({ messages: [{ rol
 expectError(await post("/v1/chat/completions", JSON.stringify({ messages: [{ role: "user", content: "hi" }], stream: "yes" })), 400, "stream of the wrong type");
 expectError(await post("/v1/chat/completions", JSON.stringify({ messages: [{ role: "wizard", content: "hi" }] })), 400, "an unknown role");
 // Bodies over --max-body: declared (answered before the body is read) and streamed without a length.
-const declared = await new Promise((resolve) => {
-  const s = net.connect(Number(port), hostname);
-  let got = "";
-  s.on("data", d => { got += d; });
-  s.on("error", () => resolve(got));
-  s.on("close", () => resolve(got));
-  s.write("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 900000000\r\n\r\n{\"messages\":");
-});
+const declared = await raw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+                           "Content-Length: 900000000\r\n\r\n{\"messages\":");
 check(declared.startsWith("HTTP/1.1 413") && declared.includes("\"error\""), `a declared body over --max-body: ${declared.slice(0, 80)}`);
 const big = new ReadableStream({ start(c) { for (let i = 0; i < 90; i++) c.enqueue(new TextEncoder().encode("x".repeat(100000))); c.close(); } });
 const streamed = await fetch(base + "/v1/chat/completions", { method: "POST", body: big, duplex: "half" });
@@ -110,14 +115,7 @@ await new Promise(r => setTimeout(r, 300));
 await healthy("a flood of 600 connections");
 
 // Headers far larger than any request needs.
-const bigHeader = await new Promise((resolve) => {
-  const s = net.connect(Number(port), hostname);
-  let got = "";
-  s.on("data", d => { got += d; });
-  s.on("error", () => resolve(got));
-  s.on("close", () => resolve(got));
-  s.write("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + "a".repeat(200000) + "\r\n\r\n");
-});
+const bigHeader = await raw("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + "a".repeat(200000) + "\r\n\r\n");
 check(!bigHeader.startsWith("HTTP/1.1 200"), "huge headers are refused");
 await healthy("huge headers");
 
