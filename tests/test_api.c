@@ -330,6 +330,9 @@ static void check_stops(gemma4c_model *m) {
     CHECK(gemma4c_generate(s, &in, &hot, NULL, NULL, &r, err, sizeof err) == GEMMA4C_ERR_ARG, "negative temperature");
     gemma4c_generate_options many = {.top_logprobs = 21};
     CHECK(gemma4c_generate(s, &in, &many, NULL, NULL, &r, err, sizeof err) == GEMMA4C_ERR_ARG, "21 top logprobs");
+    gemma4c_generate_options keep = {.keep_special = GEMMA4C_KEEP_MARKERS + 1};
+    CHECK(gemma4c_generate(s, &in, &keep, NULL, NULL, &r, err, sizeof err) == GEMMA4C_ERR_ARG && strstr(err, "keep_special"),
+          "keep_special out of range: %s", err);
     gemma4c_generate_options nostop = {.n_stop = 1};
     CHECK(gemma4c_generate(s, &in, &nostop, NULL, NULL, &r, err, sizeof err) == GEMMA4C_ERR_ARG, "n_stop without stop");
     CHECK(gemma4c_generate(NULL, &in, NULL, NULL, NULL, &r, err, sizeof err) == GEMMA4C_ERR_ARG, "NULL session");
