@@ -32,7 +32,7 @@ typedef struct request {
     char *body;
     size_t len, cap;
     int too_big, status;
-    double t_start;
+    double t_start, t_submit;
     /* a generation */
     oai_request req;
     oai_reply reply;
@@ -42,6 +42,7 @@ typedef struct request {
     reply_text out; /* stream bytes not yet sent */
     size_t out_off;
     double t_first, t_last;
+    int64_t text_offset; /* completions' log-probabilities: characters streamed so far */
     gemma4c_result result;
 } request;
 
@@ -119,12 +120,8 @@ static cJSON *chunk(request *r, cJSON *delta, const char *finish_reason, cJSON *
         cJSON_Delete(delta);
     } else
         cJSON_AddItemToObject(choice, "delta", delta ? delta : cJSON_CreateObject());
-    if (logprobs) {
-        cJSON *lp = cJSON_CreateObject();
-        cJSON_AddItemToObject(lp, "content", cJSON_Duplicate(logprobs, 1));
-        cJSON_AddItemToObject(choice, "logprobs", lp);
-    } else
-        cJSON_AddNullToObject(choice, "logprobs");
+    if (logprobs) cJSON_AddItemToObject(choice, "logprobs", oai_choice_logprobs(r->req.completion, logprobs, &r->text_offset));
+    else cJSON_AddNullToObject(choice, "logprobs");
     if (finish_reason) cJSON_AddStringToObject(choice, "finish_reason", finish_reason);
     else cJSON_AddNullToObject(choice, "finish_reason");
     cJSON_AddItemToArray(choices, choice);
@@ -154,7 +151,9 @@ static int stream_end(request *r, int status, const char *error) {
     if (status) {
         rc = sse(r, oai_error(error, "server_error", NULL, NULL));
     } else {
-        rc = sse(r, chunk(r, NULL, oai_finish_reason(&r->reply, &r->result), NULL));
+        cJSON *o = chunk(r, NULL, oai_finish_reason(&r->reply, &r->result), NULL);
+        cJSON_AddItemToObject(o, "timings", oai_timings(&r->result, r->t_submit - r->t_start));
+        rc = sse(r, o);
         if (!rc && r->req.include_usage) {
             cJSON *o = chunk(r, NULL, NULL, NULL);
             cJSON_ReplaceItemInObjectCaseSensitive(o, "choices", cJSON_CreateArray());
@@ -314,6 +313,7 @@ static enum MHD_Result run_generation(request *r, cJSON *body) {
     char call_prefix[64];
     snprintf(call_prefix, sizeof call_prefix, "call_%s", r->id + (r->req.completion ? 5 : 9));
     gemma4c_input in = {.ids = ids, .n_ids = n_ids, .media = r->req.media, .n_media = r->req.n_media};
+    r->t_submit = serve_now();
     rc = oai_reply_init(&r->reply, s->model, &r->req, call_prefix, r->prefix, r->stream ? on_piece : NULL, r)
              ? GEMMA4C_ERR_NOMEM
              : pool_submit(s, r->slot, &in, &r->req.options, err, sizeof err);
@@ -348,7 +348,9 @@ static enum MHD_Result run_generation(request *r, cJSON *body) {
     if (r->result.stop_reason == GEMMA4C_STOP_CANCELLED && atomic_load(&s->stopping))
         return respond_error(r, 503, "the server is shutting down", NULL, NULL);
     if (r->reply.failed) return respond_error(r, 500, "out of memory", NULL, NULL);
-    return respond_json(r, 200, oai_completion(r->id, s->model_name, &r->req, &r->reply, &r->result), NULL);
+    cJSON *o = oai_completion(r->id, s->model_name, &r->req, &r->reply, &r->result);
+    cJSON_AddItemToObject(o, "timings", oai_timings(&r->result, r->t_submit - r->t_start));
+    return respond_json(r, 200, o, NULL);
 }
 
 /* ---- the other endpoints ---- */

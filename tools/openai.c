@@ -549,6 +549,58 @@ cJSON *oai_usage(const gemma4c_result *res) {
     return usage;
 }
 
+cJSON *oai_timings(const gemma4c_result *res, double before_submit_seconds) {
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddNumberToObject(t, "before_submit_ms", before_submit_seconds * 1e3);
+    cJSON_AddNumberToObject(t, "queue_ms", res->queue_seconds * 1e3);
+    cJSON_AddNumberToObject(t, "media_ms", res->media_seconds * 1e3);
+    cJSON_AddNumberToObject(t, "prompt_n", (double)res->prompt_tokens);
+    cJSON_AddNumberToObject(t, "cached_n", (double)res->cached_tokens);
+    cJSON_AddNumberToObject(t, "prompt_ms", res->prefill_seconds * 1e3);
+    cJSON_AddNumberToObject(t, "first_token_ms", res->first_token_seconds * 1e3);
+    cJSON_AddNumberToObject(t, "predicted_n", (double)res->generated_tokens);
+    cJSON_AddNumberToObject(t, "predicted_ms", res->decode_seconds * 1e3);
+    /* the first token comes from the prompt's step: the rate counts the steps after it */
+    cJSON_AddNumberToObject(t, "predicted_per_second", res->generated_tokens > 1 && res->decode_seconds > 0
+                                                           ? (double)(res->generated_tokens - 1) / res->decode_seconds
+                                                           : 0);
+    return t;
+}
+
+/* Characters (code points) of valid UTF-8 text: the bytes that do not continue a sequence. */
+static int64_t utf8_chars(const char *s) {
+    int64_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+cJSON *oai_choice_logprobs(int completion, const cJSON *entries, int64_t *text_offset) {
+    cJSON *lp = cJSON_CreateObject();
+    if (!completion) {
+        cJSON_AddItemToObject(lp, "content", cJSON_Duplicate(entries, 1));
+        return lp;
+    }
+    cJSON *tokens = cJSON_AddArrayToObject(lp, "tokens"), *values = cJSON_AddArrayToObject(lp, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(lp, "top_logprobs"), *offsets = cJSON_AddArrayToObject(lp, "text_offset");
+    const cJSON *e, *alt;
+    cJSON_ArrayForEach(e, entries) {
+        const cJSON *token = cJSON_GetObjectItemCaseSensitive(e, "token");
+        const char *text = cJSON_IsString(token) ? token->valuestring : "";
+        cJSON_AddItemToArray(tokens, cJSON_CreateString(text));
+        cJSON_AddItemToArray(values, cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(e, "logprob"), 0));
+        cJSON *top = cJSON_CreateObject();
+        cJSON_ArrayForEach(alt, cJSON_GetObjectItemCaseSensitive(e, "top_logprobs")) {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(alt, "token");
+            if (cJSON_IsString(t) && !cJSON_HasObjectItem(top, t->valuestring)) /* pieces can repeat as text */
+                cJSON_AddItemToObject(top, t->valuestring, cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(alt, "logprob"), 0));
+        }
+        cJSON_AddItemToArray(tops, top);
+        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)*text_offset));
+        *text_offset += utf8_chars(text);
+    }
+    return lp;
+}
+
 cJSON *oai_completion(const char *id, const char *model, const oai_request *req, const oai_reply *r,
                       const gemma4c_result *res) {
     cJSON *o = cJSON_CreateObject(), *choices = cJSON_CreateArray(), *choice = cJSON_CreateObject();
@@ -569,12 +621,9 @@ cJSON *oai_completion(const char *id, const char *model, const oai_request *req,
         if (r->tool_calls) cJSON_AddItemToObject(msg, "tool_calls", cJSON_Duplicate(r->tool_calls, 1));
         cJSON_AddItemToObject(choice, "message", msg);
     }
-    if (r->logprobs) {
-        cJSON *lp = cJSON_CreateObject();
-        cJSON_AddItemToObject(lp, "content", cJSON_Duplicate(r->logprobs, 1));
-        cJSON_AddItemToObject(choice, "logprobs", lp);
-    } else
-        cJSON_AddNullToObject(choice, "logprobs");
+    int64_t text_offset = 0;
+    if (r->logprobs) cJSON_AddItemToObject(choice, "logprobs", oai_choice_logprobs(req->completion, r->logprobs, &text_offset));
+    else cJSON_AddNullToObject(choice, "logprobs");
     cJSON_AddStringToObject(choice, "finish_reason", oai_finish_reason(r, res));
     cJSON_AddItemToArray(choices, choice);
     cJSON_AddItemToObject(o, "choices", choices);

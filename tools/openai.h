@@ -86,6 +86,14 @@ void oai_reply_free(oai_reply *r);
 /* "stop", "length" or "tool_calls". */
 const char *oai_finish_reason(const oai_reply *r, const gemma4c_result *result);
 cJSON *oai_usage(const gemma4c_result *result);
+/* A choice's "logprobs" for entries of the reply's array: {"content": entries} for chat; for a completion the
+ * legacy object {tokens, token_logprobs, top_logprobs (one {token: logprob} object per token), text_offset (in
+ * Unicode characters from the start of the answer: *text_offset, counted on across the chunks of a stream)}. */
+cJSON *oai_choice_logprobs(int completion, const cJSON *entries, int64_t *text_offset);
+/* The engine's own timings of a request (llama.cpp's servers send the same kind of object): what a client's time to
+ * first token and token rate owe to the engine, and what to the server around it (before_submit_ms: from the
+ * request's arrival to its submission, i.e. parsing, the template, tokenizing and waiting for a session). */
+cJSON *oai_timings(const gemma4c_result *result, double before_submit_seconds);
 
 /* A chat.completion (or, for a completion request, a text_completion) object for a finished request. */
 cJSON *oai_completion(const char *id, const char *model, const oai_request *req, const oai_reply *r,

@@ -150,6 +150,33 @@ for await (const c of await client.completions.create({ model, prompt: "The sea 
   ctext += c.choices[0] ? c.choices[0].text : "";
 check(ctext === cmpl.choices[0].text, "streamed completion equals the non-streamed one");
 
+// completions' log-probabilities in the legacy format, streamed and not; the engine's timings ride along
+const clp = await client.completions.create({ model, prompt: "The sea is", temperature: 0, max_tokens: 8, logprobs: 2 });
+const L = clp.choices[0].logprobs;
+check(L.tokens.length === clp.usage.completion_tokens && L.token_logprobs.length === L.tokens.length &&
+      L.top_logprobs.length === L.tokens.length && L.text_offset.length === L.tokens.length,
+      `legacy logprobs: one entry per token (${L.tokens.length} for ${clp.usage.completion_tokens})`);
+check(L.text_offset[0] === 0, "text_offset starts at 0");
+for (let i = 0; i < L.tokens.length; i++) {
+  const alts = Object.entries(L.top_logprobs[i]);
+  check(alts.length >= 1 && alts.length <= 2 && L.token_logprobs[i] <= 0, `token ${i}: at most 2 alternatives, a log-probability`);
+  check(Math.abs(Math.max(...alts.map(a => a[1])) - L.token_logprobs[i]) < 1e-4, `token ${i}: greedy took the most likely`);
+  if (i) check(L.text_offset[i] - L.text_offset[i - 1] === [...L.tokens[i - 1]].length, `text_offset ${i} counts the characters before it`);
+}
+const slp = { tokens: [], token_logprobs: [], text_offset: [] };
+let timed = null;
+for await (const c of await client.completions.create({ model, prompt: "The sea is", temperature: 0, max_tokens: 8, logprobs: 2,
+                                                        stream: true })) {
+  if (c.timings) timed = c.timings;
+  const l = c.choices[0] && c.choices[0].logprobs;
+  if (l) for (const k of Object.keys(slp)) slp[k].push(...l[k]);
+}
+check(JSON.stringify(slp.tokens) === JSON.stringify(L.tokens) && JSON.stringify(slp.text_offset) === JSON.stringify(L.text_offset) &&
+      JSON.stringify(slp.token_logprobs) === JSON.stringify(L.token_logprobs), "streamed legacy logprobs equal the non-streamed ones");
+for (const t of [clp.timings, timed])
+  check(t && t.predicted_n === clp.usage.completion_tokens && t.prompt_n === clp.usage.prompt_tokens && t.first_token_ms > 0 &&
+        t.prompt_ms > 0 && t.before_submit_ms >= 0 && t.first_token_ms >= t.prompt_ms, "timings: the engine's counts and durations");
+
 // errors: each a 4xx with a JSON error naming the field
 await expectError(client.chat.completions.create({ model, messages: [] }), 400, "messages");
 await expectError(client.chat.completions.create({ model, messages: hello, temperature: "hot" }), 400, "temperature");
