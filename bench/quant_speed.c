@@ -3,8 +3,8 @@
  * usage: quant_speed [threads]   (default 2)
  * For each format and each variant the CPU has, best of several runs: a 4096 x 4096 matvec (its weights fit in
  * this machine's L3, so it shows the kernel, not DRAM), the same over 16384 x 8192 (past any cache: the
- * DRAM-streaming rate decode gets), and a 64 x 4096 x 4096 batch (prefill). tests/test_quant.c checks the same
- * kernels' results. */
+ * DRAM-streaming rate decode gets), 8 rows over the large one (8 sessions decoding together) and a 64 x 4096 x 4096
+ * batch (prefill). tests/test_quant.c checks the same kernels' results. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,12 +100,13 @@ int main(int argc, char **argv) {
             double budget = strcmp(ops->name, "portable") == 0 ? 0.05 : 0.3;
             double tv = best_time(ops, pool, x, 1, K, w, qt, N, y, scratch, budget);
             double tb = best_time(ops, pool, x, 1, BIG_K, big, qt, BIG_N, y, scratch, budget);
+            double t8 = best_time(ops, pool, x, 8, BIG_K, big, qt, BIG_N, y, scratch, budget);
             double tm = best_time(ops, pool, x, T, K, w, qt, N, y, scratch, budget);
             printf("speed %-10s %s, %d threads: matvec %6.2f GB/s (%lldx%lld, %.3f ms), %6.2f GB/s (%lldx%lld); "
-                   "%lldx%lldx%lld %6.1f GOP/s (%.2f ms)\n",
+                   "8 rows %.2f ms (%.2fx one); %lldx%lldx%lld %6.1f GOP/s (%.2f ms)\n",
                    ops->name, g4_qtype_name(qt), threads, g4_qrow_bytes(qt, K) * N / tv * 1e-9, (long long)N,
                    (long long)K, tv * 1e3, g4_qrow_bytes(qt, BIG_K) * BIG_N / tb * 1e-9, (long long)BIG_N,
-                   (long long)BIG_K, (long long)T, (long long)K, (long long)N, 2.0 * T * K * N / tm * 1e-9, tm * 1e3);
+                   (long long)BIG_K, t8 * 1e3, t8 / tb, (long long)T, (long long)K, (long long)N, 2.0 * T * K * N / tm * 1e-9, tm * 1e3);
             free(scratch);
         }
         free(w), free(big);
