@@ -5,6 +5,8 @@ BUILD      ?= build
 SAN_BUILD  ?= build-sanitize
 FUZZ_BUILD ?= build-fuzz
 NEON_BUILD ?= build-neon
+CUDA_BUILD ?= build-cuda
+NVCC       ?= $(shell command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES   := build-essential cmake pkg-config libcjson-dev zlib1g-dev clang libclang-rt-14-dev \
               libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev \
@@ -16,16 +18,16 @@ NEON_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps deps-node deps-neon install-missing build test-all test-fast test-sanitize test-neon test-install \
-        fuzz-smoke test-slow clean
+        fuzz-smoke test-slow test-cuda-build clean
 
 # Builds gemma4c and streams an answer from a small synthetic model (random weights) it builds itself.
 run: build
 	./$(BUILD)/gemma4c run
 
 # Everything CI checks: a short fuzzing pass per parser, the tests under ASan + UBSan, the NEON kernels, the
-# installed tree, then every test in the release build, the full-size E2B/E4B comparison included (last, so the
-# closing summary is ctest's).
-test: deps-node fuzz-smoke test-sanitize test-neon test-install
+# CUDA kernels' build (where nvcc is), the installed tree, then every test in the release build, the full-size
+# E2B/E4B comparison included (last, so the closing summary is ctest's).
+test: deps-node fuzz-smoke test-sanitize test-neon test-cuda-build test-install
 	$(MAKE) --no-print-directory test-all
 
 test-all: build
@@ -71,6 +73,14 @@ test-neon: deps-neon
 	qemu-aarch64 -cpu max $(NEON_BUILD)/test_quant > $(NEON_BUILD)/test_quant.log 2>&1 || { cat $(NEON_BUILD)/test_quant.log; exit 1; }
 	grep -q "best: neon" $(NEON_BUILD)/test_quant.log && tail -1 $(NEON_BUILD)/test_quant.log
 
+# The CUDA kernels built with nvcc (-DGEMMA4C_CUDA=ON) and their test, which runs on a GPU and says it skipped
+# elsewhere (bench/cuda_device.sh builds and runs them on a GPU machine). Skipped with a note where there is no nvcc.
+test-cuda-build: deps
+	@if [ -z "$(NVCC)" ]; then echo "no nvcc: the CUDA kernels are not built"; else \
+	  cmake -S . -B $(CUDA_BUILD) -DCMAKE_BUILD_TYPE=Release -DGEMMA4C_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC) >/dev/null && \
+	  cmake --build $(CUDA_BUILD) -j $(JOBS) --target test_cuda_quant cuda_quant_speed && \
+	  { ./$(CUDA_BUILD)/test_cuda_quant; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ]; }; fi
+
 # `cmake --install` into a temporary prefix: the files it must hold, libgemma4c.so exporting gemma4c_* alone, and
 # examples/chat_image.c built against that tree through pkg-config (shared and static) and run on the tiny checkpoint.
 test-install: build
@@ -88,4 +98,4 @@ test-slow: build
 	ctest --test-dir $(BUILD) -L slow --output-on-failure
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD) $(NEON_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD) $(NEON_BUILD) $(CUDA_BUILD)

@@ -40,8 +40,10 @@ typedef struct g4_block_q6 {
     uint8_t qh[8];
 } g4_block_q6;
 
+#ifndef __cplusplus /* the CUDA kernels include this header as C++ */
 _Static_assert(sizeof(g4_block_q8) == 36 && sizeof(g4_block_q4) == 18 && sizeof(g4_block_q6) == 26,
                "block layouts are stored in files");
+#endif
 
 const char *g4_qtype_name(int qt); /* "G4_Q8", "G4_Q4", "G4_Q6"; NULL when unknown */
 int g4_qtype_from_name(const char *name); /* the g4_qtype, or -1 */

@@ -1,0 +1,269 @@
+/* cuda_quant.cu — quantized matrix-vector products on an NVIDIA GPU: int8 activations against G4_Q4/Q6/Q8 rows. */
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+extern "C" {
+#include "kernels/cuda/cuda_quant.h"
+#include "kernels/quant.h"
+}
+
+/* ---- errors ---- */
+
+static int cuda_fail(g4_err *err, cudaError_t e, const char *what) {
+    const int code = e == cudaErrorMemoryAllocation ? GEMMA4C_ERR_NOMEM
+                     : e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInitializationError
+                         ? GEMMA4C_ERR_UNSUPPORTED
+                         : GEMMA4C_ERR_INTERNAL;
+    return g4_fail(err, code, "CUDA: %s: %s", what, cudaGetErrorString(e));
+}
+
+#define CUDA_TRY(call, what)                            \
+    do {                                                \
+        cudaError_t e_ = (call);                        \
+        if (e_ != cudaSuccess) return cuda_fail(err, e_, what); \
+    } while (0)
+
+/* ---- activations: one warp per block of 32 values ---- */
+
+/* Bit for bit g4_quantize_act_row: amax ignores NaNs, q = round half away from zero of clamp(x * 127 / amax), with
+ * each float operation rounded on its own (no fused multiply-add). */
+__global__ void quantize_acts_kernel(const float *__restrict__ x, int64_t T, int64_t K, uint8_t *__restrict__ act,
+                                     size_t stride) {
+    const int lane = threadIdx.x & 31;
+    const int64_t nb = K / 32, warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    if (warp >= T * nb) return;
+    const int64_t t = warp / nb, b = warp % nb;
+    const float v = x[t * K + b * 32 + lane];
+    float amax = fabsf(v);
+    amax = amax > 0 ? amax : 0; /* NaN never wins */
+    for (int o = 16; o; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float id = amax > 0 ? __fdiv_rn(127.0f, amax) : 0.0f;
+    float r = __fmul_rn(v, id);
+    r = r >= -127.0f ? r : -127.0f;
+    r = r <= 127.0f ? r : 127.0f;
+    const int q = (int)__fadd_rn(r, r >= 0 ? 0.5f : -0.5f);
+    uint8_t *row = act + (size_t)t * stride;
+    row[b * 32 + lane] = (uint8_t)(int8_t)q;
+    int sum = q;
+    for (int o = 16; o; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) {
+        ((float *)(row + K))[b] = __fdiv_rn(amax, 127.0f);
+        ((int32_t *)(row + K + K / 8))[b] = sum;
+    }
+}
+
+/* ---- the product ---- */
+
+/* Blocks of a row staged at a time per warp, and thread blocks per multiprocessor (overridable to measure). */
+#ifndef G4_CUDA_CHUNK
+#define G4_CUDA_CHUNK 64
+#endif
+#ifndef G4_CUDA_CTAS_PER_SM
+#define G4_CUDA_CTAS_PER_SM 8
+#endif
+enum { WARPS = 4, CHUNK = G4_CUDA_CHUNK, CTAS_PER_SM = G4_CUDA_CTAS_PER_SM };
+
+template <int QT> struct fmt;
+template <> struct fmt<G4_QT_Q4> { enum { bytes = 18, offset = 8 }; };
+template <> struct fmt<G4_QT_Q6> { enum { bytes = 26, offset = 32 }; };
+template <> struct fmt<G4_QT_Q8> { enum { bytes = 36, offset = 0 }; };
+
+__device__ __forceinline__ uint32_t word16(const uint16_t *p, int i) { return p[i] | (uint32_t)p[i + 1] << 16; }
+
+/* One block's 32 values as stored (offset included: the caller removes it through the activations' block sum),
+ * as 8 words of 4 consecutive elements, and its scale. */
+template <int QT> __device__ __forceinline__ void block_values(const uint8_t *blk, int *v, float *d) {
+    if (QT == G4_QT_Q8) {
+        *d = *(const float *)blk;
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = ((const int *)(blk + 4))[i];
+        return;
+    }
+    const uint16_t *h = (const uint16_t *)blk; /* blocks are 2-byte aligned */
+    *d = __uint_as_float((uint32_t)h[0] << 16);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint32_t nib = word16(h, 1 + 2 * i); /* bytes 4i..4i+3: elements 4i.. (low), 16 + 4i.. (high) */
+        uint32_t lo = nib & 0x0F0F0F0Fu, hi = (nib >> 4) & 0x0F0F0F0Fu;
+        if (QT == G4_QT_Q6) { /* bits 4-5 of element j: byte j % 8 of qh, at bit 2 * (j / 8) */
+            const uint32_t qh = word16(h, 9 + 2 * (i & 1));
+            lo |= ((qh >> (2 * (i >> 1))) & 0x03030303u) << 4;
+            hi |= ((qh >> (4 + 2 * (i >> 1))) & 0x03030303u) << 4;
+        }
+        v[i] = (int)lo, v[4 + i] = (int)hi;
+    }
+}
+
+/* Each warp takes whole weight rows, CHUNK blocks at a time: a chunk comes in 16-byte pieces across the warp into
+ * registers (block boundaries fall anywhere in them), goes to shared memory, and each lane then takes blocks lane,
+ * lane + 32... of it. The next chunk (of this row or the warp's next one) is loaded while the current one is
+ * computed, so that every warp keeps a chunk of reads in flight. */
+template <int QT, int T>
+__global__ void __launch_bounds__(WARPS * 32) qmatvec_kernel(const uint8_t *__restrict__ w, int64_t N, int64_t K,
+                                                              const uint8_t *__restrict__ act, size_t act_stride,
+                                                              float *__restrict__ y) {
+    constexpr int BB = fmt<QT>::bytes, V = (CHUNK * BB / 16 + 31) / 32;
+    __shared__ __align__(16) uint8_t stage[WARPS][CHUNK * BB];
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    const int64_t nb = K / 32, row_bytes = nb * BB, chunks = (nb + CHUNK - 1) / CHUNK;
+    const int64_t step = (int64_t)gridDim.x * WARPS;
+    const bool wide = ((uintptr_t)w & 15) == 0 && (row_bytes & 15) == 0; /* every chunk starts 16-byte aligned */
+    uint8_t *mine = stage[wid];
+    int64_t n = (int64_t)blockIdx.x * WARPS + wid, c = 0;
+    if (n >= N) return;
+    uint4 v[V];
+    auto fetch = [&](int64_t row, int64_t chunk) {
+        const int n16 = wide ? (int)((nb - chunk * CHUNK < CHUNK ? nb - chunk * CHUNK : CHUNK) * BB / 16) : 0;
+        const uint4 *src = (const uint4 *)(w + row * row_bytes + chunk * CHUNK * BB);
+#pragma unroll
+        for (int k = 0; k < V; k++)
+            if (lane + 32 * k < n16) v[k] = __ldg(src + lane + 32 * k);
+    };
+    fetch(n, c);
+    float acc[T];
+#pragma unroll
+    for (int t = 0; t < T; t++) acc[t] = 0;
+    for (;;) {
+        const int nblk = (int)(nb - c * CHUNK < CHUNK ? nb - c * CHUNK : CHUNK), bytes = nblk * BB;
+        const int n16 = wide ? bytes / 16 : 0;
+#pragma unroll
+        for (int k = 0; k < V; k++)
+            if (lane + 32 * k < n16) ((uint4 *)mine)[lane + 32 * k] = v[k];
+        const uint16_t *src = (const uint16_t *)(w + n * row_bytes + c * CHUNK * BB);
+        for (int i = n16 * 8 + lane; i < bytes / 2; i += 32) ((uint16_t *)mine)[i] = src[i]; /* the rest */
+        __syncwarp();
+        int64_t n2 = n, c2 = c + 1;
+        if (c2 == chunks) c2 = 0, n2 += step;
+        if (n2 < N) fetch(n2, c2);
+        for (int j = lane; j < nblk; j += 32) {
+            const int64_t b = c * CHUNK + j;
+            int wv[8];
+            float d;
+            block_values<QT>(mine + j * BB, wv, &d);
+#pragma unroll
+            for (int t = 0; t < T; t++) {
+                const uint8_t *ar = act + (size_t)t * act_stride;
+                const int4 a0 = *(const int4 *)(ar + b * 32), a1 = *(const int4 *)(ar + b * 32 + 16);
+                int dot = __dp4a(wv[0], a0.x, 0);
+                dot = __dp4a(wv[1], a0.y, dot), dot = __dp4a(wv[2], a0.z, dot), dot = __dp4a(wv[3], a0.w, dot);
+                dot = __dp4a(wv[4], a1.x, dot), dot = __dp4a(wv[5], a1.y, dot), dot = __dp4a(wv[6], a1.z, dot);
+                dot = __dp4a(wv[7], a1.w, dot);
+                const float da = ((const float *)(ar + K))[b];
+                const int sa = ((const int32_t *)(ar + K + K / 8))[b];
+                acc[t] += __fmul_rn(d, da) * (float)(dot - fmt<QT>::offset * sa);
+            }
+        }
+        __syncwarp();
+        if (c2 == 0) { /* the row is done */
+#pragma unroll
+            for (int t = 0; t < T; t++) {
+                float s = acc[t];
+                for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+                if (lane == 0) y[(int64_t)t * N + n] = s;
+                acc[t] = 0;
+            }
+        }
+        if (n2 >= N) break;
+        n = n2, c = c2;
+    }
+}
+
+template <int QT, int T>
+static cudaError_t launch_t(const void *w, int64_t N, int64_t K, const void *act, float *y, cudaStream_t s,
+                            int grid) {
+    qmatvec_kernel<QT, T><<<grid, WARPS * 32, 0, s>>>((const uint8_t *)w, N, K, (const uint8_t *)act,
+                                                      g4_qact_row_bytes(K), y);
+    return cudaGetLastError();
+}
+
+template <int QT>
+static cudaError_t launch(int64_t T, const void *w, int64_t N, int64_t K, const void *act, float *y, cudaStream_t s,
+                          int grid) {
+    switch (T) {
+    case 1: return launch_t<QT, 1>(w, N, K, act, y, s, grid);
+    case 2: return launch_t<QT, 2>(w, N, K, act, y, s, grid);
+    case 3: return launch_t<QT, 3>(w, N, K, act, y, s, grid);
+    case 4: return launch_t<QT, 4>(w, N, K, act, y, s, grid);
+    case 5: return launch_t<QT, 5>(w, N, K, act, y, s, grid);
+    case 6: return launch_t<QT, 6>(w, N, K, act, y, s, grid);
+    case 7: return launch_t<QT, 7>(w, N, K, act, y, s, grid);
+    default: return launch_t<QT, 8>(w, N, K, act, y, s, grid);
+    }
+}
+
+/* ---- the C entry points ---- */
+
+extern "C" int g4_cuda_probe(g4_cuda_info *info, g4_err *err) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) return cuda_fail(err, e, "no usable NVIDIA GPU or driver");
+    if (count < 1) return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "CUDA: no GPU found");
+    cudaDeviceProp p;
+    CUDA_TRY(cudaSetDevice(0), "cudaSetDevice");
+    CUDA_TRY(cudaGetDeviceProperties(&p, 0), "cudaGetDeviceProperties");
+    if (p.major < 6 || (p.major == 6 && p.minor < 1)) /* __dp4a */
+        return g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "CUDA: %s (compute capability %d.%d) is older than 6.1", p.name,
+                       p.major, p.minor);
+    memset(info, 0, sizeof *info);
+    snprintf(info->name, sizeof info->name, "%s", p.name);
+    info->sm_count = p.multiProcessorCount;
+    info->cc_major = p.major, info->cc_minor = p.minor;
+    info->memory_bytes = p.totalGlobalMem;
+    cudaDriverGetVersion(&info->driver_version);
+    cudaRuntimeGetVersion(&info->runtime_version);
+    return 0;
+}
+
+extern "C" int g4_cuda_malloc(void **d_ptr, size_t bytes, g4_err *err) {
+    *d_ptr = NULL;
+    CUDA_TRY(cudaMalloc(d_ptr, bytes ? bytes : 1), "cudaMalloc");
+    return 0;
+}
+
+extern "C" void g4_cuda_free(void *d_ptr) {
+    if (d_ptr) cudaFree(d_ptr);
+}
+
+extern "C" int g4_cuda_upload(void *d_dst, const void *src, size_t bytes, g4_err *err) {
+    CUDA_TRY(cudaMemcpy(d_dst, src, bytes, cudaMemcpyHostToDevice), "copy to the GPU");
+    return 0;
+}
+
+extern "C" int g4_cuda_download(void *dst, const void *d_src, size_t bytes, g4_err *err) {
+    CUDA_TRY(cudaMemcpy(dst, d_src, bytes, cudaMemcpyDeviceToHost), "copy from the GPU");
+    return 0;
+}
+
+extern "C" int g4_cuda_sync(void *stream, g4_err *err) {
+    CUDA_TRY(cudaStreamSynchronize((cudaStream_t)stream), "the GPU's work");
+    return 0;
+}
+
+extern "C" int g4_cuda_quantize_acts(const float *d_x, int64_t T, int64_t K, void *d_act, void *stream, g4_err *err) {
+    if (T < 1 || K < 32 || K % 32) return g4_fail(err, GEMMA4C_ERR_ARG, "CUDA: quantize_acts: bad shape %lld x %lld", (long long)T, (long long)K);
+    const int64_t warps = T * (K / 32), threads = 256;
+    quantize_acts_kernel<<<(unsigned)((warps * 32 + threads - 1) / threads), (unsigned)threads, 0, (cudaStream_t)stream>>>(
+        d_x, T, K, (uint8_t *)d_act, g4_qact_row_bytes(K));
+    CUDA_TRY(cudaGetLastError(), "quantize_acts launch");
+    return 0;
+}
+
+extern "C" int g4_cuda_qmatvec(int qt, const void *d_w, int64_t N, int64_t K, const void *d_act, int64_t T,
+                               float *d_y, void *stream, g4_err *err) {
+    if (T < 1 || T > G4_CUDA_QMATVEC_MAX_T || N < 1 || !g4_qrow_bytes(qt, K))
+        return g4_fail(err, GEMMA4C_ERR_ARG, "CUDA: qmatvec: bad arguments (format %d, %lld x %lld, %lld rows)", qt,
+                       (long long)N, (long long)K, (long long)T);
+    /* enough warps to fill the GPU; each then takes several rows, loading the next while computing one */
+    int sms = 0;
+    CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
+    const int64_t ctas = (N + WARPS - 1) / WARPS, most = (int64_t)sms * CTAS_PER_SM;
+    const int grid = (int)(ctas < most ? ctas : most);
+    cudaStream_t s = (cudaStream_t)stream;
+    cudaError_t e = qt == G4_QT_Q4   ? launch<G4_QT_Q4>(T, d_w, N, K, d_act, d_y, s, grid)
+                    : qt == G4_QT_Q6 ? launch<G4_QT_Q6>(T, d_w, N, K, d_act, d_y, s, grid)
+                                     : launch<G4_QT_Q8>(T, d_w, N, K, d_act, d_y, s, grid);
+    CUDA_TRY(e, "qmatvec launch");
+    return 0;
+}
