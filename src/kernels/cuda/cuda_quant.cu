@@ -170,6 +170,145 @@ __global__ void __launch_bounds__(WARPS * 32) qmatvec_kernel(const uint8_t *__re
     }
 }
 
+/* ---- several activation rows: int8 tensor cores ---- */
+
+/* One mma.m16n8k32 is one block of 16 weight rows against 8 activation rows. Thread (g = lane / 4, i = lane % 4)
+ * holds, of weight rows g and g + 8, the elements 4i..4i+3 and 16+4i..16+4i+3: the low and high nibbles of bytes
+ * 4i..4i+3 of a Q4 block (bits 4-5 from qh for Q6; two words of a Q8 block); of activation row g the same
+ * elements; and gets back rows g, g + 8 x activation rows 2i, 2i + 1. */
+template <int QT> __device__ __forceinline__ void block_words(const uint8_t *blk, int i, uint32_t *lo, uint32_t *hi,
+                                                              float *d) {
+    if (QT == G4_QT_Q8) {
+        *d = *(const float *)blk;
+        *lo = ((const uint32_t *)(blk + 4))[i], *hi = ((const uint32_t *)(blk + 4))[4 + i];
+        return;
+    }
+    const uint16_t *h = (const uint16_t *)blk;
+    *d = __uint_as_float((uint32_t)h[0] << 16);
+    const uint32_t nib = word16(h, 1 + 2 * i);
+    *lo = nib & 0x0F0F0F0Fu, *hi = (nib >> 4) & 0x0F0F0F0Fu;
+    if (QT == G4_QT_Q6) {
+        const uint32_t qh = word16(h, 9 + 2 * (i & 1));
+        *lo |= ((qh >> (2 * (i >> 1))) & 0x03030303u) << 4;
+        *hi |= ((qh >> (4 + 2 * (i >> 1))) & 0x03030303u) << 4;
+    }
+}
+
+template <int QT> __device__ __forceinline__ void mma_block(const uint32_t a[4], const uint32_t b[2], int c[4]) {
+    if (QT == G4_QT_Q8)
+        asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%10,%11,%12,%13};\n"
+                     : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(0), "r"(0), "r"(0), "r"(0));
+    else
+        asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%10,%11,%12,%13};\n"
+                     : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(0), "r"(0), "r"(0), "r"(0));
+}
+
+/* From this many activation rows on, the tensor-core kernel (overridable to measure). */
+#ifndef G4_CUDA_MMA_MIN_T
+#define G4_CUDA_MMA_MIN_T 2
+#endif
+#ifndef G4_CUDA_MMA_CTAS
+#define G4_CUDA_MMA_CTAS 2
+#endif
+enum { MMA_ROWS = 16, MMA_CHUNK = 16 /* blocks of 16 rows staged at a time per warp */, MMA_MIN_T = G4_CUDA_MMA_MIN_T };
+
+/* Each thread block takes groups of 16 weight rows; its warps split a group's blocks, MMA_CHUNK at a time (warp w
+ * the chunks w, w + WARPS...), staged through shared memory as in qmatvec_kernel with the next chunk loaded while
+ * one is computed; their partial sums meet in shared memory, added in warp order. T <= 8 activation rows. */
+template <int QT>
+__global__ void __launch_bounds__(WARPS * 32, G4_CUDA_MMA_CTAS) qmatmul8_kernel(const uint8_t *__restrict__ w, int64_t N, int64_t K,
+                                                               const uint8_t *__restrict__ act, size_t act_stride,
+                                                               int T, float *__restrict__ y) {
+    constexpr int BB = fmt<QT>::bytes, PIECES = MMA_CHUNK * BB / 16, V = (MMA_ROWS * PIECES + 31) / 32;
+    __shared__ __align__(16) uint8_t stage[WARPS][MMA_ROWS][MMA_CHUNK * BB];
+    __shared__ float partial[WARPS][32][4];
+    __shared__ float act_d[WARPS][MMA_CHUNK][8];
+    __shared__ int act_s[WARPS][MMA_CHUNK][8];
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, g = lane >> 2, i = lane & 3;
+    const int64_t nb = K / 32, row_bytes = nb * BB, chunks = (nb + MMA_CHUNK - 1) / MMA_CHUNK;
+    const int64_t groups = (N + MMA_ROWS - 1) / MMA_ROWS;
+    const bool wide = ((uintptr_t)w & 15) == 0 && (row_bytes & 15) == 0;
+    uint8_t(*mine)[MMA_CHUNK * BB] = stage[wid];
+    uint4 v[V];
+    auto fetch = [&](int64_t gr, int64_t chunk) { /* full chunks of real rows come in 16-byte pieces */
+        const bool whole = wide && nb - chunk * MMA_CHUNK >= MMA_CHUNK;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const int p = lane + 32 * k, r = p / PIECES, q = p % PIECES;
+            const int64_t row = gr * MMA_ROWS + r;
+            if (whole && p < MMA_ROWS * PIECES && row < N)
+                v[k] = __ldg((const uint4 *)(w + row * row_bytes + chunk * MMA_CHUNK * BB) + q);
+        }
+    };
+    const uint8_t *arow = act + (size_t)(g < T ? g : 0) * act_stride; /* activation row g (if any) for B */
+    if (blockIdx.x < groups && wid < chunks) fetch(blockIdx.x, wid);
+    for (int64_t grp = blockIdx.x; grp < groups; grp += gridDim.x) {
+        float acc[4] = {0, 0, 0, 0};
+        for (int64_t c = wid; c < chunks; c += WARPS) {
+            const int nblk = (int)(nb - c * MMA_CHUNK < MMA_CHUNK ? nb - c * MMA_CHUNK : MMA_CHUNK);
+            const bool whole = wide && nblk == MMA_CHUNK;
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                const int p = lane + 32 * k, r = p / PIECES, q = p % PIECES;
+                if (whole && p < MMA_ROWS * PIECES && grp * MMA_ROWS + r < N) ((uint4 *)mine[r])[q] = v[k];
+            }
+            if (!whole) /* a short chunk, or unaligned rows: 2-byte reads */
+                for (int p = lane; p < MMA_ROWS * nblk * BB / 2; p += 32) {
+                    const int r = p / (nblk * BB / 2), q = p % (nblk * BB / 2);
+                    const int64_t row = grp * MMA_ROWS + r;
+                    if (row < N)
+                        ((uint16_t *)mine[r])[q] = ((const uint16_t *)(w + row * row_bytes + c * MMA_CHUNK * BB))[q];
+                }
+            for (int p = lane; p < nblk * 8; p += 32) { /* the chunk's activation scales and sums */
+                const int j = p >> 3, t = p & 7;
+                const uint8_t *ar = act + (size_t)(t < T ? t : 0) * act_stride;
+                act_d[wid][j][t] = ((const float *)(ar + K))[c * MMA_CHUNK + j];
+                act_s[wid][j][t] = ((const int32_t *)(ar + K + K / 8))[c * MMA_CHUNK + j];
+            }
+            __syncwarp();
+            if (c + WARPS < chunks) fetch(grp, c + WARPS);
+            else if (grp + gridDim.x < groups && wid < chunks) fetch(grp + gridDim.x, wid);
+            const bool real0 = grp * MMA_ROWS + g < N, real1 = grp * MMA_ROWS + g + 8 < N;
+#pragma unroll 4
+            for (int j = 0; j < nblk; j++) {
+                const int64_t b = c * MMA_CHUNK + j;
+                uint32_t a[4] = {0, 0, 0, 0}, bf[2] = {0, 0};
+                float d0 = 0, d1 = 0;
+                if (real0) block_words<QT>(mine[g] + j * BB, i, &a[0], &a[2], &d0);
+                if (real1) block_words<QT>(mine[g + 8] + j * BB, i, &a[1], &a[3], &d1);
+                if (g < T)
+                    bf[0] = *(const uint32_t *)(arow + b * 32 + 4 * i), bf[1] = *(const uint32_t *)(arow + b * 32 + 16 + 4 * i);
+                int cc[4];
+                mma_block<QT>(a, bf, cc);
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    const int t = 2 * i + (k & 1);
+                    acc[k] += __fmul_rn(k < 2 ? d0 : d1, act_d[wid][j][t]) * (float)(cc[k] - fmt<QT>::offset * act_s[wid][j][t]);
+                }
+            }
+            __syncwarp();
+        }
+#pragma unroll
+        for (int k = 0; k < 4; k++) partial[wid][lane][k] = acc[k];
+        __syncthreads();
+        if (wid == 0) {
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                float sum = partial[0][lane][k];
+                for (int u = 1; u < WARPS; u++) sum += partial[u][lane][k];
+                const int t = 2 * i + (k & 1);
+                const int64_t row = grp * MMA_ROWS + g + (k < 2 ? 0 : 8);
+                if (t < T && row < N) y[(int64_t)t * N + row] = sum;
+            }
+        }
+        __syncthreads();
+    }
+}
+
 template <int QT, int T>
 static cudaError_t launch_t(const void *w, int64_t N, int64_t K, const void *act, float *y, cudaStream_t s,
                             int grid) {
@@ -261,9 +400,23 @@ extern "C" int g4_cuda_qmatvec(int qt, const void *d_w, int64_t N, int64_t K, co
     const int64_t ctas = (N + WARPS - 1) / WARPS, most = (int64_t)sms * CTAS_PER_SM;
     const int grid = (int)(ctas < most ? ctas : most);
     cudaStream_t s = (cudaStream_t)stream;
-    cudaError_t e = qt == G4_QT_Q4   ? launch<G4_QT_Q4>(T, d_w, N, K, d_act, d_y, s, grid)
-                    : qt == G4_QT_Q6 ? launch<G4_QT_Q6>(T, d_w, N, K, d_act, d_y, s, grid)
-                                     : launch<G4_QT_Q8>(T, d_w, N, K, d_act, d_y, s, grid);
+    cudaError_t e;
+    /* The tensor cores serve every activation row with one weight read, but need a group of 16 rows per thread
+     * block and 4 chunks of blocks per row to keep the GPU busy; smaller matrices (k and v, the per-layer gate and
+     * projection) measured faster with a warp per row. */
+    const bool mma = T >= MMA_MIN_T && (N + MMA_ROWS - 1) / MMA_ROWS >= sms && K / 32 >= (int64_t)MMA_CHUNK * WARPS;
+    if (mma) {
+        const int64_t groups = (N + MMA_ROWS - 1) / MMA_ROWS;
+        const int mgrid = (int)(groups < most ? groups : most);
+        const size_t as = g4_qact_row_bytes(K);
+        if (qt == G4_QT_Q4) qmatmul8_kernel<G4_QT_Q4><<<mgrid, WARPS * 32, 0, s>>>((const uint8_t *)d_w, N, K, (const uint8_t *)d_act, as, (int)T, d_y);
+        else if (qt == G4_QT_Q6) qmatmul8_kernel<G4_QT_Q6><<<mgrid, WARPS * 32, 0, s>>>((const uint8_t *)d_w, N, K, (const uint8_t *)d_act, as, (int)T, d_y);
+        else qmatmul8_kernel<G4_QT_Q8><<<mgrid, WARPS * 32, 0, s>>>((const uint8_t *)d_w, N, K, (const uint8_t *)d_act, as, (int)T, d_y);
+        e = cudaGetLastError();
+    } else
+        e = qt == G4_QT_Q4   ? launch<G4_QT_Q4>(T, d_w, N, K, d_act, d_y, s, grid)
+            : qt == G4_QT_Q6 ? launch<G4_QT_Q6>(T, d_w, N, K, d_act, d_y, s, grid)
+                             : launch<G4_QT_Q8>(T, d_w, N, K, d_act, d_y, s, grid);
     CUDA_TRY(e, "qmatvec launch");
     return 0;
 }
