@@ -17,18 +17,17 @@ static float rnd_normal(void) {
     return s - 6.0f;
 }
 
-/* One product on both sides: W[N, K] of format qt from random floats, T random activation rows (with an all-zero
- * block, a NaN and an infinity among them when the shape has room), the CPU's portable kernels as the reference. */
-static void compare(int qt, int64_t N, int64_t K, int64_t T) {
+/* count matrices W_i[N_i, K] of format qt from random floats against T random activation rows (with an all-zero
+ * block, a NaN and an infinity among them when K has room), in one launch; the CPU's portable kernels are the
+ * reference. */
+static void compare(int qt, const int64_t *Ns, int count, int64_t K, int64_t T) {
     const size_t rb = g4_qrow_bytes(qt, K), ab = g4_qact_row_bytes(K);
-    unsigned char *w = malloc(rb * (size_t)N), *act = malloc(ab * (size_t)T), *act_gpu = malloc(ab * (size_t)T);
+    unsigned char *act = malloc(ab * (size_t)T), *act_gpu = malloc(ab * (size_t)T);
     float *row = malloc((size_t)K * sizeof *row), *x = malloc((size_t)(T * K) * sizeof *x);
-    float *y = malloc((size_t)(T * N) * sizeof *y), *y_gpu = malloc((size_t)(T * N) * sizeof *y_gpu);
     void *scratch = malloc(g4_qmatmul_scratch_bytes(g4_quant_ops_portable(), NULL, T, K));
-    for (int64_t n = 0; n < N; n++) {
-        for (int64_t k = 0; k < K; k++) row[k] = 0.05f * rnd_normal();
-        g4_quantize_row(qt, row, K, w + (size_t)n * rb);
-    }
+    unsigned char *w[G4_CUDA_QMAT_MAX] = {0};
+    float *y[G4_CUDA_QMAT_MAX] = {0}, *y_gpu[G4_CUDA_QMAT_MAX] = {0};
+    g4_cuda_qmat m[G4_CUDA_QMAT_MAX] = {0};
     for (int64_t i = 0; i < T * K; i++) x[i] = rnd_normal();
     if (K >= 64) {
         memset(x + 32, 0, 32 * sizeof *x);
@@ -36,33 +35,54 @@ static void compare(int qt, int64_t N, int64_t K, int64_t T) {
         x[K - 2] = INFINITY;
     }
     for (int64_t t = 0; t < T; t++) g4_quantize_act_row(x + t * K, K, act + (size_t)t * ab);
-    g4_qmatmul(g4_quant_ops_portable(), NULL, x, T, K, w, qt, N, y, scratch);
-    for (int64_t i = 0; i < T * N; i++) y_gpu[i] = NAN; /* every output must be written */
-
     g4_err err = {0};
-    void *d_w = NULL, *d_x = NULL, *d_act = NULL, *d_y = NULL;
-    int rc = g4_cuda_malloc(&d_w, rb * (size_t)N, &err) || g4_cuda_malloc(&d_x, (size_t)(T * K) * sizeof *x, &err) ||
-             g4_cuda_malloc(&d_act, ab * (size_t)T, &err) || g4_cuda_malloc(&d_y, (size_t)(T * N) * sizeof *y, &err) ||
-             g4_cuda_upload(d_w, w, rb * (size_t)N, &err) || g4_cuda_upload(d_x, x, (size_t)(T * K) * sizeof *x, &err) ||
-             g4_cuda_upload(d_y, y_gpu, (size_t)(T * N) * sizeof *y, &err) ||
-             g4_cuda_quantize_acts(d_x, T, K, d_act, NULL, &err) ||
-             g4_cuda_qmatvec(qt, d_w, N, K, d_act, T, d_y, NULL, &err) || g4_cuda_sync(NULL, &err) ||
-             g4_cuda_download(act_gpu, d_act, ab * (size_t)T, &err) ||
-             g4_cuda_download(y_gpu, d_y, (size_t)(T * N) * sizeof *y, &err);
-    CHECK(!rc, "%s %lldx%lld, %lld rows: %s", g4_qtype_name(qt), (long long)N, (long long)K, (long long)T, err.msg);
+    void *d_x = NULL, *d_act = NULL;
+    int rc = g4_cuda_malloc(&d_x, (size_t)(T * K) * sizeof *x, &err) || g4_cuda_malloc(&d_act, ab * (size_t)T, &err) ||
+             g4_cuda_upload(d_x, x, (size_t)(T * K) * sizeof *x, &err);
+    for (int i = 0; i < count; i++) {
+        const int64_t N = Ns[i];
+        w[i] = malloc(rb * (size_t)N), y[i] = malloc((size_t)(T * N) * sizeof(float));
+        y_gpu[i] = malloc((size_t)(T * N) * sizeof(float));
+        for (int64_t n = 0; n < N; n++) {
+            for (int64_t k = 0; k < K; k++) row[k] = 0.05f * rnd_normal();
+            g4_quantize_row(qt, row, K, w[i] + (size_t)n * rb);
+        }
+        g4_qmatmul(g4_quant_ops_portable(), NULL, x, T, K, w[i], qt, N, y[i], scratch);
+        for (int64_t k = 0; k < T * N; k++) y_gpu[i][k] = NAN; /* every output must be written */
+        m[i].N = N;
+        rc = rc || g4_cuda_malloc((void **)&m[i].d_w, rb * (size_t)N, &err) ||
+             g4_cuda_malloc((void **)&m[i].d_y, (size_t)(T * N) * sizeof(float), &err) ||
+             g4_cuda_upload((void *)m[i].d_w, w[i], rb * (size_t)N, &err) ||
+             g4_cuda_upload(m[i].d_y, y_gpu[i], (size_t)(T * N) * sizeof(float), &err);
+    }
+    rc = rc || g4_cuda_quantize_acts(d_x, T, K, d_act, NULL, &err) ||
+         (count == 1 ? g4_cuda_qmatvec(qt, m[0].d_w, m[0].N, K, d_act, T, m[0].d_y, NULL, &err)
+                     : g4_cuda_qmatvec_many(qt, m, count, K, d_act, T, NULL, &err)) ||
+         g4_cuda_sync(NULL, &err) || g4_cuda_download(act_gpu, d_act, ab * (size_t)T, &err);
+    for (int i = 0; i < count; i++)
+        rc = rc || g4_cuda_download(y_gpu[i], m[i].d_y, (size_t)(T * Ns[i]) * sizeof(float), &err);
+    CHECK(!rc, "%s %d matrices (first %lldx%lld), %lld rows: %s", g4_qtype_name(qt), count, (long long)Ns[0],
+          (long long)K, (long long)T, err.msg);
     if (!rc) {
         int same = 1; /* the bytes that carry data (q, d, s), not the row's padding */
         for (int64_t t = 0; t < T; t++)
             same &= !memcmp(act + (size_t)t * ab, act_gpu + (size_t)t * ab, (size_t)(K + K / 32 * 8));
         CHECK(same, "%s K %lld: activations differ from g4_quantize_act_row", g4_qtype_name(qt), (long long)K);
-        double scale = 0, worst = 0;
-        for (int64_t i = 0; i < T * N; i++) scale = fmax(scale, fabs(y[i]));
-        for (int64_t i = 0; i < T * N; i++) worst = isnan(y_gpu[i]) ? INFINITY : fmax(worst, fabs(y_gpu[i] - y[i]));
-        CHECK(worst <= 1e-5 * fmax(scale, 1e-6), "%s %lldx%lld, %lld rows: max |gpu - cpu| %.3g of max |y| %.3g",
-              g4_qtype_name(qt), (long long)N, (long long)K, (long long)T, worst, scale);
+        for (int i = 0; i < count; i++) {
+            double scale = 0, worst = 0;
+            for (int64_t k = 0; k < T * Ns[i]; k++) scale = fmax(scale, fabs(y[i][k]));
+            for (int64_t k = 0; k < T * Ns[i]; k++)
+                worst = isnan(y_gpu[i][k]) ? INFINITY : fmax(worst, fabs(y_gpu[i][k] - y[i][k]));
+            CHECK(worst <= 1e-5 * fmax(scale, 1e-6), "%s matrix %d of %d, %lldx%lld, %lld rows: max |gpu - cpu| %.3g of max |y| %.3g",
+                  g4_qtype_name(qt), i, count, (long long)Ns[i], (long long)K, (long long)T, worst, scale);
+        }
     }
-    g4_cuda_free(d_w), g4_cuda_free(d_x), g4_cuda_free(d_act), g4_cuda_free(d_y);
-    free(w), free(act), free(act_gpu), free(row), free(x), free(y), free(y_gpu), free(scratch);
+    for (int i = 0; i < count; i++) {
+        g4_cuda_free((void *)m[i].d_w), g4_cuda_free(m[i].d_y);
+        free(w[i]), free(y[i]), free(y_gpu[i]);
+    }
+    g4_cuda_free(d_x), g4_cuda_free(d_act);
+    free(act), free(act_gpu), free(row), free(x), free(scratch);
 }
 
 int main(void) {
@@ -80,13 +100,23 @@ int main(void) {
      * group of rows; 16-byte and 2-byte staging) */
     static const int64_t shapes[][2] = {{1, 32}, {37, 96}, {300, 2560}, {129, 10240}, {2049, 2048}, {4100, 2048}, {4113, 2080}};
     const int qts[] = {G4_QT_Q4, G4_QT_Q6, G4_QT_Q8};
+    const int64_t Ts[] = {1, 2, 3, 5, 8};
     for (int q = 0; q < 3; q++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
-            for (int t = 0; t < 5; t++) compare(qts[q], shapes[s][0], shapes[s][1], (int64_t[]){1, 2, 3, 5, 8}[t]);
+            for (int t = 0; t < 5; t++) compare(qts[q], &shapes[s][0], 1, shapes[s][1], Ts[t]);
+    /* several matrices in one launch (q, k, v-like; small and tensor-core sized), each against its own product */
+    static const int64_t qkv[] = {300, 37, 1, 16}, big[] = {4100, 1024, 17};
+    for (int q = 0; q < 3; q++)
+        for (int t = 0; t < 5; t++) {
+            compare(qts[q], qkv, 4, 2560, Ts[t]);
+            compare(qts[q], big, 3, 2048, Ts[t]);
+        }
     /* misuse is an error, not a launch */
     CHECK(g4_cuda_qmatvec(G4_QT_Q4, NULL, 16, 2560, NULL, G4_CUDA_QMATVEC_MAX_T + 1, NULL, NULL, &err) == GEMMA4C_ERR_ARG,
           "too many rows refused");
     CHECK(g4_cuda_qmatvec(G4_QT_Q4, NULL, 16, 100, NULL, 1, NULL, NULL, &err) == GEMMA4C_ERR_ARG, "K not a multiple of 32 refused");
+    CHECK(g4_cuda_qmatvec_many(G4_QT_Q4, NULL, G4_CUDA_QMAT_MAX + 1, 64, NULL, 1, NULL, &err) == GEMMA4C_ERR_ARG,
+          "too many matrices refused");
     CHECK(g4_cuda_quantize_acts(NULL, 0, 64, NULL, NULL, &err) == GEMMA4C_ERR_ARG, "no rows refused");
     return g4t_finish("test_cuda_quant");
 }

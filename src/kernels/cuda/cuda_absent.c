@@ -14,6 +14,10 @@ int g4_cuda_sync(void *stream, g4_err *err) { return absent(err); }
 int g4_cuda_quantize_acts(const float *d_x, int64_t T, int64_t K, void *d_act, void *stream, g4_err *err) {
     return absent(err);
 }
+int g4_cuda_qmatvec_many(int qt, const g4_cuda_qmat *m, int count, int64_t K, const void *d_act, int64_t T,
+                         void *stream, g4_err *err) {
+    return absent(err);
+}
 int g4_cuda_qmatvec(int qt, const void *d_w, int64_t N, int64_t K, const void *d_act, int64_t T, float *d_y,
                     void *stream, g4_err *err) {
     return absent(err);

@@ -96,27 +96,64 @@ template <int QT> __device__ __forceinline__ void block_values(const uint8_t *bl
     }
 }
 
+/* The matrices of one launch (they share their input): units (rows for a warp per row, groups of 16 rows for the
+ * tensor cores) numbered across all of them; first[k] is matrix k's first unit (INT64_MAX past the last). */
+struct mats {
+    const uint8_t *w[G4_CUDA_QMAT_MAX];
+    float *y[G4_CUDA_QMAT_MAX];
+    int64_t n[G4_CUDA_QMAT_MAX];
+    int64_t first[G4_CUDA_QMAT_MAX];
+};
+
+/* Which matrix unit idx falls in; idx becomes the unit within it. Indices into the kernel parameter are constants
+ * (unrolled), so that it is not copied to local memory. */
+template <bool MANY> __device__ __forceinline__ int locate(const mats &m, int64_t *idx) {
+    if (!MANY) return 0; /* one matrix: no search at all (it measured 5-15 % on the largest ones) */
+    int which = 0;
+#pragma unroll
+    for (int k = 1; k < G4_CUDA_QMAT_MAX; k++) which += *idx >= m.first[k];
+    int64_t first = 0;
+#pragma unroll
+    for (int k = 1; k < G4_CUDA_QMAT_MAX; k++)
+        if (which == k) first = m.first[k];
+    *idx -= first;
+    return which;
+}
+
+template <typename P> __device__ __forceinline__ P pick(const P (&a)[G4_CUDA_QMAT_MAX], int k) {
+    P r = a[0];
+#pragma unroll
+    for (int i = 1; i < G4_CUDA_QMAT_MAX; i++)
+        if (k == i) r = a[i];
+    return r;
+}
+
 /* Each warp takes whole weight rows, CHUNK blocks at a time: a chunk comes in 16-byte pieces across the warp into
  * registers (block boundaries fall anywhere in them), goes to shared memory, and each lane then takes blocks lane,
  * lane + 32... of it. The next chunk (of this row or the warp's next one) is loaded while the current one is
  * computed, so that every warp keeps a chunk of reads in flight. */
-template <int QT, int T>
-__global__ void __launch_bounds__(WARPS * 32) qmatvec_kernel(const uint8_t *__restrict__ w, int64_t N, int64_t K,
-                                                              const uint8_t *__restrict__ act, size_t act_stride,
-                                                              float *__restrict__ y) {
+template <int QT, int T, bool MANY>
+__global__ void __launch_bounds__(WARPS * 32, T == 1 ? CTAS_PER_SM : CTAS_PER_SM / 2) qmatvec_kernel(const mats M, int64_t N, int64_t K,
+                                                              const uint8_t *__restrict__ act, size_t act_stride) {
     constexpr int BB = fmt<QT>::bytes, V = (CHUNK * BB / 16 + 31) / 32;
     __shared__ __align__(16) uint8_t stage[WARPS][CHUNK * BB];
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     const int64_t nb = K / 32, row_bytes = nb * BB, chunks = (nb + CHUNK - 1) / CHUNK;
     const int64_t step = (int64_t)gridDim.x * WARPS;
-    const bool wide = ((uintptr_t)w & 15) == 0 && (row_bytes & 15) == 0; /* every chunk starts 16-byte aligned */
+    bool wide = (row_bytes & 15) == 0; /* every chunk starts 16-byte aligned */
+    #pragma unroll
+    for (int k = 0; k < G4_CUDA_QMAT_MAX; k++) wide = wide && ((uintptr_t)M.w[k] & 15) == 0; /* unused: NULL */
     uint8_t *mine = stage[wid];
-    int64_t n = (int64_t)blockIdx.x * WARPS + wid, c = 0;
+    int64_t n = (int64_t)blockIdx.x * WARPS + wid, c = 0; /* n: a row of all the matrices */
     if (n >= N) return;
     uint4 v[V];
+    auto row_at = [&](int64_t row) {
+        const int k = locate<MANY>(M, &row);
+        return pick(M.w, k) + row * row_bytes;
+    };
     auto fetch = [&](int64_t row, int64_t chunk) {
         const int n16 = wide ? (int)((nb - chunk * CHUNK < CHUNK ? nb - chunk * CHUNK : CHUNK) * BB / 16) : 0;
-        const uint4 *src = (const uint4 *)(w + row * row_bytes + chunk * CHUNK * BB);
+        const uint4 *src = (const uint4 *)(row_at(row) + chunk * CHUNK * BB);
 #pragma unroll
         for (int k = 0; k < V; k++)
             if (lane + 32 * k < n16) v[k] = __ldg(src + lane + 32 * k);
@@ -131,7 +168,7 @@ __global__ void __launch_bounds__(WARPS * 32) qmatvec_kernel(const uint8_t *__re
 #pragma unroll
         for (int k = 0; k < V; k++)
             if (lane + 32 * k < n16) ((uint4 *)mine)[lane + 32 * k] = v[k];
-        const uint16_t *src = (const uint16_t *)(w + n * row_bytes + c * CHUNK * BB);
+        const uint16_t *src = (const uint16_t *)(row_at(n) + c * CHUNK * BB);
         for (int i = n16 * 8 + lane; i < bytes / 2; i += 32) ((uint16_t *)mine)[i] = src[i]; /* the rest */
         __syncwarp();
         int64_t n2 = n, c2 = c + 1;
@@ -157,11 +194,13 @@ __global__ void __launch_bounds__(WARPS * 32) qmatvec_kernel(const uint8_t *__re
         }
         __syncwarp();
         if (c2 == 0) { /* the row is done */
+            int64_t local = n;
+            const int k = locate<MANY>(M, &local);
 #pragma unroll
             for (int t = 0; t < T; t++) {
                 float s = acc[t];
                 for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-                if (lane == 0) y[(int64_t)t * N + n] = s;
+                if (lane == 0) pick(M.y, k)[(int64_t)t * pick(M.n, k) + local] = s;
                 acc[t] = 0;
             }
         }
@@ -219,10 +258,10 @@ enum { MMA_ROWS = 16, MMA_CHUNK = 16 /* blocks of 16 rows staged at a time per w
 /* Each thread block takes groups of 16 weight rows; its warps split a group's blocks, MMA_CHUNK at a time (warp w
  * the chunks w, w + WARPS...), staged through shared memory as in qmatvec_kernel with the next chunk loaded while
  * one is computed; their partial sums meet in shared memory, added in warp order. T <= 8 activation rows. */
-template <int QT>
-__global__ void __launch_bounds__(WARPS * 32, G4_CUDA_MMA_CTAS) qmatmul8_kernel(const uint8_t *__restrict__ w, int64_t N, int64_t K,
+template <int QT, bool MANY>
+__global__ void __launch_bounds__(WARPS * 32, G4_CUDA_MMA_CTAS) qmatmul8_kernel(const mats M, int64_t groups, int64_t K,
                                                                const uint8_t *__restrict__ act, size_t act_stride,
-                                                               int T, float *__restrict__ y) {
+                                                               int T) {
     constexpr int BB = fmt<QT>::bytes, PIECES = MMA_CHUNK * BB / 16, V = (MMA_ROWS * PIECES + 31) / 32;
     __shared__ __align__(16) uint8_t stage[WARPS][MMA_ROWS][MMA_CHUNK * BB];
     __shared__ float partial[WARPS][32][4];
@@ -230,23 +269,31 @@ __global__ void __launch_bounds__(WARPS * 32, G4_CUDA_MMA_CTAS) qmatmul8_kernel(
     __shared__ int act_s[WARPS][MMA_CHUNK][8];
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, g = lane >> 2, i = lane & 3;
     const int64_t nb = K / 32, row_bytes = nb * BB, chunks = (nb + MMA_CHUNK - 1) / MMA_CHUNK;
-    const int64_t groups = (N + MMA_ROWS - 1) / MMA_ROWS;
-    const bool wide = ((uintptr_t)w & 15) == 0 && (row_bytes & 15) == 0;
+    bool wide = (row_bytes & 15) == 0;
+    #pragma unroll
+    for (int k = 0; k < G4_CUDA_QMAT_MAX; k++) wide = wide && ((uintptr_t)M.w[k] & 15) == 0; /* unused: NULL */
     uint8_t(*mine)[MMA_CHUNK * BB] = stage[wid];
     uint4 v[V];
     auto fetch = [&](int64_t gr, int64_t chunk) { /* full chunks of real rows come in 16-byte pieces */
         const bool whole = wide && nb - chunk * MMA_CHUNK >= MMA_CHUNK;
+        const int k = locate<MANY>(M, &gr);
+        const uint8_t *w = pick(M.w, k);
+        const int64_t N = pick(M.n, k);
 #pragma unroll
-        for (int k = 0; k < V; k++) {
-            const int p = lane + 32 * k, r = p / PIECES, q = p % PIECES;
+        for (int u = 0; u < V; u++) {
+            const int p = lane + 32 * u, r = p / PIECES, q = p % PIECES;
             const int64_t row = gr * MMA_ROWS + r;
             if (whole && p < MMA_ROWS * PIECES && row < N)
-                v[k] = __ldg((const uint4 *)(w + row * row_bytes + chunk * MMA_CHUNK * BB) + q);
+                v[u] = __ldg((const uint4 *)(w + row * row_bytes + chunk * MMA_CHUNK * BB) + q);
         }
     };
     const uint8_t *arow = act + (size_t)(g < T ? g : 0) * act_stride; /* activation row g (if any) for B */
     if (blockIdx.x < groups && wid < chunks) fetch(blockIdx.x, wid);
-    for (int64_t grp = blockIdx.x; grp < groups; grp += gridDim.x) {
+    for (int64_t all = blockIdx.x; all < groups; all += gridDim.x) { /* a group of all the matrices */
+        int64_t grp = all;
+        const int mk = locate<MANY>(M, &grp);
+        const uint8_t *w = pick(M.w, mk);
+        const int64_t N = pick(M.n, mk);
         float acc[4] = {0, 0, 0, 0};
         for (int64_t c = wid; c < chunks; c += WARPS) {
             const int nblk = (int)(nb - c * MMA_CHUNK < MMA_CHUNK ? nb - c * MMA_CHUNK : MMA_CHUNK);
@@ -270,8 +317,8 @@ __global__ void __launch_bounds__(WARPS * 32, G4_CUDA_MMA_CTAS) qmatmul8_kernel(
                 act_s[wid][j][t] = ((const int32_t *)(ar + K + K / 8))[c * MMA_CHUNK + j];
             }
             __syncwarp();
-            if (c + WARPS < chunks) fetch(grp, c + WARPS);
-            else if (grp + gridDim.x < groups && wid < chunks) fetch(grp + gridDim.x, wid);
+            if (c + WARPS < chunks) fetch(all, c + WARPS);
+            else if (all + gridDim.x < groups && wid < chunks) fetch(all + gridDim.x, wid);
             const bool real0 = grp * MMA_ROWS + g < N, real1 = grp * MMA_ROWS + g + 8 < N;
 #pragma unroll 4
             for (int j = 0; j < nblk; j++) {
@@ -302,7 +349,7 @@ __global__ void __launch_bounds__(WARPS * 32, G4_CUDA_MMA_CTAS) qmatmul8_kernel(
                 for (int u = 1; u < WARPS; u++) sum += partial[u][lane][k];
                 const int t = 2 * i + (k & 1);
                 const int64_t row = grp * MMA_ROWS + g + (k < 2 ? 0 : 8);
-                if (t < T && row < N) y[(int64_t)t * N + row] = sum;
+                if (t < T && row < N) pick(M.y, mk)[(int64_t)t * N + row] = sum;
             }
         }
         __syncthreads();
@@ -310,25 +357,29 @@ __global__ void __launch_bounds__(WARPS * 32, G4_CUDA_MMA_CTAS) qmatmul8_kernel(
 }
 
 template <int QT, int T>
-static cudaError_t launch_t(const void *w, int64_t N, int64_t K, const void *act, float *y, cudaStream_t s,
-                            int grid) {
-    qmatvec_kernel<QT, T><<<grid, WARPS * 32, 0, s>>>((const uint8_t *)w, N, K, (const uint8_t *)act,
-                                                      g4_qact_row_bytes(K), y);
-    return cudaGetLastError();
+static void launch_t(const mats &m, bool many, int64_t N, int64_t K, const void *act, cudaStream_t s, int grid) {
+    if (many) qmatvec_kernel<QT, T, true><<<grid, WARPS * 32, 0, s>>>(m, N, K, (const uint8_t *)act, g4_qact_row_bytes(K));
+    else qmatvec_kernel<QT, T, false><<<grid, WARPS * 32, 0, s>>>(m, N, K, (const uint8_t *)act, g4_qact_row_bytes(K));
 }
 
 template <int QT>
-static cudaError_t launch(int64_t T, const void *w, int64_t N, int64_t K, const void *act, float *y, cudaStream_t s,
-                          int grid) {
+static void launch(const mats &m, bool many, int64_t N, int64_t K, const void *act, int64_t T, cudaStream_t s,
+                   int grid, int mma_grid, int64_t groups) {
+    if (mma_grid) {
+        const size_t as = g4_qact_row_bytes(K);
+        if (many) qmatmul8_kernel<QT, true><<<mma_grid, WARPS * 32, 0, s>>>(m, groups, K, (const uint8_t *)act, as, (int)T);
+        else qmatmul8_kernel<QT, false><<<mma_grid, WARPS * 32, 0, s>>>(m, groups, K, (const uint8_t *)act, as, (int)T);
+        return;
+    }
     switch (T) {
-    case 1: return launch_t<QT, 1>(w, N, K, act, y, s, grid);
-    case 2: return launch_t<QT, 2>(w, N, K, act, y, s, grid);
-    case 3: return launch_t<QT, 3>(w, N, K, act, y, s, grid);
-    case 4: return launch_t<QT, 4>(w, N, K, act, y, s, grid);
-    case 5: return launch_t<QT, 5>(w, N, K, act, y, s, grid);
-    case 6: return launch_t<QT, 6>(w, N, K, act, y, s, grid);
-    case 7: return launch_t<QT, 7>(w, N, K, act, y, s, grid);
-    default: return launch_t<QT, 8>(w, N, K, act, y, s, grid);
+    case 1: return launch_t<QT, 1>(m, many, N, K, act, s, grid);
+    case 2: return launch_t<QT, 2>(m, many, N, K, act, s, grid);
+    case 3: return launch_t<QT, 3>(m, many, N, K, act, s, grid);
+    case 4: return launch_t<QT, 4>(m, many, N, K, act, s, grid);
+    case 5: return launch_t<QT, 5>(m, many, N, K, act, s, grid);
+    case 6: return launch_t<QT, 6>(m, many, N, K, act, s, grid);
+    case 7: return launch_t<QT, 7>(m, many, N, K, act, s, grid);
+    default: return launch_t<QT, 8>(m, many, N, K, act, s, grid);
     }
 }
 
@@ -389,34 +440,44 @@ extern "C" int g4_cuda_quantize_acts(const float *d_x, int64_t T, int64_t K, voi
     return 0;
 }
 
-extern "C" int g4_cuda_qmatvec(int qt, const void *d_w, int64_t N, int64_t K, const void *d_act, int64_t T,
-                               float *d_y, void *stream, g4_err *err) {
-    if (T < 1 || T > G4_CUDA_QMATVEC_MAX_T || N < 1 || !g4_qrow_bytes(qt, K))
-        return g4_fail(err, GEMMA4C_ERR_ARG, "CUDA: qmatvec: bad arguments (format %d, %lld x %lld, %lld rows)", qt,
-                       (long long)N, (long long)K, (long long)T);
+extern "C" int g4_cuda_qmatvec_many(int qt, const g4_cuda_qmat *m, int count, int64_t K, const void *d_act, int64_t T,
+                                    void *stream, g4_err *err) {
+    if (T < 1 || T > G4_CUDA_QMATVEC_MAX_T || count < 1 || count > G4_CUDA_QMAT_MAX || !g4_qrow_bytes(qt, K))
+        return g4_fail(err, GEMMA4C_ERR_ARG, "CUDA: qmatvec: bad arguments (format %d, %d matrices, K %lld, %lld rows)",
+                       qt, count, (long long)K, (long long)T);
+    mats rows = {}, grouped; /* the same matrices numbered by rows, and by groups of 16 rows */
+    int64_t N = 0, groups = 0;
+    for (int k = 0; k < G4_CUDA_QMAT_MAX; k++) rows.first[k] = INT64_MAX;
+    grouped = rows;
+    for (int k = 0; k < count; k++) {
+        if (m[k].N < 1) return g4_fail(err, GEMMA4C_ERR_ARG, "CUDA: qmatvec: matrix %d has %lld rows", k, (long long)m[k].N);
+        rows.w[k] = (const uint8_t *)m[k].d_w, rows.y[k] = m[k].d_y, rows.n[k] = m[k].N;
+        rows.first[k] = N, N += m[k].N;
+        grouped.w[k] = rows.w[k], grouped.y[k] = rows.y[k], grouped.n[k] = rows.n[k];
+        grouped.first[k] = groups, groups += (m[k].N + MMA_ROWS - 1) / MMA_ROWS;
+    }
+    rows.first[0] = grouped.first[0] = 0;
     /* enough warps to fill the GPU; each then takes several rows, loading the next while computing one */
     int sms = 0;
     CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
     const int64_t ctas = (N + WARPS - 1) / WARPS, most = (int64_t)sms * CTAS_PER_SM;
     const int grid = (int)(ctas < most ? ctas : most);
-    cudaStream_t s = (cudaStream_t)stream;
-    cudaError_t e;
     /* The tensor cores serve every activation row with one weight read, but need a group of 16 rows per thread
      * block and 4 chunks of blocks per row to keep the GPU busy; smaller matrices (k and v, the per-layer gate and
      * projection) measured faster with a warp per row. */
-    const bool mma = T >= MMA_MIN_T && (N + MMA_ROWS - 1) / MMA_ROWS >= sms && K / 32 >= (int64_t)MMA_CHUNK * WARPS;
-    if (mma) {
-        const int64_t groups = (N + MMA_ROWS - 1) / MMA_ROWS;
-        const int mgrid = (int)(groups < most ? groups : most);
-        const size_t as = g4_qact_row_bytes(K);
-        if (qt == G4_QT_Q4) qmatmul8_kernel<G4_QT_Q4><<<mgrid, WARPS * 32, 0, s>>>((const uint8_t *)d_w, N, K, (const uint8_t *)d_act, as, (int)T, d_y);
-        else if (qt == G4_QT_Q6) qmatmul8_kernel<G4_QT_Q6><<<mgrid, WARPS * 32, 0, s>>>((const uint8_t *)d_w, N, K, (const uint8_t *)d_act, as, (int)T, d_y);
-        else qmatmul8_kernel<G4_QT_Q8><<<mgrid, WARPS * 32, 0, s>>>((const uint8_t *)d_w, N, K, (const uint8_t *)d_act, as, (int)T, d_y);
-        e = cudaGetLastError();
-    } else
-        e = qt == G4_QT_Q4   ? launch<G4_QT_Q4>(T, d_w, N, K, d_act, d_y, s, grid)
-            : qt == G4_QT_Q6 ? launch<G4_QT_Q6>(T, d_w, N, K, d_act, d_y, s, grid)
-                             : launch<G4_QT_Q8>(T, d_w, N, K, d_act, d_y, s, grid);
-    CUDA_TRY(e, "qmatvec launch");
+    const bool mma = T >= MMA_MIN_T && groups >= sms && K / 32 >= (int64_t)MMA_CHUNK * WARPS;
+    const int mma_grid = mma ? (int)(groups < most ? groups : most) : 0;
+    cudaStream_t s = (cudaStream_t)stream;
+    const mats &all = mma ? grouped : rows;
+    if (qt == G4_QT_Q4) launch<G4_QT_Q4>(all, count > 1, N, K, d_act, T, s, grid, mma_grid, groups);
+    else if (qt == G4_QT_Q6) launch<G4_QT_Q6>(all, count > 1, N, K, d_act, T, s, grid, mma_grid, groups);
+    else launch<G4_QT_Q8>(all, count > 1, N, K, d_act, T, s, grid, mma_grid, groups);
+    CUDA_TRY(cudaGetLastError(), "qmatvec launch");
     return 0;
+}
+
+extern "C" int g4_cuda_qmatvec(int qt, const void *d_w, int64_t N, int64_t K, const void *d_act, int64_t T,
+                               float *d_y, void *stream, g4_err *err) {
+    const g4_cuda_qmat m = {d_w, N, d_y};
+    return g4_cuda_qmatvec_many(qt, &m, 1, K, d_act, T, stream, err);
 }

@@ -45,4 +45,15 @@ int g4_cuda_quantize_acts(const float *d_x, int64_t T, int64_t K, void *d_act, v
 int g4_cuda_qmatvec(int qt, const void *d_w, int64_t N, int64_t K, const void *d_act, int64_t T, float *d_y,
                     void *stream, g4_err *err);
 
+/* Several matrices of one format that share their input (q, k and v; gate and up) as one launch:
+ * m[i].d_y[t * m[i].N + n] = m[i] row n · act[t]. */
+#define G4_CUDA_QMAT_MAX 4
+typedef struct g4_cuda_qmat {
+    const void *d_w;
+    int64_t N;
+    float *d_y;
+} g4_cuda_qmat;
+int g4_cuda_qmatvec_many(int qt, const g4_cuda_qmat *m, int count, int64_t K, const void *d_act, int64_t T,
+                         void *stream, g4_err *err);
+
 #endif
