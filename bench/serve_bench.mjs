@@ -45,8 +45,10 @@ async function one(prompt) {
   }
   const n = usage.completion_tokens;
   return { ttft: (first - t0) / 1000, decode: n > 1 ? (n - 1) / ((last - first) / 1000) : 0, tokens: n, t0, first, last,
-           engine_ttft: timings.first_token_ms / 1000, engine_decode: timings.predicted_per_second,
-           before_submit: timings.before_submit_ms / 1000 };
+           // llama.cpp's server sends prompt_ms and predicted_per_second but neither first_token_ms nor before_submit_ms
+           engine_ttft: timings ? (timings.first_token_ms ?? timings.prompt_ms) / 1000 : NaN,
+           engine_decode: timings ? timings.predicted_per_second : NaN,
+           before_submit: timings && timings.before_submit_ms !== undefined ? timings.before_submit_ms / 1000 : NaN };
 }
 
 const results = [];
