@@ -203,8 +203,9 @@ typedef struct gemma4c_input {
 } gemma4c_input;
 
 /* The token ids an input becomes (chat rendered, media placeholders expanded to their soft-token runs as the
- * reference processor writes them, tokenized). Media are decoded and measured, not encoded. *ids is for
- * gemma4c_free. Thread-safe. */
+ * reference processor writes them, tokenized). Media are decoded and measured, not encoded; the model keeps the last
+ * few decoded media so that submitting the same input next (e.g. as ids + the same media) does not decode them
+ * again. *ids is for gemma4c_free. Thread-safe. */
 GEMMA4C_API int gemma4c_input_ids(const gemma4c_model *model, const gemma4c_input *input, int32_t **ids, size_t *n_ids,
                                   char *err, size_t err_len);
 

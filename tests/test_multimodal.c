@@ -3,6 +3,7 @@
 
 #include "gemma4c.h"
 #include "golden_util.h"
+#include "runtime/engine.h"
 
 int main(void) {
     const char *golden = g4t_require_golden();
@@ -107,6 +108,41 @@ int main(void) {
         gemma4c_free(vids);
         free(want_v);
         g4_st_close(vref);
+    }
+    /* gemma4c_input_ids leaves the media it decoded for the submission of the same input (a server asks for the
+     * ids first), which takes them rather than decoding again; the model keeps only the last few. */
+    {
+        g4_engine *eng = (g4_engine *)m;
+        gemma4c_input chat = {.messages_json = "[{\"role\":\"user\",\"content\":[{\"type\":\"image\"},"
+                                               "{\"type\":\"text\",\"text\":\"What is it?\"}]}]",
+                              .media = media, .n_media = 1};
+        int32_t *cids = NULL;
+        size_t n_cids = 0;
+        CHECK(gemma4c_input_ids(m, &chat, &cids, &n_cids, err, sizeof err) == 0, "%s", err);
+        g4_medium *left = eng->handoff[0];
+        CHECK(left != NULL, "the decoded image left on the model");
+        gemma4c_session *s2 = NULL;
+        gemma4c_input by_ids = {.ids = cids, .n_ids = n_cids, .media = media, .n_media = 1};
+        gemma4c_generate_options one = {.max_tokens = 1};
+        CHECK(gemma4c_session_new(m, NULL, &s2, err, sizeof err) == 0 &&
+                  gemma4c_generate(s2, &by_ids, &one, NULL, NULL, NULL, err, sizeof err) == 0, "%s", err);
+        int still = 0;
+        for (int k = 0; k < G4_HANDOFF_MEDIA; k++) still |= eng->handoff[k] == left;
+        CHECK(left && !still, "the submission took the image");
+        CHECK(s2 && ((g4_session *)s2)->n_media == 1 && ((g4_session *)s2)->media[0] == left,
+              "the session holds the image gemma4c_input_ids decoded, not a second decoding");
+        gemma4c_session_free(s2);
+        gemma4c_free(cids);
+        static const int budgets[] = {70, 140, 280, 560, 1120, 0}; /* different budgets: different media */
+        for (int k = 0; k < 6; k++) {
+            gemma4c_media budget = {GEMMA4C_MEDIA_IMAGE, image, NULL, 0, budgets[k]};
+            gemma4c_input one_image = {.messages_json = chat.messages_json, .media = &budget, .n_media = 1};
+            CHECK(gemma4c_input_ids(m, &one_image, &cids, &n_cids, err, sizeof err) == 0, "%s", err);
+            gemma4c_free(cids);
+        }
+        int held = 0;
+        for (int k = 0; k < G4_HANDOFF_MEDIA; k++) held += eng->handoff[k] != NULL;
+        CHECK(held == G4_HANDOFF_MEDIA, "%d media left on the model (at most %d)", held, G4_HANDOFF_MEDIA);
     }
     free(img_bytes), free(aud_bytes), free(again);
     free(short_ids);

@@ -285,7 +285,7 @@ int gemma4c_input_ids(const gemma4c_model *model, const gemma4c_input *input, in
     g4_medium **media = NULL;
     size_t n_media = 0;
     int rc = g4_input_tokens((g4_engine *)model, input, NULL, 0, &out, &media, &n_media, 0, &er);
-    g4_media_list_free(media, n_media, NULL, 0);
+    g4_engine_leave_media((g4_engine *)model, media, n_media); /* the submission of this input will want them */
     if (!rc && !out.v && g4_ids_push(&out, 0) == 0) out.n = 0; /* an array even for no ids */
     if (!rc) {
         *ids = out.v;

@@ -405,6 +405,8 @@ void g4_engine_unref(g4_engine *e) {
     g4_vision_free(e->vision);
     g4_audio_encoder_free(e->audio);
     g4_decoder_free(&e->d);
+    for (int i = 0; i < G4_HANDOFF_MEDIA; i++)
+        if (e->handoff[i]) g4_medium_free(e->handoff[i]), free(e->handoff[i]);
     g4_compute_free(&e->c);
     g4_model_free(e->m);
     g4_kv_budget_destroy(&e->budget);

@@ -16,6 +16,7 @@
 #include "runtime/media.h"
 
 typedef struct gemma4c_model g4_engine;
+enum { G4_HANDOFF_MEDIA = 4 };
 typedef struct gemma4c_session g4_session;
 typedef struct g4_request g4_request;
 
@@ -39,6 +40,10 @@ struct gemma4c_model {
     int refs;             /* the loader's hold + one per session */
     g4_request *active;   /* submitted and not yet ended, oldest first */
     gemma4c_stats stats;
+    /* Media that gemma4c_input_ids decoded, left for the request that submits the same input next (a server asks for
+     * a prompt's ids, then submits it): taken, not copied, by the first input that names one; the oldest are freed
+     * past G4_HANDOFF_MEDIA. */
+    g4_medium *handoff[G4_HANDOFF_MEDIA];
 };
 
 enum { G4_REQ_GENERATE = 0, G4_REQ_LOGITS, G4_REQ_ENCODE };
@@ -116,5 +121,9 @@ int g4_input_tokens(g4_engine *e, const gemma4c_input *in, g4_medium **cache, si
                     g4_medium ***media, size_t *n_media, int keep_media_input, g4_err *err);
 void g4_request_free(g4_request *r);
 void g4_media_list_free(g4_medium **media, size_t n, g4_medium **keep, size_t n_keep);
+/* A list of decoded media left on the engine for a later input (the list itself is freed), and one taken back by
+ * its identity (NULL when none waits). Both lock the engine. */
+void g4_engine_leave_media(g4_engine *e, g4_medium **media, size_t n);
+g4_medium *g4_engine_take_media(g4_engine *e, uint64_t key);
 
 #endif

@@ -39,7 +39,39 @@ void g4_media_list_free(g4_medium **media, size_t n, g4_medium **keep, size_t n_
     free(media);
 }
 
-/* The input's media: each found in the session's cache by identity, or decoded and measured now. */
+void g4_engine_leave_media(g4_engine *e, g4_medium **media, size_t n) {
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < n; i++) {
+        int again = 0; /* a medium given twice is left once */
+        for (size_t j = 0; j < i && !again; j++) again = media[j] == media[i];
+        if (again) continue;
+        g4_medium *oldest = e->handoff[G4_HANDOFF_MEDIA - 1];
+        memmove(e->handoff + 1, e->handoff, (G4_HANDOFF_MEDIA - 1) * sizeof *e->handoff);
+        e->handoff[0] = media[i];
+        if (oldest) {
+            g4_medium_free(oldest);
+            free(oldest);
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    free(media);
+}
+
+g4_medium *g4_engine_take_media(g4_engine *e, uint64_t key) {
+    g4_medium *found = NULL;
+    pthread_mutex_lock(&e->mu);
+    for (int i = 0; i < G4_HANDOFF_MEDIA && !found; i++)
+        if (e->handoff[i] && e->handoff[i]->key == key) {
+            found = e->handoff[i];
+            memmove(e->handoff + i, e->handoff + i + 1, (size_t)(G4_HANDOFF_MEDIA - 1 - i) * sizeof *e->handoff);
+            e->handoff[G4_HANDOFF_MEDIA - 1] = NULL;
+        }
+    pthread_mutex_unlock(&e->mu);
+    return found;
+}
+
+/* The input's media: each found in the session's cache by identity, or left on the engine by gemma4c_input_ids, or
+ * decoded and measured now. */
 static int gather_media(g4_engine *e, const gemma4c_input *in, g4_medium **cache, size_t n_cache, g4_medium ***out,
                         g4_err *err) {
     *out = NULL;
@@ -67,7 +99,7 @@ static int gather_media(g4_engine *e, const gemma4c_input *in, g4_medium **cache
             if (cache[j]->key == key) list[i] = cache[j];
         for (size_t j = 0; j < i && !list[i]; j++)
             if (list[j]->key == key) list[i] = list[j];
-        if (list[i]) continue;
+        if (list[i] || (list[i] = g4_engine_take_media(e, key))) continue;
         if (!(list[i] = calloc(1, sizeof **list))) rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
         else if ((rc = g4_medium_prepare(&item, &e->geometry, list[i], err))) {
             free(list[i]);
