@@ -186,30 +186,42 @@ static void check_act_variants(void) {
 
 /* ---- Kernels against exact references ---------------------------------------------------------------------- */
 
-/* The exact value of weight row · quantized activation row over blocks [b0, b0 + nb) (dequantized weights are
- * exact products, activations exact integers times their scale), and Σ|terms| to scale tolerances by. */
-static double ref_dot(const float *wdeq, const unsigned char *act, int64_t K, int64_t b0, int64_t nb, double *mag) {
-    const int8_t *aq = (const int8_t *)act;
-    const float *ad = g4_qact_d(act, K);
-    double s = 0, m = 0;
-    for (int64_t b = b0; b < b0 + nb; b++) {
-        double blk = 0;
-        for (int i = 0; i < 32; i++) blk += (double)wdeq[b * 32 + i] * aq[b * 32 + i];
-        s += blk * ad[b], m += fabs(blk * ad[b]);
-    }
-    *mag = m;
-    return s;
-}
-
-/* Float sums over at most K/32 block terms in another order: 1e-5 of Σ|terms| is ~100x the rounding there. */
-#define KTOL 1e-5
-
 typedef struct testmat {
     int qt;
     int64_t N, K;
     unsigned char *w; /* quantized */
     float *wdeq;      /* dequantized, exact */
 } testmat;
+
+/* The exact value of weight row n · quantized activation row over blocks [b0, b0 + nb) (dequantized weights are
+ * exact products, activations exact integers times their scale), and Σ|terms| to scale tolerances by. The terms
+ * include each block's zero offset (8 for G4_Q4, 32 for G4_Q6) times its scales and activation sum: kernels that
+ * run the weights as unsigned values remove it through that sum in float, so a block whose exact value is 0 can
+ * come back as the rounding of two equal products. */
+static double ref_dot(const testmat *m, int64_t n, const unsigned char *act, int64_t b0, int64_t nb, double *mag) {
+    const int64_t K = m->K;
+    const float *wdeq = m->wdeq + n * K;
+    const int8_t *aq = (const int8_t *)act;
+    const float *ad = g4_qact_d(act, K);
+    const int32_t *as = g4_qact_s(act, K);
+    const size_t bb = g4_qtype_block_bytes(m->qt);
+    const double offset = m->qt == G4_QT_Q4 ? 8 : m->qt == G4_QT_Q6 ? 32 : 0;
+    double s = 0, mg = 0;
+    for (int64_t b = b0; b < b0 + nb; b++) {
+        const unsigned char *blk = m->w + (size_t)n * g4_qrow_bytes(m->qt, K) + (size_t)b * bb;
+        uint16_t h;
+        memcpy(&h, blk, 2);
+        double blk_sum = 0;
+        for (int i = 0; i < 32; i++) blk_sum += (double)wdeq[b * 32 + i] * aq[b * 32 + i];
+        s += blk_sum * ad[b];
+        mg += fabs(blk_sum * ad[b]) + (offset ? fabs(offset * g4_bf16_to_f32(h) * ad[b] * as[b]) : 0);
+    }
+    *mag = mg;
+    return s;
+}
+
+/* Float sums over at most K/32 block terms in another order: 1e-5 of Σ|terms| is ~100x the rounding there. */
+#define KTOL 1e-5
 
 static testmat make_mat(int qt, int64_t N, int64_t K) {
     testmat m = {qt, N, K, malloc(g4_qrow_bytes(qt, K) * (size_t)N + 1), malloc((size_t)(N * K) * 4)};
@@ -242,7 +254,7 @@ static void check_vec(const g4_quant_ops *ops, const testmat *m, const unsigned 
     ops->vec(m->qt, m->w, g4_qrow_bytes(m->qt, m->K), m->N, act, m->K, y);
     int bad = 0;
     for (int64_t n = 0; n < m->N; n++) {
-        double mag, r = ref_dot(m->wdeq + n * m->K, act, m->K, 0, m->K / 32, &mag);
+        double mag, r = ref_dot(m, n, act, 0, m->K / 32, &mag);
         if (fabs(y[n] - r) > KTOL * mag + 1e-30) {
             if (bad++ < 3)
                 fprintf(stderr, "  %s vec %s K=%lld row %lld: %.9g vs %.9g\n", ops->name, g4_qtype_name(m->qt),
@@ -275,7 +287,7 @@ static void check_gemm(const g4_quant_ops *ops, const testmat *m, const unsigned
         ops->gemm(m->qt, wu, wstride, nr, panel, nt, b0 + h, nb - h, out, 1);
         for (int i = 0; i < nr; i++)
             for (int t = 0; t < nt; t++) {
-                double mag, r = ref_dot(m->wdeq + i * m->K, act + (size_t)t * rb, m->K, b0, nb, &mag);
+                double mag, r = ref_dot(m, i, act + (size_t)t * rb, b0, nb, &mag);
                 float v = out[i * ops->t_tile + t];
                 if (fabs(v - r) > KTOL * mag + 1e-30 && bad++ < 3)
                     fprintf(stderr, "  %s gemm %s K=%lld nr=%d i=%d t=%d: %.9g vs %.9g\n", ops->name,
@@ -297,7 +309,7 @@ static void check_gemm(const g4_quant_ops *ops, const testmat *m, const unsigned
         ops->vec(m->qt, m->w, g4_qrow_bytes(m->qt, m->K), nr, act + (size_t)t * rb, m->K, yv);
         for (int i = 0; i < nr; i++) {
             double mag;
-            ref_dot(m->wdeq + i * m->K, act + (size_t)t * rb, m->K, 0, nbk, &mag);
+            ref_dot(m, i, act + (size_t)t * rb, 0, nbk, &mag);
             bad += fabs(out[i * ops->t_tile + t] - yv[i]) > 2 * KTOL * mag + 1e-30;
         }
     }

@@ -17,7 +17,7 @@
 #define G4_GGUF_FORMAT_VERSION 1
 
 typedef struct g4_convert_options {
-    const char *quant;                /* "q4" (default), "q8", "bf16", "f32" */
+    const char *quant;                /* "q4" (default), "q4-mix", "q8", "bf16", "f32" */
     const char *const *overrides;     /* "PATTERN=TYPE": fnmatch pattern on tensor names; TYPE f32|f16|bf16|q8|q6|q4 */
     size_t n_overrides;
     int n_threads;                    /* for quantizing; <= 0: all CPUs */

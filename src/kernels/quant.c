@@ -66,12 +66,25 @@ static int block_exact(const float *x, float d, int lo, int hi, int8_t *k) {
     return 1;
 }
 
+/* Scales tried per block: the block's extreme put on grid step -lo + 1 down to -lo / 2 in steps of -lo / 32 grid
+ * steps (G4_Q4: 9 to 4 by 0.25, 21 scales; G4_Q6: 33 to 16 by 1). On the trained golden model (bench/RESULTS.md)
+ * this took q4 from a mean KL of 6.5e-2 (the 4 outermost whole steps) to 6.0e-2; finer steps measured no better. */
+#define FIT_STEPS_PER_GRID 32
+
+/* The least-squares scale for integers k (0 when they are all 0). */
+static float refit_scale(const float *x, const int8_t *k) {
+    double xk = 0, kk = 0;
+    for (int i = 0; i < G4_QBLOCK; i++) xk += (double)x[i] * k[i], kk += k[i] * k[i];
+    return kk > 0 ? (float)(xk / kk) : 0;
+}
+
 /* The bf16 scale d and integers k in [lo, hi] (lo = -hi - 1) that reproduce 32 values best. A block that is
  * s * k for a bf16 s and integers k (a QAT checkpoint) has d = s = bf16(max|x| / j) for j its largest |k|: every j
- * is tried for that first, and such a block comes back exactly. Other blocks take the smallest squared error
- * among the largest magnitude put on each of the `steps` outermost grid steps, then a least-squares refit of d
- * for the k's found (for blocks whose extreme is not on a step). */
-static uint16_t fit_block(const float *x, int lo, int hi, int steps, int8_t *k) {
+ * is tried for that first, and such a block comes back exactly. Other blocks take the smallest squared error among
+ * scales that put the largest magnitude between one step past the grid's end (short of it after rounding) and
+ * half of it (the outlier clipped so the other 31 values get a finer grid), the whole steps among them, each also
+ * refitted by least squares for the k's it gives. */
+static uint16_t fit_block(const float *x, int lo, int hi, int8_t *k) {
     float amax = 0;
     for (int i = 0; i < G4_QBLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
     memset(k, 0, G4_QBLOCK);
@@ -83,19 +96,16 @@ static uint16_t fit_block(const float *x, int lo, int hi, int steps, int8_t *k) 
     int8_t trial[G4_QBLOCK];
     float best = INFINITY;
     uint16_t best_d = 0;
-    for (int j = -lo; j > -lo - steps && j > 0; j--) {
-        uint16_t h = g4_f32_to_bf16(amax / (float)j);
-        float d = g4_bf16_to_f32(h);
-        if (d == 0) continue;
-        float err = block_error(x, d, lo, hi, trial);
-        if (err < best) best = err, best_d = h, memcpy(k, trial, G4_QBLOCK);
-    }
-    if (best_d) {
-        double xk = 0, kk = 0;
-        for (int i = 0; i < G4_QBLOCK; i++) xk += (double)x[i] * k[i], kk += k[i] * k[i];
-        uint16_t h = g4_f32_to_bf16((float)(xk / kk));
-        float d = g4_bf16_to_f32(h);
-        if (d > 0 && block_error(x, d, lo, hi, trial) < best) best_d = h, memcpy(k, trial, G4_QBLOCK);
+    const int n_scales = (-lo / 2 + 1) * FIT_STEPS_PER_GRID / -lo;
+    for (int s = 0; s <= n_scales; s++) {
+        uint16_t h = g4_f32_to_bf16(amax / ((float)(-lo + 1) - (float)(s * -lo) / FIT_STEPS_PER_GRID));
+        for (int refit = 0; refit < 2; refit++) {
+            float d = g4_bf16_to_f32(h);
+            if (d <= 0) break;
+            float err = block_error(x, d, lo, hi, trial);
+            if (err < best) best = err, best_d = h, memcpy(k, trial, G4_QBLOCK);
+            h = g4_f32_to_bf16(refit_scale(x, trial));
+        }
     }
     return best_d;
 }
@@ -112,7 +122,7 @@ static void quantize_q4(const float *x, g4_block_q4 *b) {
     float v[G4_QBLOCK];
     int8_t k[G4_QBLOCK];
     for (int i = 0; i < G4_QBLOCK; i++) v[i] = sanitize(x[i]);
-    b->d = fit_block(v, -8, 7, 4, k);
+    b->d = fit_block(v, -8, 7, k);
     for (int j = 0; j < 16; j++) b->q[j] = (uint8_t)((k[j] + 8) | (k[j + 16] + 8) << 4);
 }
 
@@ -120,7 +130,7 @@ static void quantize_q6(const float *x, g4_block_q6 *b) {
     float v[G4_QBLOCK];
     int8_t k[G4_QBLOCK];
     for (int i = 0; i < G4_QBLOCK; i++) v[i] = sanitize(x[i]);
-    b->d = fit_block(v, -32, 31, 4, k);
+    b->d = fit_block(v, -32, 31, k);
     memset(b->qh, 0, sizeof b->qh);
     for (int j = 0; j < 16; j++) b->ql[j] = (uint8_t)(((k[j] + 32) & 15) | ((k[j + 16] + 32) & 15) << 4);
     for (int j = 0; j < G4_QBLOCK; j++) b->qh[j % 8] |= (uint8_t)(((k[j] + 32) >> 4) << (2 * (j / 8)));

@@ -50,7 +50,7 @@ size_t g4_qtype_block_bytes(int qt);      /* 0 when unknown */
 size_t g4_qrow_bytes(int qt, int64_t K);
 
 /* One row of K floats to format qt and back; -1 (nothing written) when g4_qrow_bytes(qt, K) is 0. Quantizing
- * searches a few scales per block for the smallest squared error: meant for conversion, not for the hot path.
+ * searches ~40 scales per block for the smallest squared error: meant for conversion, not for the hot path.
  * NaN inputs become 0; infinities saturate. */
 int g4_quantize_row(int qt, const float *x, int64_t K, void *dst);
 int g4_dequantize_row(int qt, const void *src, int64_t K, float *dst);
