@@ -100,7 +100,31 @@ static quality measure(const char *model_path, const g4_st_file *ref) {
     return q;
 }
 
-int main(void) {
+/* Converts the checkpoint to `quant` (with PATTERN=TYPE overrides; NULL quant: the checkpoint itself), measures
+ * it and prints its row. */
+static quality convert_and_measure(const char *ckpt, const char *dir, const char *quant, const char *const *overrides,
+                                   size_t n_overrides, const g4_st_file *ref, int64_t T, int64_t n_greedy) {
+    quality q = {1e9, 1e9, 0, 0, 1e9, 1e9};
+    char path[4400];
+    g4_err err = {0};
+    if (quant) {
+        snprintf(path, sizeof path, "%s/trained-%s.gguf", dir, quant);
+        g4_convert_options opt = {quant, overrides, n_overrides, 2, NULL, NULL};
+        if (g4_convert(ckpt, path, &opt, &err)) {
+            CHECK(0, "convert %s: %s", quant, err.msg);
+            return q;
+        }
+    }
+    q = measure(quant ? path : ckpt, ref);
+    q.bytes_per_w = quant ? text_bytes_per_weight(path) : 0;
+    printf("%-6s  %6.3f   %.2e  %.2e  %3d/%lld %5.1f%%  %3d/%lld\n", quant ? quant : "ckpt", q.bytes_per_w, q.rel_err,
+           q.kl, q.top1, (long long)T, 100.0 * q.top1 / (double)T, q.greedy, (long long)n_greedy);
+    return q;
+}
+
+/* With arguments, `test_trained QUANT [PATTERN=TYPE]...` measures that recipe alone (the rows of bench/RESULTS.md
+ * that try overrides), holding it to nothing but a successful conversion. */
+int main(int argc, char **argv) {
     const char *golden = g4t_require_golden();
     char ckpt[4200], path[4400], dir[] = "/tmp/gemma4c-trained-XXXXXX";
     snprintf(ckpt, sizeof ckpt, "%s/trained/checkpoint", golden);
@@ -134,20 +158,15 @@ int main(void) {
                  {"q4", 1.0, 6.8e-2, 0.928, 9, 0.585},
                  {"q4-mix", 1.0, 4.9e-2, 0.943, 11, 0.631}};
     printf("recipe  bytes/w  rel.err   KL(mean)  top-1          greedy\n");
+    if (argc > 1) {
+        convert_and_measure(ckpt, dir, argv[1], (const char *const *)argv + 2, (size_t)(argc - 2), ref, T, n_greedy);
+        g4_st_close(ref);
+        g4t_rm_tree(dir);
+        return g4t_finish("test_trained");
+    }
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const char *name = cases[i].quant ? cases[i].quant : "ckpt";
-        if (cases[i].quant) {
-            snprintf(path, sizeof path, "%s/trained-%s.gguf", dir, cases[i].quant);
-            g4_convert_options opt = {cases[i].quant, NULL, 0, 2, NULL, NULL};
-            if (g4_convert(ckpt, path, &opt, &err)) {
-                CHECK(0, "convert %s: %s", name, err.msg);
-                continue;
-            }
-        }
-        quality q = measure(cases[i].quant ? path : ckpt, ref);
-        if (cases[i].quant) q.bytes_per_w = text_bytes_per_weight(path);
-        printf("%-6s  %6.3f   %.2e  %.2e  %3d/%lld %5.1f%%  %3d/%lld\n", name, q.bytes_per_w, q.rel_err, q.kl, q.top1,
-               (long long)T, 100.0 * q.top1 / (double)T, q.greedy, (long long)n_greedy);
+        quality q = convert_and_measure(ckpt, dir, cases[i].quant, NULL, 0, ref, T, n_greedy);
         CHECK(q.rel_err <= cases[i].max_rel, "%s: logits rel err %.3e", name, q.rel_err);
         CHECK(q.kl <= cases[i].max_kl, "%s: mean KL %.3e", name, q.kl);
         CHECK(q.top1 >= cases[i].min_top1 * (double)T, "%s: top-1 %d/%lld", name, q.top1, (long long)T);
