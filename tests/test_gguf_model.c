@@ -98,16 +98,18 @@ int main(void) {
 
     /* Tolerances (max error relative to the logit range, mean KL in nats, agreeing argmax): float formats must be
      * as exact as the checkpoint itself. The quantized ones are set just above what was measured (q8: 6.0-7.4e-2,
-     * KL 2.5-2.8e-3, 38-41/48, 34/36; q4: 4.6e-1, KL 0.19, 19/48, 15/36; the ranges span builds that differ only
-     * in the order of float sums, e.g. a vectorised RMSNorm): this random 64-wide, 8-layer model amplifies every
-     * perturbation (its own float32 reference moves by 2e-4 between two transformers code paths), so these guard
-     * against regressions; quantization quality is judged on the full-size model (bench/RESULTS.md). */
+     * KL 2.5-2.8e-3, 38-41/48, 34/36; q4: 4.0-5.3e-1, KL 0.18-0.21, 17-19/48, 10-15/36; the ranges span builds
+     * that differ only in the order of float sums, e.g. a vectorised RMSNorm, and q4's finer scale search and
+     * calibrated error-compensated rounding, which moved this model's figures both ways): this
+     * random 64-wide, 8-layer model amplifies every perturbation (its own float32 reference moves by 2e-4 between
+     * two transformers code paths), so these guard against regressions; quantization quality is judged on the
+     * trained model (tests/test_trained.c, bench/RESULTS.md). */
     struct {
         const char *quant;
         double max_rel, max_kl;
         int min_argmax, min_greedy;
     } recipes[] = {{"f32", 1e-4, 1e-6, 48, 36}, {"bf16", 1e-4, 1e-6, 48, 36}, {"q8", 1e-1, 4e-3, 36, 32},
-                   {"q4", 6e-1, 3e-1, 14, 12}};
+                   {"q4", 6e-1, 3e-1, 14, 8}};
     printf("recipe  rel.err   KL(mean)   argmax  greedy\n");
     for (size_t i = 0; i < sizeof recipes / sizeof *recipes; i++) {
         snprintf(path, sizeof path, "%s/tiny-%s.gguf", dir, recipes[i].quant);

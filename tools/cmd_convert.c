@@ -1,4 +1,4 @@
-/* cmd_convert.c — `gemma4c convert HF_DIR -o OUT.gguf [--quant q4|q8|bf16|f32] [--tensor-type PATTERN=TYPE]`. */
+/* cmd_convert.c — `gemma4c convert HF_DIR -o OUT.gguf [--quant q4|q4-mix|q8|bf16|f32] [--tensor-type PATTERN=TYPE]`. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@ static void progress(void *ctx, size_t done, size_t total, const char *name) {
 }
 
 int cmd_convert(int argc, char **argv) {
-    if (argc < 3 || argv[2][0] == '-') return cli_error("convert: usage: gemma4c convert HF_DIR -o OUT.gguf [--quant q4|q8|bf16|f32]");
+    if (argc < 3 || argv[2][0] == '-') return cli_error("convert: usage: gemma4c convert HF_DIR -o OUT.gguf [--quant q4|q4-mix|q8|bf16|f32]");
     cli_opts o;
     int rc = cli_parse(argc, argv, 3, &o, "convert");
     if (rc) return rc == 2 ? 0 : 1;

@@ -83,6 +83,7 @@ void g4_compute_free(g4_compute *c) {
 void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_tensor *w, float *y) {
     int64_t N = w->shape[0];
     int qt = g4_quant_type(w->dtype);
+    if (c->observe) c->observe(c->observe_ctx, w, x, T, K);
     if (qt >= 0) {
         for (int64_t t0 = 0; t0 < T; t0 += G4_QMATMUL_ROWS) {
             int64_t rows = T - t0 < G4_QMATMUL_ROWS ? T - t0 : G4_QMATMUL_ROWS;
@@ -100,7 +101,7 @@ void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_ten
 static int fused_decode(g4_compute *c, const float *x, int64_t T, int64_t K, int count, const g4_tensor *const w[],
                         float *const y[], g4_qrows_fn rows_done, void *ctx) {
     g4_qmat mats[G4_QMAT_MAX];
-    if (T > G4_QVEC_MAX_ROWS || count > G4_QMAT_MAX) return 0;
+    if (T > G4_QVEC_MAX_ROWS || count > G4_QMAT_MAX || c->observe) return 0;
     for (int i = 0; i < count; i++) {
         mats[i] = (g4_qmat){w[i]->data, g4_quant_type(w[i]->dtype), w[i]->shape[0], y[i]};
         if (mats[i].qt < 0) return 0;

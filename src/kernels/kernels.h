@@ -58,6 +58,11 @@ typedef struct g4_compute {
      * may run other work on this context meanwhile, and returns non-zero to stop the computation (NULL: none). */
     int (*safe_point)(void *ctx);
     void *safe_point_ctx;
+    /* Sees the input of every matrix product (T rows of K floats against weight w) before it runs; conversion
+     * learns from it how a calibration text drives each matrix. While set, products run one weight at a time
+     * (NULL: none). */
+    void (*observe)(void *ctx, const g4_tensor *w, const float *x, int64_t T, int64_t K);
+    void *observe_ctx;
 } g4_compute;
 
 /* Non-zero when the computation should stop (see g4_compute.safe_point). */

@@ -66,12 +66,25 @@ static int block_exact(const float *x, float d, int lo, int hi, int8_t *k) {
     return 1;
 }
 
+/* Scales tried per block: the block's extreme put on grid step -lo + 1 down to -lo / 2 in steps of -lo / 32 grid
+ * steps (G4_Q4: 9 to 4 by 0.25, 21 scales; G4_Q6: 33 to 16 by 1). On the trained golden model (bench/RESULTS.md)
+ * this took q4 from a mean KL of 6.5e-2 (the 4 outermost whole steps) to 6.0e-2; finer steps measured no better. */
+#define FIT_STEPS_PER_GRID 32
+
+/* The least-squares scale for integers k (0 when they are all 0). */
+static float refit_scale(const float *x, const int8_t *k) {
+    double xk = 0, kk = 0;
+    for (int i = 0; i < G4_QBLOCK; i++) xk += (double)x[i] * k[i], kk += k[i] * k[i];
+    return kk > 0 ? (float)(xk / kk) : 0;
+}
+
 /* The bf16 scale d and integers k in [lo, hi] (lo = -hi - 1) that reproduce 32 values best. A block that is
  * s * k for a bf16 s and integers k (a QAT checkpoint) has d = s = bf16(max|x| / j) for j its largest |k|: every j
- * is tried for that first, and such a block comes back exactly. Other blocks take the smallest squared error
- * among the largest magnitude put on each of the `steps` outermost grid steps, then a least-squares refit of d
- * for the k's found (for blocks whose extreme is not on a step). */
-static uint16_t fit_block(const float *x, int lo, int hi, int steps, int8_t *k) {
+ * is tried for that first, and such a block comes back exactly. Other blocks take the smallest squared error among
+ * scales that put the largest magnitude between one step past the grid's end (short of it after rounding) and
+ * half of it (the outlier clipped so the other 31 values get a finer grid), the whole steps among them, each also
+ * refitted by least squares for the k's it gives. */
+static uint16_t fit_block(const float *x, int lo, int hi, int8_t *k) {
     float amax = 0;
     for (int i = 0; i < G4_QBLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
     memset(k, 0, G4_QBLOCK);
@@ -83,19 +96,16 @@ static uint16_t fit_block(const float *x, int lo, int hi, int steps, int8_t *k) 
     int8_t trial[G4_QBLOCK];
     float best = INFINITY;
     uint16_t best_d = 0;
-    for (int j = -lo; j > -lo - steps && j > 0; j--) {
-        uint16_t h = g4_f32_to_bf16(amax / (float)j);
-        float d = g4_bf16_to_f32(h);
-        if (d == 0) continue;
-        float err = block_error(x, d, lo, hi, trial);
-        if (err < best) best = err, best_d = h, memcpy(k, trial, G4_QBLOCK);
-    }
-    if (best_d) {
-        double xk = 0, kk = 0;
-        for (int i = 0; i < G4_QBLOCK; i++) xk += (double)x[i] * k[i], kk += k[i] * k[i];
-        uint16_t h = g4_f32_to_bf16((float)(xk / kk));
-        float d = g4_bf16_to_f32(h);
-        if (d > 0 && block_error(x, d, lo, hi, trial) < best) best_d = h, memcpy(k, trial, G4_QBLOCK);
+    const int n_scales = (-lo / 2 + 1) * FIT_STEPS_PER_GRID / -lo;
+    for (int s = 0; s <= n_scales; s++) {
+        uint16_t h = g4_f32_to_bf16(amax / ((float)(-lo + 1) - (float)(s * -lo) / FIT_STEPS_PER_GRID));
+        for (int refit = 0; refit < 2; refit++) {
+            float d = g4_bf16_to_f32(h);
+            if (d <= 0) break;
+            float err = block_error(x, d, lo, hi, trial);
+            if (err < best) best = err, best_d = h, memcpy(k, trial, G4_QBLOCK);
+            h = g4_f32_to_bf16(refit_scale(x, trial));
+        }
     }
     return best_d;
 }
@@ -108,22 +118,32 @@ static void quantize_q8(const float *x, g4_block_q8 *b) {
     for (int i = 0; i < G4_QBLOCK; i++) b->q[i] = (int8_t)round_clamp(v[i] * id, -127, 127);
 }
 
-static void quantize_q4(const float *x, g4_block_q4 *b) {
-    float v[G4_QBLOCK];
-    int8_t k[G4_QBLOCK];
-    for (int i = 0; i < G4_QBLOCK; i++) v[i] = sanitize(x[i]);
-    b->d = fit_block(v, -8, 7, 4, k);
+static void pack_q4(uint16_t d, const int8_t *k, g4_block_q4 *b) {
+    b->d = d;
     for (int j = 0; j < 16; j++) b->q[j] = (uint8_t)((k[j] + 8) | (k[j + 16] + 8) << 4);
 }
 
-static void quantize_q6(const float *x, g4_block_q6 *b) {
-    float v[G4_QBLOCK];
-    int8_t k[G4_QBLOCK];
-    for (int i = 0; i < G4_QBLOCK; i++) v[i] = sanitize(x[i]);
-    b->d = fit_block(v, -32, 31, 4, k);
+static void pack_q6(uint16_t d, const int8_t *k, g4_block_q6 *b) {
+    b->d = d;
     memset(b->qh, 0, sizeof b->qh);
     for (int j = 0; j < 16; j++) b->ql[j] = (uint8_t)(((k[j] + 32) & 15) | ((k[j + 16] + 32) & 15) << 4);
     for (int j = 0; j < G4_QBLOCK; j++) b->qh[j % 8] |= (uint8_t)(((k[j] + 32) >> 4) << (2 * (j / 8)));
+}
+
+/* G4_Q4 and G4_Q6 blocks: a bf16 scale and integers in [lo, hi]. */
+static int grid_lo(int qt) { return qt == G4_QT_Q4 ? -8 : -32; }
+
+static void pack_block(int qt, uint16_t d, const int8_t *k, void *blk) {
+    if (qt == G4_QT_Q4) pack_q4(d, k, blk);
+    else pack_q6(d, k, blk);
+}
+
+static void quantize_grid(int qt, const float *x, void *blk) {
+    float v[G4_QBLOCK];
+    int8_t k[G4_QBLOCK];
+    for (int i = 0; i < G4_QBLOCK; i++) v[i] = sanitize(x[i]);
+    uint16_t d = fit_block(v, grid_lo(qt), -grid_lo(qt) - 1, k);
+    pack_block(qt, d, k, blk);
 }
 
 /* The signed integer values of one block (value = scale * v). */
@@ -154,8 +174,93 @@ int g4_quantize_row(int qt, const float *x, int64_t K, void *dst) {
         void *blk = (char *)dst + (size_t)b * bytes;
         const float *xb = x + b * G4_QBLOCK;
         if (qt == G4_QT_Q8) quantize_q8(xb, blk);
-        else if (qt == G4_QT_Q4) quantize_q4(xb, blk);
-        else quantize_q6(xb, blk);
+        else quantize_grid(qt, xb, blk);
+    }
+    return 0;
+}
+
+/* Cholesky factor L (lower, L L^T = a) of the n x n matrix a (row stride `stride`), in place; -1 when a is not
+ * positive definite. */
+static int cholesky(double *a, int n, int stride) {
+    for (int j = 0; j < n; j++) {
+        double s = a[j * stride + j];
+        for (int k = 0; k < j; k++) s -= a[j * stride + k] * a[j * stride + k];
+        if (!(s > 0)) return -1;
+        a[j * stride + j] = sqrt(s);
+        for (int i = j + 1; i < n; i++) {
+            double t = a[i * stride + j];
+            for (int k = 0; k < j; k++) t -= a[i * stride + k] * a[j * stride + k];
+            a[i * stride + j] = t / a[j * stride + j];
+        }
+    }
+    return 0;
+}
+
+/* One diagonal block (n x n, row stride G4_GPTQ_SPAN) of a Gram matrix to the upper factor U of its damped
+ * inverse: H + damp, then H^-1 = L^-T L^-1 from H = L L^T, then U with U^T U = H^-1. */
+static int gptq_factor_block(float *g, int n, double *h, double *li) {
+    const int S = G4_GPTQ_SPAN;
+    double mean = 0;
+    for (int i = 0; i < n; i++) mean += g[i * S + i] / n;
+    if (!(mean > 0)) mean = 1; /* inputs that were always 0: plain rounding (U = identity, scaled) */
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) h[i * S + j] = g[i * S + j] + (i == j ? G4_GPTQ_DAMP * mean : 0);
+    if (cholesky(h, n, S)) return -1;
+    for (int i = 0; i < n; i++) { /* li = L^-1, lower */
+        for (int j = 0; j < n; j++) li[i * S + j] = 0;
+        li[i * S + i] = 1 / h[i * S + i];
+        for (int j = 0; j < i; j++) {
+            double t = 0;
+            for (int k = j; k < i; k++) t += h[i * S + k] * li[k * S + j];
+            li[i * S + j] = -t / h[i * S + i];
+        }
+    }
+    for (int i = 0; i < n; i++) /* h = L^-T L^-1 (symmetric) */
+        for (int j = 0; j <= i; j++) {
+            double t = 0;
+            for (int k = i; k < n; k++) t += li[k * S + i] * li[k * S + j];
+            h[i * S + j] = h[j * S + i] = t;
+        }
+    if (cholesky(h, n, S)) return -1;
+    for (int i = 0; i < n; i++) /* U = L2^T */
+        for (int j = 0; j < n; j++) g[i * S + j] = j >= i ? (float)h[j * S + i] : 0;
+    return 0;
+}
+
+int g4_gptq_factor(float *gram, int64_t K) {
+    const int S = G4_GPTQ_SPAN;
+    double *h = malloc((size_t)S * S * sizeof(double)), *li = malloc((size_t)S * S * sizeof(double));
+    int rc = h && li ? 0 : -1;
+    for (int64_t b0 = 0; rc == 0 && b0 < K; b0 += S)
+        rc = gptq_factor_block(gram + b0 * S, (int)(K - b0 < S ? K - b0 : S), h, li);
+    free(h), free(li);
+    return rc;
+}
+
+int g4_quantize_row_gptq(int qt, const float *x, int64_t K, const float *u, float *work, void *dst) {
+    if ((qt != G4_QT_Q4 && qt != G4_QT_Q6) || !g4_qrow_bytes(qt, K)) return -1;
+    const int S = G4_GPTQ_SPAN, lo = grid_lo(qt), hi = -lo - 1;
+    const size_t bytes = g4_qtype_block_bytes(qt);
+    float *w = work;
+    for (int64_t i = 0; i < K; i++) w[i] = sanitize(x[i]);
+    for (int64_t b0 = 0; b0 < K; b0 += S) {
+        const int n = (int)(K - b0 < S ? K - b0 : S);
+        const float *U = u + b0 * S;
+        float *wb = w + b0;
+        for (int c0 = 0; c0 < n; c0 += G4_QBLOCK) {
+            int8_t k[G4_QBLOCK];
+            /* The scale fits the block as earlier roundings left it; each value then rounds in turn and its
+             * error, through U, moves the values after it in this span. */
+            const uint16_t h = fit_block(wb + c0, lo, hi, k);
+            const float d = g4_bf16_to_f32(h);
+            for (int i = c0; i < c0 + G4_QBLOCK; i++) {
+                int q = d > 0 ? round_clamp(wb[i] / d, (float)lo, (float)hi) : 0;
+                float e = (wb[i] - d * (float)q) / U[i * S + i];
+                k[i - c0] = (int8_t)q;
+                for (int j = i + 1; j < n; j++) wb[j] -= e * U[i * S + j];
+            }
+            pack_block(qt, h, k, (char *)dst + (size_t)((b0 + c0) / G4_QBLOCK) * bytes);
+        }
     }
     return 0;
 }

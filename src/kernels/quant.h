@@ -52,10 +52,25 @@ size_t g4_qtype_block_bytes(int qt);      /* 0 when unknown */
 size_t g4_qrow_bytes(int qt, int64_t K);
 
 /* One row of K floats to format qt and back; -1 (nothing written) when g4_qrow_bytes(qt, K) is 0. Quantizing
- * searches a few scales per block for the smallest squared error: meant for conversion, not for the hot path.
+ * searches ~40 scales per block for the smallest squared error: meant for conversion, not for the hot path.
  * NaN inputs become 0; infinities saturate. */
 int g4_quantize_row(int qt, const float *x, int64_t K, void *dst);
 int g4_dequantize_row(int qt, const void *src, int64_t K, float *dst);
+
+/* Error-compensated rounding (GPTQ, Frantar et al. 2022) for G4_Q4 and G4_Q6: the row is rounded left to right and
+ * each value's rounding error is spread over the values not yet rounded so that x · W^T, for inputs x like those
+ * of a calibration text, moves least. It works on spans of G4_GPTQ_SPAN inputs (the diagonal blocks of the
+ * inputs' Gram matrix G = Σ x x^T; a K x K matrix would not fit for E4B's 10240-wide inputs).
+ * g4_gptq_factor turns those blocks, K rows of G4_GPTQ_SPAN floats (span s's row i at (s * SPAN + i) * SPAN, the
+ * last span's rows and columns as many as it has inputs), into what g4_quantize_row_gptq takes, in place: the upper
+ * Cholesky factor of each block's inverse after adding G4_GPTQ_DAMP times its mean diagonal. -1 when a block is
+ * not positive definite even so, or out of memory. g4_quantize_row_gptq: work holds K floats; -1 (nothing
+ * written) for another format or a bad K. A row already on a format's grid (QAT) comes back exactly, as with
+ * g4_quantize_row. */
+#define G4_GPTQ_SPAN 256
+#define G4_GPTQ_DAMP 0.01
+int g4_gptq_factor(float *gram, int64_t K);
+int g4_quantize_row_gptq(int qt, const float *x, int64_t K, const float *u, float *work, void *dst);
 
 /* ---- Activations ---------------------------------------------------------------------------------------------
  * A row of K activations (K a multiple of 32) quantized per block of 32: int8 q[K] (|q| <= 127), then float
