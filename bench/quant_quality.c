@@ -97,12 +97,16 @@ static int evaluate(const char *config, const char *recipe, const reference *r, 
         return 1;
     }
     g4_compute c;
-    g4_compute_init(&c, 0, g4_model_max_input_width(m));
+    g4_backend be;
+    if (g4_compute_init(&c, 0, g4_model_max_input_width(m)) || g4_backend_cpu_init(&be, &c, &err)) {
+        fprintf(stderr, "%s: out of memory\n", recipe);
+        return 1;
+    }
     g4_decoder d;
     g4_kv_budget budget;
     g4_kv_seq seq;
-    g4_kv_budget_init(&budget, 0);
-    if (g4_decoder_init(&d, m, &c, 256, &err) || g4_kv_seq_init(&seq, m, r->T + GREEDY_STEPS + 1, &budget, &err)) {
+    g4_kv_budget_init(&budget, 0, &be);
+    if (g4_decoder_init(&d, m, &be, 256, &err) || g4_kv_seq_init(&seq, m, r->T + GREEDY_STEPS + 1, &budget, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
@@ -121,6 +125,7 @@ static int evaluate(const char *config, const char *recipe, const reference *r, 
     g4_decoder_free(&d);
     g4_kv_seq_free(&seq);
     g4_kv_budget_destroy(&budget);
+    be.destroy(&be);
     g4_compute_free(&c);
     g4_model_free(m);
     return rc != 0;

@@ -72,11 +72,12 @@ int main(void) {
           (long long)expect, dims.out_width);
 
     g4_compute c;
-    CHECK(g4_compute_init(&c, 0, dims.max_input_width) == 0, "compute init");
+    g4_backend be;
+    CHECK(g4_compute_init(&c, 0, dims.max_input_width) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute init");
     float *out = malloc((size_t)(expect * dims.out_width) * sizeof(float));
     int64_t n = 0;
     t0 = seconds();
-    rc = g4_audio_encode(a, &c, feats.features, feats.mask, frames, out, &n, NULL, &err);
+    rc = g4_audio_encode(a, &be, feats.features, feats.mask, frames, out, &n, NULL, &err);
     double dt = seconds() - t0;
     CHECK(rc == 0, "%s", err.msg);
     if (rc == 0 && n == expect && n_want == n * dims.out_width) {
@@ -89,6 +90,7 @@ int main(void) {
     }
     free(out);
     free(want);
+    be.destroy(&be);
     g4_compute_free(&c);
     g4_audio_encoder_free(a);
     g4_model_free(m);

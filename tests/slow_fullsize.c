@@ -103,11 +103,13 @@ static void run_shape(const char *golden, const char *shape) {
 
     g4_compute comp;
     CHECK(g4_compute_init(&comp, 0, g4_model_max_input_width(m)) == 0, "compute");
+    g4_backend be;
+    CHECK(g4_backend_cpu_init(&be, &comp, &err) == 0, "%s", err.msg);
     g4_decoder d;
     g4_kv_budget budget;
     g4_kv_seq seq;
-    g4_kv_budget_init(&budget, 0);
-    CHECK(g4_decoder_init(&d, m, &comp, 256, &err) == 0, "%s", err.msg);
+    g4_kv_budget_init(&budget, 0, &be);
+    CHECK(g4_decoder_init(&d, m, &be, 256, &err) == 0, "%s", err.msg);
     CHECK(g4_kv_seq_init(&seq, m, T + 16, &budget, &err) == 0, "%s", err.msg);
     float *last = malloc((size_t)c.V * sizeof(float));
     g4_forward_opts opts = {.on_logits = on_logits, .ctx = &c, .last_logits = last};
@@ -135,6 +137,7 @@ static void run_shape(const char *golden, const char *shape) {
     g4_decoder_free(&d);
     g4_kv_seq_free(&seq);
     g4_kv_budget_destroy(&budget);
+    be.destroy(&be);
     g4_compute_free(&comp);
     g4_model_free(m);
     g4_st_close(ref);

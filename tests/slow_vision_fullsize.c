@@ -149,12 +149,14 @@ int main(void) {
     int64_t n_want;
     float *want = g4t_tensor_f32(ref, "image_features", &n_want);
     g4_compute c;
-    CHECK(g4_compute_init(&c, 0, g4_vision_max_input_width(v)) == 0, "compute init");
+    g4_backend be;
+    CHECK(g4_compute_init(&c, 0, g4_vision_max_input_width(v)) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0,
+          "compute init");
     const int cap = g4_vision_max_soft_tokens(v, in.n);
     float *out = malloc((size_t)cap * (size_t)vc->text_hidden_size * sizeof(float));
     int n_soft = 0;
     t0 = seconds();
-    int rc = g4_vision_encode(v, &c, in.pixels, in.positions, in.n, out, &n_soft, &err);
+    int rc = g4_vision_encode(v, &be, in.pixels, in.positions, in.n, out, &n_soft, &err);
     double dt = seconds() - t0;
     CHECK(rc == 0, "%s", err.msg);
     CHECK((int64_t)n_soft * vc->text_hidden_size == n_want, "%d soft tokens; the reference has %lld values", n_soft,
@@ -167,6 +169,7 @@ int main(void) {
     }
     free(out);
     free(want);
+    be.destroy(&be);
     g4_compute_free(&c);
 #ifdef HAVE_MEDIA
     free(media.pixels);

@@ -12,7 +12,7 @@
 #define TOL 1e-4
 
 /* Runs one golden clip and compares the tower output (valid rows), the soft tokens and their count. */
-static void check_clip(const g4_audio_encoder *a, g4_compute *c, const char *golden, const char *name) {
+static void check_clip(const g4_audio_encoder *a, g4_backend *c, const char *golden, const char *name) {
     char path[4200];
     snprintf(path, sizeof path, "%s/tiny/reference/audio_%s.safetensors", golden, name);
     g4_st_file *ref;
@@ -99,7 +99,7 @@ static void check_clip(const g4_audio_encoder *a, g4_compute *c, const char *gol
 }
 
 /* Bad calls: each must fail with the given code and a message, never crash. */
-static void check_bad_calls(const g4_audio_encoder *a, g4_compute *c) {
+static void check_bad_calls(const g4_audio_encoder *a, g4_backend *c) {
     const g4_audio_dims dims = g4_audio_encoder_dims(a);
     const int64_t frames = 40;
     float *feat = calloc((size_t)((G4_AUDIO_ENCODER_MAX_FRAMES + 8) * dims.n_mel), sizeof(float));
@@ -124,10 +124,19 @@ static void check_bad_calls(const g4_audio_encoder *a, g4_compute *c) {
     CHECK(rc == GEMMA4C_ERR_ARG, "infinite feature: rc %d", rc);
     feat[7 * dims.n_mel + 3] = 0;
 
+    /* A compute context narrower than the encoder grows to fit it, and computes the same. */
     g4_compute small;
-    CHECK(g4_compute_init(&small, 1, 16) == 0, "compute init");
-    rc = g4_audio_encode(a, &small, feat, NULL, frames, out, &n, NULL, &err);
-    CHECK(rc == GEMMA4C_ERR_ARG && strstr(err.msg, "compute"), "narrow compute: rc %d (%s)", rc, err.msg);
+    g4_backend narrow;
+    CHECK(g4_compute_init(&small, 1, 16) == 0 && g4_backend_cpu_init(&narrow, &small, &err) == 0, "compute init");
+    feat[7 * dims.n_mel + 3] = 0.5f;
+    float *wide_out = malloc((size_t)g4_audio_encoder_tokens(NULL, frames) * (size_t)dims.out_width * sizeof(float));
+    int64_t n_wide = 0;
+    CHECK(g4_audio_encode(a, c, feat, NULL, frames, wide_out, &n_wide, NULL, &err) == 0, "%s", err.msg);
+    rc = g4_audio_encode(a, &narrow, feat, NULL, frames, out, &n, NULL, &err);
+    CHECK(rc == 0 && small.max_k >= dims.max_input_width, "narrow compute: rc %d (%s)", rc, err.msg);
+    CHECK(n == n_wide && g4t_rel_err(out, wide_out, n * dims.out_width) < 1e-6, "a grown compute context computes the same");
+    free(wide_out);
+    narrow.destroy(&narrow);
     g4_compute_free(&small);
 
     /* No valid frame at all is not an error: the reference gives no soft tokens. One valid frame gives one. */
@@ -207,13 +216,17 @@ static void check_bad_models(const char *ckpt_dir) {
         CHECK(rc == 0, "synthetic tiny audio: %s", err.msg);
         if (rc == 0) {
             g4_compute c;
-            CHECK(g4_compute_init(&c, 2, g4_audio_encoder_dims(a).max_input_width) == 0, "compute");
+            g4_backend be;
+            CHECK(g4_compute_init(&c, 2, g4_audio_encoder_dims(a).max_input_width) == 0 &&
+                      g4_backend_cpu_init(&be, &c, &err) == 0,
+                  "compute");
             float feat[20 * 128];
             for (int i = 0; i < 20 * 128; i++) feat[i] = (float)sin(i * 0.37) * 3.0f - 4.0f;
             float out[5 * 64];
             int64_t n = 0;
-            CHECK(g4_audio_encode(a, &c, feat, NULL, 20, out, &n, NULL, &err) == 0 && n == 5, "synthetic encode: %s",
+            CHECK(g4_audio_encode(a, &be, feat, NULL, 20, out, &n, NULL, &err) == 0 && n == 5, "synthetic encode: %s",
                   err.msg);
+            be.destroy(&be);
             g4_compute_free(&c);
             g4_audio_encoder_free(a);
         }
@@ -287,17 +300,20 @@ int main(void) {
           "dims %d %d %d %d", dims.proj_dims, dims.out_width, dims.hidden, dims.n_mel);
 
     g4_compute c;
-    CHECK(g4_compute_init(&c, 4, dims.max_input_width) == 0, "compute init");
+    g4_backend be;
+    CHECK(g4_compute_init(&c, 4, dims.max_input_width) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute init");
     printf("kernels: %s\n", c.ops->name);
     const char *clips[] = {"speech", "tone", "long"};
-    for (size_t i = 0; i < 3; i++) check_clip(a, &c, golden, clips[i]);
-    check_bad_calls(a, &c);
+    for (size_t i = 0; i < 3; i++) check_clip(a, &be, golden, clips[i]);
+    check_bad_calls(a, &be);
+    be.destroy(&be);
     g4_compute_free(&c);
     /* The portable kernels, one thread. */
     setenv("GEMMA4C_KERNELS", "portable", 1);
-    CHECK(g4_compute_init(&c, 1, dims.max_input_width) == 0, "compute init");
+    CHECK(g4_compute_init(&c, 1, dims.max_input_width) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute init");
     printf("kernels: %s\n", c.ops->name);
-    check_clip(a, &c, golden, "speech");
+    check_clip(a, &be, golden, "speech");
+    be.destroy(&be);
     g4_compute_free(&c);
     unsetenv("GEMMA4C_KERNELS");
 

@@ -88,11 +88,13 @@ static double logits_error(const char *dir, const g4_st_file *ref) {
     const int64_t V = m->cfg.text.vocab_size;
     g4_compute c;
     g4_compute_init(&c, 2, g4_model_max_input_width(m));
+    g4_backend be;
+    CHECK(g4_backend_cpu_init(&be, &c, &err) == 0, "%s", err.msg);
     g4_decoder d;
     g4_kv_budget budget;
     g4_kv_seq seq;
-    g4_kv_budget_init(&budget, 0);
-    g4_decoder_init(&d, m, &c, 64, &err);
+    g4_kv_budget_init(&budget, 0, &be);
+    g4_decoder_init(&d, m, &be, 64, &err);
     g4_kv_seq_init(&seq, m, 128, &budget, &err);
     float *last = malloc((size_t)V * 4);
     g4_forward_opts o = {.last_logits = last};
@@ -101,6 +103,7 @@ static double logits_error(const char *dir, const g4_st_file *ref) {
     g4_decoder_free(&d);
     g4_kv_seq_free(&seq);
     g4_kv_budget_destroy(&budget);
+    be.destroy(&be);
     g4_compute_free(&c);
     g4_model_free(m);
     free(ids), free(want), free(last);

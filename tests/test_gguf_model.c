@@ -44,12 +44,13 @@ static quality measure(const char *model_path, const g4_st_file *ref) {
     float *want_steps = g4t_tensor_f32(ref, "greedy_step_logits", NULL);
     const int64_t V = m->cfg.text.vocab_size;
     g4_compute c;
-    g4_compute_init(&c, 2, g4_model_max_input_width(m));
+    g4_backend be;
+    CHECK(g4_compute_init(&c, 2, g4_model_max_input_width(m)) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute");
     g4_decoder d;
     g4_kv_budget budget;
     g4_kv_seq seq;
-    g4_kv_budget_init(&budget, 0);
-    g4_decoder_init(&d, m, &c, 16, &err);
+    g4_kv_budget_init(&budget, 0, &be);
+    CHECK(g4_decoder_init(&d, m, &be, 16, &err) == 0, "%s", err.msg);
     g4_kv_seq_init(&seq, m, 128, &budget, &err);
     float *got = malloc((size_t)(T * V) * sizeof(float));
     g4_forward_opts all = {.all_logits = got};
@@ -70,6 +71,7 @@ static quality measure(const char *model_path, const g4_st_file *ref) {
     g4_decoder_free(&d);
     g4_kv_seq_free(&seq);
     g4_kv_budget_destroy(&budget);
+    be.destroy(&be);
     g4_compute_free(&c);
     g4_model_free(m);
     free(ids), free(want), free(greedy), free(plen), free(want_steps), free(got);

@@ -21,8 +21,11 @@ int main(void) {
           (long long)full, (long long)sliding);
     const int64_t page_set = G4_KV_PAGE * (full + sliding); /* one page in every own layer */
 
+    g4_compute c;
+    g4_backend be;
+    CHECK(g4_compute_init(&c, 1, 64) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute");
     g4_kv_budget budget;
-    g4_kv_budget_init(&budget, 3 * page_set);
+    g4_kv_budget_init(&budget, 3 * page_set, &be);
     g4_kv_seq s;
     CHECK(g4_kv_seq_init(&s, m, 0, &budget, &err) == GEMMA4C_ERR_ARG, "a context of 0");
     CHECK(g4_kv_seq_init(&s, m, 1 << 30, &budget, &err) == GEMMA4C_ERR_ARG, "a context beyond the model");
@@ -46,7 +49,7 @@ int main(void) {
     /* Sliding layers release pages their window (and the kept slack) no longer reaches. */
     g4_kv_budget_destroy(&budget);
     g4_kv_seq_free(&s);
-    g4_kv_budget_init(&budget, 0);
+    g4_kv_budget_init(&budget, 0, &be);
     CHECK(g4_kv_seq_init(&s, m, 1000, &budget, &err) == 0, "%s", err.msg);
     for (int64_t p = 0; p < 600; p += 50) {
         CHECK(g4_kv_seq_reserve(&s, p + 50, &err) == 0, "%s", err.msg);
@@ -72,6 +75,8 @@ int main(void) {
     g4_kv_seq_free(&s);
     CHECK(g4_kv_budget_used(&budget) == 0, "freed");
     g4_kv_budget_destroy(&budget);
+    be.destroy(&be);
+    g4_compute_free(&c);
     g4_model_free(m);
     return g4t_finish("test_kv_cache");
 }

@@ -8,7 +8,7 @@
 #define TOL 1e-4
 
 /* Runs the whole prompt in chunks of `chunk` tokens and compares every output the reference stored. */
-static void check_prefill(const g4_model *m, g4_compute *c, const g4_st_file *ref, int64_t chunk) {
+static void check_prefill(const g4_model *m, g4_backend *c, const g4_st_file *ref, int64_t chunk) {
     const g4_text_config *tc = &m->cfg.text;
     int64_t T, n;
     int32_t *ids = g4t_tensor_i32(ref, "input_ids", &T);
@@ -23,7 +23,7 @@ static void check_prefill(const g4_model *m, g4_compute *c, const g4_st_file *re
     g4_kv_budget budget;
     g4_kv_seq seq;
     g4_err err = {0};
-    g4_kv_budget_init(&budget, 0);
+    g4_kv_budget_init(&budget, 0, c);
     CHECK(g4_decoder_init(&d, m, c, chunk, &err) == 0, "%s", err.msg);
     CHECK(g4_kv_seq_init(&seq, m, 256, &budget, &err) == 0, "%s", err.msg);
     float *all = calloc((size_t)(T * V), sizeof(float));
@@ -63,7 +63,7 @@ static void check_prefill(const g4_model *m, g4_compute *c, const g4_st_file *re
 }
 
 /* Prefill the first greedy_prompt_len tokens, then decode greedily one token at a time with the KV cache. */
-static void check_greedy(const g4_model *m, g4_compute *c, const g4_st_file *ref, int64_t chunk) {
+static void check_greedy(const g4_model *m, g4_backend *c, const g4_st_file *ref, int64_t chunk) {
     const int64_t V = m->cfg.text.vocab_size;
     int64_t n_steps, one;
     int32_t *ids = g4t_tensor_i32(ref, "input_ids", NULL);
@@ -74,7 +74,7 @@ static void check_greedy(const g4_model *m, g4_compute *c, const g4_st_file *ref
     g4_kv_budget budget;
     g4_kv_seq seq;
     g4_err err = {0};
-    g4_kv_budget_init(&budget, 0);
+    g4_kv_budget_init(&budget, 0, c);
     CHECK(g4_decoder_init(&d, m, c, chunk, &err) == 0, "%s", err.msg);
     CHECK(g4_kv_seq_init(&seq, m, 256, &budget, &err) == 0, "%s", err.msg);
     float *logits = malloc((size_t)V * sizeof(float));
@@ -120,23 +120,27 @@ int main(void) {
         return 1;
     }
     g4_compute c;
-    CHECK(g4_compute_init(&c, 2, 4096) == 0, "compute init");
+    g4_backend be;
+    CHECK(g4_compute_init(&c, 2, 4096) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute init");
     printf("kernels: %s\n", c.ops->name);
     int64_t chunks[] = {64, 48, 7, 1}; /* one batch, exact fit, chunks that straddle the window, token by token */
-    for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++) check_prefill(m, &c, ref, chunks[i]);
-    check_greedy(m, &c, ref, 64);
-    check_greedy(m, &c, ref, 5);
+    for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++) check_prefill(m, &be, ref, chunks[i]);
+    check_greedy(m, &be, ref, 64);
+    check_greedy(m, &be, ref, 5);
+    be.destroy(&be);
     g4_compute_free(&c);
     /* More workers than (token, kv head) pairs: attention splits each kv head's keys into ranges (some empty at
      * the first positions) and combines their softmaxes. */
-    CHECK(g4_compute_init(&c, 5, 4096) == 0, "compute init");
-    check_prefill(m, &c, ref, 1);
-    check_greedy(m, &c, ref, 5);
+    CHECK(g4_compute_init(&c, 5, 4096) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute init");
+    check_prefill(m, &be, ref, 1);
+    check_greedy(m, &be, ref, 5);
+    be.destroy(&be);
     g4_compute_free(&c);
     /* The portable kernels must agree too: they are what every SIMD variant is tested against. */
     setenv("GEMMA4C_KERNELS", "portable", 1);
-    CHECK(g4_compute_init(&c, 1, 4096) == 0, "compute init");
-    check_prefill(m, &c, ref, 16);
+    CHECK(g4_compute_init(&c, 1, 4096) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute init");
+    check_prefill(m, &be, ref, 16);
+    be.destroy(&be);
     g4_compute_free(&c);
     g4_st_close(ref);
     g4_model_free(m);

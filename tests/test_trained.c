@@ -69,8 +69,10 @@ static quality measure(const char *model_path, const g4_st_file *ref) {
     g4_kv_budget budget;
     g4_kv_seq seq;
     CHECK(g4_compute_init(&c, 2, g4_model_max_input_width(m)) == 0, "compute init");
-    g4_kv_budget_init(&budget, 0);
-    CHECK(g4_decoder_init(&d, m, &c, 64, &err) == 0, "%s", err.msg);
+    g4_backend be;
+    CHECK(g4_backend_cpu_init(&be, &c, &err) == 0, "%s", err.msg);
+    g4_kv_budget_init(&budget, 0, &be);
+    CHECK(g4_decoder_init(&d, m, &be, 64, &err) == 0, "%s", err.msg);
     CHECK(g4_kv_seq_init(&seq, m, T + n_greedy, &budget, &err) == 0, "%s", err.msg);
     float *got = malloc((size_t)(T * V) * sizeof(float));
     g4_forward_opts all = {.all_logits = got};
@@ -96,6 +98,7 @@ static quality measure(const char *model_path, const g4_st_file *ref) {
     g4_decoder_free(&d);
     g4_kv_seq_free(&seq);
     g4_kv_budget_destroy(&budget);
+    be.destroy(&be);
     g4_compute_free(&c);
     g4_model_free(m);
     free(ids), free(want), free(greedy), free(plen), free(want_steps), free(got);

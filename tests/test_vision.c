@@ -40,7 +40,7 @@ static void golden_image_free(golden_image *g) {
 }
 
 /* Encodes one golden image and compares both outputs; returns the image-features error. */
-static double check_image(const g4_vision *v, g4_compute *c, const char *label, const golden_image *g) {
+static double check_image(const g4_vision *v, g4_backend *c, const char *label, const golden_image *g) {
     const int64_t D = v->cfg.hidden_size, TH = v->cfg.text_hidden_size;
     const int cap = g4_vision_max_soft_tokens(v, (int)g->n_patches);
     float *out = calloc((size_t)cap * (size_t)TH, sizeof(float)), *tower = calloc((size_t)cap * (size_t)D, sizeof(float));
@@ -65,7 +65,7 @@ static double check_image(const g4_vision *v, g4_compute *c, const char *label, 
 }
 
 /* The padding must not matter: the same image without its padding rows gives the same numbers. */
-static void check_without_padding(const g4_vision *v, g4_compute *c, const golden_image *g) {
+static void check_without_padding(const g4_vision *v, g4_backend *c, const golden_image *g) {
     golden_image s = *g;
     s.n_patches = 0;
     for (int64_t i = 0; i < g->n_patches; i++)
@@ -76,7 +76,7 @@ static void check_without_padding(const g4_vision *v, g4_compute *c, const golde
 
 static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static void check_golden_files(const g4_vision *v, g4_compute *c, const char *golden) {
+static void check_golden_files(const g4_vision *v, g4_backend *c, const char *golden) {
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/tiny/reference", golden);
     DIR *d = opendir(dir);
@@ -112,7 +112,7 @@ static void check_golden_files(const g4_vision *v, g4_compute *c, const char *go
 }
 
 /* Bad calls give an error and a message, never a crash or a write past the output. */
-static void check_bad_inputs(const g4_vision *v, g4_compute *c, const golden_image *g) {
+static void check_bad_inputs(const g4_vision *v, g4_backend *c, const golden_image *g) {
     const int64_t TH = v->cfg.text_hidden_size;
     const int cap = g4_vision_max_soft_tokens(v, (int)g->n_patches);
     float *out = calloc((size_t)cap * (size_t)TH, sizeof(float));
@@ -153,12 +153,20 @@ static void check_bad_inputs(const g4_vision *v, g4_compute *c, const golden_ima
           "all padding");
     printf("all padding -> %s\n", err.msg);
 
+    /* A compute context narrower than the tower grows to fit it, and computes the same. */
     g4_compute small;
-    CHECK(g4_compute_init(&small, 1, 8) == 0, "compute init");
-    g4_err_clear(&err);
-    CHECK(g4_vision_encode(v, &small, g->pixels, g->positions, (int)g->n_patches, out, &n_soft, &err) == GEMMA4C_ERR_ARG,
-          "a compute context too narrow for the tower");
-    printf("narrow compute -> %s\n", err.msg);
+    g4_backend narrow;
+    CHECK(g4_compute_init(&small, 1, 8) == 0 && g4_backend_cpu_init(&narrow, &small, &err) == 0, "compute init");
+    const int rows = g4_vision_max_soft_tokens(v, (int)g->n_patches);
+    float *wide_out = malloc((size_t)rows * (size_t)v->cfg.text_hidden_size * sizeof(float));
+    int n_wide = 0;
+    CHECK(g4_vision_encode(v, c, g->pixels, g->positions, (int)g->n_patches, wide_out, &n_wide, &err) == 0, "%s", err.msg);
+    CHECK(g4_vision_encode(v, &narrow, g->pixels, g->positions, (int)g->n_patches, out, &n_soft, &err) == 0, "%s", err.msg);
+    CHECK(small.max_k >= g4_vision_max_input_width(v), "the narrow compute grew to %lld", (long long)small.max_k);
+    CHECK(n_soft == n_wide && g4t_rel_err(out, wide_out, (int64_t)n_soft * v->cfg.text_hidden_size) < 1e-6,
+          "a grown compute context computes the same");
+    free(wide_out);
+    narrow.destroy(&narrow);
     g4_compute_free(&small);
     free(out);
     free(pos);
@@ -282,15 +290,18 @@ static float *synthetic_features(const char *golden, const char *quant, const go
         CHECK(v->layers[0].q_proj.in_min <= -1.5f && v->layers[0].q_proj.in_min >= -3.0f, "synthetic input_min %g",
               v->layers[0].q_proj.in_min);
         g4_compute c;
-        CHECK(g4_compute_init(&c, 2, g4_vision_max_input_width(v)) == 0, "compute init");
+        g4_backend be;
+        CHECK(g4_compute_init(&c, 2, g4_vision_max_input_width(v)) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0,
+              "compute init");
         const int cap = g4_vision_max_soft_tokens(v, (int)g->n_patches);
         *width = v->cfg.text_hidden_size;
         out = malloc((size_t)cap * (size_t)*width * sizeof(float));
-        CHECK(g4_vision_encode(v, &c, g->pixels, g->positions, (int)g->n_patches, out, n_soft, &err) == 0, "%s", err.msg);
+        CHECK(g4_vision_encode(v, &be, g->pixels, g->positions, (int)g->n_patches, out, n_soft, &err) == 0, "%s", err.msg);
         CHECK(*n_soft == g->n_soft, "synthetic: %d soft tokens", *n_soft);
         int finite = 1;
         for (int64_t i = 0; i < (int64_t)*n_soft * *width; i++) finite &= isfinite(out[i]) != 0;
         CHECK(finite, "synthetic features are finite");
+        be.destroy(&be);
         g4_compute_free(&c);
         g4_vision_free(v);
     }
@@ -332,14 +343,17 @@ static void check_standardize(const char *golden, const golden_image *g) {
         if (!v) continue;
         CHECK((v->std_bias != NULL) == on && v->cfg.standardize == on, "std_bias bound only with standardize");
         g4_compute c;
-        CHECK(g4_compute_init(&c, 2, g4_vision_max_input_width(v)) == 0, "compute init");
+        g4_backend be;
+        CHECK(g4_compute_init(&c, 2, g4_vision_max_input_width(v)) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0,
+              "compute init");
         const int cap = g4_vision_max_soft_tokens(v, (int)g->n_patches);
         float *out = malloc((size_t)cap * (size_t)v->cfg.text_hidden_size * sizeof(float));
         tower[on] = malloc((size_t)cap * (size_t)v->cfg.hidden_size * sizeof(float));
         g4_vision_probe probe = {tower[on]};
-        CHECK(g4_vision_encode_probe(v, &c, g->pixels, g->positions, (int)g->n_patches, out, &n_soft[on], &probe, &err) == 0,
+        CHECK(g4_vision_encode_probe(v, &be, g->pixels, g->positions, (int)g->n_patches, out, &n_soft[on], &probe, &err) == 0,
               "%s", err.msg);
         free(out);
+        be.destroy(&be);
         g4_compute_free(&c);
         if (on)
             keep = v;
@@ -389,9 +403,10 @@ int main(void) {
     int64_t max_k = g4_model_max_input_width(m);
     if (g4_vision_max_input_width(v) > max_k) max_k = g4_vision_max_input_width(v);
     g4_compute c;
-    CHECK(g4_compute_init(&c, 2, max_k) == 0, "compute init");
+    g4_backend be;
+    CHECK(g4_compute_init(&c, 2, max_k) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute init");
     printf("kernels: %s\n", c.ops->name);
-    check_golden_files(v, &c, golden);
+    check_golden_files(v, &be, golden);
 
     snprintf(path, sizeof path, "%s/tiny/reference/vision_photo.safetensors", golden);
     g4_st_file *f = NULL;
@@ -401,13 +416,15 @@ int main(void) {
     }
     golden_image photo;
     golden_image_read(f, &photo);
-    check_bad_inputs(v, &c, &photo);
+    check_bad_inputs(v, &be, &photo);
+    be.destroy(&be);
     g4_compute_free(&c);
 
     /* The portable kernels must agree too: they are what every SIMD variant is tested against. */
     setenv("GEMMA4C_KERNELS", "portable", 1);
-    CHECK(g4_compute_init(&c, 1, max_k) == 0, "compute init");
-    check_image(v, &c, "photo, portable kernels", &photo);
+    CHECK(g4_compute_init(&c, 1, max_k) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute init");
+    check_image(v, &be, "photo, portable kernels", &photo);
+    be.destroy(&be);
     g4_compute_free(&c);
     unsetenv("GEMMA4C_KERNELS");
 

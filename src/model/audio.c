@@ -9,8 +9,6 @@
 
 #include "core/json.h"
 
-enum { ACT_SILU, ACT_GELU_TANH, ACT_GELU, ACT_RELU };
-
 /* Gemma4ClippableLinear: clamp the input, multiply, clamp the output. The bounds are scalars from the
  * checkpoint; a model built without clipped linears has none and the clamps vanish. */
 typedef struct clipped_linear {
@@ -63,22 +61,6 @@ struct g4_audio_encoder {
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* torch.clamp: min(max(x, lo), hi), NaN stays NaN. */
-static float clampf(float x, float lo, float hi) {
-    float y = x < lo ? lo : x;
-    return y > hi ? hi : y;
-}
-
-static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-static float activation(int act, float x) {
-    switch (act) {
-    case ACT_SILU: return x / (1.0f + expf(-x));
-    case ACT_GELU_TANH: return g4_gelu_tanh(x);
-    case ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    default: return x > 0 ? x : 0;
-    }
-}
 
 /* ---- loading ------------------------------------------------------------------------------------------ */
 
@@ -211,13 +193,13 @@ static int parse_audio_config(const char *json, audio_config *c, g4_err *err) {
             goto done;
         }
     }
-    c->act = ACT_SILU;
+    c->act = G4_ACT_SILU;
     if ((v = g4_json_field(&o, "hidden_act"))) {
         const char *s = cJSON_IsString(v) ? v->valuestring : "";
-        if (strcmp(s, "silu") == 0 || strcmp(s, "swish") == 0) c->act = ACT_SILU;
-        else if (strcmp(s, "gelu_pytorch_tanh") == 0) c->act = ACT_GELU_TANH;
-        else if (strcmp(s, "gelu") == 0) c->act = ACT_GELU;
-        else if (strcmp(s, "relu") == 0) c->act = ACT_RELU;
+        if (strcmp(s, "silu") == 0 || strcmp(s, "swish") == 0) c->act = G4_ACT_SILU;
+        else if (strcmp(s, "gelu_pytorch_tanh") == 0) c->act = G4_ACT_GELU_TANH;
+        else if (strcmp(s, "gelu") == 0) c->act = G4_ACT_GELU;
+        else if (strcmp(s, "relu") == 0) c->act = G4_ACT_RELU;
         else {
             rc = g4_fail(err, GEMMA4C_ERR_UNSUPPORTED, "config: audio_config.hidden_act \"%.40s\" is not supported "
                          "(silu, gelu_pytorch_tanh, gelu, relu)", s);
@@ -399,328 +381,203 @@ int64_t g4_audio_encoder_tokens(const uint8_t *mask, int64_t frames) {
 
 /* ---- the forward pass --------------------------------------------------------------------------------- */
 
-/* Scratch of one call, sized by its length. */
+/* Scratch of one call, sized by its length: backend buffers, and the host's masks. */
 typedef struct run {
     const g4_audio_encoder *a;
-    g4_compute *c;
+    g4_backend *be;
     int64_t frames, T1, T;  /* input frames, after the first convolution, encoder positions */
-    const float *feat;
     const uint8_t *mask;    /* [frames] or NULL */
     uint8_t *valid;         /* [T]: subsampled mask */
-    float *x, *h, *q, *k, *v, *att, *wide, *clip_in, *rk, *scores, *y;
-    float *h0, *patch, *sub; /* subsampler: layer-0 rows of one step, per-worker patches, flattened output */
-    int64_t h0_first;        /* time row of h0[0] */
+    uint8_t *valid1;        /* [T1]: the first convolution's rows that hold data, or NULL (all) */
+    float *feat, *x, *h, *q, *k, *v, *att, *wide, *clip_in, *rk, *y, *rel_pos, *soft;
+    float *h0, *sub;        /* subsampler: the first convolution's rows for one step, flattened output */
 } run;
-
-static void clamp_rows(float *out, const float *x, int64_t n, float lim) {
-    for (int64_t i = 0; i < n; i++) out[i] = clampf(x[i], -lim, lim);
-}
 
 /* y[T, N] = CL(x[T, K]) */
 static void linear(run *r, const clipped_linear *l, const float *x, int64_t T, int64_t K, float *y) {
+    g4_backend *be = r->be;
     const float *in = x;
     if (l->clipped) {
-        for (int64_t i = 0; i < T * K; i++) r->clip_in[i] = clampf(x[i], l->in_lo, l->in_hi);
+        be->clamp(be, r->clip_in, x, T * K, l->in_lo, l->in_hi);
         in = r->clip_in;
     }
-    g4_matmul(r->c, in, T, K, &l->w, y);
-    if (l->clipped)
-        for (int64_t i = 0; i < T * l->w.shape[0]; i++) y[i] = clampf(y[i], l->out_lo, l->out_hi);
+    be->matmul(be, in, T, K, &l->w, y);
+    if (l->clipped) be->clamp(be, y, y, T * l->w.shape[0], l->out_lo, l->out_hi);
 }
 
-/* LayerNorm over the channels of one (time, frequency) cell, no bias, then ReLU. */
-static void layer_norm_relu(float *v, int64_t n, const float *w, float eps) {
-    double mean = 0, var = 0;
-    for (int64_t i = 0; i < n; i++) mean += v[i];
-    mean /= (double)n;
-    for (int64_t i = 0; i < n; i++) var += ((double)v[i] - mean) * ((double)v[i] - mean);
-    const double rstd = 1.0 / sqrt(var / (double)n + (double)eps);
-    for (int64_t i = 0; i < n; i++) {
-        float y = (float)(((double)v[i] - mean) * rstd) * w[i];
-        v[i] = y > 0 ? y : 0;
-    }
-}
+enum { SUB_STEP = 32 }; /* encoder positions per subsampling step: bounds the first convolution's buffer */
 
-/* Layer 0 of the subsampler for time rows h0_first + [begin, end): conv 3x3 stride 2 over (time, mel) of the
- * masked features, LayerNorm, ReLU. Rows outside [0, T1) are layer 1's zero padding; rows whose mask entry is off
- * are zeroed as the reference does before layer 1. Layout [row][F1][C0]. */
-static void subsample_layer0(void *ctx, int64_t begin, int64_t end, int worker) {
-    run *r = ctx;
+/* Gemma4AudioSubSampleConvProjection: two conv blocks (3x3, stride 2, LayerNorm, ReLU), the second's output
+ * flattened frequency-major (index f*C1 + c) as the reference reshapes it, then the input projection to [T, D].
+ * Masked frames are zero before each convolution, as the reference zeroes them. */
+static int subsample(run *r, g4_err *err) {
     const g4_audio_encoder *a = r->a;
-    const int64_t C0 = a->C0, F1 = a->F1, M = G4_AUDIO_ENCODER_MEL_BINS;
-    (void)worker;
-    for (int64_t row = begin; row < end; row++) {
-        const int64_t t1 = r->h0_first + row;
-        float *out = r->h0 + row * F1 * C0;
-        if (t1 < 0 || t1 >= r->T1 || (r->mask && !r->mask[2 * t1])) {
-            memset(out, 0, (size_t)(F1 * C0) * sizeof(float));
-            continue;
-        }
-        for (int64_t f1 = 0; f1 < F1; f1++) {
-            float in[9]; /* the 3x3 input patch; invalid frames and padding are zero */
-            for (int kh = 0; kh < 3; kh++)
-                for (int kw = 0; kw < 3; kw++) {
-                    const int64_t t = 2 * t1 - 1 + kh, f = 2 * f1 - 1 + kw;
-                    const int inside = t >= 0 && t < r->frames && f >= 0 && f < M && (!r->mask || r->mask[t]);
-                    in[kh * 3 + kw] = inside ? r->feat[t * M + f] : 0.0f;
-                }
-            float *cell = out + f1 * C0;
-            for (int64_t ch = 0; ch < C0; ch++) {
-                const float *w = a->conv0 + ch * 9;
-                float s = 0;
-                for (int k = 0; k < 9; k++) s += w[k] * in[k];
-                cell[ch] = s;
-            }
-            layer_norm_relu(cell, C0, a->norm0, a->eps);
-        }
-    }
-}
-
-/* Layer 1 for encoder positions t_first + [begin, end): conv 3x3 stride 2 over the layer-0 rows, LayerNorm, ReLU,
- * flattened frequency-major (index f*C1 + c) as the reference reshapes it. */
-typedef struct layer1_job {
-    run *r;
-    int64_t t_first; /* encoder position of item 0 */
-} layer1_job;
-
-static void subsample_layer1(void *ctx, int64_t begin, int64_t end, int worker) {
-    layer1_job *j = ctx;
-    run *r = j->r;
-    const g4_audio_encoder *a = r->a;
-    const int64_t C0 = a->C0, C1 = a->C1, F1 = a->F1, F2 = a->F2;
-    float *patch = r->patch + (int64_t)worker * 9 * C0;
-    for (int64_t item = begin; item < end; item++) {
-        const int64_t t = j->t_first + item;
-        float *out = r->sub + t * F2 * C1;
-        for (int64_t f2 = 0; f2 < F2; f2++) {
-            for (int kh = 0; kh < 3; kh++) {
-                const float *row = r->h0 + (2 * t - 1 + kh - r->h0_first) * F1 * C0;
-                for (int kw = 0; kw < 3; kw++) {
-                    const int64_t f = 2 * f2 - 1 + kw;
-                    float *dst = patch + (kh * 3 + kw) * C0;
-                    if (f >= 0 && f < F1)
-                        memcpy(dst, row + f * C0, (size_t)C0 * sizeof(float));
-                    else
-                        memset(dst, 0, (size_t)C0 * sizeof(float));
-                }
-            }
-            float *cell = out + f2 * C1;
-            for (int64_t o = 0; o < C1; o++) cell[o] = r->c->ops->dot(patch, a->conv1 + o * 9 * C0, 9 * C0);
-            layer_norm_relu(cell, C1, a->norm1, a->eps);
-        }
-    }
-}
-
-enum { SUB_STEP = 32 }; /* encoder positions per subsampling step: bounds the layer-0 buffer */
-
-/* Gemma4AudioSubSampleConvProjection: two conv blocks, then the input projection to [T, D]. */
-static void subsample(run *r) {
-    const g4_audio_encoder *a = r->a;
-    for (int64_t t0 = 0; t0 < r->T; t0 += SUB_STEP) {
+    g4_backend *be = r->be;
+    int rc = 0;
+    for (int64_t t0 = 0; !rc && t0 < r->T; t0 += SUB_STEP) {
         const int64_t n = min64(SUB_STEP, r->T - t0);
-        r->h0_first = 2 * t0 - 1;
-        g4_pool_for(r->c->pool, 2 * n + 1, 1, subsample_layer0, r);
-        layer1_job j = {r, t0};
-        g4_pool_for(r->c->pool, n, 1, subsample_layer1, &j);
+        const g4_conv2d layer0 = {r->feat, 0, r->frames, G4_AUDIO_ENCODER_MEL_BINS, 1, r->mask,
+                                  r->h0, 2 * t0 - 1, 2 * n + 1, r->T1, a->C0, r->valid1, a->conv0, a->norm0, a->eps};
+        const g4_conv2d layer1 = {r->h0, 2 * t0 - 1, 2 * n + 1, a->F1, a->C0, NULL,
+                                  r->sub + t0 * a->F2 * a->C1, t0, n, r->T, a->C1, NULL, a->conv1, a->norm1, a->eps};
+        if (!(rc = be->conv2d(be, &layer0, err))) rc = be->conv2d(be, &layer1, err);
     }
-    g4_matmul(r->c, r->sub, r->T, (int64_t)a->F2 * a->C1, &a->in_proj, r->x);
+    if (!rc) be->matmul(be, r->sub, r->T, (int64_t)a->F2 * a->C1, &a->in_proj, r->x);
+    return rc;
 }
 
 /* FFN(x): x + residual_weight * RMSNorm(clamp(CL2(act(CL1(RMSNorm(clamp(x))))))) */
 static void feed_forward(run *r, const ffn_weights *f) {
     const g4_audio_encoder *a = r->a;
+    g4_backend *be = r->be;
     const int64_t T = r->T, D = a->D;
-    clamp_rows(r->h, r->x, T * D, a->clip);
-    g4_rmsnorm_rows(r->c->ops, r->h, r->h, f->pre_norm, T, D, a->layer_eps);
+    be->clamp(be, r->h, r->x, T * D, -a->clip, a->clip);
+    be->rmsnorm(be, r->h, r->h, f->pre_norm, T, D, a->layer_eps);
     linear(r, &f->up, r->h, T, D, r->wide);
-    for (int64_t i = 0; i < T * 4 * D; i++) r->wide[i] = activation(a->act, r->wide[i]);
+    be->activation(be, r->wide, T * 4 * D, a->act);
     linear(r, &f->down, r->wide, T, 4 * D, r->h);
-    clamp_rows(r->h, r->h, T * D, a->clip);
-    g4_rmsnorm_rows(r->c->ops, r->h, r->h, f->post_norm, T, D, a->layer_eps);
-    for (int64_t i = 0; i < T * D; i++) r->x[i] += r->h[i] * a->residual_weight;
+    be->clamp(be, r->h, r->h, T * D, -a->clip, a->clip);
+    be->rmsnorm(be, r->h, r->h, f->post_norm, T, D, a->layer_eps);
+    be->axpy(be, r->x, a->residual_weight, r->h, T * D);
 }
 
-typedef struct attn_job {
-    run *r;
-    const conformer_layer *ly;
-} attn_job;
-
-/* One (position, head) per item. The reference's blocked attention (chunks of 12 queries over 24 context slots,
- * a rel-shifted relative term, masked_fill after the softcap) equals this dense form: query t sees the valid keys
- * t-(past-1) .. t and t+1 .. t+(future-1) (sliding_window_mask_function), the relative term of key distance d
- * uses table row past-d (zero beyond the table), and masked slots add exactly nothing to the float32 softmax. */
-static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
-    attn_job *j = ctx;
-    run *r = j->r;
+/* x = x + RMSNorm(clamp(ATTN(RMSNorm(clamp(x))))) with Gemma4AudioAttention's chunked local attention. The
+ * reference's blocked form (chunks of 12 queries over 24 context slots, a rel-shifted relative term, masked_fill
+ * after the softcap) equals the dense form of g4_local_attention. */
+static int attention_block(run *r, const conformer_layer *ly, g4_err *err) {
     const g4_audio_encoder *a = r->a;
-    const g4_kernel_ops *ops = r->c->ops;
-    const int64_t D = a->D, hd = a->head_dim, nh = a->dims.heads;
-    float *s = r->scores + (int64_t)worker * (a->context + 1);
-    for (int64_t item = begin; item < end; item++) {
-        const int64_t t = item / nh, h = item % nh;
-        const int64_t lo = max64(0, t - a->past + 1), hi = min64(r->T - 1, t + max64(0, a->future - 1));
-        const float *q = r->q + t * D + h * hd;
-        float *o = r->att + t * D + h * hd;
-        int any = 0;
-        for (int64_t kk = lo; kk <= hi; kk++) {
-            s[kk - lo] = -INFINITY;
-            if (!r->valid[kk]) continue;
-            const int64_t rel = a->past - (t - kk);
-            float logit = ops->dot(q, r->k + kk * D + h * hd, hd);
-            if (rel < a->n_rel) logit += ops->dot(q, r->rk + rel * D + h * hd, hd);
-            s[kk - lo] = a->logit_cap * tanhf(logit / a->logit_cap);
-            any = 1;
-        }
-        memset(o, 0, (size_t)hd * sizeof(float));
-        if (any) {
-            g4_softmax(s, hi - lo + 1);
-            for (int64_t kk = lo; kk <= hi; kk++)
-                if (r->valid[kk]) ops->axpy(o, s[kk - lo], r->v + kk * D + h * hd, hd);
-            continue;
-        }
-        /* No valid key (only for padding positions): every slot of the block's context holds -1e9, so the
-         * reference averages all of them uniformly, the zero padding beyond the sequence included. */
-        const int64_t first = t / a->chunk * a->chunk - a->past;
-        for (int64_t kk = max64(0, first); kk < min64(r->T, first + a->context); kk++)
-            ops->axpy(o, 1.0f / (float)a->context, r->v + kk * D + h * hd, hd);
-    }
-}
-
-/* x = x + RMSNorm(clamp(ATTN(RMSNorm(clamp(x))))) with Gemma4AudioAttention's chunked local attention. */
-static void attention_block(run *r, const conformer_layer *ly) {
-    const g4_audio_encoder *a = r->a;
+    g4_backend *be = r->be;
     const int64_t T = r->T, D = a->D, hd = a->head_dim;
-    clamp_rows(r->h, r->x, T * D, a->clip);
-    g4_rmsnorm_rows(r->c->ops, r->h, r->h, ly->norm_pre_attn, T, D, a->layer_eps);
+    be->clamp(be, r->h, r->x, T * D, -a->clip, a->clip);
+    be->rmsnorm(be, r->h, r->h, ly->norm_pre_attn, T, D, a->layer_eps);
     linear(r, &ly->q, r->h, T, D, r->q);
     linear(r, &ly->k, r->h, T, D, r->k);
     linear(r, &ly->v, r->h, T, D, r->v);
     /* (q * q_scale) * softplus(per_dim_scale) and k * k_scale, in the reference's order */
-    for (int64_t i = 0; i < T * D; i++) {
-        r->q[i] = (r->q[i] * a->q_scale) * ly->dim_scale[i % hd];
-        r->k[i] *= a->k_scale;
-    }
-    g4_matmul(r->c, a->rel_pos, a->n_rel, D, &ly->rel_k, r->rk);
-    attn_job job = {r, ly};
-    g4_pool_for(r->c->pool, T * a->dims.heads, 4, attention_range, &job);
+    be->scale_rows(be, r->q, T * D / hd, hd, a->q_scale, ly->dim_scale);
+    be->scale_rows(be, r->k, T, D, a->k_scale, NULL);
+    be->matmul(be, r->rel_pos, a->n_rel, D, &ly->rel_k, r->rk);
+    const g4_local_attention la = {T,        a->dims.heads, hd,       r->q,       r->k,         r->v,
+                                   r->rk,    r->att,        a->n_rel, a->past,    a->future,    a->chunk,
+                                   a->context, a->logit_cap, r->valid};
+    int rc = be->local_attention(be, &la, err);
+    if (rc) return rc;
     linear(r, &ly->post, r->att, T, D, r->h);
-    clamp_rows(r->h, r->h, T * D, a->clip);
-    g4_rmsnorm_rows(r->c->ops, r->h, r->h, ly->norm_post_attn, T, D, a->layer_eps);
-    for (int64_t i = 0; i < T * D; i++) r->x[i] += r->h[i];
+    be->clamp(be, r->h, r->h, T * D, -a->clip, a->clip);
+    be->rmsnorm(be, r->h, r->h, ly->norm_post_attn, T, D, a->layer_eps);
+    be->add(be, r->x, r->h, T * D, 1.0f);
+    return 0;
 }
 
 /* Light convolution: x + CL_end(act(RMSNorm(clamp(causal_depthwise(GLU(CL_start(RMSNorm(x)))))))) */
 static void light_conv(run *r, const conformer_layer *ly) {
     const g4_audio_encoder *a = r->a;
-    const int64_t T = r->T, D = a->D, K = a->kernel;
-    g4_rmsnorm_rows(r->c->ops, r->h, r->x, ly->conv_pre_norm, T, D, a->eps);
+    g4_backend *be = r->be;
+    const int64_t T = r->T, D = a->D;
+    be->rmsnorm(be, r->h, r->x, ly->conv_pre_norm, T, D, a->eps);
     linear(r, &ly->conv_start, r->h, T, D, r->wide);
-    for (int64_t t = 0; t < T; t++) /* GLU: the first half gated by the second */
-        for (int64_t ch = 0; ch < D; ch++)
-            r->q[t * D + ch] = r->wide[t * 2 * D + ch] * sigmoid(r->wide[t * 2 * D + D + ch]);
-    for (int64_t t = 0; t < T; t++) /* causal: K-1 zero frames on the left */
-        for (int64_t ch = 0; ch < D; ch++) {
-            float s = 0;
-            for (int64_t k = max64(0, K - 1 - t); k < K; k++) s += ly->dw[ch * K + k] * r->q[(t - (K - 1) + k) * D + ch];
-            r->h[t * D + ch] = s;
-        }
-    clamp_rows(r->h, r->h, T * D, a->clip);
-    g4_rmsnorm_rows(r->c->ops, r->h, r->h, ly->conv_norm, T, D, a->eps);
-    for (int64_t i = 0; i < T * D; i++) r->h[i] = activation(a->act, r->h[i]);
+    be->glu(be, r->q, r->wide, T, D); /* the first half gated by the second */
+    be->depthwise_conv(be, r->h, r->q, T, D, ly->dw, a->kernel);
+    be->clamp(be, r->h, r->h, T * D, -a->clip, a->clip);
+    be->rmsnorm(be, r->h, r->h, ly->conv_norm, T, D, a->eps);
+    be->activation(be, r->h, T * D, a->act);
     linear(r, &ly->conv_end, r->h, T, D, r->att);
-    for (int64_t i = 0; i < T * D; i++) r->x[i] += r->att[i];
+    be->add(be, r->x, r->att, T * D, 1.0f);
 }
 
-static void conformer_layer_forward(run *r, const conformer_layer *ly) {
+static int conformer_layer_forward(run *r, const conformer_layer *ly, g4_err *err) {
     const g4_audio_encoder *a = r->a;
+    g4_backend *be = r->be;
     feed_forward(r, &ly->ffn1);
-    attention_block(r, ly);
+    int rc = attention_block(r, ly, err);
+    if (rc) return rc;
     light_conv(r, ly);
     feed_forward(r, &ly->ffn2);
-    clamp_rows(r->x, r->x, r->T * a->D, a->clip);
-    g4_rmsnorm_rows(r->c->ops, r->x, r->x, ly->norm_out, r->T, a->D, a->layer_eps);
+    be->clamp(be, r->x, r->x, r->T * a->D, -a->clip, a->clip);
+    be->rmsnorm(be, r->x, r->x, ly->norm_out, r->T, a->D, a->layer_eps);
+    return 0;
 }
 
 static void run_free(run *r) {
-    float *bufs[] = {r->x, r->h, r->q, r->k, r->v, r->att, r->wide, r->clip_in, r->rk, r->scores, r->y,
-                     r->h0, r->patch, r->sub};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    float *bufs[] = {r->feat, r->x, r->h, r->q, r->k, r->v, r->att, r->wide, r->clip_in, r->rk, r->y, r->rel_pos,
+                     r->soft, r->h0, r->sub};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) r->be->release(r->be, bufs[i]);
     free(r->valid);
+    free(r->valid1);
 }
 
-static float *alloc_floats(int64_t n, int *failed) {
-    float *p = malloc((size_t)max64(n, 1) * sizeof(float));
-    if (!p) *failed = 1;
-    return p;
-}
-
-int g4_audio_encode(const g4_audio_encoder *a, g4_compute *c, const float *features, const uint8_t *mask,
+int g4_audio_encode(const g4_audio_encoder *a, g4_backend *be, const float *features, const uint8_t *mask,
                     int64_t frames, float *out, int64_t *n_tokens, g4_audio_probe *probe, g4_err *err) {
     if (n_tokens) *n_tokens = 0;
-    if (!a || !c || !features || !out || !n_tokens)
-        return g4_fail(err, GEMMA4C_ERR_ARG, "audio encoder: missing encoder, compute, features or output");
+    if (!a || !be || !features || !out || !n_tokens)
+        return g4_fail(err, GEMMA4C_ERR_ARG, "audio encoder: missing encoder, backend, features or output");
     if (frames <= 0) return g4_fail(err, GEMMA4C_ERR_ARG, "audio encoder: no feature frames (%lld)", (long long)frames);
     if (frames > G4_AUDIO_ENCODER_MAX_FRAMES)
         return g4_fail(err, GEMMA4C_ERR_ARG, "audio encoder: %lld frames is more than one call takes (%d, 30 s); "
                        "split longer audio into segments", (long long)frames, G4_AUDIO_ENCODER_MAX_FRAMES);
-    if (c->max_k < a->dims.max_input_width)
-        return g4_fail(err, GEMMA4C_ERR_ARG, "audio encoder: the compute context handles inputs up to %lld wide, "
-                       "the encoder needs %lld", (long long)c->max_k, (long long)a->dims.max_input_width);
     const int64_t M = G4_AUDIO_ENCODER_MEL_BINS;
     for (int64_t i = 0; i < frames * M; i++)
         if (!isfinite(features[i]))
             return g4_fail(err, GEMMA4C_ERR_ARG, "audio encoder: feature %lld of frame %lld is not finite",
                            (long long)(i % M), (long long)(i / M));
+    int rc = be->reserve(be, a->dims.max_input_width, err);
+    if (rc) return rc;
 
-    const int64_t D = a->D, P = a->dims.proj_dims;
-    const int workers = g4_pool_size(c->pool);
+    const int64_t D = a->D, P = a->dims.proj_dims, W = a->dims.out_width;
     run r = {0};
-    r.a = a, r.c = c, r.feat = features, r.mask = mask, r.frames = frames;
+    r.a = a, r.be = be, r.mask = mask, r.frames = frames;
     r.T1 = (frames - 1) / 2 + 1;
     r.T = g4_audio_encoder_positions(frames);
     const int64_t T = r.T;
+    float **bufs[] = {&r.feat, &r.h0, &r.sub, &r.x, &r.h, &r.q, &r.k, &r.v, &r.att, &r.wide, &r.clip_in, &r.rk, &r.y,
+                      &r.rel_pos};
+    const int64_t floats[] = {frames * M, (2 * SUB_STEP + 1) * (int64_t)a->F1 * a->C0, T * a->F2 * a->C1, T * D, T * D,
+                              T * D, T * D, T * D, T * D, T * 4 * D, T * max64(4 * D, P), (int64_t)a->n_rel * D,
+                              T * P, (int64_t)a->n_rel * D};
     int failed = 0;
-    r.valid = malloc((size_t)T);
-    if (!r.valid) failed = 1;
-    r.h0 = alloc_floats((2 * SUB_STEP + 1) * (int64_t)a->F1 * a->C0, &failed);
-    r.patch = alloc_floats((int64_t)workers * 9 * a->C0, &failed);
-    r.sub = alloc_floats(T * a->F2 * a->C1, &failed);
-    r.x = alloc_floats(T * D, &failed);
-    r.h = alloc_floats(T * D, &failed);
-    r.q = alloc_floats(T * D, &failed);
-    r.k = alloc_floats(T * D, &failed);
-    r.v = alloc_floats(T * D, &failed);
-    r.att = alloc_floats(T * D, &failed);
-    r.wide = alloc_floats(T * 4 * D, &failed);
-    r.clip_in = alloc_floats(T * max64(4 * D, P), &failed);
-    r.rk = alloc_floats((int64_t)a->n_rel * D, &failed);
-    r.scores = alloc_floats((int64_t)workers * (a->context + 1), &failed);
-    r.y = alloc_floats(T * P, &failed);
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        failed |= !(*bufs[i] = be->alloc(be, (size_t)floats[i] * sizeof(float)));
+    if (!be->host_memory) failed |= !(r.soft = be->alloc(be, (size_t)(T * W) * sizeof(float)));
+    failed |= !(r.valid = malloc((size_t)T)) || (mask && !(r.valid1 = malloc((size_t)r.T1)));
     if (failed) {
         run_free(&r);
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "audio encoder: out of memory for %lld frames", (long long)frames);
     }
     for (int64_t t = 0; t < T; t++) r.valid[t] = !mask || mask[4 * t];
+    for (int64_t t = 0; mask && t < r.T1; t++) r.valid1[t] = mask[2 * t];
+    be->upload(be, r.feat, features, (size_t)(frames * M) * sizeof(float));
+    be->upload(be, r.rel_pos, a->rel_pos, (size_t)((int64_t)a->n_rel * D) * sizeof(float));
 
-    subsample(&r);
-    for (int l = 0; l < a->dims.layers; l++) {
-        if (g4_compute_safe_point(c)) {
-            run_free(&r);
-            return g4_fail(err, GEMMA4C_ERR_CANCELLED, "audio encoder: cancelled");
-        }
-        conformer_layer_forward(&r, &a->layers[l]);
+    rc = subsample(&r, err);
+    for (int l = 0; !rc && l < a->dims.layers; l++) {
+        if (be->safe_point(be)) rc = g4_fail(err, GEMMA4C_ERR_CANCELLED, "audio encoder: cancelled");
+        else rc = conformer_layer_forward(&r, &a->layers[l], err);
     }
-    g4_matmul(c, r.x, T, D, &a->out_proj, r.y);
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t i = 0; i < P; i++) r.y[t * P + i] += a->out_bias[i];
-    if (probe && probe->tower_output) memcpy(probe->tower_output, r.y, (size_t)(T * P) * sizeof(float));
+    if (rc) {
+        run_free(&r);
+        return rc;
+    }
+    be->matmul(be, r.x, T, D, &a->out_proj, r.y);
+    be->add_bias(be, r.y, T, P, a->out_bias);
+    if (probe && probe->tower_output) be->download(be, probe->tower_output, r.y, (size_t)(T * P) * sizeof(float));
     if (probe && probe->valid) memcpy(probe->valid, r.valid, (size_t)T);
 
     /* Gemma4MultimodalEmbedder on the valid positions: weight-free RMSNorm, then the projection to the text width. */
     int64_t n = 0;
+    int32_t *rows = malloc((size_t)max64(T, 1) * sizeof *rows);
+    if (!rows) {
+        run_free(&r);
+        return g4_fail(err, GEMMA4C_ERR_NOMEM, "audio encoder: out of memory");
+    }
     for (int64_t t = 0; t < T; t++)
-        if (r.valid[t]) c->ops->rmsnorm(r.clip_in + n++ * P, r.y + t * P, NULL, P, a->eps);
-    if (n > 0) g4_matmul(c, r.clip_in, n, P, &a->embed, out);
+        if (r.valid[t]) rows[n++] = (int32_t)t;
+    if (n > 0) {
+        be->gather_rows(be, r.clip_in, r.y, rows, n, P);
+        be->rmsnorm(be, r.clip_in, r.clip_in, NULL, n, P, a->eps);
+        be->matmul(be, r.clip_in, n, P, &a->embed, be->host_memory ? out : r.soft);
+        if (!be->host_memory) be->download(be, out, r.soft, (size_t)(n * W) * sizeof(float));
+    }
+    free(rows);
     *n_tokens = n;
     run_free(&r);
     return 0;

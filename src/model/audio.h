@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
-#include "kernels/kernels.h"
+#include "backend/backend.h"
 #include "model/model.h"
 
 /* The feature width the encoder takes: the reference feature extractor's 128 mel bins. The subsampler's
@@ -24,7 +24,7 @@ typedef struct g4_audio_dims {
     int layers, heads;
     int proj_dims; /* output_proj width: audio_tower_output (1536) */
     int out_width; /* the text hidden size: audio_features (2560 E4B, 1536 E2B) */
-    int64_t max_input_width; /* the widest matrix-product input: g4_compute_init needs max_k >= this */
+    int64_t max_input_width; /* the widest matrix-product input */
 } g4_audio_dims;
 
 /* Binds model.audio_tower.* and model.embed_audio.* (checked views into the checkpoint, or synthetic weights).
@@ -51,9 +51,9 @@ typedef struct g4_audio_probe {
  * compute in float32 with sdpa attention; masked frames are treated as the reference treats them (zeroed before each
  * convolution, never attended to), so any mask works, not only the extractor's valid prefix. No valid position is
  * not an error (n_tokens = 0); no frames at all, more than G4_AUDIO_ENCODER_MAX_FRAMES, or a non-finite feature
- * is. `c` must have been set up with max_k >= dims.max_input_width; the encoder itself is only read, so one
- * encoder serves several threads that each bring their own compute context. */
-int g4_audio_encode(const g4_audio_encoder *a, g4_compute *c, const float *features, const uint8_t *mask,
+ * is. The encoder runs on backend be (`out` is host memory); it is only read, so one encoder serves several
+ * threads that each bring their own backend. */
+int g4_audio_encode(const g4_audio_encoder *a, g4_backend *be, const float *features, const uint8_t *mask,
                     int64_t frames, float *out, int64_t *n_tokens, g4_audio_probe *probe, g4_err *err);
 
 #endif

@@ -84,7 +84,7 @@ static int drop_logits(void *ctx, int64_t pos0, int64_t n, const float *logits, 
 }
 
 /* The calibration tokens (given, or the text's) through the decoder, G4_CALIB_SEQ at a time after <bos>. */
-static int run_text(g4_model *m, g4_compute *comp, const int32_t *given, size_t n_given, g4_err *err) {
+static int run_text(g4_model *m, g4_backend *be, const int32_t *given, size_t n_given, g4_err *err) {
     g4_ids ids = {0};
     g4_decoder d;
     g4_kv_budget budget;
@@ -94,9 +94,9 @@ static int run_text(g4_model *m, g4_compute *comp, const int32_t *given, size_t 
     const int32_t *tokens = given ? given : ids.v;
     const size_t n_tokens = given ? n_given : ids.n;
     int32_t *chunk = malloc((G4_CALIB_SEQ + 1) * sizeof(int32_t));
-    g4_kv_budget_init(&budget, 0);
+    g4_kv_budget_init(&budget, 0, be);
     if (!chunk) rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
-    if (!rc) rc = g4_decoder_init(&d, m, comp, 64, err);
+    if (!rc) rc = g4_decoder_init(&d, m, be, 64, err);
     if (!rc && (rc = g4_kv_seq_init(&seq, m, G4_CALIB_SEQ + 1, &budget, err))) g4_decoder_free(&d);
     if (!rc) {
         const size_t n = n_tokens < G4_CALIB_TOKENS ? n_tokens : G4_CALIB_TOKENS;
@@ -131,7 +131,11 @@ int g4_calibrate(const char *dir, const int32_t *ids, size_t n_ids, int n_thread
         else {
             comp.observe = observe;
             comp.observe_ctx = c;
-            rc = run_text(m, &comp, ids, n_ids, err);
+            g4_backend be;
+            if (!(rc = g4_backend_cpu_init(&be, &comp, err))) {
+                rc = run_text(m, &be, ids, n_ids, err);
+                be.destroy(&be);
+            }
             g4_compute_free(&comp);
         }
     }

@@ -8,15 +8,10 @@
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-static float *alloc_floats(int64_t n, int *failed) {
-    float *p = calloc((size_t)max64(n, 1), sizeof(float));
-    if (!p) *failed = 1;
-    return p;
-}
-
 /* The buffers that hold R rows while they run through the layers; on failure the old ones stay. */
 static int alloc_row_scratch(g4_decoder *d, int64_t R) {
     const g4_text_config *tc = &d->m->cfg.text;
+    g4_backend *be = d->be;
     const int64_t H = tc->hidden_size, L = tc->num_layers, P = tc->ple_dim;
     int64_t qw = 0, kvw = 0, iw = 0;
     for (int l = 0; l < L; l++) {
@@ -24,57 +19,43 @@ static int alloc_row_scratch(g4_decoder *d, int64_t R) {
         kvw = max64(kvw, (int64_t)tc->layer_kv_heads[l] * tc->layer_head_dim[l]);
         iw = max64(iw, tc->layer_intermediate[l]);
     }
+    const int64_t half[2] = {tc->head_dim / 2, tc->global_head_dim / 2};
     float **bufs[] = {&d->x, &d->xn, &d->proj, &d->q, &d->attn, &d->k, &d->v, &d->gate, &d->up, &d->ple, &d->ple_gate,
                       &d->rope_cos[0], &d->rope_sin[0], &d->rope_cos[1], &d->rope_sin[1]};
-    const int64_t width[] = {H, H, H, qw, qw, kvw, kvw, iw, iw, L * P, P, tc->head_dim / 2, tc->head_dim / 2,
-                             tc->global_head_dim / 2, tc->global_head_dim / 2};
+    const int64_t width[] = {H, H, H, qw, qw, kvw, kvw, iw, iw, L * P, P, half[0], half[0], half[1], half[1]};
     enum { N = sizeof bufs / sizeof *bufs };
     float *fresh[N];
     int failed = 0;
-    for (size_t i = 0; i < N; i++) fresh[i] = alloc_floats(R * width[i], &failed);
-    g4_kv_seq **row_seq = calloc((size_t)R, sizeof *row_seq);
-    int64_t *row_pos = calloc((size_t)R, sizeof *row_pos), *reach = calloc((size_t)R, sizeof *reach);
-    int32_t *lookup = calloc((size_t)R, sizeof *lookup), *logit_src = calloc((size_t)R, sizeof *logit_src);
-    if (failed || !row_seq || !row_pos || !reach || !lookup || !logit_src) {
-        for (size_t i = 0; i < N; i++) free(fresh[i]);
-        free(row_seq), free(row_pos), free(reach), free(lookup), free(logit_src);
+    for (size_t i = 0; i < N; i++) failed |= !(fresh[i] = be->alloc(be, (size_t)(R * width[i]) * sizeof(float)));
+    /* host side: one allocation per array */
+    void **host[] = {(void **)&d->row_seq, (void **)&d->row_pos, (void **)&d->first[0], (void **)&d->first[1],
+                     (void **)&d->last[0], (void **)&d->last[1], (void **)&d->lookup, (void **)&d->span_of,
+                     (void **)&d->logit_src, (void **)&d->host_rope, (void **)&d->views, (void **)&d->row_view};
+    const size_t host_bytes[] = {sizeof(g4_kv_seq *), sizeof(int64_t), sizeof(int64_t), sizeof(int64_t),
+                                 sizeof(int64_t), sizeof(int64_t), sizeof(int32_t), sizeof(int32_t),
+                                 sizeof(int32_t), 2 * (size_t)max64(half[0], half[1]) * sizeof(float),
+                                 sizeof(g4_kv_view), sizeof(g4_kv_view *)};
+    enum { NH = sizeof host / sizeof *host };
+    void *fresh_host[NH];
+    for (size_t i = 0; i < NH; i++) failed |= !(fresh_host[i] = calloc((size_t)R, host_bytes[i]));
+    if (failed) {
+        for (size_t i = 0; i < N; i++) be->release(be, fresh[i]);
+        for (size_t i = 0; i < NH; i++) free(fresh_host[i]);
         return 1;
     }
     for (size_t i = 0; i < N; i++) {
-        free(*bufs[i]);
+        be->release(be, *bufs[i]);
         *bufs[i] = fresh[i];
     }
-    free(d->row_seq), free(d->row_pos), free(d->reach), free(d->lookup), free(d->logit_src);
-    d->row_seq = row_seq;
-    d->row_pos = row_pos;
-    d->reach = reach;
-    d->lookup = lookup;
-    d->logit_src = logit_src;
+    for (size_t i = 0; i < NH; i++) {
+        free(*host[i]);
+        *host[i] = fresh_host[i];
+    }
     d->max_rows = R;
     return 0;
 }
 
-/* Query heads that score keys together: the most of any layer. */
-static int64_t query_group(const g4_text_config *tc) {
-    int64_t group = 1;
-    for (int l = 0; l < tc->num_layers; l++) group = max64(group, tc->num_heads / tc->layer_kv_heads[l]);
-    return group;
-}
-
-/* Room for every worker's scores over `keys` keys. */
-static int reserve_scores(g4_decoder *d, int64_t keys) {
-    const int64_t per_worker = query_group(&d->m->cfg.text) * keys;
-    if (per_worker <= d->scores_per_worker) return 0;
-    int failed = 0;
-    float *s = alloc_floats((int64_t)g4_pool_size(d->c->pool) * per_worker, &failed);
-    if (failed) return 1;
-    free(d->scores);
-    d->scores = s;
-    d->scores_per_worker = per_worker;
-    return 0;
-}
-
-int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t max_rows, g4_err *err) {
+int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_backend *be, int64_t max_rows, g4_err *err) {
     memset(d, 0, sizeof *d);
     const g4_text_config *tc = &m->cfg.text;
     if (tc->use_bidirectional_attention == G4_BIDI_ALL)
@@ -83,19 +64,13 @@ int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t max
                        "generate text, and gemma4c does not run it");
     if (max_rows <= 0) max_rows = GEMMA4C_DEFAULT_BATCH;
     d->m = m;
-    d->c = c;
-    const int64_t L = tc->num_layers, P = tc->ple_dim;
-    int failed = alloc_row_scratch(d, max_rows) || reserve_scores(d, G4_KV_PAGE);
-    int64_t widest = 1;
-    for (int l = 0; l < L; l++) widest = max64(widest, tc->layer_head_dim[l]);
-    d->ple_row = alloc_floats(L * P, &failed);
-    /* Key-split attention runs fewer than 2 x threads items (see attention_block), each over one kv head's query
-     * heads: at most 2 x threads x num_heads rows of partial output. */
-    const int64_t part_rows = 2 * (int64_t)g4_pool_size(c->pool) * tc->num_heads;
-    d->attn_parts = alloc_floats(part_rows * widest, &failed);
-    d->attn_lse = alloc_floats(part_rows, &failed);
+    d->be = be;
+    const int64_t L = tc->num_layers, P = tc->ple_dim, V = tc->vocab_size;
+    int failed = alloc_row_scratch(d, max_rows);
     d->logit_rows = 32;
-    d->logits = alloc_floats(d->logit_rows * tc->vocab_size, &failed);
+    failed |= !(d->ple_row = be->alloc(be, (size_t)max64(L * P, 1) * sizeof(float)));
+    failed |= !(d->logits = be->alloc(be, (size_t)(d->logit_rows * V) * sizeof(float)));
+    if (!be->host_memory) failed |= !(d->host_logits = malloc((size_t)(d->logit_rows * V) * sizeof(float)));
     if (failed) {
         g4_decoder_free(d);
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for steps of %lld rows", (long long)max_rows);
@@ -104,11 +79,15 @@ int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t max
 }
 
 void g4_decoder_free(g4_decoder *d) {
-    float *bufs[] = {d->x, d->xn, d->q, d->k, d->v, d->attn, d->proj, d->gate, d->up, d->ple, d->ple_gate, d->ple_row,
-                     d->rope_cos[0], d->rope_cos[1], d->rope_sin[0], d->rope_sin[1], d->scores, d->attn_parts,
-                     d->attn_lse,   d->logits};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
-    free(d->row_seq), free(d->row_pos), free(d->reach), free(d->lookup), free(d->logit_src);
+    g4_backend *be = d->be;
+    if (be) {
+        float *bufs[] = {d->x, d->xn, d->q, d->k, d->v, d->attn, d->proj, d->gate, d->up, d->ple, d->ple_gate, d->ple_row,
+                         d->rope_cos[0], d->rope_cos[1], d->rope_sin[0], d->rope_sin[1], d->logits};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) be->release(be, bufs[i]);
+    }
+    void *host[] = {d->row_seq, d->row_pos, d->first[0], d->first[1], d->last[0], d->last[1], d->lookup, d->span_of,
+                    d->logit_src, d->host_rope, d->views, d->row_view, d->host_logits};
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++) free(host[i]);
     memset(d, 0, sizeof *d);
 }
 
@@ -124,242 +103,155 @@ int g4_soft_kind(const g4_model *m, int32_t id) {
 
 /* x[r] = E[id] * sqrt(H) (the model's embed_scale), or the row's soft token, unscaled. Placeholder ids look up
  * the pad row in both tables (the reference replaces them before either lookup), so a placeholder without a soft
- * token embeds as the pad token. `lookup` receives the ids for the per-layer table. */
-static void embed_rows(g4_decoder *d, int64_t r, const g4_span *sp) {
+ * token embeds as the pad token. `lookup` keeps the ids for the per-layer table. */
+static void embed_rows(g4_decoder *d, int64_t n, const g4_span *spans, int n_spans) {
     const g4_model *m = d->m;
     const int64_t H = m->cfg.text.hidden_size;
-    for (int64_t t = 0; t < sp->n; t++, r++) {
-        float *row = d->x + r * H;
-        const int placeholder = g4_soft_kind(m, sp->ids[t]) >= 0;
-        d->lookup[r] = placeholder ? m->cfg.text.pad_token_id : sp->ids[t];
-        if (placeholder && sp->soft && sp->soft[t]) {
-            memcpy(row, sp->soft[t], (size_t)H * sizeof(float));
-            continue;
-        }
-        g4_embedding_row(&m->embed, d->lookup[r], row);
-        for (int64_t i = 0; i < H; i++) row[i] *= m->embed_scale;
-    }
+    for (int64_t s = 0, r = 0; s < n_spans; r += spans[s].n, s++)
+        for (int64_t t = 0; t < spans[s].n; t++)
+            d->lookup[r + t] = g4_soft_kind(m, spans[s].ids[t]) >= 0 ? m->cfg.text.pad_token_id : spans[s].ids[t];
+    d->be->embed(d->be, &m->embed, d->lookup, n, m->embed_scale, d->x);
+    for (int64_t s = 0, r = 0; s < n_spans; r += spans[s].n, s++)
+        for (int64_t t = 0; t < spans[s].n; t++)
+            if (g4_soft_kind(m, spans[s].ids[t]) >= 0 && spans[s].soft && spans[s].soft[t])
+                d->be->upload(d->be, d->x + (r + t) * H, spans[s].soft[t], (size_t)H * sizeof(float));
 }
 
 /* ple[r][l] = (RMSNorm(x[r] · W_plmp^T / sqrt(H))[l] + E_ple[id_r][l] * sqrt(P)) / sqrt(2), for all layers. */
 static void per_layer_inputs(g4_decoder *d, int64_t n) {
     const g4_model *m = d->m;
     const g4_text_config *c = &m->cfg.text;
+    g4_backend *be = d->be;
     const int64_t H = c->hidden_size, L = c->num_layers, P = c->ple_dim, LP = L * P;
-    g4_matmul(d->c, d->x, n, H, &m->ple_model_proj, d->ple);
-    const float proj_scale = (float)(1.0 / sqrt((double)H));
-    const float table_scale = m->ple_embed_scale;
-    const float combine = (float)(1.0 / sqrt(2.0));
+    be->matmul(be, d->x, n, H, &m->ple_model_proj, d->ple);
+    be->add(be, d->ple, NULL, n * LP, (float)(1.0 / sqrt((double)H)));
+    be->rmsnorm(be, d->ple, d->ple, m->ple_projection_norm, n * L, P, (float)c->rms_norm_eps);
     for (int64_t r = 0; r < n; r++) {
-        float *pt = d->ple + r * LP;
-        for (int64_t i = 0; i < LP; i++) pt[i] *= proj_scale;
-        g4_rmsnorm_rows(d->c->ops, pt, pt, m->ple_projection_norm, L, P, (float)c->rms_norm_eps);
         /* Ids beyond the per-layer vocabulary use the pad row, as transformers masks them. */
-        int64_t id = d->lookup[r] < c->vocab_size_per_layer_input ? d->lookup[r] : c->pad_token_id;
-        g4_embedding_row(&m->ple_table, id, d->ple_row);
-        for (int64_t i = 0; i < LP; i++) pt[i] = (pt[i] + d->ple_row[i] * table_scale) * combine;
+        const int32_t id = d->lookup[r] < c->vocab_size_per_layer_input ? d->lookup[r] : c->pad_token_id;
+        be->embed(be, &m->ple_table, &id, 1, m->ple_embed_scale, d->ple_row);
+        be->add(be, d->ple + r * LP, d->ple_row, LP, (float)(1.0 / sqrt(2.0)));
     }
 }
 
-/* cos/sin of pos * inv_freq for every row's position, per layer type. */
-static void rope_prepare(g4_decoder *d, int64_t n) {
+/* cos/sin of pos * inv_freq for every row's position, per layer type, and the key ranges: sliding layers see
+ * the window to their left, and up to their reach (place_rows); full layers every position up to their own. */
+static void prepare_rows(g4_decoder *d, int64_t n) {
     const g4_text_config *c = &d->m->cfg.text;
     for (int type = 0; type < 2; type++) {
         const int64_t half = (type == G4_LAYER_FULL ? c->global_head_dim : c->head_dim) / 2;
         const float *inv = d->m->inv_freq[type];
+        float *cs = d->host_rope, *sn = d->host_rope + n * half;
         for (int64_t r = 0; r < n; r++)
             for (int64_t i = 0; i < half; i++) {
                 float angle = (float)d->row_pos[r] * inv[i];
-                d->rope_cos[type][r * half + i] = cosf(angle);
-                d->rope_sin[type][r * half + i] = sinf(angle);
+                cs[r * half + i] = cosf(angle);
+                sn[r * half + i] = sinf(angle);
             }
+        d->be->upload(d->be, d->rope_cos[type], cs, (size_t)(n * half) * sizeof(float));
+        d->be->upload(d->be, d->rope_sin[type], sn, (size_t)(n * half) * sizeof(float));
+    }
+    for (int64_t r = 0; r < n; r++) {
+        d->first[G4_LAYER_SLIDING][r] = max64(0, d->row_pos[r] - c->sliding_window + 1);
+        d->first[G4_LAYER_FULL][r] = 0;
+        d->last[G4_LAYER_FULL][r] = d->row_pos[r];
     }
 }
 
-/* Rotate-half RoPE: pairs (i, i + D/2). */
-static void rope_apply(float *x, const float *cs, const float *sn, int64_t D) {
-    const int64_t half = D / 2;
-    for (int64_t i = 0; i < half; i++) {
-        float x1 = x[i], x2 = x[i + half];
-        x[i] = x1 * cs[i] - x2 * sn[i];
-        x[i + half] = x2 * cs[i] + x1 * sn[i];
-    }
-}
-
-typedef struct attn_job {
-    g4_decoder *d;
-    int layer;
-    int64_t n;
-    int64_t parts; /* ranges of keys per (row, kv head) that run as separate items */
-} attn_job;
-
-/* One (row, kv head, range of its allowed keys) per item: the kv head's query heads score those keys together
- * (each key read once for all of them), softmax, weighted values, over the row's own sequence. Keys come in runs
- * that lie within one page. With one range the output is final; with several, each range's output is normalised
- * over its own keys and kept with its log-sum-exp for combine_parts. */
-static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
-    attn_job *j = ctx;
-    g4_decoder *d = j->d;
-    const g4_text_config *c = &d->m->cfg.text;
-    const g4_kernel_ops *ops = d->c->ops;
-    const int l = j->layer, src = c->kv_donor[l];
-    const int64_t D = c->layer_head_dim[l], nq = c->num_heads, nkv = c->layer_kv_heads[l], G = nq / nkv;
-    const int sliding = c->layer_type[l] == G4_LAYER_SLIDING;
-    float *scores = d->scores + (size_t)worker * (size_t)d->scores_per_worker;
-    for (int64_t item = begin; item < end; item++) {
-        const int64_t t = item / (nkv * j->parts), kvh = item / j->parts % nkv, part = item % j->parts;
-        const g4_kv_seq *seq = d->row_seq[t];
-        const int64_t p = d->row_pos[t];
-        const int64_t first = sliding ? max64(0, p - c->sliding_window + 1) : 0;
-        const int64_t last = sliding ? d->reach[t] : p; /* past p only inside a bidirectional vision span */
-        const int64_t lo = first + (last - first + 1) * part / j->parts;
-        const int64_t hi = first + (last - first + 1) * (part + 1) / j->parts - 1;
-        const int64_t nk = hi - lo + 1;
-        const float *q = d->q + (t * nq + kvh * G) * D;
-        const int split = j->parts > 1;
-        float *out = split ? d->attn_parts + item * G * D : d->attn + (t * nq + kvh * G) * D;
-        float *lse = split ? d->attn_lse + item * G : NULL;
-        memset(out, 0, (size_t)(G * D) * sizeof(float));
-        if (nk <= 0) { /* more ranges than keys (so split) */
-            for (int64_t g = 0; g < G; g++) lse[g] = -INFINITY;
-            continue;
-        }
-        /* attention scaling is 1: q and k are normalised */
-        for (int64_t s = lo, run; s <= hi; s += run) {
-            run = g4_kv_run(s, hi);
-            ops->scores(scores + (s - lo), nk, q, D, G, g4_kv_key(seq, src, kvh, s), D, run, D);
-        }
-        for (int64_t g = 0; g < G; g++) {
-            float log_sum = ops->softmax(scores + g * nk, nk);
-            if (split) lse[g] = log_sum;
-        }
-        for (int64_t s = lo, run; s <= hi; s += run) {
-            run = g4_kv_run(s, hi);
-            ops->weighted_sum(out, D, scores + (s - lo), nk, G, g4_kv_value(seq, src, kvh, s), D, run, D);
-        }
-    }
-}
-
-/* The attention output of each query head from its key ranges: softmax over all keys = each range's softmax
- * weighted by exp(its log-sum-exp - the total's). The log-sum-exps are replaced by those weights. */
-static void combine_parts(g4_decoder *d, const attn_job *j, int64_t nkv, int64_t D) {
-    const g4_kernel_ops *ops = d->c->ops;
-    const int64_t nq = d->m->cfg.text.num_heads, G = nq / nkv;
-    for (int64_t t = 0; t < j->n; t++)
-        for (int64_t kvh = 0; kvh < nkv; kvh++) {
-            const int64_t item0 = (t * nkv + kvh) * j->parts;
-            for (int64_t g = 0; g < G; g++) {
-                float top = -INFINITY, total = 0;
-                for (int64_t r = 0; r < j->parts; r++) top = fmaxf(top, d->attn_lse[(item0 + r) * G + g]);
-                for (int64_t r = 0; r < j->parts; r++) {
-                    float *lse = &d->attn_lse[(item0 + r) * G + g];
-                    total += *lse = expf(*lse - top);
-                }
-                float *out = d->attn + (t * nq + kvh * G + g) * D;
-                memset(out, 0, (size_t)D * sizeof(float));
-                for (int64_t r = 0; r < j->parts; r++)
-                    ops->axpy(out, d->attn_lse[(item0 + r) * G + g] / total, d->attn_parts + ((item0 + r) * G + g) * D,
-                              D);
-            }
-        }
-}
-
-static void attention_block(g4_decoder *d, int l, int64_t n) {
+static int attention_block(g4_decoder *d, int l, int64_t n, g4_err *err) {
     const g4_model *m = d->m;
     const g4_text_config *c = &m->cfg.text;
     const g4_layer *ly = &m->layers[l];
+    g4_backend *be = d->be;
     const int64_t H = c->hidden_size, D = c->layer_head_dim[l], nq = c->num_heads, nkv = c->layer_kv_heads[l];
     const int type = c->layer_type[l];
-    const int64_t half = D / 2;
     const float eps = (float)c->rms_norm_eps;
 
-    g4_rmsnorm_rows(d->c->ops, d->xn, d->x, ly->input_norm, n, H, eps);
+    be->rmsnorm(be, d->xn, d->x, ly->input_norm, n, H, eps);
     /* KV-shared layers attend to their donor's cache: they project queries only */
     const int own_kv = l < c->first_kv_shared;
     const g4_tensor *proj[3] = {&ly->q_proj, &ly->k_proj, &ly->v_proj};
     float *const out[3] = {d->q, d->k, d->v};
-    g4_matmul_many(d->c, d->xn, n, H, own_kv ? (c->attention_k_eq_v ? 2 : 3) : 1, proj, out);
-    for (int64_t t = 0; t < n; t++)
-        for (int64_t h = 0; h < nq; h++) {
-            float *qh = d->q + (t * nq + h) * D;
-            d->c->ops->rmsnorm(qh, qh, ly->q_norm, D, eps);
-            rope_apply(qh, d->rope_cos[type] + t * half, d->rope_sin[type] + t * half, D);
-        }
-    if (own_kv) {
-        if (c->attention_k_eq_v) memcpy(d->v, d->k, (size_t)(n * nkv * D) * sizeof(float));
-        for (int64_t t = 0; t < n; t++) {
-            for (int64_t h = 0; h < nkv; h++) {
-                float *kh = d->k + (t * nkv + h) * D, *vh = d->v + (t * nkv + h) * D;
-                d->c->ops->rmsnorm(kh, kh, ly->k_norm, D, eps);
-                rope_apply(kh, d->rope_cos[type] + t * half, d->rope_sin[type] + t * half, D);
-                d->c->ops->rmsnorm(vh, vh, NULL, D, eps); /* values are normalised without a weight, never rotated */
-                memcpy(g4_kv_key(d->row_seq[t], l, h, d->row_pos[t]), kh, (size_t)D * sizeof(float));
-                memcpy(g4_kv_value(d->row_seq[t], l, h, d->row_pos[t]), vh, (size_t)D * sizeof(float));
-            }
-        }
+    be->matmul_many(be, d->xn, n, H, own_kv ? (c->attention_k_eq_v ? 2 : 3) : 1, proj, out);
+    be->rmsnorm(be, d->q, d->q, ly->q_norm, n * nq, D, eps);
+    be->rope(be, d->q, n, nq, D, 1, d->rope_cos[type], d->rope_sin[type]);
+    /* every span's view of the cache this layer reads */
+    const g4_kv_pages *pages = NULL;
+    for (int64_t r = 0; r < n; r++) {
+        if (r && d->span_of[r] == d->span_of[r - 1]) continue;
+        pages = &d->row_seq[r]->layers[c->kv_donor[l]];
+        d->views[d->span_of[r]] = (g4_kv_view){pages->page, G4_KV_PAGE, G4_KV_PAGE * D, D, nkv * G4_KV_PAGE * D};
     }
-    /* A decode step of one sequence has one item per kv head (E2B: one): split the keys so that every worker has
-     * some, each reading its share of the cache once. (Splitting the query heads instead had every worker read the
-     * whole cache.) */
-    const int64_t threads = g4_pool_size(d->c->pool);
-    attn_job job = {d, l, n, n * nkv < threads ? (threads + n * nkv - 1) / (n * nkv) : 1};
-    g4_pool_for(d->c->pool, n * nkv * job.parts, 1, attention_range, &job);
-    if (job.parts > 1) combine_parts(d, &job, nkv, D);
-    g4_matmul(d->c, d->attn, n, nq * D, &ly->o_proj, d->proj);
-    g4_rmsnorm_rows(d->c->ops, d->proj, d->proj, ly->post_attention_norm, n, H, eps);
-    for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
+    if (own_kv) {
+        if (c->attention_k_eq_v) be->copy(be, d->v, d->k, (size_t)(n * nkv * D) * sizeof(float));
+        be->rmsnorm(be, d->k, d->k, ly->k_norm, n * nkv, D, eps);
+        be->rope(be, d->k, n, nkv, D, 1, d->rope_cos[type], d->rope_sin[type]);
+        be->rmsnorm(be, d->v, d->v, NULL, n * nkv, D, eps); /* values are normalised without a weight, never rotated */
+        be->kv_write(be, d->row_view, d->row_pos, n, nkv, D, d->k, d->v);
+    }
+    const g4_attention a = {n, nq, nkv, D, d->q, d->attn, d->row_view, d->first[type], d->last[type]};
+    int rc = be->attention(be, &a, err);
+    if (rc) return rc;
+    be->matmul(be, d->attn, n, nq * D, &ly->o_proj, d->proj);
+    be->rmsnorm(be, d->proj, d->proj, ly->post_attention_norm, n, H, eps);
+    be->add(be, d->x, d->proj, n * H, 1.0f);
+    return 0;
 }
 
 static void mlp_block(g4_decoder *d, int l, int64_t n) {
-    const g4_model *m = d->m;
-    const g4_text_config *c = &m->cfg.text;
-    const g4_layer *ly = &m->layers[l];
+    const g4_text_config *c = &d->m->cfg.text;
+    const g4_layer *ly = &d->m->layers[l];
+    g4_backend *be = d->be;
     const int64_t H = c->hidden_size, I = c->layer_intermediate[l];
     const float eps = (float)c->rms_norm_eps;
-    g4_rmsnorm_rows(d->c->ops, d->xn, d->x, ly->pre_feedforward_norm, n, H, eps);
-    g4_matmul_gelu(d->c, d->xn, n, H, &ly->gate_proj, &ly->up_proj, d->gate, d->up);
-    g4_matmul(d->c, d->gate, n, I, &ly->down_proj, d->proj);
-    g4_rmsnorm_rows(d->c->ops, d->proj, d->proj, ly->post_feedforward_norm, n, H, eps);
-    for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
+    be->rmsnorm(be, d->xn, d->x, ly->pre_feedforward_norm, n, H, eps);
+    be->matmul_gelu(be, d->xn, n, H, &ly->gate_proj, &ly->up_proj, d->gate, d->up);
+    be->matmul(be, d->gate, n, I, &ly->down_proj, d->proj);
+    be->rmsnorm(be, d->proj, d->proj, ly->post_feedforward_norm, n, H, eps);
+    be->add(be, d->x, d->proj, n * H, 1.0f);
 }
 
 /* x += RMSNorm((gelu(x · W_gate^T) * ple[l]) · W_proj^T) */
 static void per_layer_input_block(g4_decoder *d, int l, int64_t n) {
-    const g4_model *m = d->m;
-    const g4_text_config *c = &m->cfg.text;
-    const g4_layer *ly = &m->layers[l];
+    const g4_text_config *c = &d->m->cfg.text;
+    const g4_layer *ly = &d->m->layers[l];
+    g4_backend *be = d->be;
     const int64_t H = c->hidden_size, L = c->num_layers, P = c->ple_dim;
-    g4_matmul(d->c, d->x, n, H, &ly->per_layer_input_gate, d->ple_gate);
-    for (int64_t t = 0; t < n; t++) d->c->ops->gelu_mul(d->ple_gate + t * P, d->ple + (t * L + l) * P, P);
-    g4_matmul(d->c, d->ple_gate, n, P, &ly->per_layer_projection, d->proj);
-    g4_rmsnorm_rows(d->c->ops, d->proj, d->proj, ly->post_per_layer_input_norm, n, H, (float)c->rms_norm_eps);
-    for (int64_t i = 0; i < n * H; i++) d->x[i] += d->proj[i];
+    be->matmul(be, d->x, n, H, &ly->per_layer_input_gate, d->ple_gate);
+    be->gelu_mul(be, d->ple_gate, P, d->ple + l * P, L * P, n, P);
+    be->matmul(be, d->ple_gate, n, P, &ly->per_layer_projection, d->proj);
+    be->rmsnorm(be, d->proj, d->proj, ly->post_per_layer_input_norm, n, H, (float)c->rms_norm_eps);
+    be->add(be, d->x, d->proj, n * H, 1.0f);
 }
 
-static void decoder_layer(g4_decoder *d, int l, int64_t n) {
+static int decoder_layer(g4_decoder *d, int l, int64_t n, g4_err *err) {
     const g4_text_config *c = &d->m->cfg.text;
-    attention_block(d, l, n);
+    int rc = attention_block(d, l, n, err);
+    if (rc) return rc;
     mlp_block(d, l, n);
     if (c->ple_dim > 0) per_layer_input_block(d, l, n);
-    const float s = d->m->layers[l].layer_scalar; /* scales the whole residual stream, not just the branch */
-    for (int64_t i = 0; i < n * c->hidden_size; i++) d->x[i] *= s;
+    /* the layer scalar scales the whole residual stream, not just the branch */
+    d->be->add(d->be, d->x, NULL, n * c->hidden_size, d->m->layers[l].layer_scalar);
+    return 0;
 }
 
 /* logits = softcap(RMSNorm(x) · E^T) for `rows` rows of xn listed in logit_src, in slices of logit_rows; each
- * slice goes to `deliver`. The rows are gathered into d->proj (free by now). */
-typedef int (*deliver_fn)(g4_decoder *d, int64_t first, int64_t rows, void *ctx, g4_err *err);
+ * slice goes to `deliver` as host memory. The rows are gathered into d->proj (free by now). */
+typedef int (*deliver_fn)(g4_decoder *d, int64_t first, int64_t rows, const float *logits, void *ctx, g4_err *err);
 
 static int output_logits(g4_decoder *d, int64_t rows, deliver_fn deliver, void *ctx, g4_err *err) {
     const g4_text_config *c = &d->m->cfg.text;
+    g4_backend *be = d->be;
     const int64_t H = c->hidden_size, V = c->vocab_size;
     const float cap = (float)c->final_logit_softcapping;
     for (int64_t r0 = 0; r0 < rows; r0 += d->logit_rows) {
         const int64_t n = min64(d->logit_rows, rows - r0);
-        for (int64_t i = 0; i < n; i++)
-            memcpy(d->proj + i * H, d->xn + (int64_t)d->logit_src[r0 + i] * H, (size_t)H * sizeof(float));
-        g4_matmul(d->c, d->proj, n, H, &d->m->lm_head, d->logits);
-        if (cap > 0) d->c->ops->softcap(d->logits, n * V, cap);
-        int rc = deliver(d, r0, n, ctx, err);
+        be->gather_rows(be, d->proj, d->xn, d->logit_src + r0, n, H);
+        be->matmul(be, d->proj, n, H, &d->m->lm_head, d->logits);
+        if (cap > 0) be->softcap(be, d->logits, n * V, cap);
+        const float *host = d->logits;
+        if (!be->host_memory) be->download(be, (float *)(host = d->host_logits), d->logits, (size_t)(n * V) * sizeof(float));
+        int rc = deliver(d, r0, n, host, ctx, err);
         if (rc) return rc;
     }
     return 0;
@@ -371,22 +263,23 @@ typedef struct last_rows {
     int *span_of; /* [rows]: which span each gathered row is the last of */
 } last_rows;
 
-static int deliver_last(g4_decoder *d, int64_t first, int64_t rows, void *ctx, g4_err *err) {
+static int deliver_last(g4_decoder *d, int64_t first, int64_t rows, const float *logits, void *ctx, g4_err *err) {
+    (void)err;
     last_rows *lr = ctx;
     const int64_t V = d->m->cfg.text.vocab_size;
     for (int64_t i = 0; i < rows; i++)
-        memcpy(lr->spans[lr->span_of[first + i]].out, d->logits + i * V, (size_t)V * sizeof(float));
+        memcpy(lr->spans[lr->span_of[first + i]].out, logits + i * V, (size_t)V * sizeof(float));
     return 0;
 }
 
-static int deliver_all(g4_decoder *d, int64_t first, int64_t rows, void *ctx, g4_err *err) {
+static int deliver_all(g4_decoder *d, int64_t first, int64_t rows, const float *logits, void *ctx, g4_err *err) {
     const g4_span *sp = ctx;
     const int64_t V = d->m->cfg.text.vocab_size;
     if (sp->out) {
-        memcpy(sp->out + first * V, d->logits, (size_t)(rows * V) * sizeof(float));
+        memcpy(sp->out + first * V, logits, (size_t)(rows * V) * sizeof(float));
         return 0;
     }
-    return sp->on_logits(sp->ctx, sp->seq->pos + first, rows, d->logits, err);
+    return sp->on_logits(sp->ctx, sp->seq->pos + first, rows, logits, err);
 }
 
 /* With use_bidirectional_attention "vision", each contiguous run of image/video placeholders is one span whose
@@ -410,14 +303,17 @@ int64_t g4_decoder_chunk(const g4_model *m, const int32_t *ids, int64_t n, int64
     return take;
 }
 
-/* Row r's position, sequence and sliding reach (its own position, or its vision span's last). */
-static void place_rows(g4_decoder *d, int64_t r, const g4_span *sp) {
+/* Row r's position, sequence, span and reach on sliding layers: its own position, or its vision span's last. */
+static void place_rows(g4_decoder *d, int64_t r, const g4_span *sp, int span) {
+    int64_t *reach = d->last[G4_LAYER_SLIDING];
     for (int64_t t = sp->n - 1; t >= 0; t--) {
         d->row_seq[r + t] = sp->seq;
         d->row_pos[r + t] = sp->seq->pos + t;
-        d->reach[r + t] = t + 1 < sp->n && in_vision_span(d->m, sp->ids[t]) && in_vision_span(d->m, sp->ids[t + 1])
-                              ? d->reach[r + t + 1]
-                              : sp->seq->pos + t;
+        d->span_of[r + t] = span;
+        d->row_view[r + t] = &d->views[span];
+        reach[r + t] = t + 1 < sp->n && in_vision_span(d->m, sp->ids[t]) && in_vision_span(d->m, sp->ids[t + 1])
+                           ? reach[r + t + 1]
+                           : sp->seq->pos + t;
     }
 }
 
@@ -431,6 +327,7 @@ static int check_spans(const g4_decoder *d, const g4_span *spans, int n_spans, c
         const g4_span *sp = &spans[s];
         if (sp->n <= 0 || !sp->ids || !sp->seq) return g4_fail(err, GEMMA4C_ERR_ARG, "no tokens to run");
         if (sp->seq->m != d->m) return g4_fail(err, GEMMA4C_ERR_ARG, "a sequence of another model");
+        if (sp->seq->budget->be != d->be) return g4_fail(err, GEMMA4C_ERR_ARG, "a sequence cached on another backend");
         if (sp->logits != G4_LOGITS_NONE && !sp->out && !(sp->logits == G4_LOGITS_ALL && sp->on_logits))
             return g4_fail(err, GEMMA4C_ERR_ARG, "logits wanted but nowhere to put them");
         for (int64_t t = 0; t < sp->n; t++)
@@ -444,40 +341,39 @@ static int check_spans(const g4_decoder *d, const g4_span *spans, int n_spans, c
     return 0;
 }
 
+/* A probe's copy of n rows of H floats. */
+static void probe_rows(g4_decoder *d, float *host, const float *rows, int64_t n) {
+    if (host) d->be->download(d->be, host, rows, (size_t)(n * d->m->cfg.text.hidden_size) * sizeof(float));
+}
+
 int g4_decoder_step(g4_decoder *d, const g4_span *spans, int n_spans, g4_probe *probe, g4_abort_fn abort_fn,
                     void *abort_ctx, g4_err *err) {
     const g4_text_config *c = &d->m->cfg.text;
     const int64_t H = c->hidden_size, L = c->num_layers, P = c->ple_dim;
-    int64_t n = 0, keys = 1;
+    int64_t n = 0;
     int rc = check_spans(d, spans, n_spans, probe, &n, err);
-    for (int s = 0; !rc && s < n_spans; s++) {
-        rc = g4_kv_seq_reserve(spans[s].seq, spans[s].seq->pos + spans[s].n, err);
-        keys = max64(keys, spans[s].seq->pos + spans[s].n);
-    }
+    for (int s = 0; !rc && s < n_spans; s++) rc = g4_kv_seq_reserve(spans[s].seq, spans[s].seq->pos + spans[s].n, err);
     if (rc) return rc;
-    if ((n > d->max_rows && alloc_row_scratch(d, n)) || reserve_scores(d, keys))
+    if (n > d->max_rows && alloc_row_scratch(d, n))
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for a step of %lld rows", (long long)n);
 
-    for (int64_t s = 0, r = 0; s < n_spans; r += spans[s].n, s++) {
-        place_rows(d, r, &spans[s]);
-        embed_rows(d, r, &spans[s]);
-    }
-    if (probe && probe->inputs_embeds) memcpy(probe->inputs_embeds, d->x, (size_t)(n * H) * sizeof(float));
+    for (int64_t s = 0, r = 0; s < n_spans; r += spans[s].n, s++) place_rows(d, r, &spans[s], (int)s);
+    embed_rows(d, n, spans, n_spans);
+    if (probe) probe_rows(d, probe->inputs_embeds, d->x, n);
     if (P > 0) {
         per_layer_inputs(d, n);
         if (probe && probe->per_layer_inputs)
-            memcpy(probe->per_layer_inputs, d->ple, (size_t)(n * L * P) * sizeof(float));
+            d->be->download(d->be, probe->per_layer_inputs, d->ple, (size_t)(n * L * P) * sizeof(float));
     }
-    if (probe && probe->hidden_states) memcpy(probe->hidden_states, d->x, (size_t)(n * H) * sizeof(float));
-    rope_prepare(d, n);
+    if (probe) probe_rows(d, probe->hidden_states, d->x, n);
+    prepare_rows(d, n);
     for (int l = 0; l < L; l++) {
         if (abort_fn && abort_fn(abort_ctx)) return g4_fail(err, GEMMA4C_ERR_CANCELLED, "cancelled");
-        decoder_layer(d, l, n);
-        if (probe && probe->hidden_states && l < L - 1)
-            memcpy(probe->hidden_states + (l + 1) * n * H, d->x, (size_t)(n * H) * sizeof(float));
+        if ((rc = decoder_layer(d, l, n, err))) return rc;
+        if (probe && probe->hidden_states && l < L - 1) probe_rows(d, probe->hidden_states + (l + 1) * n * H, d->x, n);
     }
-    g4_rmsnorm_rows(d->c->ops, d->xn, d->x, d->m->final_norm, n, H, (float)c->rms_norm_eps);
-    if (probe && probe->hidden_states) memcpy(probe->hidden_states + L * n * H, d->xn, (size_t)(n * H) * sizeof(float));
+    d->be->rmsnorm(d->be, d->xn, d->x, d->m->final_norm, n, H, (float)c->rms_norm_eps);
+    if (probe && probe->hidden_states) probe_rows(d, probe->hidden_states + L * n * H, d->xn, n);
 
     /* The last rows of LAST spans in one product; ALL spans each in their own slices. */
     int span_of[n_spans];

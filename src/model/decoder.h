@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
-#include "kernels/kernels.h"
+#include "backend/backend.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 
@@ -40,25 +40,27 @@ typedef int (*g4_abort_fn)(void *ctx);
 
 typedef struct g4_decoder {
     const g4_model *m;
-    g4_compute *c;
+    g4_backend *be;
     int64_t max_rows; /* rows the scratch holds (grows for a longer step) */
-    /* per row */
-    float *x, *xn, *q, *k, *v, *attn, *proj, *gate, *up, *ple, *ple_gate, *rope_cos[2], *rope_sin[2];
+    /* per row, backend buffers */
+    float *x, *xn, *q, *k, *v, *attn, *proj, *gate, *up, *ple, *ple_gate, *ple_row, *rope_cos[2], *rope_sin[2];
+    float *logits; /* [logit_rows, V] */
+    /* per row, host */
     g4_kv_seq **row_seq;
     int64_t *row_pos;
-    int64_t *reach;   /* the last position each row attends to on sliding layers */
-    int32_t *lookup;  /* ids for the embedding tables (pad at placeholders) */
-    float *ple_row;
-    float *scores;    /* per worker: scores_per_worker floats */
-    int64_t scores_per_worker;
-    float *attn_parts, *attn_lse; /* key-split attention: each part's output rows and their log-sum-exp */
-    float *logits;    /* [logit_rows, V] */
+    int64_t *first[2], *last[2]; /* per layer type: the key positions each row attends to */
+    int32_t *lookup;             /* ids for the embedding tables (pad at placeholders) */
+    int32_t *span_of;            /* the span each row belongs to */
+    float *host_rope;            /* cos/sin tables as computed, before they are uploaded */
+    float *host_logits;          /* [logit_rows, V] when the backend's memory is not the host's */
     int64_t logit_rows;
     int32_t *logit_src; /* rows whose logits a slice computes */
+    g4_kv_view *views;  /* [max_rows]: one per span */
+    const g4_kv_view **row_view;
 } g4_decoder;
 
-/* Scratch for steps of up to max_rows rows (<= 0: 256) on compute context c. */
-int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_compute *c, int64_t max_rows, g4_err *err);
+/* Scratch for steps of up to max_rows rows (<= 0: 256) on backend be, which holds the sequences' caches. */
+int g4_decoder_init(g4_decoder *d, const g4_model *m, g4_backend *be, int64_t max_rows, g4_err *err);
 void g4_decoder_free(g4_decoder *d);
 
 /* One batched forward: every span's rows go through each matrix product together; attention is per row against

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int g4_kv_budget_init(g4_kv_budget *b, int64_t limit) {
+int g4_kv_budget_init(g4_kv_budget *b, int64_t limit, g4_backend *be) {
+    b->be = be;
     b->limit = limit > 0 ? limit : 0;
     b->used = 0;
     return pthread_mutex_init(&b->mu, NULL) ? -1 : 0;
@@ -68,7 +69,7 @@ int g4_kv_seq_init(g4_kv_seq *s, const g4_model *m, int64_t n_ctx, g4_kv_budget 
 
 static void release_page(g4_kv_seq *s, g4_kv_pages *k, int64_t i) {
     if (!k->page[i]) return;
-    free(k->page[i]);
+    s->budget->be->release(s->budget->be, k->page[i]);
     k->page[i] = NULL;
     s->bytes -= page_bytes(k);
     budget_give(s->budget, page_bytes(k));
@@ -133,7 +134,7 @@ int g4_kv_seq_reserve(g4_kv_seq *s, int64_t end, g4_err *err) {
         }
         for (int64_t i = s->pos / G4_KV_PAGE; i <= last_page; i++) {
             if (k->page[i]) continue;
-            if (!(k->page[i] = aligned_alloc(64, (size_t)page_bytes(k)))) goto nomem;
+            if (!(k->page[i] = s->budget->be->alloc(s->budget->be, (size_t)page_bytes(k)))) goto nomem;
             s->bytes += page_bytes(k);
             taken -= page_bytes(k);
         }
@@ -196,7 +197,7 @@ int g4_kv_seq_restore(g4_kv_seq *s, int64_t pos, g4_err *err) {
             k->n = last + 1;
         }
         for (int64_t i = g4_kv_seq_first_kept(s, l, pos) / G4_KV_PAGE; i <= last; i++) {
-            if (!(k->page[i] = aligned_alloc(64, (size_t)page_bytes(k)))) goto nomem;
+            if (!(k->page[i] = s->budget->be->alloc(s->budget->be, (size_t)page_bytes(k)))) goto nomem;
             s->bytes += page_bytes(k);
             need -= page_bytes(k);
         }

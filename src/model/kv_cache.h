@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "backend/backend.h"
 #include "core/error.h"
 #include "model/model.h"
 
@@ -12,14 +13,15 @@
  * kv head's keys of a page are contiguous, so attention streams runs of this many keys. */
 #define G4_KV_PAGE 64
 
-/* The memory every sequence of a model draws its pages from; thread-safe. */
+/* The memory every sequence of a model draws its pages from: the backend's, up to a limit; thread-safe. */
 typedef struct g4_kv_budget {
     pthread_mutex_t mu;
-    int64_t limit; /* bytes; 0: none */
+    g4_backend *be; /* where the pages live */
+    int64_t limit;  /* bytes; 0: none */
     int64_t used;
 } g4_kv_budget;
 
-int g4_kv_budget_init(g4_kv_budget *b, int64_t limit);
+int g4_kv_budget_init(g4_kv_budget *b, int64_t limit, g4_backend *be);
 void g4_kv_budget_destroy(g4_kv_budget *b);
 int64_t g4_kv_budget_used(g4_kv_budget *b);
 
@@ -67,7 +69,8 @@ int64_t g4_kv_seq_first_kept(const g4_kv_seq *s, int l, int64_t pos);
  * failure leaves the sequence empty. */
 int g4_kv_seq_restore(g4_kv_seq *s, int64_t pos, g4_err *err);
 
-/* Key / value row of kv head h at position p of own-cache layer l (its page must be held). */
+/* Key / value row of kv head h at position p of own-cache layer l (its page must be held), in the backend's
+ * memory. */
 static inline float *g4_kv_key(const g4_kv_seq *s, int l, int64_t h, int64_t p) {
     const g4_kv_pages *k = &s->layers[l];
     return k->page[p / G4_KV_PAGE] + (h * G4_KV_PAGE + p % G4_KV_PAGE) * k->head_dim;

@@ -157,6 +157,11 @@ int g4_vision_load(g4_model *m, g4_vision **out, g4_err *err) {
     if ((rc = g4_model_tensor(m, "model.vision_tower.patch_embedder.position_embedding_table", 3, table_shape,
                               &v->position_table, err)))
         goto fail;
+    if (g4_dtype_size(v->position_table.dtype) == 0) {
+        rc = g4_fail(err, GEMMA4C_ERR_FORMAT, "vision: the position table must be stored as floats");
+        goto fail;
+    }
+    v->position_rows = (g4_embedding){.t = v->position_table, .rows = 2 * table_shape[1], .width = D};
     v->layers = calloc((size_t)c->num_layers, sizeof *v->layers);
     if (!v->layers) {
         rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
@@ -208,39 +213,38 @@ int g4_vision_max_soft_tokens(const g4_vision *v, int n_patches) {
 
 /* ---- the forward pass -------------------------------------------------------------------------------- */
 
-/* Activations of the N real patches; padding patches never enter (see encode). */
+/* Activations of the N real patches (padding patches never enter, see encode): backend buffers. */
 typedef struct vis_work {
     const g4_vision *v;
-    g4_compute *c;
+    g4_backend *be;
     int64_t n;
     float *x;                  /* [n, D] the residual stream */
     float *xn;                 /* [n, D] normed input of a block */
     float *xc;                 /* [n, max width] a clipped linear's clamped input */
-    float *q, *k, *val, *attn; /* [n, heads * hd] */
+    float *q, *attn;           /* [n, heads * hd] */
+    float *kv;                 /* keys [n, kv heads * hd], then values alike */
     float *proj;               /* [n, D] */
     float *gate, *up;          /* [n, I] */
     float *rope_cos, *rope_sin; /* [n][hd/2]: angles of x (first quarter-set) then of y */
-    float *scores;             /* [workers][QUERY_TILE][n] */
+    float *pooled;             /* [n + 1, D] the pooler's cells, then the soft tokens' input */
+    float *soft;               /* [n + 1, text hidden] where the backend's memory is not the host's */
+    g4_kv_view view;           /* keys and values as attention reads them: one page of n positions */
+    float *page[1];
+    /* host */
+    const g4_kv_view **row_view;
+    int64_t *first, *last;     /* every patch sees every real patch */
+    float *host;               /* staging: [n, max(3 * patch^2, D, hd)] floats */
+    int32_t *ids;              /* [2n] rows of the position table */
 } vis_work;
 
-/* y = x · W^T over many patches, in slices of rows: g4_matmul passes every activation row over each block of
+/* y = x · W^T over many patches, in slices of rows: a product passes every activation row over each block of
  * weight rows, so a slice whose activations stay in cache beats one pass over thousands of patches. */
 enum { MATMUL_ROWS = 128 };
 
-/* Query patches whose attention runs together (scores: QUERY_TILE x n per worker). */
-enum { QUERY_TILE = 16 };
-
-static void matmul_rows(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_tensor *w, float *y) {
+static void matmul_rows(g4_backend *be, const float *x, int64_t T, int64_t K, const g4_tensor *w, float *y) {
     const int64_t N = w->shape[0];
     for (int64_t t0 = 0; t0 < T; t0 += MATMUL_ROWS)
-        g4_matmul(c, x + t0 * K, T - t0 < MATMUL_ROWS ? T - t0 : MATMUL_ROWS, K, w, y + t0 * N);
-}
-
-/* torch.clamp(x, lo, hi) = min(max(x, lo), hi): NaN passes through, and hi wins when lo > hi. */
-static inline float clampf(float x, float lo, float hi) {
-    if (x < lo) x = lo;
-    if (x > hi) x = hi;
-    return x;
+        be->matmul(be, x + t0 * K, T - t0 < MATMUL_ROWS ? T - t0 : MATMUL_ROWS, K, w, y + t0 * N);
 }
 
 /* y[T, out] = clamp(clamp(x, in_min, in_max) · W^T, out_min, out_max). Each projection has its own bounds,
@@ -248,182 +252,148 @@ static inline float clampf(float x, float lo, float hi) {
 static void clipped_linear(vis_work *w, const g4_clipped_linear *cl, const float *x, int64_t T, int64_t K, float *y) {
     const float *in = x;
     if (cl->in_min > -INFINITY || cl->in_max < INFINITY) {
-        for (int64_t i = 0; i < T * K; i++) w->xc[i] = clampf(x[i], cl->in_min, cl->in_max);
+        w->be->clamp(w->be, w->xc, x, T * K, cl->in_min, cl->in_max);
         in = w->xc;
     }
-    matmul_rows(w->c, in, T, K, &cl->w, y);
-    if (cl->out_min > -INFINITY || cl->out_max < INFINITY) {
-        const int64_t N = cl->w.shape[0];
-        for (int64_t i = 0; i < T * N; i++) y[i] = clampf(y[i], cl->out_min, cl->out_max);
-    }
+    matmul_rows(w->be, in, T, K, &cl->w, y);
+    if (cl->out_min > -INFINITY || cl->out_max < INFINITY)
+        w->be->clamp(w->be, y, y, T * cl->w.shape[0], cl->out_min, cl->out_max);
 }
 
 /* h = (2 (pixels - 0.5)) · W_in^T + (T[0][x] + T[1][y]) */
 static void patch_embed(vis_work *w, const float *pixels, const int64_t *real, const int32_t *positions) {
     const g4_vision *v = w->v;
+    g4_backend *be = w->be;
     const int64_t D = v->cfg.hidden_size, K = v->input_proj.shape[1], P = v->cfg.position_embedding_size;
     for (int64_t r = 0; r < w->n; r++) {
         const float *src = pixels + real[r] * K;
-        float *dst = w->xc + r * K;
+        float *dst = w->host + r * K;
         /* the reference's own form; (2u - 255)/255 rounded once would differ by an ulp for half the bytes */
         for (int64_t i = 0; i < K; i++) dst[i] = 2.0f * (src[i] - 0.5f);
+        w->ids[r] = positions[2 * real[r]];
+        w->ids[w->n + r] = (int32_t)P + positions[2 * real[r] + 1];
     }
-    matmul_rows(w->c, w->xc, w->n, K, &v->input_proj, w->x);
-    const size_t es = g4_dtype_size(v->position_table.dtype);
-    const unsigned char *table = v->position_table.data;
-    float *tx = w->proj, *ty = w->proj + D; /* proj is free until the first layer */
-    for (int64_t r = 0; r < w->n; r++) {
-        const int64_t px = positions[2 * real[r]], py = positions[2 * real[r] + 1];
-        w->c->ops->to_f32(tx, table + (size_t)(px * D) * es, v->position_table.dtype, D);
-        w->c->ops->to_f32(ty, table + (size_t)((P + py) * D) * es, v->position_table.dtype, D);
-        float *h = w->x + r * D;
-        for (int64_t i = 0; i < D; i++) h[i] += tx[i] + ty[i];
-    }
+    be->upload(be, w->xc, w->host, (size_t)(w->n * K) * sizeof(float));
+    matmul_rows(be, w->xc, w->n, K, &v->input_proj, w->x);
+    /* proj and xn are free until the first layer */
+    be->embed(be, &v->position_rows, w->ids, w->n, 1.0f, w->proj);
+    be->embed(be, &v->position_rows, w->ids + w->n, w->n, 1.0f, w->xn);
+    be->add(be, w->proj, w->xn, w->n * D, 1.0f);
+    be->add(be, w->x, w->proj, w->n * D, 1.0f);
 }
 
 /* cos/sin of pos * inv_freq[j] per patch: the x angles for the first half of each head, y for the second. */
 static void rope_prepare(vis_work *w, const int64_t *real, const int32_t *positions) {
     const int64_t half = w->v->cfg.head_dim / 2, quarter = half / 2;
     const float *inv = w->v->inv_freq;
+    float *cs = w->host, *sn = w->host + w->n * half;
     for (int64_t r = 0; r < w->n; r++)
         for (int axis = 0; axis < 2; axis++) {
             const float pos = (float)positions[2 * real[r] + axis];
             for (int64_t j = 0; j < quarter; j++) {
                 const float angle = pos * inv[j];
-                w->rope_cos[r * half + axis * quarter + j] = cosf(angle);
-                w->rope_sin[r * half + axis * quarter + j] = sinf(angle);
+                cs[r * half + axis * quarter + j] = cosf(angle);
+                sn[r * half + axis * quarter + j] = sinf(angle);
             }
         }
+    w->be->upload(w->be, w->rope_cos, cs, (size_t)(w->n * half) * sizeof(float));
+    w->be->upload(w->be, w->rope_sin, sn, (size_t)(w->n * half) * sizeof(float));
 }
 
-/* apply_multidimensional_rope: each half of the head is a rotate-half RoPE of its own, pairs (j, j + hd/4). */
-static void rope_apply_2d(float *x, const float *cs, const float *sn, int64_t hd) {
-    const int64_t half = hd / 2, quarter = hd / 4;
-    for (int axis = 0; axis < 2; axis++) {
-        float *p = x + axis * half;
-        const float *c = cs + axis * quarter, *s = sn + axis * quarter;
-        for (int64_t j = 0; j < quarter; j++) {
-            const float x1 = p[j], x2 = p[j + quarter];
-            p[j] = x1 * c[j] - x2 * s[j];
-            p[j + quarter] = x2 * c[j] + x1 * s[j];
-        }
-    }
-}
-
-/* One (head, tile of query patches) per item: scores against every real patch (scaling 1.0: q and k are
- * normed), softmax, weighted values. Bidirectional within the image; a tile shares each key it reads. */
-static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
-    vis_work *w = ctx;
+/* Bidirectional attention over the image's real patches (scaling 1.0: q and k are normed); apply_multidimensional_rope
+ * rotates each half of a head by its own axis. */
+static int attention_block(vis_work *w, const g4_vision_layer *ly, g4_err *err) {
     const g4_vision_config *c = &w->v->cfg;
-    const g4_kernel_ops *ops = w->c->ops;
-    const int64_t n = w->n, hd = c->head_dim, nq = c->num_heads, nkv = c->num_kv_heads, group = nq / nkv;
-    const int64_t tiles = (n + QUERY_TILE - 1) / QUERY_TILE;
-    float *scores = w->scores + worker * QUERY_TILE * n;
-    for (int64_t item = begin; item < end; item++) {
-        const int64_t h = item / tiles, t0 = item % tiles * QUERY_TILE, rows = n - t0 < QUERY_TILE ? n - t0 : QUERY_TILE;
-        const float *k = w->k + (h / group) * hd, *v = w->val + (h / group) * hd;
-        ops->scores(scores, n, w->q + (t0 * nq + h) * hd, nq * hd, rows, k, nkv * hd, n, hd);
-        for (int64_t r = 0; r < rows; r++) ops->softmax(scores + r * n, n);
-        float *o = w->attn + (t0 * nq + h) * hd;
-        for (int64_t r = 0; r < rows; r++) memset(o + r * nq * hd, 0, (size_t)hd * sizeof(float));
-        ops->weighted_sum(o, nq * hd, scores, n, rows, v, nkv * hd, n, hd);
-    }
-}
-
-static void attention_block(vis_work *w, const g4_vision_layer *ly) {
-    const g4_vision_config *c = &w->v->cfg;
-    const int64_t n = w->n, D = c->hidden_size, hd = c->head_dim, half = hd / 2;
+    g4_backend *be = w->be;
+    const int64_t n = w->n, D = c->hidden_size, hd = c->head_dim;
     const int64_t nq = c->num_heads, nkv = c->num_kv_heads;
     const float eps = (float)c->rms_norm_eps;
+    float *k = w->kv, *val = w->kv + n * nkv * hd;
 
-    g4_rmsnorm_rows(w->c->ops, w->xn, w->x, ly->input_norm, n, D, eps);
+    be->rmsnorm(be, w->xn, w->x, ly->input_norm, n, D, eps);
     clipped_linear(w, &ly->q_proj, w->xn, n, D, w->q);
-    clipped_linear(w, &ly->k_proj, w->xn, n, D, w->k);
-    clipped_linear(w, &ly->v_proj, w->xn, n, D, w->val);
-    for (int64_t t = 0; t < n; t++) {
-        const float *cs = w->rope_cos + t * half, *sn = w->rope_sin + t * half;
-        for (int64_t h = 0; h < nq; h++) {
-            float *qh = w->q + (t * nq + h) * hd;
-            w->c->ops->rmsnorm(qh, qh, ly->q_norm, hd, eps);
-            rope_apply_2d(qh, cs, sn, hd);
-        }
-        for (int64_t h = 0; h < nkv; h++) {
-            float *kh = w->k + (t * nkv + h) * hd, *vh = w->val + (t * nkv + h) * hd;
-            w->c->ops->rmsnorm(kh, kh, ly->k_norm, hd, eps);
-            rope_apply_2d(kh, cs, sn, hd);
-            w->c->ops->rmsnorm(vh, vh, NULL, hd, eps); /* v_norm has no weight, no RoPE */
-        }
-    }
-    g4_pool_for(w->c->pool, nq * ((n + QUERY_TILE - 1) / QUERY_TILE), 1, attention_range, w);
+    clipped_linear(w, &ly->k_proj, w->xn, n, D, k);
+    clipped_linear(w, &ly->v_proj, w->xn, n, D, val);
+    be->rmsnorm(be, w->q, w->q, ly->q_norm, n * nq, hd, eps);
+    be->rope(be, w->q, n, nq, hd, 2, w->rope_cos, w->rope_sin);
+    be->rmsnorm(be, k, k, ly->k_norm, n * nkv, hd, eps);
+    be->rope(be, k, n, nkv, hd, 2, w->rope_cos, w->rope_sin);
+    be->rmsnorm(be, val, val, NULL, n * nkv, hd, eps); /* v_norm has no weight, no RoPE */
+    const g4_attention a = {n, nq, nkv, hd, w->q, w->attn, w->row_view, w->first, w->last};
+    int rc = be->attention(be, &a, err);
+    if (rc) return rc;
     clipped_linear(w, &ly->o_proj, w->attn, n, nq * hd, w->proj);
-    g4_rmsnorm_rows(w->c->ops, w->proj, w->proj, ly->post_attention_norm, n, D, eps);
-    for (int64_t i = 0; i < n * D; i++) w->x[i] += w->proj[i];
+    be->rmsnorm(be, w->proj, w->proj, ly->post_attention_norm, n, D, eps);
+    be->add(be, w->x, w->proj, n * D, 1.0f);
+    return 0;
 }
 
 static void mlp_block(vis_work *w, const g4_vision_layer *ly) {
     const g4_vision_config *c = &w->v->cfg;
+    g4_backend *be = w->be;
     const int64_t n = w->n, D = c->hidden_size, I = c->intermediate_size;
     const float eps = (float)c->rms_norm_eps;
-    g4_rmsnorm_rows(w->c->ops, w->xn, w->x, ly->pre_feedforward_norm, n, D, eps);
+    be->rmsnorm(be, w->xn, w->x, ly->pre_feedforward_norm, n, D, eps);
     clipped_linear(w, &ly->gate_proj, w->xn, n, D, w->gate);
     clipped_linear(w, &ly->up_proj, w->xn, n, D, w->up);
-    g4_gelu_mul(w->c, w->gate, w->up, n * I);
+    be->gelu_mul(be, w->gate, I, w->up, I, n, I);
     clipped_linear(w, &ly->down_proj, w->gate, n, I, w->proj);
-    g4_rmsnorm_rows(w->c->ops, w->proj, w->proj, ly->post_feedforward_norm, n, D, eps);
-    for (int64_t i = 0; i < n * D; i++) w->x[i] += w->proj[i];
+    be->rmsnorm(be, w->proj, w->proj, ly->post_feedforward_norm, n, D, eps);
+    be->add(be, w->x, w->proj, n * D, 1.0f);
 }
 
 static void work_free(vis_work *w) {
-    float *bufs[] = {w->x, w->xn, w->xc, w->q, w->k, w->val, w->attn, w->proj, w->gate, w->up,
-                     w->rope_cos, w->rope_sin, w->scores};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    if (w->be) {
+        float *bufs[] = {w->x, w->xn, w->xc, w->q, w->kv, w->attn, w->proj, w->gate, w->up,
+                         w->rope_cos, w->rope_sin, w->pooled, w->soft};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) w->be->release(w->be, bufs[i]);
+    }
+    free(w->row_view), free(w->first), free(w->last), free(w->host), free(w->ids);
+    memset(w, 0, sizeof *w);
 }
 
-static float *alloc_floats(int64_t n, int *failed) {
-    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!p) *failed = 1;
-    return p;
-}
-
-static int work_init(vis_work *w, const g4_vision *v, g4_compute *c, int64_t n) {
+static int work_init(vis_work *w, const g4_vision *v, g4_backend *be, int64_t n) {
     memset(w, 0, sizeof *w);
     const g4_vision_config *cf = &v->cfg;
     const int64_t D = cf->hidden_size, I = cf->intermediate_size, hd = cf->head_dim;
     const int64_t qw = (int64_t)cf->num_heads * hd, kvw = (int64_t)cf->num_kv_heads * hd;
+    const int64_t K = v->input_proj.shape[1];
     w->v = v;
-    w->c = c;
+    w->be = be;
     w->n = n;
+    float **bufs[] = {&w->x, &w->xn, &w->xc, &w->q, &w->attn, &w->kv, &w->proj, &w->gate, &w->up,
+                      &w->rope_cos, &w->rope_sin, &w->pooled};
+    const int64_t floats[] = {n * D, n * D, n * g4_vision_max_input_width(v), n * qw, n * qw, 2 * n * kvw, n * D,
+                              n * I, n * I, n * hd / 2, n * hd / 2, (n + 1) * D};
     int failed = 0;
-    w->x = alloc_floats(n * D, &failed);
-    w->xn = alloc_floats(n * D, &failed);
-    w->xc = alloc_floats(n * g4_vision_max_input_width(v), &failed);
-    w->q = alloc_floats(n * qw, &failed);
-    w->attn = alloc_floats(n * qw, &failed);
-    w->k = alloc_floats(n * kvw, &failed);
-    w->val = alloc_floats(n * kvw, &failed);
-    w->proj = alloc_floats(n * D > 2 * D ? n * D : 2 * D, &failed);
-    w->gate = alloc_floats(n * I, &failed);
-    w->up = alloc_floats(n * I, &failed);
-    w->rope_cos = alloc_floats(n * hd / 2, &failed);
-    w->rope_sin = alloc_floats(n * hd / 2, &failed);
-    w->scores = alloc_floats((int64_t)g4_pool_size(c->pool) * QUERY_TILE * n, &failed);
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        failed |= !(*bufs[i] = be->alloc(be, (size_t)floats[i] * sizeof(float)));
+    if (!be->host_memory) failed |= !(w->soft = be->alloc(be, (size_t)((n + 1) * cf->text_hidden_size) * sizeof(float)));
+    failed |= !(w->row_view = malloc((size_t)n * sizeof *w->row_view));
+    failed |= !(w->first = calloc((size_t)n, sizeof *w->first)) || !(w->last = malloc((size_t)n * sizeof *w->last));
+    const int64_t staging = K > D ? (K > hd ? K : hd) : (D > hd ? D : hd);
+    failed |= !(w->host = malloc((size_t)(n * staging) * sizeof(float)));
+    failed |= !(w->ids = malloc((size_t)(2 * n) * sizeof *w->ids));
     if (failed) {
         work_free(w);
-        memset(w, 0, sizeof *w);
+        return -1;
     }
-    return failed ? -1 : 0;
+    w->page[0] = w->kv;
+    w->view = (g4_kv_view){w->page, n, hd, kvw, n * kvw};
+    for (int64_t r = 0; r < n; r++) {
+        w->row_view[r] = &w->view;
+        w->last[r] = n - 1;
+    }
+    return 0;
 }
 
 /* Checks the inputs and finds, for every real patch, the pooling cell it averages into (Gemma4VisionPooler:
  * cell = x/k + (max_x/k) * (y/k), max_x = 1 + the largest x, padding clamped to 0). */
-static int check_inputs(const g4_vision *v, const g4_compute *c, const int32_t *positions, int n_patches,
+static int check_inputs(const g4_vision *v, const int32_t *positions, int n_patches,
                         int64_t *real, int64_t *n_real, int64_t *cell, int *has_padding, g4_err *err) {
     const g4_vision_config *cf = &v->cfg;
     const int64_t k = cf->pooling_kernel_size, P = cf->position_embedding_size;
     const int64_t slots = n_patches / (k * k);
-    if (c->max_k < g4_vision_max_input_width(v))
-        return g4_fail(err, GEMMA4C_ERR_ARG, "vision: the compute context holds rows of %lld values; the vision tower needs %lld",
-                       (long long)c->max_k, (long long)g4_vision_max_input_width(v));
     int64_t nr = 0, max_x = 0;
     *has_padding = 0;
     for (int64_t i = 0; i < n_patches; i++) {
@@ -451,10 +421,10 @@ static int check_inputs(const g4_vision *v, const g4_compute *c, const int32_t *
     return 0;
 }
 
-int g4_vision_encode_probe(const g4_vision *v, g4_compute *c, const float *pixel_values, const int32_t *positions,
+int g4_vision_encode_probe(const g4_vision *v, g4_backend *be, const float *pixel_values, const int32_t *positions,
                            int n_patches, float *out, int *n_soft, const g4_vision_probe *probe, g4_err *err) {
     if (n_soft) *n_soft = 0;
-    if (!v || !c || !pixel_values || !positions || !out || !n_soft)
+    if (!v || !be || !pixel_values || !positions || !out || !n_soft)
         return g4_fail(err, GEMMA4C_ERR_ARG, "vision: missing argument");
     const g4_vision_config *cf = &v->cfg;
     const int64_t k = cf->pooling_kernel_size, D = cf->hidden_size;
@@ -473,10 +443,11 @@ int g4_vision_encode_probe(const g4_vision *v, g4_compute *c, const float *pixel
         rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "vision: out of memory for %d patches", n_patches);
         goto done;
     }
-    if ((rc = check_inputs(v, c, positions, n_patches, real, &n, cell, &has_padding, err))) goto done;
+    if ((rc = check_inputs(v, positions, n_patches, real, &n, cell, &has_padding, err))) goto done;
+    if ((rc = be->reserve(be, g4_vision_max_input_width(v), err))) goto done;
     /* Padding patches are masked out of every attention and zeroed before pooling, so the encoder runs on the
      * real patches alone: the same numbers, without the padding's cost. */
-    if (work_init(&w, v, c, n)) {
+    if (work_init(&w, v, be, n)) {
         rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "vision: out of memory for %lld patches", (long long)n);
         goto done;
     }
@@ -485,19 +456,21 @@ int g4_vision_encode_probe(const g4_vision *v, g4_compute *c, const float *pixel
     patch_embed(&w, pixel_values, real, positions);
     rope_prepare(&w, real, positions);
     for (int l = 0; l < cf->num_layers; l++) {
-        if (g4_compute_safe_point(c)) {
+        if (be->safe_point(be)) {
             rc = g4_fail(err, GEMMA4C_ERR_CANCELLED, "vision: cancelled");
             goto done;
         }
-        attention_block(&w, &v->layers[l]);
+        if ((rc = attention_block(&w, &v->layers[l], err))) goto done;
         mlp_block(&w, &v->layers[l]);
     }
 
     /* --- pooler: each cell = sum of h * float32(1/k^2) over its patches, as the reference's one-hot matmul --- */
+    const float *x = w.x;
+    if (!be->host_memory) be->download(be, (float *)(x = w.host), w.x, (size_t)(n * D) * sizeof(float));
     const float weight = 1.0f / (float)(k * k);
     for (int64_t r = 0; r < n; r++) {
         float *dst = pooled + cell[r] * D;
-        const float *h = w.x + r * D;
+        const float *h = x + r * D;
         for (int64_t i = 0; i < D; i++) dst[i] += h[i] * weight;
         used[cell[r]] = 1;
     }
@@ -519,8 +492,10 @@ int g4_vision_encode_probe(const g4_vision *v, g4_compute *c, const float *pixel
     if (probe && probe->tower_output) memcpy(probe->tower_output, pooled, (size_t)(ns * D) * sizeof(float));
 
     /* --- Gemma4MultimodalEmbedder: weightless RMSNorm, projection into the text width --- */
-    g4_rmsnorm_rows(c->ops, pooled, pooled, NULL, ns, D, (float)cf->rms_norm_eps);
-    matmul_rows(c, pooled, ns, D, &v->embed_proj, out);
+    be->upload(be, w.pooled, pooled, (size_t)(ns * D) * sizeof(float));
+    be->rmsnorm(be, w.pooled, w.pooled, NULL, ns, D, (float)cf->rms_norm_eps);
+    matmul_rows(be, w.pooled, ns, D, &v->embed_proj, be->host_memory ? out : w.soft);
+    if (!be->host_memory) be->download(be, out, w.soft, (size_t)(ns * cf->text_hidden_size) * sizeof(float));
     *n_soft = (int)ns;
 done:
     work_free(&w);
@@ -531,7 +506,7 @@ done:
     return rc;
 }
 
-int g4_vision_encode(const g4_vision *v, g4_compute *c, const float *pixel_values, const int32_t *positions,
+int g4_vision_encode(const g4_vision *v, g4_backend *be, const float *pixel_values, const int32_t *positions,
                      int n_patches, float *out, int *n_soft, g4_err *err) {
-    return g4_vision_encode_probe(v, c, pixel_values, positions, n_patches, out, n_soft, NULL, err);
+    return g4_vision_encode_probe(v, be, pixel_values, positions, n_patches, out, n_soft, NULL, err);
 }

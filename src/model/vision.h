@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
-#include "kernels/kernels.h"
+#include "backend/backend.h"
 #include "model/model.h"
 
 /* vision_config as transformers reads it (Gemma4VisionConfig defaults for absent fields), plus the text width
@@ -35,11 +35,12 @@ typedef struct g4_vision_layer {
 
 /* The weights are views owned by the model (mapped checkpoint or synthetic): free the vision tower before the
  * model. A loaded tower is read-only, so several threads may encode with it at once (each with its own
- * g4_compute). */
+ * backend). */
 typedef struct g4_vision {
     g4_vision_config cfg;
     g4_tensor input_proj;     /* [hidden, 3 * patch^2] */
     g4_tensor position_table; /* [2, position_embedding_size, hidden]: x (column) table, then y (row) table */
+    g4_embedding position_rows; /* the same as 2 * position_embedding_size rows */
     g4_vision_layer *layers;
     float *std_bias, *std_scale; /* [hidden]; NULL unless cfg.standardize */
     g4_tensor embed_proj;        /* model.embed_vision.embedding_projection.weight [text_hidden, hidden] */
@@ -54,7 +55,7 @@ int g4_vision_parse_config(const char *json, int text_hidden, g4_vision_config *
 int g4_vision_load(g4_model *m, g4_vision **out, g4_err *err);
 void g4_vision_free(g4_vision *v);
 
-/* The widest input of any vision weight: a g4_compute used for encoding needs max_k at least this. */
+/* The widest input of any vision weight. */
 int64_t g4_vision_max_input_width(const g4_vision *v);
 
 /* Rows `out` must have room for when encoding n_patches patches (padding included): n_patches / k^2 for the
@@ -74,10 +75,10 @@ typedef struct g4_vision_probe {
  * count to n_soft. Padding patches are masked out of attention and dropped by the pooling, exactly as the
  * reference does (for the processor's output, removing them changes nothing). Errors: no patches, a count that
  * is not a multiple of k^2, positions outside the position table or beyond the n_patches / k^2 pooling slots,
- * only padding, or a g4_compute narrower than g4_vision_max_input_width. */
-int g4_vision_encode(const g4_vision *v, g4_compute *c, const float *pixel_values, const int32_t *positions,
+ * only padding. The encoder runs on backend be; `out` is host memory. */
+int g4_vision_encode(const g4_vision *v, g4_backend *be, const float *pixel_values, const int32_t *positions,
                      int n_patches, float *out, int *n_soft, g4_err *err);
-int g4_vision_encode_probe(const g4_vision *v, g4_compute *c, const float *pixel_values, const int32_t *positions,
+int g4_vision_encode_probe(const g4_vision *v, g4_backend *be, const float *pixel_values, const int32_t *positions,
                            int n_patches, float *out, int *n_soft, const g4_vision_probe *probe, g4_err *err);
 
 #endif

@@ -89,8 +89,9 @@ int gemma4c_model_load(const gemma4c_model_params *params, gemma4c_model **out, 
     if (!rc) rc = media_geometry(m->m, &m->geometry, &e);
     if (!rc && g4_compute_init(&m->c, p->n_threads, g4_model_max_input_width(m->m)))
         rc = g4_fail(&e, GEMMA4C_ERR_NOMEM, "cannot start worker threads");
-    if (!rc) rc = g4_decoder_init(&m->d, m->m, &m->c, m->n_batch, &e);
-    if (!rc && !(locks = !g4_kv_budget_init(&m->budget, p->kv_budget_bytes) && !pthread_mutex_init(&m->mu, NULL) &&
+    int backend = !rc && !(rc = g4_backend_cpu_init(&m->be, &m->c, &e));
+    if (!rc) rc = g4_decoder_init(&m->d, m->m, &m->be, m->n_batch, &e);
+    if (!rc && !(locks = !g4_kv_budget_init(&m->budget, p->kv_budget_bytes, &m->be) && !pthread_mutex_init(&m->mu, NULL) &&
                          !pthread_cond_init(&m->work, NULL)))
         rc = g4_fail(&e, GEMMA4C_ERR_INTERNAL, "cannot create locks");
     m->refs = 1;
@@ -100,6 +101,7 @@ int gemma4c_model_load(const gemma4c_model_params *params, gemma4c_model **out, 
             g4_engine_unref(m);
         } else {
             g4_decoder_free(&m->d);
+            if (backend) m->be.destroy(&m->be);
             g4_compute_free(&m->c);
             g4_model_free(m->m);
             free(m);

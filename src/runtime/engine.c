@@ -103,19 +103,11 @@ static void cancel_request(g4_engine *e, g4_request *r) {
 
 /* ---- the work of one iteration ------------------------------------------------------------------------ */
 
-/* Binds the encoder a medium needs (once per model) and widens the compute scratch for it. */
+/* Binds the encoder a medium needs (once per model). */
 static int bind_encoder(g4_engine *e, int kind, g4_err *err) {
-    int rc = 0;
-    if (kind == G4_MEDIA_AUDIO && !e->audio) {
-        rc = g4_audio_encoder_load(e->m, &e->audio, err);
-        if (!rc && g4_compute_reserve(&e->c, g4_audio_encoder_dims(e->audio).max_input_width))
-            rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
-    } else if (kind != G4_MEDIA_AUDIO && !e->vision) {
-        rc = g4_vision_load(e->m, &e->vision, err);
-        if (!rc && g4_compute_reserve(&e->c, g4_vision_max_input_width(e->vision)))
-            rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
-    }
-    return rc;
+    if (kind == G4_MEDIA_AUDIO && !e->audio) return g4_audio_encoder_load(e->m, &e->audio, err);
+    if (kind != G4_MEDIA_AUDIO && !e->vision) return g4_vision_load(e->m, &e->vision, err);
+    return 0;
 }
 
 /* One block of the oldest request still encoding media; when its media are all done, it moves on to its prompt. */
@@ -127,7 +119,7 @@ static void encode_media(g4_engine *e, g4_request *r) {
         if (g4_medium_done(md) || !r->needed[i]) continue;
         const double t0 = now_seconds();
         int rc = bind_encoder(e, md->kind, &err);
-        if (!rc) rc = g4_medium_encode_block(md, e->vision, e->audio, &e->c, e->m->cfg.text.hidden_size, &err);
+        if (!rc) rc = g4_medium_encode_block(md, e->vision, e->audio, &e->be, e->m->cfg.text.hidden_size, &err);
         r->media_seconds += now_seconds() - t0;
         if (rc == GEMMA4C_ERR_CANCELLED) cancel_request(e, r);
         else if (rc) fail_request(e, r, &err);
@@ -407,6 +399,7 @@ void g4_engine_unref(g4_engine *e) {
     g4_decoder_free(&e->d);
     for (int i = 0; i < G4_HANDOFF_MEDIA; i++)
         if (e->handoff[i]) g4_medium_free(e->handoff[i]), free(e->handoff[i]);
+    e->be.destroy(&e->be);
     g4_compute_free(&e->c);
     g4_model_free(e->m);
     g4_kv_budget_destroy(&e->budget);

@@ -25,6 +25,7 @@ typedef struct g4_request g4_request;
 struct gemma4c_model {
     g4_model *m;
     g4_compute c;         /* the scheduler's: its pool, scratch */
+    g4_backend be;        /* the decoder's ops and memory, over c */
     g4_decoder d;         /* rows of a step */
     g4_kv_budget budget;
     int n_batch;

@@ -156,7 +156,7 @@ int g4_medium_prepare(const g4_media_item *it, const g4_media_geometry *geo, g4_
 
 int g4_medium_done(const g4_medium *md) { return md->encoded == md->n_blocks; }
 
-int g4_medium_encode_block(g4_medium *md, const g4_vision *v, const g4_audio_encoder *a, g4_compute *c, int64_t H,
+int g4_medium_encode_block(g4_medium *md, const g4_vision *v, const g4_audio_encoder *a, g4_backend *be, int64_t H,
                            g4_err *err) {
     if (g4_medium_done(md)) return 0;
     const double t0 = now_seconds();
@@ -170,7 +170,7 @@ int g4_medium_encode_block(g4_medium *md, const g4_vision *v, const g4_audio_enc
     if (md->kind == G4_MEDIA_AUDIO) {
         g4_audio_features_out *f = &md->clips[md->encoded];
         int64_t n = 0;
-        rc = g4_audio_encode(a, c, f->features, f->mask, (int64_t)f->n_frames, rows, &n, NULL, err);
+        rc = g4_audio_encode(a, be, f->features, f->mask, (int64_t)f->n_frames, rows, &n, NULL, err);
         if (!rc && n != blk->n)
             rc = g4_fail(err, GEMMA4C_ERR_INTERNAL, "audio: %lld soft tokens where %lld were counted", (long long)n,
                          (long long)blk->n);
@@ -184,7 +184,7 @@ int g4_medium_encode_block(g4_medium *md, const g4_vision *v, const g4_audio_enc
         rc = pixels && out ? 0 : g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory for an image");
         if (!rc) {
             g4_image_u8_to_f32(p->pixel_values, values, pixels);
-            rc = g4_vision_encode(v, c, pixels, p->positions, p->max_patches, out, &n_soft, err);
+            rc = g4_vision_encode(v, be, pixels, p->positions, p->max_patches, out, &n_soft, err);
         }
         if (!rc && n_soft != blk->n)
             rc = g4_fail(err, GEMMA4C_ERR_INTERNAL, "%s: %d soft tokens where %lld were counted", kind_name(md->kind),

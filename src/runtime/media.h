@@ -61,8 +61,8 @@ uint64_t g4_media_item_key(const g4_media_item *it);
  * are known afterwards. */
 int g4_medium_prepare(const g4_media_item *it, const g4_media_geometry *geo, g4_medium *out, g4_err *err);
 /* Runs the next block through its encoder (vision for images and video frames, audio otherwise; the caller binds
- * the one needed). The compute context must be wide enough for that encoder. */
-int g4_medium_encode_block(g4_medium *md, const struct g4_vision *v, const struct g4_audio_encoder *a, g4_compute *c,
+ * the one needed) on backend be. */
+int g4_medium_encode_block(g4_medium *md, const struct g4_vision *v, const struct g4_audio_encoder *a, g4_backend *be,
                            int64_t H, g4_err *err);
 int g4_medium_done(const g4_medium *md);
 void g4_medium_free(g4_medium *md);

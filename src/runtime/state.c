@@ -63,6 +63,12 @@ static void put(writer *w, const void *data, size_t n) {
 
 static void put_i64(writer *w, int64_t v) { put(w, &v, sizeof v); }
 
+/* n floats of the backend's memory; row: room for n floats where the backend's memory is not the host's */
+static void put_floats(writer *w, g4_backend *be, const float *src, int64_t n, float *row) {
+    if (!be->host_memory) be->download(be, row, src, (size_t)n * sizeof(float));
+    put(w, be->host_memory ? src : row, (size_t)n * sizeof(float));
+}
+
 static int busy_or_missing(const g4_session *s, const char *path, g4_err *err) {
     if (!s || !path) return g4_fail(err, GEMMA4C_ERR_ARG, "missing session or path");
     pthread_mutex_lock(&s->e->mu);
@@ -95,13 +101,17 @@ int gemma4c_session_save(gemma4c_session *s, const char *path, char *err, size_t
     }
     put(&w, s->cached.v, (size_t)pos * sizeof(int32_t));
     put(&w, s->keys, (size_t)pos * sizeof(uint64_t));
+    g4_backend *be = seq->budget->be;
     for (int l = 0; l < L; l++) {
         const g4_kv_pages *k = &seq->layers[l];
-        for (int64_t p = g4_kv_seq_first_kept(seq, l, pos); p < pos; p++)
+        float *row = be->host_memory ? NULL : malloc((size_t)k->head_dim * sizeof(float));
+        if (!be->host_memory && !row) w.failed = 1;
+        for (int64_t p = g4_kv_seq_first_kept(seq, l, pos); !w.failed && p < pos; p++)
             for (int64_t h = 0; h < k->kv_heads; h++) {
-                put(&w, g4_kv_key(seq, l, h, p), (size_t)k->head_dim * sizeof(float));
-                put(&w, g4_kv_value(seq, l, h, p), (size_t)k->head_dim * sizeof(float));
+                put_floats(&w, be, g4_kv_key(seq, l, h, p), k->head_dim, row);
+                put_floats(&w, be, g4_kv_value(seq, l, h, p), k->head_dim, row);
             }
+        free(row);
     }
     const uint64_t sum = w.sum;
     if (!w.failed && fwrite(&sum, sizeof sum, 1, w.f) != 1) w.failed = 1;
@@ -220,8 +230,9 @@ int gemma4c_session_load(gemma4c_session *s, const char *path, char *err, size_t
         const float *src = kv[l];
         for (int64_t p = g4_kv_seq_first_kept(&s->seq, l, pos); p < pos; p++)
             for (int64_t h = 0; h < k->kv_heads; h++) {
-                memcpy(g4_kv_key(&s->seq, l, h, p), src, (size_t)k->head_dim * sizeof(float));
-                memcpy(g4_kv_value(&s->seq, l, h, p), src + k->head_dim, (size_t)k->head_dim * sizeof(float));
+                g4_backend *be = s->seq.budget->be;
+                be->upload(be, g4_kv_key(&s->seq, l, h, p), src, (size_t)k->head_dim * sizeof(float));
+                be->upload(be, g4_kv_value(&s->seq, l, h, p), src + k->head_dim, (size_t)k->head_dim * sizeof(float));
                 src += 2 * k->head_dim;
             }
     }
