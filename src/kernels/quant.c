@@ -71,11 +71,27 @@ static int block_exact(const float *x, float d, int lo, int hi, int8_t *k) {
  * this took q4 from a mean KL of 6.5e-2 (the 4 outermost whole steps) to 6.0e-2; finer steps measured no better. */
 #define FIT_STEPS_PER_GRID 32
 
-/* The least-squares scale for integers k (0 when they are all 0). */
-static float refit_scale(const float *x, const int8_t *k) {
-    double xk = 0, kk = 0;
-    for (int i = 0; i < G4_QBLOCK; i++) xk += (double)x[i] * k[i], kk += k[i] * k[i];
-    return kk > 0 ? (float)(xk / kk) : 0;
+/* Most scales fit_block tries per pass (G4_Q4: 21, G4_Q6: 18). */
+#define FIT_MAX_SCALES 24
+
+/* For each of n scales d[s]: the squared error of 32 values against d[s] * k with k = round(x / d[s]) in
+ * [lo, hi], and the sums x·k and k·k of the least-squares scale for those k. The scales run side by side (the
+ * inner loop vectorizes across them) while each one's sums add up element by element, in order, exactly as one
+ * scale at a time would. */
+static void scale_errors(const float *x, const float *d, int n, int lo, int hi, float *err, double *xk, double *kk) {
+    float id[FIT_MAX_SCALES], q[G4_QBLOCK][FIT_MAX_SCALES];
+    for (int s = 0; s < n; s++) id[s] = 1.0f / d[s], err[s] = 0, xk[s] = 0, kk[s] = 0;
+    for (int i = 0; i < G4_QBLOCK; i++)
+        for (int s = 0; s < n; s++) {
+            q[i][s] = (float)round_clamp(x[i] * id[s], (float)lo, (float)hi);
+            const float e = x[i] - d[s] * q[i][s];
+            err[s] += e * e;
+        }
+    for (int i = 0; i < G4_QBLOCK; i++)
+        for (int s = 0; s < n; s++) {
+            xk[s] += (double)x[i] * (double)q[i][s];
+            kk[s] += (double)(q[i][s] * q[i][s]);
+        }
 }
 
 /* The bf16 scale d and integers k in [lo, hi] (lo = -hi - 1) that reproduce 32 values best. A block that is
@@ -83,7 +99,7 @@ static float refit_scale(const float *x, const int8_t *k) {
  * is tried for that first, and such a block comes back exactly. Other blocks take the smallest squared error among
  * scales that put the largest magnitude between one step past the grid's end (short of it after rounding) and
  * half of it (the outlier clipped so the other 31 values get a finer grid), the whole steps among them, each also
- * refitted by least squares for the k's it gives. */
+ * refitted by least squares for the k's it gives (ties go to the earlier scale, a scale before its refit). */
 static uint16_t fit_block(const float *x, int lo, int hi, int8_t *k) {
     float amax = 0;
     for (int i = 0; i < G4_QBLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
@@ -93,20 +109,26 @@ static uint16_t fit_block(const float *x, int lo, int hi, int8_t *k) {
         uint16_t h = g4_f32_to_bf16(amax / (float)j);
         if (g4_bf16_to_f32(h) > 0 && block_exact(x, g4_bf16_to_f32(h), lo, hi, k)) return h;
     }
-    int8_t trial[G4_QBLOCK];
+    const int n = (-lo / 2 + 1) * FIT_STEPS_PER_GRID / -lo + 1;
+    uint16_t h[2][FIT_MAX_SCALES];
+    float d[2][FIT_MAX_SCALES], err[2][FIT_MAX_SCALES];
+    double xk[FIT_MAX_SCALES], kk[FIT_MAX_SCALES];
+    for (int s = 0; s < n; s++) {
+        h[0][s] = g4_f32_to_bf16(amax / ((float)(-lo + 1) - (float)(s * -lo) / FIT_STEPS_PER_GRID));
+        d[0][s] = g4_bf16_to_f32(h[0][s]);
+    }
+    scale_errors(x, d[0], n, lo, hi, err[0], xk, kk);
+    for (int s = 0; s < n; s++) {
+        h[1][s] = g4_f32_to_bf16(kk[s] > 0 ? (float)(xk[s] / kk[s]) : 0);
+        d[1][s] = g4_bf16_to_f32(h[1][s]);
+    }
+    scale_errors(x, d[1], n, lo, hi, err[1], xk, kk);
     float best = INFINITY;
     uint16_t best_d = 0;
-    const int n_scales = (-lo / 2 + 1) * FIT_STEPS_PER_GRID / -lo;
-    for (int s = 0; s <= n_scales; s++) {
-        uint16_t h = g4_f32_to_bf16(amax / ((float)(-lo + 1) - (float)(s * -lo) / FIT_STEPS_PER_GRID));
-        for (int refit = 0; refit < 2; refit++) {
-            float d = g4_bf16_to_f32(h);
-            if (d <= 0) break;
-            float err = block_error(x, d, lo, hi, trial);
-            if (err < best) best = err, best_d = h, memcpy(k, trial, G4_QBLOCK);
-            h = g4_f32_to_bf16(refit_scale(x, trial));
-        }
-    }
+    for (int s = 0; s < n; s++)
+        for (int refit = 0; refit < 2 && d[refit][s] > 0; refit++)
+            if (err[refit][s] < best) best = err[refit][s], best_d = h[refit][s];
+    if (best_d) block_error(x, g4_bf16_to_f32(best_d), lo, hi, k);
     return best_d;
 }
 
