@@ -47,7 +47,9 @@ static void item_keys(const attn_job *j, int64_t r0, int64_t part, int64_t *lo, 
     *hi = first + n * (part + 1) / j->parts - 1;
 }
 
-/* One (tile of rows, kv head, part of the keys) per item: the tile's queries of that kv head score the keys
+/* One (kv head, tile of rows, part of the keys) per item, kv head outermost so that a worker's consecutive items
+ * read the same head's keys (a vision tile's neighbours, or prefill rows of one sequence, share them): the tile's
+ * queries of that kv head score the keys
  * together (each key read once per query set), softmax, weighted values. A lone row's query heads form the set
  * (a decode step: each key read once for all of them); a tile of rows is scored one query head at a time. With
  * one part the output is final; with several, each part's output is normalised over its own keys and kept with
@@ -59,7 +61,7 @@ static void attention_range(void *ctx, int64_t begin, int64_t end, int worker) {
     const int64_t D = a->head_dim, nkv = a->kv_heads, G = a->heads / nkv;
     float *scores = j->cb->scores + (size_t)worker * (size_t)j->scores_per_worker;
     for (int64_t item = begin; item < end; item++) {
-        const int64_t tile = item / (nkv * j->parts), kvh = item / j->parts % nkv, part = item % j->parts;
+        const int64_t kvh = item / (j->tiles * j->parts), tile = item / j->parts % j->tiles, part = item % j->parts;
         const int64_t r0 = j->cb->tile[tile], R = j->cb->tile[tile + 1] - r0;
         const g4_kv_view *view = a->view[r0];
         int64_t lo, hi;
@@ -105,7 +107,7 @@ static void combine_parts(const attn_job *j) {
     for (int64_t tile = 0; tile < j->tiles; tile++) {
         const int64_t r0 = j->cb->tile[tile], R = j->cb->tile[tile + 1] - r0;
         for (int64_t kvh = 0; kvh < nkv; kvh++) {
-            const int64_t item0 = (tile * nkv + kvh) * j->parts;
+            const int64_t item0 = (kvh * j->tiles + tile) * j->parts;
             for (int64_t i = 0; i < R * G; i++) { /* set-major, as attention_range stored them */
                 const int64_t row = R == 1 ? 0 : i % R, head = kvh * G + (R == 1 ? i : i / R);
                 float top = -INFINITY, total = 0;
