@@ -29,7 +29,7 @@ inc="-Isrc -Iinclude -Itests"
 [ -d "$deps/include" ] && inc="$inc -I$deps/include"
 flags="-O3 -std=c11 -w -D_GNU_SOURCE -DGEMMA4C_SOURCE_DIR=\"$PWD\" $inc"
 if [ -f "$deps/lib/libcjson.so.1" ]; then
-  libs="$deps/lib/libcjson.so.1 -Xlinker -rpath=$PWD/$deps/lib"
+  libs="-Xlinker $deps/lib/libcjson.so.1 -Xlinker -rpath=$PWD/$deps/lib"
 else
   libs="-lcjson"
 fi

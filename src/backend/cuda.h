@@ -60,7 +60,7 @@ int g4_cuda_failed(cuda_backend *cb, g4_err *err);
 const void *g4_cuda_weight(cuda_backend *cb, const void *host, size_t bytes);
 
 /* Per-call tables: g4_cuda_table_begin empties the host staging area; g4_cuda_table_add copies `bytes` into it
- * (16-byte aligned) and returns its offset; g4_cuda_table_upload sends the whole area to the device and returns
+ * at the next 16-byte boundary (so an array goes in as one entry, never element by element) and returns its offset; g4_cuda_table_upload sends the whole area to the device and returns
  * its device address (NULL and a sticky failure when memory runs out). Device address of an entry: base +
  * offset. */
 void g4_cuda_table_begin(cuda_backend *cb);

@@ -3,6 +3,7 @@
 #include "backend/cuda.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -32,17 +33,20 @@ void g4_cuda_kv_write(g4_backend *b, const g4_kv_view *const *view, const int64_
                       int64_t head_dim, const float *k, const float *v) {
     cuda_backend *cb = cuda_of(b);
     if (cb->err.code || rows < 1) return;
-    g4_cuda_table_begin(cb);
-    size_t at = 0;
+    kv_dst *dst = (kv_dst *)malloc((size_t)rows * sizeof *dst);
+    if (!dst) {
+        if (!cb->err.code) g4_fail(&cb->err, GEMMA4C_ERR_NOMEM, "out of memory for a kv write of %lld rows", (long long)rows);
+        return;
+    }
     for (int64_t r = 0; r < rows; r++) {
         const g4_kv_view *vw = view[r];
-        const kv_dst d = {vw->page[pos[r] / vw->page_len] + pos[r] % vw->page_len * vw->pos_stride, vw->head_stride,
+        dst[r] = (kv_dst){vw->page[pos[r] / vw->page_len] + pos[r] % vw->page_len * vw->pos_stride, vw->head_stride,
                           vw->value_offset};
-        const size_t o = g4_cuda_table_add(cb, &d, sizeof d);
-        if (o == (size_t)-1) return;
-        if (r == 0) at = o;
     }
-    char *base = g4_cuda_table_upload(cb);
+    g4_cuda_table_begin(cb);
+    const size_t at = g4_cuda_table_add(cb, dst, (size_t)rows * sizeof *dst);
+    free(dst);
+    char *base = at != (size_t)-1 ? g4_cuda_table_upload(cb) : NULL;
     if (!base) return;
     kv_write_kernel<<<g4_cuda_blocks(rows * kv_heads * head_dim, 256), 256>>>((const kv_dst *)(base + at), rows,
                                                                                kv_heads, head_dim, k, v);
@@ -186,15 +190,16 @@ int g4_cuda_attention(g4_backend *b, const g4_attention *a, g4_err *err) {
     g4_cuda_table_begin(cb);
     {
         size_t at_pages = (size_t)-1, at_rows, at_views;
-        int64_t n_pages = 0;
         for (int64_t k = 0; k < n_views; k++) {
             if (page_hi[k] < 0) views[k].page0 = 0; /* no keys read */
-            views[k].at = n_pages;
+            views[k].at = 0;
             const int64_t count = page_hi[k] - views[k].page0 + 1;
             if (count <= 0) continue;
+            /* each view's pointers where the table put them (entries are aligned, so not always end to end) */
             const size_t o = g4_cuda_table_add(cb, seen[k]->page + views[k].page0, (size_t)count * sizeof(float *));
+            if (o == (size_t)-1) break;
             if (at_pages == (size_t)-1) at_pages = o;
-            n_pages += count;
+            views[k].at = (int64_t)((o - at_pages) / sizeof(float *));
         }
         if (at_pages == (size_t)-1) at_pages = g4_cuda_table_add(cb, NULL, 0);
         at_rows = g4_cuda_table_add(cb, rows, (size_t)a->rows * sizeof *rows);
