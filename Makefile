@@ -73,13 +73,14 @@ test-neon: deps-neon
 	qemu-aarch64 -cpu max $(NEON_BUILD)/test_quant > $(NEON_BUILD)/test_quant.log 2>&1 || { cat $(NEON_BUILD)/test_quant.log; exit 1; }
 	grep -q "best: neon" $(NEON_BUILD)/test_quant.log && tail -1 $(NEON_BUILD)/test_quant.log
 
-# The CUDA kernels built with nvcc (-DGEMMA4C_CUDA=ON) and their test, which runs on a GPU and says it skipped
-# elsewhere (bench/cuda_device.sh builds and runs them on a GPU machine). Skipped with a note where there is no nvcc.
+# The CUDA kernels and backend built with nvcc (-DGEMMA4C_CUDA=ON) and their tests, which run on a GPU and say they
+# skipped elsewhere (bench/cuda_device.sh builds and runs them on a GPU machine). Skipped with a note where there is no nvcc.
 test-cuda-build: deps
 	@if [ -z "$(NVCC)" ]; then echo "no nvcc: the CUDA kernels are not built"; else \
 	  cmake -S . -B $(CUDA_BUILD) -DCMAKE_BUILD_TYPE=Release -DGEMMA4C_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC) >/dev/null && \
-	  cmake --build $(CUDA_BUILD) -j $(JOBS) --target test_cuda_quant cuda_quant_speed && \
-	  { ./$(CUDA_BUILD)/test_cuda_quant; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ]; }; fi
+	  cmake --build $(CUDA_BUILD) -j $(JOBS) --target test_cuda_quant test_cuda_backend cuda_quant_speed gemma4c_cli && \
+	  { ./$(CUDA_BUILD)/test_cuda_quant; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ]; } && \
+	  { ./$(CUDA_BUILD)/test_cuda_backend; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ]; }; fi
 
 # `cmake --install` into a temporary prefix: the files it must hold, libgemma4c.so exporting gemma4c_* alone, and
 # examples/chat_image.c built against that tree through pkg-config (shared and static) and run on the tiny checkpoint.

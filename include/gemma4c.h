@@ -95,6 +95,9 @@ typedef struct gemma4c_model_params {
     int n_batch;                 /* most token rows one step computes; 0: GEMMA4C_DEFAULT_BATCH */
     int64_t kv_budget_bytes;     /* KV memory of all sessions together; 0: no limit but the machine's. A request
                                     that would exceed it fails with GEMMA4C_ERR_CAPACITY before its step runs. */
+    const char *device;          /* where the model runs: "cpu" (NULL) or "cuda" (the first NVIDIA GPU: weights,
+                                    KV caches and encoders there). A device this build or machine lacks is an
+                                    error (GEMMA4C_ERR_UNSUPPORTED), never a silent fallback to the CPU. */
 } gemma4c_model_params;
 
 /* Loads a model and starts its scheduler thread and compute threads. Weights are memory-mapped; every tensor the
@@ -119,6 +122,7 @@ typedef struct gemma4c_model_info {
     const char *kernels;             /* the matrix-product kernels this CPU runs ("avx512vnni", "neon", ...) */
     int n_threads, n_batch;
     int64_t kv_budget_bytes;         /* 0: unlimited */
+    const char *device;              /* where the model runs: "cpu" or "cuda" */
 } gemma4c_model_info;
 
 /* Facts about a loaded model; the strings live as long as the model. Thread-safe. */

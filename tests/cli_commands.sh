@@ -383,7 +383,13 @@ lacks "bench --json: no notice on stderr" "$TMP/err" "."
 P='\{"sessions":N,"aggregate_decode_tok_s":[0-9.]+,"per_session_decode_tok_s":[0-9.]+,"ttft_join_s":[0-9.]+,'
 P+='"peak_rss_bytes":[0-9]+\}'
 has "bench parallel keys" "$TMP/out" "^\{\"prefill_tok_s\":[0-9.]+,.*\"decode_runs\":1,.*,\"kernels\":\"[a-z0-9]+\",\
-\"threads\":[0-9]+,\"join_prompt_tokens\":128,\"parallel\":\[${P/N/1},${P/N/3}\]\}$"
+\"threads\":[0-9]+,\"device\":\"cpu\",\"join_prompt_tokens\":128,\"parallel\":\[${P/N/1},${P/N/3}\]\}$"
+# A device this build or machine lacks is one error line, never a silent fallback to the CPU (a CUDA build on a GPU
+# machine runs instead: these tests run on the CPU build).
+bad "unknown device" "--device expects cpu or cuda, got 'gpu'" "$BIN" run --device gpu -p hi -n 1
+if [ "$("$BIN" run --device cuda -p hi -n 1 2>&1 >/dev/null | grep -c 'device cuda: ')" = 1 ]; then
+  bad "no CUDA device" "device cuda: " "$BIN" run --device cuda -p hi -n 1
+fi
 ok "bench parallel text" "$BIN" bench --shape small -n 4 --runs 1 --prompt-tokens 16 --parallel 2 --no-bandwidth
 has "bench parallel line" "$TMP/out" "^parallel 2 +aggregate decode [0-9.]+ tok/s \([0-9.]+x one session's mean\), \
 [0-9.]+ tok/s per session; a session joining with 128 prompt tokens: first token after [0-9.]+ s; peak RSS [0-9.]+ GB$"

@@ -24,6 +24,7 @@ typedef struct cli_opts {
     int max_soft_tokens;
     int max_tokens; /* -1: not given */
     int threads;
+    const char *device; /* cpu (NULL) or cuda */
     int64_t ctx, batch;
     int verbose, think, raw, greedy;
     /* convert, synthetic models */

@@ -258,9 +258,9 @@ int cmd_bench(int argc, char **argv) {
         printf("{\"prefill_tok_s\":%.3f,\"decode_tok_s\":%.3f,\"ttft_s\":%.4f,\"peak_rss_bytes\":%.0f,"
                "\"weight_bytes_per_token\":%.0f,\"decode_tok_s_best\":%.3f,\"decode_runs\":%d,"
                "\"read_bandwidth_gb_s\":%.2f,\"read_bandwidth_before_gb_s\":%.2f,\"read_bandwidth_after_gb_s\":%.2f,"
-               "\"kernels\":\"%s\",\"threads\":%d",
+               "\"kernels\":\"%s\",\"threads\":%d,\"device\":\"%s\"",
                prefill_tps, decode_tps, first.first_token_seconds, rss, bytes_tok, decode_best_tps, runs, gbps,
-               gbps_before, gbps_after, info.kernels, info.n_threads);
+               gbps_before, gbps_after, info.kernels, info.n_threads, info.device);
         if (o.n_parallel) {
             printf(",\"join_prompt_tokens\":%d,\"parallel\":[", JOIN_PROMPT);
             for (int i = 0; i < o.n_parallel; i++)
@@ -272,6 +272,7 @@ int cmd_bench(int argc, char **argv) {
         printf("}\n");
     } else if (!rc) {
         printf("model            %s (%s weights)\n", info.source, info.synthetic ? "synthetic" : "checkpoint");
+        printf("device           %s\n", info.device);
         printf("kernels          %s, %d threads\n", info.kernels, info.n_threads);
         printf("load             %.2f s\n", t_load);
         printf("prefill          %d tokens in %.2f s: %.2f tok/s\n", n_prompt, first.prefill_seconds, prefill_tps);

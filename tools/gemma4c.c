@@ -51,6 +51,7 @@ static const char usage[] =
     "  --think                 let the model think first (thinking mode)\n"
     "  --raw                   use the prompt as is, without the chat format\n"
     "  -t, --threads N         worker threads (default: all CPUs)\n"
+    "  --device cpu|cuda       where the model runs (default cpu; cuda: the first NVIDIA GPU)\n"
     "  -c, --ctx N             context length in tokens (default " CLI_STR(GEMMA4C_DEFAULT_CONTEXT) ")\n"
     "  -b, --batch N           tokens per batched step (default " CLI_STR(GEMMA4C_DEFAULT_BATCH) ")\n"
     "  --parallel N            batch: requests running at once (default 8); bench: a list of session counts\n"
@@ -112,6 +113,7 @@ static const option options[] = {
     {"--think", NULL, 0, "run chat"},
     {"--raw", NULL, 0, "run"},
     {"--threads", "-t", 1, MODEL_CMDS " convert"},
+    {"--device", NULL, 1, MODEL_CMDS},
     {"--ctx", "-c", 1, "run chat logits batch serve"},
     {"--ctx-size", NULL, 1, "serve"},
     {"--batch", "-b", 1, "run chat logits bench batch serve"},
@@ -257,6 +259,9 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
         } else if (IS("--max-tokens")) {
             if (parse_long(a, v, 0, 1 << 30, &n)) return 1;
             o->max_tokens = (int)n;
+        } else if (IS("--device")) {
+            if (strcmp(v, "cpu") && strcmp(v, "cuda")) return cli_error("--device expects cpu or cuda, got '%s'", v);
+            o->device = v;
         } else if (IS("--threads")) {
             if (parse_long(a, v, 1, 1024, &n)) return 1;
             o->threads = (int)n;
@@ -295,7 +300,7 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
 }
 
 int cli_load_model(const cli_opts *o, gemma4c_model **m) {
-    gemma4c_model_params p = {o->model, NULL, o->threads, (int)o->batch, o->kv_budget};
+    gemma4c_model_params p = {o->model, NULL, o->threads, (int)o->batch, o->kv_budget, o->device};
     if (o->quant) {
         if (o->model && strncmp(o->model, "synthetic:", 10))
             return cli_error("--quant applies to synthetic models (to convert a checkpoint: gemma4c convert)");

@@ -150,4 +150,17 @@ struct g4_backend {
 /* The CPU backend over compute context c (not owned: it must outlive the backend). */
 int g4_backend_cpu_init(g4_backend *b, g4_compute *c, g4_err *err);
 
+/* The CUDA backend (cmake -DGEMMA4C_CUDA=ON) on the first GPU, serving model m (NULL: ops alone, for tests): the
+ * text model's weights are uploaded here, once, in their stored formats; the encoders' weights (and any other
+ * weight an op is given) on first use, found again by their host address, so the host weights must stay where
+ * they are while the backend lives. GEMMA4C_ERR_UNSUPPORTED with one line when this build has no CUDA or the
+ * machine no usable GPU; GEMMA4C_ERR_NOMEM when the weights do not fit. Ops that return nothing report a failure
+ * (a launch, a weight that does not fit) through the next op that returns an error, and every later one. */
+int g4_backend_cuda_init(g4_backend *b, const g4_model *m, g4_err *err);
+/* Waits for the CUDA backend's queued work and returns its first failure, if any (0: none). */
+int g4_backend_cuda_sync(g4_backend *b, g4_err *err);
+/* Makes the CUDA backend's safe points those of compute context c (its safe_point hook: cancellation, the
+ * scheduler's other work while an encoder runs); NULL: none. c must outlive the backend. */
+void g4_backend_cuda_set_hooks(g4_backend *b, g4_compute *c);
+
 #endif

@@ -67,6 +67,18 @@ static int media_geometry(const g4_model *m, g4_media_geometry *geo, g4_err *err
     return rc;
 }
 
+/* The backend the decoder and the encoders run on, as params.device names it. */
+static int open_backend(g4_engine *m, const char *device, g4_err *err) {
+    if (!device || !strcmp(device, "cpu")) return g4_backend_cpu_init(&m->be, &m->c, err);
+    if (!strcmp(device, "cuda")) {
+        int rc = g4_backend_cuda_init(&m->be, m->m, err);
+        if (rc) return g4_err_prefix(err, "device cuda");
+        g4_backend_cuda_set_hooks(&m->be, &m->c); /* the scheduler's safe points are the compute context's */
+        return 0;
+    }
+    return g4_fail(err, GEMMA4C_ERR_ARG, "unknown device '%s' (cpu or cuda)", device);
+}
+
 int gemma4c_model_load(const gemma4c_model_params *params, gemma4c_model **out, char *err, size_t err_len) {
     g4_err e = {0};
     if (!out) return report(&e, g4_fail(&e, GEMMA4C_ERR_ARG, "gemma4c_model_load: out is NULL"), err, err_len);
@@ -89,7 +101,7 @@ int gemma4c_model_load(const gemma4c_model_params *params, gemma4c_model **out, 
     if (!rc) rc = media_geometry(m->m, &m->geometry, &e);
     if (!rc && g4_compute_init(&m->c, p->n_threads, g4_model_max_input_width(m->m)))
         rc = g4_fail(&e, GEMMA4C_ERR_NOMEM, "cannot start worker threads");
-    int backend = !rc && !(rc = g4_backend_cpu_init(&m->be, &m->c, &e));
+    int backend = !rc && !(rc = open_backend(m, p->device, &e));
     if (!rc) rc = g4_decoder_init(&m->d, m->m, &m->be, m->n_batch, &e);
     if (!rc && !(locks = !g4_kv_budget_init(&m->budget, p->kv_budget_bytes, &m->be) && !pthread_mutex_init(&m->mu, NULL) &&
                          !pthread_cond_init(&m->work, NULL)))
@@ -142,6 +154,7 @@ int gemma4c_model_get_info(const gemma4c_model *e, gemma4c_model_info *info) {
     info->n_threads = g4_pool_size(e->c.pool);
     info->n_batch = e->n_batch;
     info->kv_budget_bytes = e->budget.limit;
+    info->device = e->be.name;
     return 0;
 }
 
