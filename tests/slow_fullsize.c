@@ -1,6 +1,8 @@
 /* slow_fullsize.c — full-size E4B / E2B text wiring against golden/synthetic (weights from the formula). */
 #include "test.h"
 
+#include "decoder_util.h"
+
 #include <cjson/cJSON.h>
 
 #include "golden_util.h"
@@ -101,19 +103,13 @@ static void run_shape(const char *golden, const char *shape) {
     float *rows_logits = g4t_tensor_f32(ref, "logits_at_rows", NULL);
     c.top_v = top_v, c.top_i = top_i, c.lse = lse, c.rows = rows, c.n_rows = n_rows, c.rows_logits = rows_logits;
 
-    g4_compute comp;
-    CHECK(g4_compute_init(&comp, 0, g4_model_max_input_width(m)) == 0, "compute");
-    g4_backend be;
-    CHECK(g4_backend_cpu_init(&be, &comp, &err) == 0, "%s", err.msg);
-    g4_decoder d;
-    g4_kv_budget budget;
-    g4_kv_seq seq;
-    g4_kv_budget_init(&budget, 0, &be);
-    CHECK(g4_decoder_init(&d, m, &be, 256, &err) == 0, "%s", err.msg);
-    CHECK(g4_kv_seq_init(&seq, m, T + 16, &budget, &err) == 0, "%s", err.msg);
+    g4t_decoder td;
+    CHECK(g4t_decoder_open(&td, m, 0, 256, T + 16, &err) == 0, "%s", err.msg);
+    g4_decoder *d = &td.d;
+    g4_kv_seq *seq = &td.seq;
     float *last = malloc((size_t)c.V * sizeof(float));
     g4_forward_opts opts = {.on_logits = on_logits, .ctx = &c, .last_logits = last};
-    CHECK(g4_decoder_forward(&d, &seq, ids, T, &opts, &err) == 0, "%s", err.msg);
+    CHECK(g4_decoder_forward(d, seq, ids, T, &opts, &err) == 0, "%s", err.msg);
     printf("%s prefill %lld tokens: top-64 max|d| %.2e, logsumexp max|d| %.2e, full rows max|d| %.2e, argmax %d/%d\n",
            shape, (long long)T, c.worst_top, c.worst_lse, c.worst_row, c.argmax_same, c.argmax_checked);
     CHECK(c.worst_top <= MAX_ABS && c.worst_lse <= MAX_ABS && c.worst_row <= MAX_ABS, "%s prefill beyond %.0e", shape, MAX_ABS);
@@ -127,18 +123,14 @@ static void run_shape(const char *golden, const char *shape) {
     g4_forward_opts step = {.last_logits = last};
     for (int64_t s = 0; s < n_greedy; s++) {
         if (s == 0) CHECK(g4t_argmax(last, c.V) == greedy[0], "first greedy id");
-        CHECK(g4_decoder_forward(&d, &seq, &greedy[s], 1, &step, &err) == 0, "%s", err.msg);
+        CHECK(g4_decoder_forward(d, seq, &greedy[s], 1, &step, &err) == 0, "%s", err.msg);
         check_position(&g, T + s, last, g_top_v + s * 64, g_top_i + s * 64, NULL);
     }
     printf("%s greedy %lld steps: top-64 max|d| %.2e, argmax %d/%d\n", shape, (long long)n_greedy, g.worst_top,
            g.argmax_same, g.argmax_checked);
     CHECK(g.worst_top <= MAX_ABS, "%s greedy beyond %.0e", shape, MAX_ABS);
 
-    g4_decoder_free(&d);
-    g4_kv_seq_free(&seq);
-    g4_kv_budget_destroy(&budget);
-    be.destroy(&be);
-    g4_compute_free(&comp);
+    g4t_decoder_close(&td);
     g4_model_free(m);
     g4_st_close(ref);
     free(ids), free(top_v), free(lse), free(top_i), free(rows), free(rows_logits), free(last);

@@ -1,6 +1,8 @@
 /* test_bidirectional.c — use_bidirectional_attention "vision": image spans see themselves on sliding layers (1e-4). */
 #include "test.h"
 
+#include "decoder_util.h"
+
 #include "golden_util.h"
 #include "gemma4c.h"
 #include "model/decoder.h"
@@ -141,25 +143,17 @@ int main(void) {
     soft[G4_SOFT_VIDEO] = (g4_soft_tokens){f[1] ? f[1]->tokens : NULL, f[1] ? f[1]->n_tokens : 0};
     soft[G4_SOFT_AUDIO] = (g4_soft_tokens){f[2] ? f[2]->tokens : NULL, f[2] ? f[2]->n_tokens : 0};
     CHECK(f[0] && f[0]->n_tokens == 260 && f[0]->width == H, "first image: 260 soft tokens");
-    g4_compute c;
-    g4_backend be;
-    g4_decoder d;
-    g4_kv_budget budget;
-    g4_kv_seq seq;
-    CHECK(g4_compute_init(&c, 2, g4_model_max_input_width(m)) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute");
-    g4_kv_budget_init(&budget, 0, &be);
-    CHECK(g4_decoder_init(&d, m, &be, 128, &err) == 0 && g4_kv_seq_init(&seq, m, 1024, &budget, &err) == 0, "%s", err.msg);
+    g4t_decoder td;
+    CHECK(g4t_decoder_open(&td, m, 2, 128, 1024, &err) == 0, "%s", err.msg);
+    g4_decoder *d = &td.d;
+    g4_kv_seq *seq = &td.seq;
     float *video = malloc((size_t)(T * V) * sizeof(float));
     g4_forward_opts fv = {.all_logits = video, .soft = soft};
-    CHECK(g4_decoder_forward(&d, &seq, as_video, T, &fv, &err) == 0, "%s", err.msg);
+    CHECK(g4_decoder_forward(d, seq, as_video, T, &fv, &err) == 0, "%s", err.msg);
     double ev = g4t_rel_err(video, got, T * V);
     printf("  second image as video: rel err %.2e\n", ev);
     CHECK(ev <= 1e-5, "a video span differs from an image span by %.3e", ev);
-    g4_decoder_free(&d);
-    g4_kv_seq_free(&seq);
-    g4_kv_budget_destroy(&budget);
-    be.destroy(&be);
-    g4_compute_free(&c);
+    g4t_decoder_close(&td);
     for (int i = 0; i < 3; i++) gemma4c_features_free(f[i]);
     gemma4c_session_free(as);
     gemma4c_model_free(api);

@@ -2,6 +2,8 @@
  * must fail with one clear message. */
 #include "test.h"
 
+#include "decoder_util.h"
+
 #include <cjson/cJSON.h>
 #include <unistd.h>
 
@@ -86,25 +88,15 @@ static double logits_error(const char *dir, const g4_st_file *ref) {
     int32_t *ids = g4t_tensor_i32(ref, "input_ids", &T);
     float *want = g4t_tensor_f32(ref, "logits", NULL);
     const int64_t V = m->cfg.text.vocab_size;
-    g4_compute c;
-    g4_compute_init(&c, 2, g4_model_max_input_width(m));
-    g4_backend be;
-    CHECK(g4_backend_cpu_init(&be, &c, &err) == 0, "%s", err.msg);
-    g4_decoder d;
-    g4_kv_budget budget;
-    g4_kv_seq seq;
-    g4_kv_budget_init(&budget, 0, &be);
-    g4_decoder_init(&d, m, &be, 64, &err);
-    g4_kv_seq_init(&seq, m, 128, &budget, &err);
+    g4t_decoder td;
+    CHECK(g4t_decoder_open(&td, m, 2, 64, 128, &err) == 0, "%s", err.msg);
+    g4_decoder *d = &td.d;
+    g4_kv_seq *seq = &td.seq;
     float *last = malloc((size_t)V * 4);
     g4_forward_opts o = {.last_logits = last};
-    CHECK(g4_decoder_forward(&d, &seq, ids, T, &o, &err) == 0, "%s", err.msg);
+    CHECK(g4_decoder_forward(d, seq, ids, T, &o, &err) == 0, "%s", err.msg);
     double e = g4t_rel_err(last, want + (T - 1) * V, V);
-    g4_decoder_free(&d);
-    g4_kv_seq_free(&seq);
-    g4_kv_budget_destroy(&budget);
-    be.destroy(&be);
-    g4_compute_free(&c);
+    g4t_decoder_close(&td);
     g4_model_free(m);
     free(ids), free(want), free(last);
     return e;

@@ -1,6 +1,8 @@
 /* test_gguf_model.c — `convert` to every recipe, then the GGUF model against the golden logits; bad files refused. */
 #include "test.h"
 
+#include "decoder_util.h"
+
 #include <unistd.h>
 
 #include "core/mapfile.h"
@@ -43,36 +45,27 @@ static quality measure(const char *model_path, const g4_st_file *ref) {
     int32_t *plen = g4t_tensor_i32(ref, "greedy_prompt_len", &one);
     float *want_steps = g4t_tensor_f32(ref, "greedy_step_logits", NULL);
     const int64_t V = m->cfg.text.vocab_size;
-    g4_compute c;
-    g4_backend be;
-    CHECK(g4_compute_init(&c, 2, g4_model_max_input_width(m)) == 0 && g4_backend_cpu_init(&be, &c, &err) == 0, "compute");
-    g4_decoder d;
-    g4_kv_budget budget;
-    g4_kv_seq seq;
-    g4_kv_budget_init(&budget, 0, &be);
-    CHECK(g4_decoder_init(&d, m, &be, 16, &err) == 0, "%s", err.msg);
-    g4_kv_seq_init(&seq, m, 128, &budget, &err);
+    g4t_decoder td;
+    CHECK(g4t_decoder_open(&td, m, 2, 16, 128, &err) == 0, "%s", err.msg);
+    g4_decoder *d = &td.d;
+    g4_kv_seq *seq = &td.seq;
     float *got = malloc((size_t)(T * V) * sizeof(float));
     g4_forward_opts all = {.all_logits = got};
-    CHECK(g4_decoder_forward(&d, &seq, ids, T, &all, &err) == 0, "%s", err.msg);
+    CHECK(g4_decoder_forward(d, seq, ids, T, &all, &err) == 0, "%s", err.msg);
     q.rel_err = g4t_rel_err(got, want, T * V);
     q.kl = 0;
     for (int64_t t = 0; t < T; t++) {
         q.kl += kl_div(want + t * V, got + t * V, V) / (double)T;
         q.same_argmax += g4t_argmax(got + t * V, V) == g4t_argmax(want + t * V, V);
     }
-    g4_kv_seq_rewind(&seq, 0);
+    g4_kv_seq_rewind(seq, 0);
     g4_forward_opts o = {.last_logits = got};
-    CHECK(g4_decoder_forward(&d, &seq, ids, plen[0], &o, &err) == 0, "%s", err.msg);
+    CHECK(g4_decoder_forward(d, seq, ids, plen[0], &o, &err) == 0, "%s", err.msg);
     for (int64_t s = 0; s < n_greedy; s++) {
         q.greedy_same += g4t_argmax(got, V) == greedy[s];
-        CHECK(g4_decoder_forward(&d, &seq, &greedy[s], 1, &o, &err) == 0, "%s", err.msg);
+        CHECK(g4_decoder_forward(d, seq, &greedy[s], 1, &o, &err) == 0, "%s", err.msg);
     }
-    g4_decoder_free(&d);
-    g4_kv_seq_free(&seq);
-    g4_kv_budget_destroy(&budget);
-    be.destroy(&be);
-    g4_compute_free(&c);
+    g4t_decoder_close(&td);
     g4_model_free(m);
     free(ids), free(want), free(greedy), free(plen), free(want_steps), free(got);
     return q;

@@ -1,6 +1,8 @@
 /* test_trained.c — the trained golden checkpoint: float exact, and each quantized recipe's quality held to its level. */
 #include "test.h"
 
+#include "decoder_util.h"
+
 #include "format/convert.h"
 #include "format/gguf.h"
 #include "golden_util.h"
@@ -64,19 +66,13 @@ static quality measure(const char *model_path, const g4_st_file *ref) {
     int32_t *plen = g4t_tensor_i32(ref, "greedy_prompt_len", &one);
     float *want_steps = g4t_tensor_f32(ref, "greedy_step_logits", NULL);
     const int64_t V = m->cfg.text.vocab_size;
-    g4_compute c;
-    g4_decoder d;
-    g4_kv_budget budget;
-    g4_kv_seq seq;
-    CHECK(g4_compute_init(&c, 2, g4_model_max_input_width(m)) == 0, "compute init");
-    g4_backend be;
-    CHECK(g4_backend_cpu_init(&be, &c, &err) == 0, "%s", err.msg);
-    g4_kv_budget_init(&budget, 0, &be);
-    CHECK(g4_decoder_init(&d, m, &be, 64, &err) == 0, "%s", err.msg);
-    CHECK(g4_kv_seq_init(&seq, m, T + n_greedy, &budget, &err) == 0, "%s", err.msg);
+    g4t_decoder td;
+    CHECK(g4t_decoder_open(&td, m, 2, 64, T + n_greedy, &err) == 0, "%s", err.msg);
+    g4_decoder *d = &td.d;
+    g4_kv_seq *seq = &td.seq;
     float *got = malloc((size_t)(T * V) * sizeof(float));
     g4_forward_opts all = {.all_logits = got};
-    CHECK(g4_decoder_forward(&d, &seq, ids, T, &all, &err) == 0, "%s", err.msg);
+    CHECK(g4_decoder_forward(d, seq, ids, T, &all, &err) == 0, "%s", err.msg);
     q.rel_err = g4t_rel_err(got, want, T * V);
     q.kl = 0;
     for (int64_t t = 0; t < T; t++) {
@@ -84,22 +80,18 @@ static quality measure(const char *model_path, const g4_st_file *ref) {
         q.top1 += g4t_argmax(got + t * V, V) == g4t_argmax(want + t * V, V);
     }
     /* Greedy decoding from the prompt with the KV cache, each step fed the model's own choice. */
-    g4_kv_seq_rewind(&seq, 0);
+    g4_kv_seq_rewind(seq, 0);
     g4_forward_opts o = {.last_logits = got};
-    CHECK(g4_decoder_forward(&d, &seq, ids, plen[0], &o, &err) == 0, "%s", err.msg);
+    CHECK(g4_decoder_forward(d, seq, ids, plen[0], &o, &err) == 0, "%s", err.msg);
     q.step_err = 0;
     for (int64_t s = 0; s < n_greedy; s++) {
         int32_t next = (int32_t)g4t_argmax(got, V);
         if (next != greedy[s]) break;
         q.greedy++;
-        CHECK(g4_decoder_forward(&d, &seq, &next, 1, &o, &err) == 0, "%s", err.msg);
+        CHECK(g4_decoder_forward(d, seq, &next, 1, &o, &err) == 0, "%s", err.msg);
         q.step_err = fmax(q.step_err, g4t_rel_err(got, want_steps + s * V, V));
     }
-    g4_decoder_free(&d);
-    g4_kv_seq_free(&seq);
-    g4_kv_budget_destroy(&budget);
-    be.destroy(&be);
-    g4_compute_free(&c);
+    g4t_decoder_close(&td);
     g4_model_free(m);
     free(ids), free(want), free(greedy), free(plen), free(want_steps), free(got);
     return q;
