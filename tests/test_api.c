@@ -105,6 +105,18 @@ static void check_basics(void) {
     CHECK(gemma4c_model_load(&shape, &m, err, sizeof err) == GEMMA4C_ERR_ARG && strstr(err, "e9b"), "%s", err);
     gemma4c_model_params quant = {tiny, "q4", 1, 0, 0};
     CHECK(gemma4c_model_load(&quant, &m, err, sizeof err) == GEMMA4C_ERR_ARG, "synthetic_quant on a checkpoint");
+    /* A device is cpu or cuda; one this build or machine lacks is an error naming it, never the CPU instead. */
+    gemma4c_model_params tpu = {.model = tiny, .n_threads = 1, .device = "tpu"};
+    CHECK(gemma4c_model_load(&tpu, &m, err, sizeof err) == GEMMA4C_ERR_ARG && m == NULL && strstr(err, "tpu"), "%s", err);
+    gemma4c_model_params cuda = {.model = tiny, .n_threads = 1, .device = "cuda"};
+    int rc = gemma4c_model_load(&cuda, &m, err, sizeof err);
+    if (rc == 0) {
+        gemma4c_model_info info;
+        CHECK(gemma4c_model_get_info(m, &info) == 0 && strcmp(info.device, "cuda") == 0, "a CUDA model says so");
+        gemma4c_model_free(m);
+    } else {
+        CHECK(rc == GEMMA4C_ERR_UNSUPPORTED && m == NULL && strstr(err, "device cuda: "), "no CUDA: rc %d, %s", rc, err);
+    }
     char small_err[8];
     CHECK(gemma4c_model_load(&bad, &m, small_err, sizeof small_err) == GEMMA4C_ERR_IO && strlen(small_err) == 7,
           "the message is cut to the buffer");
