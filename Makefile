@@ -6,6 +6,8 @@ SAN_BUILD  ?= build-sanitize
 FUZZ_BUILD ?= build-fuzz
 NEON_BUILD ?= build-neon
 CUDA_BUILD ?= build-cuda
+# The golden tests that take --device cuda: on the GPU they hold the CUDA backend to the CPU's tolerances.
+CUDA_DEVICE_TESTS = test_multimodal test_bidirectional test_batch test_trained slow_fullsize
 NVCC       ?= $(shell command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES   := build-essential cmake pkg-config libcjson-dev zlib1g-dev clang libclang-rt-14-dev \
@@ -78,9 +80,11 @@ test-neon: deps-neon
 test-cuda-build: deps
 	@if [ -z "$(NVCC)" ]; then echo "no nvcc: the CUDA kernels are not built"; else \
 	  cmake -S . -B $(CUDA_BUILD) -DCMAKE_BUILD_TYPE=Release -DGEMMA4C_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC) >/dev/null && \
-	  cmake --build $(CUDA_BUILD) -j $(JOBS) --target test_cuda_quant test_cuda_backend cuda_quant_speed gemma4c_cli && \
+	  cmake --build $(CUDA_BUILD) -j $(JOBS) --target test_cuda_quant test_cuda_backend cuda_quant_speed gemma4c_cli \
+	    $(CUDA_DEVICE_TESTS) && \
 	  { ./$(CUDA_BUILD)/test_cuda_quant; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ]; } && \
-	  { ./$(CUDA_BUILD)/test_cuda_backend; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ]; }; fi
+	  { ./$(CUDA_BUILD)/test_cuda_backend; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ]; } && \
+	  for t in $(CUDA_DEVICE_TESTS); do ./$(CUDA_BUILD)/$$t --device cuda; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || exit 1; done; fi
 
 # `cmake --install` into a temporary prefix: the files it must hold, libgemma4c.so exporting gemma4c_* alone, and
 # examples/chat_image.c built against that tree through pkg-config (shared and static) and run on the tiny checkpoint.

@@ -109,7 +109,7 @@ static void run_shape(const char *golden, const char *shape) {
     g4_kv_seq *seq = &td.seq;
     float *last = malloc((size_t)c.V * sizeof(float));
     g4_forward_opts opts = {.on_logits = on_logits, .ctx = &c, .last_logits = last};
-    CHECK(g4_decoder_forward(d, seq, ids, T, &opts, &err) == 0, "%s", err.msg);
+    CHECK(g4_decoder_forward(d, seq, ids, T, &opts, &err) == 0 && g4t_decoder_sync(&td, &err) == 0, "%s", err.msg);
     printf("%s prefill %lld tokens: top-64 max|d| %.2e, logsumexp max|d| %.2e, full rows max|d| %.2e, argmax %d/%d\n",
            shape, (long long)T, c.worst_top, c.worst_lse, c.worst_row, c.argmax_same, c.argmax_checked);
     CHECK(c.worst_top <= MAX_ABS && c.worst_lse <= MAX_ABS && c.worst_row <= MAX_ABS, "%s prefill beyond %.0e", shape, MAX_ABS);
@@ -123,7 +123,8 @@ static void run_shape(const char *golden, const char *shape) {
     g4_forward_opts step = {.last_logits = last};
     for (int64_t s = 0; s < n_greedy; s++) {
         if (s == 0) CHECK(g4t_argmax(last, c.V) == greedy[0], "first greedy id");
-        CHECK(g4_decoder_forward(d, seq, &greedy[s], 1, &step, &err) == 0, "%s", err.msg);
+        CHECK(g4_decoder_forward(d, seq, &greedy[s], 1, &step, &err) == 0 && g4t_decoder_sync(&td, &err) == 0, "%s",
+              err.msg);
         check_position(&g, T + s, last, g_top_v + s * 64, g_top_i + s * 64, NULL);
     }
     printf("%s greedy %lld steps: top-64 max|d| %.2e, argmax %d/%d\n", shape, (long long)n_greedy, g.worst_top,
@@ -138,6 +139,8 @@ static void run_shape(const char *golden, const char *shape) {
 }
 
 int main(int argc, char **argv) {
+    g4t_parse_device(&argc, argv);
+    g4t_require_device();
     const char *golden = g4t_require_golden();
     if (argc > 1)
         for (int i = 1; i < argc; i++) run_shape(golden, argv[i]);

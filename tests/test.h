@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gemma4c.h"
+
 static int g4t_failures;
 static int g4t_checks;
 
@@ -51,6 +53,28 @@ static inline const char *g4t_require_golden(void) {
         exit(1);
     }
     printf("SKIPPED: golden data not found (set GEMMA4C_GOLDEN or place ../shared/golden)\n");
+    exit(G4T_SKIP);
+}
+
+/* The device a test runs its models on: "--device cuda" among the arguments (removed from them) selects the CUDA
+ * backend; without it, the CPU. On CUDA a test that cannot start the backend (no GPU, or a build without CUDA)
+ * skips: see g4t_decoder_open. */
+static const char *g4t_device = "cpu";
+static inline void g4t_parse_device(int *argc, char **argv) {
+    for (int i = 1; i + 1 < *argc; i++)
+        if (strcmp(argv[i], "--device") == 0) {
+            g4t_device = argv[i + 1];
+            memmove(argv + i, argv + i + 2, (size_t)(*argc - i - 1) * sizeof *argv); /* keeps argv[argc] NULL */
+            *argc -= 2;
+            return;
+        }
+}
+
+/* Where starting the model on g4t_device failed with rc for want of that device (no GPU, no driver, a build
+ * without CUDA): the test ends as skipped, saying why. */
+static inline void g4t_skip_without_device(int rc, const char *why) {
+    if (rc != GEMMA4C_ERR_UNSUPPORTED || strcmp(g4t_device, "cpu") == 0) return;
+    printf("SKIPPED on %s: %s\n", g4t_device, why);
     exit(G4T_SKIP);
 }
 

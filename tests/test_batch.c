@@ -168,17 +168,20 @@ static void compare(const request *solo, const request *batched, int n, int k) {
     CHECK(worst <= TOL, "batch of %d: logits rel err %.3e", k, worst);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    g4t_parse_device(&argc, argv);
     const char *golden = g4t_require_golden();
     char model[4200];
     snprintf(model, sizeof model, "%s/tiny/checkpoint", golden);
     snprintf(image, sizeof image, "%s/media/small.png", golden);
     snprintf(audio, sizeof audio, "%s/media/speech_16k.wav", golden);
     /* 24 rows a step: prompts take several chunks, and a 17-session batch runs decode rows and chunks together. */
-    gemma4c_model_params mp = {.model = model, .n_threads = 2, .n_batch = 24};
+    gemma4c_model_params mp = {.model = model, .n_threads = 2, .n_batch = 24, .device = g4t_device};
     gemma4c_model *m = NULL;
     char err[512];
-    if (gemma4c_model_load(&mp, &m, err, sizeof err)) {
+    int rc = gemma4c_model_load(&mp, &m, err, sizeof err);
+    g4t_skip_without_device(rc, err);
+    if (rc) {
         CHECK(0, "%s", err);
         return g4t_finish("test_batch");
     }

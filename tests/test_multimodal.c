@@ -5,7 +5,8 @@
 #include "golden_util.h"
 #include "runtime/engine.h"
 
-int main(void) {
+int main(int argc, char **argv) {
+    g4t_parse_device(&argc, argv);
     const char *golden = g4t_require_golden();
     char ckpt[4200], path[4200], image[4200], audio[4200], video[4200], err[512];
     snprintf(ckpt, sizeof ckpt, "%s/tiny/checkpoint", golden);
@@ -22,10 +23,12 @@ int main(void) {
     int64_t T, n_logits;
     int32_t *ids = g4t_tensor_i32(ref, "input_ids", &T);
     float *want = g4t_tensor_f32(ref, "logits", &n_logits);
-    gemma4c_model_params mp = {.model = ckpt, .n_threads = 2, .n_batch = 128};
+    gemma4c_model_params mp = {.model = ckpt, .n_threads = 2, .n_batch = 128, .device = g4t_device};
     gemma4c_model *m;
     gemma4c_session *s;
-    if (gemma4c_model_load(&mp, &m, err, sizeof err) || gemma4c_session_new(m, NULL, &s, err, sizeof err)) {
+    int rc = gemma4c_model_load(&mp, &m, err, sizeof err);
+    g4t_skip_without_device(rc, err);
+    if (rc || gemma4c_session_new(m, NULL, &s, err, sizeof err)) {
         CHECK(0, "%s", err);
         return g4t_finish("test_multimodal");
     }

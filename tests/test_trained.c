@@ -72,7 +72,7 @@ static quality measure(const char *model_path, const g4_st_file *ref) {
     g4_kv_seq *seq = &td.seq;
     float *got = malloc((size_t)(T * V) * sizeof(float));
     g4_forward_opts all = {.all_logits = got};
-    CHECK(g4_decoder_forward(d, seq, ids, T, &all, &err) == 0, "%s", err.msg);
+    CHECK(g4_decoder_forward(d, seq, ids, T, &all, &err) == 0 && g4t_decoder_sync(&td, &err) == 0, "%s", err.msg);
     q.rel_err = g4t_rel_err(got, want, T * V);
     q.kl = 0;
     for (int64_t t = 0; t < T; t++) {
@@ -88,7 +88,7 @@ static quality measure(const char *model_path, const g4_st_file *ref) {
         int32_t next = (int32_t)g4t_argmax(got, V);
         if (next != greedy[s]) break;
         q.greedy++;
-        CHECK(g4_decoder_forward(d, seq, &next, 1, &o, &err) == 0, "%s", err.msg);
+        CHECK(g4_decoder_forward(d, seq, &next, 1, &o, &err) == 0 && g4t_decoder_sync(&td, &err) == 0, "%s", err.msg);
         q.step_err = fmax(q.step_err, g4t_rel_err(got, want_steps + s * V, V));
     }
     g4t_decoder_close(&td);
@@ -153,9 +153,12 @@ static quality convert_and_measure(const char *ckpt, const char *dir, const char
     return q;
 }
 
-/* With arguments, `test_trained QUANT [PATTERN=TYPE]...` measures that recipe alone (the rows of bench/RESULTS.md
+/* `--device cuda` runs every model on the GPU, held to the same levels. With arguments, `test_trained QUANT
+ * [PATTERN=TYPE]...` measures that recipe alone (the rows of bench/RESULTS.md
  * that try overrides), holding it to nothing but a successful conversion. */
 int main(int argc, char **argv) {
+    g4t_parse_device(&argc, argv);
+    g4t_require_device();
     const char *golden = g4t_require_golden();
     char ckpt[4200], path[4400], dir[] = "/tmp/gemma4c-trained-XXXXXX";
     snprintf(ckpt, sizeof ckpt, "%s/trained/checkpoint", golden);
