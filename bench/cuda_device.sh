@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# cuda_device.sh — on a GPU machine: build the CUDA kernels' test and speed benchmark and the CUDA backend's test
-# without the library's media dependencies (the lent GPU machines have nvcc but not FFmpeg & co.), run the tests,
-# then the benchmark.
+# cuda_device.sh — on a GPU machine: build the CUDA kernels' test and speed benchmark, the CUDA backend's test and
+# the golden tests that need no media decoding (test_trained, slow_fullsize) without the library's media
+# dependencies (the lent GPU machines have nvcc but not FFmpeg & co.), run the tests on the GPU, then the benchmark.
 #   bash bench/cuda_device.sh --pack     here, first: copies what the GPU machine lacks (cJSON's and zlib's header
-#                                        and library, the golden tiny model) into build-cuda-deps/, to be carried
+#                                        and library, golden data: the tiny and trained models, the full-size
+#                                        references) into build-cuda-deps/, to be carried
 #   bash bench/cuda_device.sh [OUT_DIR]  on the GPU machine (device run with carry: ["build-cuda-deps"])
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,12 @@ if [ "${1:-}" = --pack ]; then
   cp /usr/include/zlib.h /usr/include/zconf.h "$deps/include/"
   cp "$libdir/libz.a" "$deps/lib/"
   golden=${GEMMA4C_GOLDEN:-../shared/golden}
-  if [ -d "$golden/tiny" ]; then cp -r "$golden/tiny" "$deps/golden/"; else echo "no golden data at $golden: the model checks will be skipped"; fi
+  if [ -d "$golden/tiny" ]; then
+    mkdir -p "$deps/golden/tiny/reference"
+    cp -r "$golden/tiny/checkpoint" "$golden/trained" "$golden/synthetic" "$deps/golden/"
+    mv "$deps/golden/checkpoint" "$deps/golden/tiny/"
+    for f in text vision_photo audio_speech; do cp "$golden/tiny/reference/$f.safetensors" "$deps/golden/tiny/reference/"; done
+  else echo "no golden data at $golden: the model checks will be skipped"; fi
   du -sh "$deps"
   exit 0
 fi
@@ -71,8 +77,11 @@ for prog in tests/test_cuda_quant.c bench/cuda_quant_speed.c; do
   gcc $flags -I/usr/local/cuda/include -c "$prog" -o "$out/$name.o"
   nvcc -o "$out/$name" "$out/$name.o" "$out/cuda_quant.o" "${objs[@]}" -lpthread -lm
 done
-gcc $flags -c tests/test_cuda_backend.c -o "$out/test_cuda_backend.o"
-nvcc -o "$out/test_cuda_backend" "$out/test_cuda_backend.o" "${lib_objs[@]}" "$out/cuda_quant.o" $libs -lpthread -lm
+# The golden tests that need no media decoding, on the GPU (--device cuda).
+for t in test_cuda_backend test_trained slow_fullsize; do
+  gcc $flags -c tests/$t.c -o "$out/$t.o"
+  nvcc -o "$out/$t" "$out/$t.o" "${lib_objs[@]}" "$out/cuda_quant.o" $libs -lpthread -lm
+done
 for i in "${!variants[@]}"; do
   nvcc -o "$out/cuda_quant_speed_$i" "$out/cuda_quant_speed.o" "$out/cuda_quant_$i.o" "${objs[@]}" -lpthread -lm
 done
@@ -81,6 +90,8 @@ status=0
 "$out/test_cuda_quant" || status=1
 [ -d "$deps/golden/tiny" ] && export GEMMA4C_GOLDEN="$PWD/$deps/golden"
 "$out/test_cuda_backend" || status=1
+"$out/test_trained" --device cuda || status=1
+"$out/slow_fullsize" --device cuda || status=1
 "$out/cuda_quant_speed"
 for i in "${!variants[@]}"; do
   echo "== ${variants[$i]}"
