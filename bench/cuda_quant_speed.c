@@ -71,6 +71,14 @@ static unsigned char *random_weights(int qt, int64_t N, int64_t K) {
     return w;
 }
 
+/* Weights (multiply-adds per activation row) of the step's matrices in `part` (-1: all). */
+static double weights_of(const mat *m, int count, int part) {
+    double n = 0;
+    for (int i = 0; i < count; i++)
+        if (part < 0 || m[i].part == part) n += (double)m[i].N * (double)m[i].K;
+    return n;
+}
+
 static int cmp_float(const void *a, const void *b) {
     const float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
@@ -157,7 +165,7 @@ int main(void) {
         free(w);
         bytes += b;
     }
-    const int64_t max_k = FFN > (int64_t)LAYERS * PLE ? FFN : (int64_t)LAYERS * PLE, rows = G4_CUDA_QMATVEC_MAX_T;
+    const int64_t max_k = FFN > (int64_t)LAYERS * PLE ? FFN : (int64_t)LAYERS * PLE, rows = G4_CUDA_QMATMUL_MAX_T;
     float *x = malloc((size_t)(rows * max_k) * sizeof *x), *d_x, *d_y;
     void *d_act;
     for (int64_t i = 0; i < rows * max_k; i++) x[i] = (float)((i * 7919) % 201 - 100) / 50.0f;
@@ -169,16 +177,17 @@ int main(void) {
     TRY(cudaStreamCreate(&s));
     printf("%s, %d SMs, %.1f GiB; %d matrices, %.3f GB of weights a step\n", info.name, info.sm_count,
            info.memory_bytes / 1073741824.0, count, bytes * 1e-9);
-    const int Ts[] = {1, 8};
-    for (int ti = 0; ti < 2; ti++)
+    const int Ts[] = {1, 8, 64};
+    for (int ti = 0; ti < 3; ti++)
         for (int part = -1; part < NPARTS; part++) { /* the whole step, then each part alone */
             double med, lo, hi;
             size_t part_bytes = 0;
             for (int i = 0; i < count; i++)
                 if (part < 0 || m[i].part == part) part_bytes += g4_qrow_bytes(m[i].qt, m[i].K) * (size_t)m[i].N;
             if (time_step(m, count, part, Ts[ti], d_x, d_act, d_y, s, &med, &lo, &hi)) return 1;
-            printf("%d row%s, %-22s %8.3f ms (min %.3f, max %.3f): %5.0f GB/s of weights%s\n", Ts[ti], Ts[ti] > 1 ? "s" : " ",
-                   part < 0 ? "the whole step:" : PARTS[part], med, lo, hi, part_bytes / (med * 1e-3) * 1e-9,
+            printf("%2d row%s, %-22s %8.3f ms (min %.3f, max %.3f): %5.0f GB/s of weights, %4.0f int8 TOPS%s\n", Ts[ti],
+                   Ts[ti] > 1 ? "s" : " ", part < 0 ? "the whole step:" : PARTS[part], med, lo, hi,
+                   part_bytes / (med * 1e-3) * 1e-9, weights_of(m, count, part) * 2.0 * Ts[ti] / (med * 1e-3) * 1e-12,
                    part < 0 ? "" : " (alone)");
         }
     for (int i = 0; i < count; i++) g4_cuda_free(m[i].d_w);

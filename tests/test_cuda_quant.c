@@ -106,19 +106,21 @@ int main(void) {
      * group of rows; 16-byte and 2-byte staging) */
     static const int64_t shapes[][2] = {{1, 32}, {37, 96}, {300, 2560}, {129, 10240}, {2049, 2048}, {4100, 2048}, {4113, 2080}};
     const int qts[] = {G4_QT_Q4, G4_QT_Q6, G4_QT_Q8};
-    const int64_t Ts[] = {1, 2, 3, 5, 8};
+    /* one row; several sessions (a warp per weight row, or tensor cores); prompts (groups of 8 rows, partial too) */
+    const int64_t Ts[] = {1, 2, 3, 5, 8, 13, 33, 64};
+    const int nT = (int)(sizeof Ts / sizeof *Ts);
     for (int q = 0; q < 3; q++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
-            for (int t = 0; t < 5; t++) compare(qts[q], &shapes[s][0], 1, shapes[s][1], Ts[t]);
+            for (int t = 0; t < nT; t++) compare(qts[q], &shapes[s][0], 1, shapes[s][1], Ts[t]);
     /* several matrices in one launch (q, k, v-like; small and tensor-core sized), each against its own product */
     static const int64_t qkv[] = {300, 37, 1, 16}, big[] = {4100, 1024, 17};
     for (int q = 0; q < 3; q++)
-        for (int t = 0; t < 5; t++) {
+        for (int t = 0; t < nT; t++) {
             compare(qts[q], qkv, 4, 2560, Ts[t]);
             compare(qts[q], big, 3, 2048, Ts[t]);
         }
     /* misuse is an error, not a launch */
-    CHECK(g4_cuda_qmatvec(G4_QT_Q4, NULL, 16, 2560, NULL, G4_CUDA_QMATVEC_MAX_T + 1, NULL, NULL, &err) == GEMMA4C_ERR_ARG,
+    CHECK(g4_cuda_qmatvec(G4_QT_Q4, NULL, 16, 2560, NULL, G4_CUDA_QMATMUL_MAX_T + 1, NULL, NULL, &err) == GEMMA4C_ERR_ARG,
           "too many rows refused");
     CHECK(g4_cuda_qmatvec(G4_QT_Q4, NULL, 16, 100, NULL, 1, NULL, NULL, &err) == GEMMA4C_ERR_ARG, "K not a multiple of 32 refused");
     CHECK(g4_cuda_qmatvec_many(G4_QT_Q4, NULL, G4_CUDA_QMAT_MAX + 1, 64, NULL, 1, NULL, &err) == GEMMA4C_ERR_ARG,

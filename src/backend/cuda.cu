@@ -73,7 +73,7 @@ static void cu_release(g4_backend *b, void *buf) {
 }
 
 static void cu_upload(g4_backend *b, void *dst, const void *host, size_t bytes) {
-    if (bytes) g4_cuda_note(cuda_of(b), cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice), "copy to the GPU");
+    if (bytes) g4_cuda_put(cuda_of(b), dst, host, bytes);
 }
 
 /* A failed backend (now or earlier) gives zeros, so that a caller that cannot see the error reads no stale data. */
@@ -85,7 +85,7 @@ static void cu_download(g4_backend *b, void *host, const void *src, size_t bytes
 
 static void cu_copy(g4_backend *b, void *dst, const void *src, size_t bytes) {
     if (bytes && dst != src)
-        g4_cuda_note(cuda_of(b), cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy on the GPU");
+        g4_cuda_note(cuda_of(b), cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0), "copy on the GPU");
 }
 
 static int cu_reserve(g4_backend *b, int64_t max_k, g4_err *err) {
@@ -120,14 +120,44 @@ size_t g4_cuda_table_add(cuda_backend *cb, const void *src, size_t bytes) {
     return at;
 }
 
-char *g4_cuda_table_upload(cuda_backend *cb) {
+char *g4_cuda_table_upload(cuda_backend *cb) { return (char *)g4_cuda_put(cb, NULL, cb->stage, cb->stage_used); }
+
+/* ---- the ring of host-to-device copies ---- */
+
+enum { RING_MIN = 32 << 20, RING_ALIGN = 256 };
+
+/* Replaces the ring by one of at least `bytes`, once the GPU is done with the old one. */
+static int ring_grow(cuda_backend *cb, size_t bytes) {
+    if (g4_cuda_note(cb, cudaDeviceSynchronize(), "growing the copy ring")) return -1;
+    cudaFreeHost(cb->ring_host), cudaFree(cb->ring_dev);
+    cb->ring_host = cb->ring_dev = NULL, cb->ring_cap = cb->ring_at = 0;
+    size_t cap = bytes > RING_MIN / 2 ? bytes * 2 : RING_MIN;
+    if (g4_cuda_note(cb, cudaHostAlloc((void **)&cb->ring_host, cap, cudaHostAllocDefault), "pinned memory for copies") ||
+        g4_cuda_note(cb, cudaMalloc((void **)&cb->ring_dev, cap), "the copy ring")) {
+        cudaFreeHost(cb->ring_host), cb->ring_host = NULL;
+        return -1;
+    }
+    cb->ring_cap = cap;
+    return 0;
+}
+
+void *g4_cuda_put(cuda_backend *cb, void *dst, const void *src, size_t bytes) {
     if (cb->err.code) return NULL;
-    if (g4_cuda_grow(cb, &cb->table, &cb->table_bytes, cb->stage_used ? cb->stage_used : 16, "a call's tables"))
-        return NULL;
-    if (cb->stage_used &&
-        g4_cuda_note(cb, cudaMemcpy(cb->table, cb->stage, cb->stage_used, cudaMemcpyHostToDevice), "a call's tables"))
-        return NULL;
-    return (char *)cb->table;
+    const size_t need = (bytes + RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN + RING_ALIGN;
+    if (need > cb->ring_cap && ring_grow(cb, need)) return NULL;
+    if (cb->ring_at + need > cb->ring_cap) { /* wrap: the GPU must be done with what the ring holds */
+        if (g4_cuda_note(cb, cudaStreamSynchronize(0), "waiting for the GPU")) return NULL;
+        cb->ring_at = 0;
+    }
+    char *host = cb->ring_host + cb->ring_at, *dev = cb->ring_dev + cb->ring_at;
+    cb->ring_at += need;
+    if (!dst) dst = dev;
+    if (bytes) {
+        memcpy(host, src, bytes);
+        if (g4_cuda_note(cb, cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, 0), "a copy to the GPU"))
+            return NULL;
+    }
+    return dst;
 }
 
 /* ---- weights ---- */
@@ -353,8 +383,8 @@ static void float_matmul(cuda_backend *cb, const float *x, int64_t T, int64_t K,
 
 /* ---- quantized weights: int8 activations against the stored blocks (kernels/cuda/cuda_quant.cu) ---- */
 
-/* y[i] = x · w[i]^T for weights of one block format: x quantized once, then the products G4_CUDA_QMATVEC_MAX_T
- * rows at a time. (Each slice reads the weights again: prefill is correct, not yet fast.) */
+/* y[i] = x · w[i]^T for weights of one block format: x quantized once, then the products G4_CUDA_QMATMUL_MAX_T
+ * rows at a time (each slice reads the weights again). */
 static void quant_matmul(cuda_backend *cb, const float *x, int64_t T, int64_t K, int count, const g4_tensor *const w[],
                          float *const y[]) {
     const int qt = g4_quant_type(w[0]->dtype);
@@ -367,8 +397,8 @@ static void quant_matmul(cuda_backend *cb, const float *x, int64_t T, int64_t K,
     }
     if (g4_cuda_grow(cb, &cb->act, &cb->act_bytes, ab * (size_t)T, "quantized activations")) return;
     if (g4_cuda_quantize_acts(x, T, K, cb->act, NULL, &e)) return note_err(cb, &e);
-    for (int64_t t0 = 0; t0 < T; t0 += G4_CUDA_QMATVEC_MAX_T) {
-        const int64_t n = T - t0 < G4_CUDA_QMATVEC_MAX_T ? T - t0 : G4_CUDA_QMATVEC_MAX_T;
+    for (int64_t t0 = 0; t0 < T; t0 += G4_CUDA_QMATMUL_MAX_T) {
+        const int64_t n = T - t0 < G4_CUDA_QMATMUL_MAX_T ? T - t0 : G4_CUDA_QMATMUL_MAX_T;
         for (int i = 0; i < count; i++) mats[i].d_y = y[i] + t0 * mats[i].N;
         if (g4_cuda_qmatvec_many(qt, mats, count, K, (const char *)cb->act + (size_t)t0 * ab, n, NULL, &e))
             return note_err(cb, &e);
@@ -460,8 +490,7 @@ static void host_embed(cuda_backend *cb, const g4_embedding *table, const int32_
         if (scale != 1.0f)
             for (int64_t i = 0; i < W; i++) row[i] *= scale;
     }
-    g4_cuda_note(cb, cudaMemcpy(out, cb->rows, (size_t)(n * W) * sizeof(float), cudaMemcpyHostToDevice),
-                 "embedding rows to the GPU");
+    g4_cuda_put(cb, out, cb->rows, (size_t)(n * W) * sizeof(float));
 }
 
 static void cu_embed(g4_backend *b, const g4_embedding *table, const int32_t *ids, int64_t n, float scale, float *out) {
@@ -508,7 +537,7 @@ static void cu_destroy(g4_backend *b) {
         for (size_t i = 0; i < cb->map_cap; i++)
             if (cb->map[i].host) cudaFree(cb->map[i].dev);
         free(cb->map);
-        cudaFree(cb->act), cudaFree(cb->part), cudaFree(cb->table);
+        cudaFree(cb->act), cudaFree(cb->part), cudaFree(cb->ring_dev), cudaFreeHost(cb->ring_host);
         free(cb->stage), free(cb->rows);
         free(cb);
     }

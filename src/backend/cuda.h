@@ -9,9 +9,12 @@ extern "C" {
 #include "kernels/cuda/cuda_quant.h"
 }
 
-/* Every op runs on the legacy default stream, in call order. Copies from pageable host memory wait for the work
- * queued before them, which is what lets one device table serve call after call: a call's upload cannot
- * overwrite what an earlier call's kernel still reads. (A stream of our own would need events for that.) */
+/* Every op runs on the legacy default stream, in call order, and returns without waiting for the GPU: what an op
+ * sends from the host (its tables, uploads, rows gathered on the host) is copied into a pinned ring and queued as
+ * an asynchronous copy, into the ring's device twin or to its destination. A region of the ring is written again
+ * only after the GPU has finished with it: the ring wraps after a wait for all queued work. (A synchronous copy
+ * from pageable memory would instead wait for the GPU at every op, leaving it idle while the host queues the
+ * next few.) Only downloads wait. */
 
 /* A host weight (tensor data, norm vector, embedding table) and its device copy. */
 typedef struct cuda_weight {
@@ -36,8 +39,9 @@ typedef struct cuda_backend {
     /* per-call tables (ids, page pointers, row ranges): packed on the host, then one upload */
     char *stage;
     size_t stage_cap, stage_used;
-    void *table;
-    size_t table_bytes;
+    /* the ring of host-to-device traffic: pinned host memory and its device twin, used up to ring_at */
+    char *ring_host, *ring_dev;
+    size_t ring_cap, ring_at;
     float *rows;         /* host rows of embeddings gathered on the host */
     size_t rows_floats;
     /* The first failure of an op that cannot return one (a launch, an upload of a weight): sticky, reported by
@@ -66,6 +70,11 @@ const void *g4_cuda_weight(cuda_backend *cb, const void *host, size_t bytes);
 void g4_cuda_table_begin(cuda_backend *cb);
 size_t g4_cuda_table_add(cuda_backend *cb, const void *src, size_t bytes); /* (size_t)-1 when out of memory */
 char *g4_cuda_table_upload(cuda_backend *cb);
+
+/* Queues a copy of `bytes` of host memory at src to dst (NULL: to the ring's device twin), through the ring, so
+ * that src may change as soon as this returns; the device address written (NULL and a sticky failure when memory
+ * runs out). */
+void *g4_cuda_put(cuda_backend *cb, void *dst, const void *src, size_t bytes);
 
 /* Grows a device scratch buffer to `bytes` (its contents are not kept); -1 and a sticky failure when it cannot. */
 int g4_cuda_grow(cuda_backend *cb, void **buf, size_t *have, size_t bytes, const char *what);

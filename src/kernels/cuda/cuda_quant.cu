@@ -257,9 +257,10 @@ enum { MMA_ROWS = 16, MMA_CHUNK = 16 /* blocks of 16 rows staged at a time per w
 
 /* Each thread block takes groups of 16 weight rows; its warps split a group's blocks, MMA_CHUNK at a time (warp w
  * the chunks w, w + WARPS...), staged through shared memory as in qmatvec_kernel with the next chunk loaded while
- * one is computed; their partial sums meet in shared memory, added in warp order. T <= 8 activation rows. */
-template <int QT, bool MANY>
-__global__ void __launch_bounds__(WARPS * 32, G4_CUDA_MMA_CTAS) qmatmul8_kernel(const mats M, int64_t groups, int64_t K,
+ * one is computed. A staged chunk serves TG groups of 8 activation rows in turn (T <= 8 * TG), so that prefill
+ * reads each weight once per 8 * TG rows. The warps' partial sums meet in shared memory, added in warp order. */
+template <int QT, bool MANY, int TG>
+__global__ void __launch_bounds__(WARPS * 32, G4_CUDA_MMA_CTAS) qmatmul_kernel(const mats M, int64_t groups, int64_t K,
                                                                const uint8_t *__restrict__ act, size_t act_stride,
                                                                int T) {
     constexpr int BB = fmt<QT>::bytes, PIECES = MMA_CHUNK * BB / 16, V = (MMA_ROWS * PIECES + 31) / 32;
@@ -287,14 +288,15 @@ __global__ void __launch_bounds__(WARPS * 32, G4_CUDA_MMA_CTAS) qmatmul8_kernel(
                 v[u] = __ldg((const uint4 *)(w + row * row_bytes + chunk * MMA_CHUNK * BB) + q);
         }
     };
-    const uint8_t *arow = act + (size_t)(g < T ? g : 0) * act_stride; /* activation row g (if any) for B */
     if (blockIdx.x < groups && wid < chunks) fetch(blockIdx.x, wid);
     for (int64_t all = blockIdx.x; all < groups; all += gridDim.x) { /* a group of all the matrices */
         int64_t grp = all;
         const int mk = locate<MANY>(M, &grp);
         const uint8_t *w = pick(M.w, mk);
         const int64_t N = pick(M.n, mk);
-        float acc[4] = {0, 0, 0, 0};
+        float acc[TG][4];
+#pragma unroll
+        for (int tg = 0; tg < TG; tg++) acc[tg][0] = acc[tg][1] = acc[tg][2] = acc[tg][3] = 0;
         for (int64_t c = wid; c < chunks; c += WARPS) {
             const int nblk = (int)(nb - c * MMA_CHUNK < MMA_CHUNK ? nb - c * MMA_CHUNK : MMA_CHUNK);
             const bool whole = wide && nblk == MMA_CHUNK;
@@ -310,49 +312,60 @@ __global__ void __launch_bounds__(WARPS * 32, G4_CUDA_MMA_CTAS) qmatmul8_kernel(
                     if (row < N)
                         ((uint16_t *)mine[r])[q] = ((const uint16_t *)(w + row * row_bytes + c * MMA_CHUNK * BB))[q];
                 }
-            for (int p = lane; p < nblk * 8; p += 32) { /* the chunk's activation scales and sums */
-                const int j = p >> 3, t = p & 7;
-                const uint8_t *ar = act + (size_t)(t < T ? t : 0) * act_stride;
-                act_d[wid][j][t] = ((const float *)(ar + K))[c * MMA_CHUNK + j];
-                act_s[wid][j][t] = ((const int32_t *)(ar + K + K / 8))[c * MMA_CHUNK + j];
-            }
             __syncwarp();
             if (c + WARPS < chunks) fetch(all, c + WARPS);
             else if (all + gridDim.x < groups && wid < chunks) fetch(all + gridDim.x, wid);
             const bool real0 = grp * MMA_ROWS + g < N, real1 = grp * MMA_ROWS + g + 8 < N;
+#pragma unroll
+            for (int tg = 0; tg < TG; tg++) {
+                if (tg * 8 >= T) break;
+                for (int p = lane; p < nblk * 8; p += 32) { /* the chunk's activation scales and sums, this group */
+                    const int j = p >> 3, t = tg * 8 + (p & 7);
+                    const uint8_t *ar = act + (size_t)(t < T ? t : 0) * act_stride;
+                    act_d[wid][j][p & 7] = ((const float *)(ar + K))[c * MMA_CHUNK + j];
+                    act_s[wid][j][p & 7] = ((const int32_t *)(ar + K + K / 8))[c * MMA_CHUNK + j];
+                }
+                __syncwarp();
+                const int ta = tg * 8 + g; /* activation row g of the group, for B */
+                const uint8_t *arow = act + (size_t)(ta < T ? ta : 0) * act_stride;
 #pragma unroll 4
-            for (int j = 0; j < nblk; j++) {
-                const int64_t b = c * MMA_CHUNK + j;
-                uint32_t a[4] = {0, 0, 0, 0}, bf[2] = {0, 0};
-                float d0 = 0, d1 = 0;
-                if (real0) block_words<QT>(mine[g] + j * BB, i, &a[0], &a[2], &d0);
-                if (real1) block_words<QT>(mine[g + 8] + j * BB, i, &a[1], &a[3], &d1);
-                if (g < T)
-                    bf[0] = *(const uint32_t *)(arow + b * 32 + 4 * i), bf[1] = *(const uint32_t *)(arow + b * 32 + 16 + 4 * i);
-                int cc[4];
-                mma_block<QT>(a, bf, cc);
+                for (int j = 0; j < nblk; j++) {
+                    const int64_t b = c * MMA_CHUNK + j;
+                    uint32_t a[4] = {0, 0, 0, 0}, bf[2] = {0, 0};
+                    float d0 = 0, d1 = 0;
+                    if (real0) block_words<QT>(mine[g] + j * BB, i, &a[0], &a[2], &d0);
+                    if (real1) block_words<QT>(mine[g + 8] + j * BB, i, &a[1], &a[3], &d1);
+                    if (ta < T)
+                        bf[0] = *(const uint32_t *)(arow + b * 32 + 4 * i), bf[1] = *(const uint32_t *)(arow + b * 32 + 16 + 4 * i);
+                    int cc[4];
+                    mma_block<QT>(a, bf, cc);
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        const int t = 2 * i + (k & 1);
+                        acc[tg][k] += __fmul_rn(k < 2 ? d0 : d1, act_d[wid][j][t]) * (float)(cc[k] - fmt<QT>::offset * act_s[wid][j][t]);
+                    }
+                }
+                __syncwarp(); /* before the next group's scales replace these */
+            }
+        }
+#pragma unroll
+        for (int tg = 0; tg < TG; tg++) {
+            if (tg * 8 >= T) break;
+#pragma unroll
+            for (int k = 0; k < 4; k++) partial[wid][lane][k] = acc[tg][k];
+            __syncthreads();
+            if (wid == 0) {
 #pragma unroll
                 for (int k = 0; k < 4; k++) {
-                    const int t = 2 * i + (k & 1);
-                    acc[k] += __fmul_rn(k < 2 ? d0 : d1, act_d[wid][j][t]) * (float)(cc[k] - fmt<QT>::offset * act_s[wid][j][t]);
+                    float sum = partial[0][lane][k];
+                    for (int u = 1; u < WARPS; u++) sum += partial[u][lane][k];
+                    const int t = tg * 8 + 2 * i + (k & 1);
+                    const int64_t row = grp * MMA_ROWS + g + (k < 2 ? 0 : 8);
+                    if (t < T && row < N) pick(M.y, mk)[(int64_t)t * N + row] = sum;
                 }
             }
-            __syncwarp();
+            __syncthreads();
         }
-#pragma unroll
-        for (int k = 0; k < 4; k++) partial[wid][lane][k] = acc[k];
-        __syncthreads();
-        if (wid == 0) {
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                float sum = partial[0][lane][k];
-                for (int u = 1; u < WARPS; u++) sum += partial[u][lane][k];
-                const int t = 2 * i + (k & 1);
-                const int64_t row = grp * MMA_ROWS + g + (k < 2 ? 0 : 8);
-                if (t < T && row < N) pick(M.y, mk)[(int64_t)t * N + row] = sum;
-            }
-        }
-        __syncthreads();
     }
 }
 
@@ -362,14 +375,22 @@ static void launch_t(const mats &m, bool many, int64_t N, int64_t K, const void 
     else qmatvec_kernel<QT, T, false><<<grid, WARPS * 32, 0, s>>>(m, N, K, (const uint8_t *)act, g4_qact_row_bytes(K));
 }
 
+template <int QT, int TG>
+static void launch_mma(const mats &m, bool many, int64_t K, const void *act, int64_t T, cudaStream_t s, int grid,
+                       int64_t groups) {
+    const size_t as = g4_qact_row_bytes(K);
+    if (many) qmatmul_kernel<QT, true, TG><<<grid, WARPS * 32, 0, s>>>(m, groups, K, (const uint8_t *)act, as, (int)T);
+    else qmatmul_kernel<QT, false, TG><<<grid, WARPS * 32, 0, s>>>(m, groups, K, (const uint8_t *)act, as, (int)T);
+}
+
 template <int QT>
 static void launch(const mats &m, bool many, int64_t N, int64_t K, const void *act, int64_t T, cudaStream_t s,
                    int grid, int mma_grid, int64_t groups) {
-    if (mma_grid) {
-        const size_t as = g4_qact_row_bytes(K);
-        if (many) qmatmul8_kernel<QT, true><<<mma_grid, WARPS * 32, 0, s>>>(m, groups, K, (const uint8_t *)act, as, (int)T);
-        else qmatmul8_kernel<QT, false><<<mma_grid, WARPS * 32, 0, s>>>(m, groups, K, (const uint8_t *)act, as, (int)T);
-        return;
+    if (mma_grid) { /* groups of 8 activation rows: 1, 2, 4 or 8 of them */
+        if (T <= 8) return launch_mma<QT, 1>(m, many, K, act, T, s, mma_grid, groups);
+        if (T <= 16) return launch_mma<QT, 2>(m, many, K, act, T, s, mma_grid, groups);
+        if (T <= 32) return launch_mma<QT, 4>(m, many, K, act, T, s, mma_grid, groups);
+        return launch_mma<QT, 8>(m, many, K, act, T, s, mma_grid, groups);
     }
     switch (T) {
     case 1: return launch_t<QT, 1>(m, many, N, K, act, s, grid);
@@ -442,7 +463,7 @@ extern "C" int g4_cuda_quantize_acts(const float *d_x, int64_t T, int64_t K, voi
 
 extern "C" int g4_cuda_qmatvec_many(int qt, const g4_cuda_qmat *m, int count, int64_t K, const void *d_act, int64_t T,
                                     void *stream, g4_err *err) {
-    if (T < 1 || T > G4_CUDA_QMATVEC_MAX_T || count < 1 || count > G4_CUDA_QMAT_MAX || !g4_qrow_bytes(qt, K))
+    if (T < 1 || T > G4_CUDA_QMATMUL_MAX_T || count < 1 || count > G4_CUDA_QMAT_MAX || !g4_qrow_bytes(qt, K))
         return g4_fail(err, GEMMA4C_ERR_ARG, "CUDA: qmatvec: bad arguments (format %d, %d matrices, K %lld, %lld rows)",
                        qt, count, (long long)K, (long long)T);
     mats rows = {}, grouped; /* the same matrices numbered by rows, and by groups of 16 rows */
@@ -464,8 +485,8 @@ extern "C" int g4_cuda_qmatvec_many(int qt, const g4_cuda_qmat *m, int count, in
     const int grid = (int)(ctas < most ? ctas : most);
     /* The tensor cores serve every activation row with one weight read, but need a group of 16 rows per thread
      * block and 4 chunks of blocks per row to keep the GPU busy; smaller matrices (k and v, the per-layer gate and
-     * projection) measured faster with a warp per row. */
-    const bool mma = T >= MMA_MIN_T && groups >= sms && K / 32 >= (int64_t)MMA_CHUNK * WARPS;
+     * projection) measured faster with a warp per row, which takes at most 8 activation rows. */
+    const bool mma = T > G4_CUDA_QMATVEC_MAX_T || (T >= MMA_MIN_T && groups >= sms && K / 32 >= (int64_t)MMA_CHUNK * WARPS);
     const int mma_grid = mma ? (int)(groups < most ? groups : most) : 0;
     cudaStream_t s = (cudaStream_t)stream;
     const mats &all = mma ? grouped : rows;

@@ -35,10 +35,12 @@ int g4_cuda_sync(void *stream, g4_err *err);
  * for bit what g4_quantize_act_row computes. */
 int g4_cuda_quantize_acts(const float *d_x, int64_t T, int64_t K, void *d_act, void *stream, g4_err *err);
 
-/* Most activation rows one g4_cuda_qmatvec takes (sessions decoding together). */
+/* Most activation rows one g4_cuda_qmatvec takes: up to G4_CUDA_QMATVEC_MAX_T (sessions decoding together) a warp
+ * may take a weight row; more (a prompt's rows, many sessions) go through the tensor cores, 8 rows an instruction. */
 #define G4_CUDA_QMATVEC_MAX_T 8
+#define G4_CUDA_QMATMUL_MAX_T 64
 
-/* y[t * N + n] = W[n] · act[t] for t < T <= G4_CUDA_QMATVEC_MAX_T: N weight rows of format qt (G4_QT_*) stored
+/* y[t * N + n] = W[n] · act[t] for t < T <= G4_CUDA_QMATMUL_MAX_T: N weight rows of format qt (G4_QT_*) stored
  * one after the other as on the host (g4_qrow_bytes(qt, K) each), against activation rows from
  * g4_cuda_quantize_acts. The integer parts are exact, so the result differs from the CPU kernels' only by the
  * order of the float additions across blocks. */
