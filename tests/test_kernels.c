@@ -77,6 +77,18 @@ static void check_ops(const g4_kernel_ops *ops) {
             CHECK(fabsf(y1[i] - y2[i]) <= 1e-6f * (1 + y1[i] * 10), "%s softmax n=%lld i=%lld: %g vs %g", ops->name,
                   (long long)n, (long long)i, y1[i], y2[i]);
         CHECK(n == 1 ? y2[0] == 1 : y2[n / 2] == 0, "%s softmax gave a masked entry weight", ops->name);
+        /* log-sum-exp: the same wide values, left as they are; then the special cases */
+        for (int64_t i = 0; i < n; i++) y1[i] = y2[i] = a[i] * 40.0f;
+        if (n > 1) y1[n / 2] = y2[n / 2] = -INFINITY;
+        const float lse_got = ops->logsumexp(y2, n);
+        CHECK(fabs(lse_got - lse) <= 1e-6 * (1 + fabs(lse)) && !memcmp(y1, y2, (size_t)n * 4),
+              "%s logsumexp n=%lld: %.9g, want %.9g (input kept)", ops->name, (long long)n, lse_got, lse);
+        y2[n - 1] = NAN;
+        CHECK(n == 1 || isnan(ops->logsumexp(y2, n)), "%s logsumexp n=%lld with a NaN", ops->name, (long long)n);
+        y2[0] = INFINITY;
+        CHECK(ops->logsumexp(y2, n) == INFINITY, "%s logsumexp n=%lld with +inf", ops->name, (long long)n);
+        for (int64_t i = 0; i < n; i++) y2[i] = -INFINITY;
+        CHECK(ops->logsumexp(y2, n) == -INFINITY, "%s logsumexp n=%lld of -inf", ops->name, (long long)n);
         /* argmax: the maximum at every position in turn, a tie behind it, NaNs and -inf around it */
         for (int64_t at = 0; at < n; at++) {
             for (int64_t i = 0; i < n; i++) y1[i] = a[i];
@@ -95,6 +107,18 @@ static void check_ops(const g4_kernel_ops *ops) {
         for (int64_t i = 0; i < n; i++) y1[i] = a[i];
         CHECK(ops->argmax(y1, n) == ref->argmax(y1, n), "%s argmax n=%lld of random values", ops->name, (long long)n);
         free(a), free(b), free(y1), free(y2), free(h);
+    }
+    { /* log-sum-exp over a vocabulary-sized row of logits, in double as the reference does it */
+        const int64_t V = 262147;
+        float *x = malloc((size_t)V * 4);
+        for (int64_t i = 0; i < V; i++) x[i] = rnd() * 25.0f;
+        double m = -INFINITY, sum = 0;
+        for (int64_t i = 0; i < V; i++) m = x[i] > m ? x[i] : m;
+        for (int64_t i = 0; i < V; i++) sum += exp((double)x[i] - m);
+        const double want = m + log(sum), got = ops->logsumexp(x, V);
+        CHECK(fabs(got - want) <= 2e-6 * fabs(want), "%s logsumexp of %lld logits: %.9g, want %.9g", ops->name,
+              (long long)V, got, want);
+        free(x);
     }
     /* attention tiles: odd query/key counts, head sizes with and without a multiple of 8 or 16, padded strides */
     const int64_t shapes[][3] = {{1, 1, 1}, {4, 2, 8}, {5, 7, 64}, {8, 33, 256}, {3, 9, 72}, {9, 5, 13}, {16, 40, 24}};

@@ -39,6 +39,9 @@ typedef struct g4_kernel_ops {
                    int64_t nk, int64_t D);
     void (*weighted_sum)(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t nq, const float *v, int64_t ldv,
                          int64_t nk, int64_t D);
+    /* log(sum(exp(x))) without touching x (a token's log-probability over a 262144-entry vocabulary, each step):
+     * NaN entries never set the maximum but make the result NaN; a maximum of +-inf is returned as it is. */
+    float (*logsumexp)(const float *x, int64_t n);
 } g4_kernel_ops;
 
 const g4_kernel_ops *g4_kernels_portable(void);

@@ -78,6 +78,35 @@ AVX2 static __m256 exp256(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* The sum in double (float lanes would lose ~1e-5 over a vocabulary); NaNs are caught by an unordered compare. */
+AVX2 static float logsumexp_avx2(const float *x, int64_t n) {
+    __m256 vm = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        vm = _mm256_max_ps(v, vm); /* a NaN in v leaves vm as it was */
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    float m = -INFINITY, lanes[8];
+    _mm256_storeu_ps(lanes, vm);
+    for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (int64_t j = i; j < n; j++) m = x[j] > m ? x[j] : m;
+    if (!isfinite(m)) return m;
+    if (_mm256_movemask_ps(nan)) return NAN;
+    const __m256 bm = _mm256_set1_ps(m);
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), bm));
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double d[4], sum = 0;
+    _mm256_storeu_pd(d, _mm256_add_pd(s0, s1));
+    for (int l = 0; l < 4; l++) sum += d[l];
+    for (; i < n; i++) sum += exp((double)(x[i] - m));
+    return m + (float)log(sum);
+}
+
 AVX2 static float softmax_avx2(float *x, int64_t n) {
     __m256 vm = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
@@ -283,7 +312,8 @@ AVX2 static void weighted_sum_avx2(float *o, int64_t ldo, const float *p, int64_
 
 static const g4_kernel_ops avx2_ops = {"avx2",       dot_avx2,      axpy_avx2,     to_f32_avx2,
                                        softmax_avx2, rmsnorm_avx2,  softcap_avx2,  gelu_mul_avx2,
-                                       argmax_avx2,  scores_avx2,   weighted_sum_avx2};
+                                       argmax_avx2,  scores_avx2,   weighted_sum_avx2,
+                                       logsumexp_avx2};
 
 const g4_kernel_ops *g4_kernels_avx2(void) {
     unsigned a, b, c, d;

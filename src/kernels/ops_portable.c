@@ -49,6 +49,15 @@ static int64_t argmax_portable(const float *x, int64_t n) {
     return 0;
 }
 
+static float logsumexp_portable(const float *x, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    if (!isfinite(m)) return m;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += exp((double)(x[i] - m));
+    return m + (float)log(sum);
+}
+
 static void scores_portable(float *s, int64_t lds, const float *q, int64_t ldq, int64_t nq, const float *k, int64_t ldk,
                             int64_t nk, int64_t D) {
     for (int64_t i = 0; i < nq; i++)
@@ -63,6 +72,7 @@ static void weighted_sum_portable(float *o, int64_t ldo, const float *p, int64_t
 
 static const g4_kernel_ops portable_ops = {"portable",       dot_portable,      axpy_portable,    to_f32_portable,
                                            g4_softmax,       g4_rmsnorm,        softcap_portable, gelu_mul_portable,
-                                           argmax_portable,  scores_portable,   weighted_sum_portable};
+                                           argmax_portable,  scores_portable,   weighted_sum_portable,
+                                           logsumexp_portable};
 
 const g4_kernel_ops *g4_kernels_portable(void) { return &portable_ops; }

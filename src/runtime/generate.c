@@ -120,19 +120,24 @@ int g4_gen_next(g4_gen *g, float *logits, g4_gen_token *out, g4_err *err) {
     out->n_top = 0;
     out->logprob = 0;
     /* Log-probabilities describe the model's distribution, before any sampling rule touches it. */
-    float lse = g->p.logprobs || g->p.top_logprobs ? g4_logsumexp(logits, g->vocab) : 0;
+    float lse = g->p.logprobs || g->p.top_logprobs ? g->sampler.ops->logsumexp(logits, g->vocab) : 0;
     if (g->p.top_logprobs) {
         g4_top_k(logits, g->vocab, g->p.top_logprobs, out->top);
         out->n_top = g->p.top_logprobs;
         for (int i = 0; i < out->n_top; i++) out->top[i].logit -= lse;
     }
     const size_t n_answer = g->history.n - g->n_prompt;
-    if (g->p.logprobs && !g->raw) g->raw = malloc((size_t)g->vocab * sizeof(float));
-    if (g->p.logprobs && !g->raw) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
-    if (g->p.logprobs) memcpy(g->raw, logits, (size_t)g->vocab * sizeof(float)); /* the penalties change logits */
+    /* Only the penalties change logits; without them the chosen logit is read in place (a copy of a 262144-entry
+     * row costs a millisecond of page faults on a request's first token). */
+    const g4_sampler_params *sp = &g->p.sampling;
+    const int keep_raw = g->p.logprobs && (sp->repetition_penalty != 1.0f || sp->presence_penalty != 0.0f ||
+                                           sp->frequency_penalty != 0.0f);
+    if (keep_raw && !g->raw && !(g->raw = malloc((size_t)g->vocab * sizeof(float))))
+        return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    if (keep_raw) memcpy(g->raw, logits, (size_t)g->vocab * sizeof(float));
     int32_t id = g4_sampler_pick(&g->sampler, logits, g->history.v, g->history.n, n_answer);
     out->id = id;
-    if (g->p.logprobs) out->logprob = g->raw[id] - lse;
+    if (g->p.logprobs) out->logprob = (keep_raw ? g->raw[id] : logits[id]) - lse;
     int rc = 0;
     if (is_stop_id(&g->p, id)) {
         out->id = -1;

@@ -146,15 +146,6 @@ int32_t g4_sampler_pick(g4_sampler *s, float *logits, const int32_t *history, si
     return s->cand[n - 1].id;
 }
 
-float g4_logsumexp(const float *logits, int64_t n) {
-    float m = -INFINITY;
-    for (int64_t i = 0; i < n; i++) m = logits[i] > m ? logits[i] : m;
-    if (!isfinite(m)) return m;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) sum += exp((double)(logits[i] - m));
-    return m + (float)log(sum);
-}
-
 void g4_top_k(const float *logits, int64_t n, int k, g4_candidate *out) {
     int have = 0;
     for (int64_t i = 0; i < n; i++) {

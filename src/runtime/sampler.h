@@ -41,8 +41,6 @@ void g4_sampler_free(g4_sampler *s);
  * last n_answer ids are the answer (for the presence and frequency penalties). */
 int32_t g4_sampler_pick(g4_sampler *s, float *logits, const int32_t *history, size_t n_history, size_t n_answer);
 
-/* log(sum(exp(logits))) over the vocabulary, for log-probabilities. */
-float g4_logsumexp(const float *logits, int64_t n);
 /* The k highest logits, highest first (ties: the lower id first); k <= n. */
 void g4_top_k(const float *logits, int64_t n, int k, g4_candidate *out);
 
