@@ -116,14 +116,15 @@ typedef struct g4_quant_ops {
      * than activation rows fill the vector lanes, so that no lane is idle however few rows there are.
      * ws_pack turns blocks [0, nb) of G4_QWS_ROWS weight rows (nr of them real, the rest zero) into one buffer:
      * per block, G4_QWS_ROWS * 32 bytes (group g of 4 values of every row, rows side by side: the value + 128),
-     * then G4_QWS_ROWS float scales; meanwhile it prefetches the next_bytes at `next` (the next rows: NULL for none)
- * evenly along the way, one stream the hardware keeps up with. ws_gemm: y[t * ldy + i] = Σ_b (row i, block b) · (activation row t, block b)
-     * for t < T <= ws_max_t and i < nr, activation rows act_stride bytes apart. */
+     * then G4_QWS_ROWS float scales. ws_gemm: y[t * ldy + i] = Σ_b (row i, block b) · (activation row t, block b)
+     * for t < T <= ws_max_t and i < nr, activation rows act_stride bytes apart. Both prefetch the next_bytes at
+     * `next` (rows still to come: NULL for none) evenly along the way, one stream the hardware keeps up with, so
+     * that reading memory overlaps the arithmetic. */
     int ws_max_t;
     void (*ws_pack)(int qt, const void *w, size_t row_bytes, int nr, int64_t nb, void *dst, const void *next,
                     size_t next_bytes);
     void (*ws_gemm)(const void *packed, int64_t nb, const void *act, size_t act_stride, int T, int64_t K, int64_t b0,
-                    float *y, int64_t ldy, int nr);
+                    float *y, int64_t ldy, int nr, const void *next, size_t next_bytes);
 } g4_quant_ops;
 
 /* Weight rows side by side in the optional few-row product (one 512-bit vector of 32-bit lanes). */

@@ -515,7 +515,8 @@ VNNI static void ws_pack_avx512(int qt, const void *w, size_t row_bytes, int nr,
  * row, one broadcast of its 4 bytes and one dpbusd; T is a constant in each instance, so that the accumulators
  * stay in registers. */
 VNNI static INLINE void ws_tile(int T, const uint8_t *packed, int64_t nb, const uint8_t *act, size_t act_stride,
-                                int64_t K, int64_t b0, float *y, int64_t ldy, int nr) {
+                                int64_t K, int64_t b0, float *y, int64_t ldy, int nr, const uint8_t *next,
+                                size_t next_bytes) {
     __m512 f[WS_MAX_T];
     __m512i acc[WS_MAX_T];
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
@@ -525,6 +526,7 @@ VNNI static INLINE void ws_tile(int T, const uint8_t *packed, int64_t nb, const 
     act += b0 * 32; /* the chunk's first block; its scales and sums are indexed from b0 below */
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = packed + (size_t)b * WS_BLOCK;
+        prefetch_share(next, next_bytes, b, nb);
 #define WS_START(t) \
     if (t < T) acc[t] = _mm512_set1_epi32(-128 * g4_qact_s(act - b0 * 32 + t * act_stride, K)[b0 + b]);
         EACH_T(WS_START)
@@ -551,10 +553,10 @@ VNNI static INLINE void ws_tile(int T, const uint8_t *packed, int64_t nb, const 
 }
 
 #define WS_CASE(t) \
-    case t + 1: ws_tile(t + 1, packed, nb, act, act_stride, K, b0, y, ldy, nr); break;
+    case t + 1: ws_tile(t + 1, packed, nb, act, act_stride, K, b0, y, ldy, nr, next, next_bytes); break;
 
 VNNI static void ws_gemm_avx512(const void *packed, int64_t nb, const void *act, size_t act_stride, int T, int64_t K,
-                                int64_t b0, float *y, int64_t ldy, int nr) {
+                                int64_t b0, float *y, int64_t ldy, int nr, const void *next, size_t next_bytes) {
     switch (T) { EACH_T(WS_CASE) }
 }
 
