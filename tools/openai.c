@@ -48,7 +48,7 @@ void oai_request_free(oai_request *req) {
     cJSON_free(req->tools_json);
     free(req->prompt);
     for (size_t i = 0; i < req->n_media; i++) free(req->media_bytes[i]);
-    for (int i = 0; i < OAI_MAX_STOP; i++) free(req->stops[i]);
+    for (size_t i = 0; i < sizeof req->stops / sizeof *req->stops; i++) free(req->stops[i]); /* the tools' one too */
     memset(req, 0, sizeof *req);
 }
 
