@@ -71,12 +71,14 @@ static unsigned char *random_weights(int qt, int64_t N, int64_t K) {
     return w;
 }
 
-/* Weights (multiply-adds per activation row) of the step's matrices in `part` (-1: all). */
-static double weights_of(const mat *m, int count, int part) {
-    double n = 0;
+/* Stored bytes and weights (multiply-adds per activation row) of the step's matrices in `part` (-1: all). */
+static void size_of(const mat *m, int count, int part, double *bytes, double *weights) {
+    *bytes = *weights = 0;
     for (int i = 0; i < count; i++)
-        if (part < 0 || m[i].part == part) n += (double)m[i].N * (double)m[i].K;
-    return n;
+        if (part < 0 || m[i].part == part) {
+            *bytes += (double)g4_qrow_bytes(m[i].qt, m[i].K) * (double)m[i].N;
+            *weights += (double)m[i].N * (double)m[i].K;
+        }
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -180,14 +182,12 @@ int main(void) {
     const int Ts[] = {1, 8, 64};
     for (int ti = 0; ti < 3; ti++)
         for (int part = -1; part < NPARTS; part++) { /* the whole step, then each part alone */
-            double med, lo, hi;
-            size_t part_bytes = 0;
-            for (int i = 0; i < count; i++)
-                if (part < 0 || m[i].part == part) part_bytes += g4_qrow_bytes(m[i].qt, m[i].K) * (size_t)m[i].N;
+            double med, lo, hi, part_bytes, part_weights;
+            size_of(m, count, part, &part_bytes, &part_weights);
             if (time_step(m, count, part, Ts[ti], d_x, d_act, d_y, s, &med, &lo, &hi)) return 1;
             printf("%2d row%s, %-22s %8.3f ms (min %.3f, max %.3f): %5.0f GB/s of weights, %4.0f int8 TOPS%s\n", Ts[ti],
                    Ts[ti] > 1 ? "s" : " ", part < 0 ? "the whole step:" : PARTS[part], med, lo, hi,
-                   part_bytes / (med * 1e-3) * 1e-9, weights_of(m, count, part) * 2.0 * Ts[ti] / (med * 1e-3) * 1e-12,
+                   part_bytes / (med * 1e-3) * 1e-9, part_weights * 2.0 * Ts[ti] / (med * 1e-3) * 1e-12,
                    part < 0 ? "" : " (alone)");
         }
     for (int i = 0; i < count; i++) g4_cuda_free(m[i].d_w);

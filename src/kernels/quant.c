@@ -673,6 +673,7 @@ static void ws_range(void *ctx, int64_t begin, int64_t end, int worker) {
     unsigned char *packed = j->work + (size_t)worker * j->work_bytes;
     const int64_t nb = j->K / G4_QBLOCK;
     const size_t bb = j->row_bytes / (size_t)nb;
+    const int64_t passes = (j->T + j->ops->ws_max_t - 1) / j->ops->ws_max_t;
     for (int64_t g = begin; g < end; g++) {
         const int64_t n0 = g * G4_QWS_ROWS, ahead = n0 + WS_AHEAD * G4_QWS_ROWS;
         const int nr = (int)min64(j->N - n0, G4_QWS_ROWS);
@@ -683,7 +684,6 @@ static void ws_range(void *ctx, int64_t begin, int64_t end, int worker) {
             const size_t span = (size_t)next * j->row_bytes, from = span * (size_t)b0 / (size_t)nb;
             const size_t share = span * (size_t)(b0 + n) / (size_t)nb - from;
             const unsigned char *ahead_w = next ? j->w + (size_t)ahead * j->row_bytes + from : NULL;
-            const int64_t passes = (j->T + j->ops->ws_max_t - 1) / j->ops->ws_max_t;
             const size_t in_pack = ahead_w ? share / WS_PACK_SHARE & ~(size_t)63 : 0;
             j->ops->ws_pack(j->qt, j->w + (size_t)n0 * j->row_bytes + (size_t)b0 * bb, j->row_bytes, nr, n, packed,
                             ahead_w, in_pack);

@@ -127,11 +127,9 @@ int g4_gen_next(g4_gen *g, float *logits, g4_gen_token *out, g4_err *err) {
         for (int i = 0; i < out->n_top; i++) out->top[i].logit -= lse;
     }
     const size_t n_answer = g->history.n - g->n_prompt;
-    /* Only the penalties change logits; without them the chosen logit is read in place (a copy of a 262144-entry
-     * row costs a millisecond of page faults on a request's first token). */
-    const g4_sampler_params *sp = &g->p.sampling;
-    const int keep_raw = g->p.logprobs && (sp->repetition_penalty != 1.0f || sp->presence_penalty != 0.0f ||
-                                           sp->frequency_penalty != 0.0f);
+    /* Without a penalty the chosen logit is read in place (a copy of a 262144-entry row costs a millisecond of page
+     * faults on a request's first token). */
+    const int keep_raw = g->p.logprobs && g4_sampler_changes_logits(&g->sampler);
     if (keep_raw && !g->raw && !(g->raw = malloc((size_t)g->vocab * sizeof(float))))
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     if (keep_raw) memcpy(g->raw, logits, (size_t)g->vocab * sizeof(float));

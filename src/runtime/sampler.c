@@ -59,6 +59,10 @@ void g4_sampler_free(g4_sampler *s) {
     memset(s, 0, sizeof *s);
 }
 
+int g4_sampler_changes_logits(const g4_sampler *s) {
+    return s->p.repetition_penalty != 1.0f || s->p.presence_penalty != 0 || s->p.frequency_penalty != 0;
+}
+
 static void apply_repetition_penalty(g4_sampler *s, float *logits, const int32_t *history, size_t n) {
     float pen = s->p.repetition_penalty;
     if (pen == 1.0f || !history) return;

@@ -37,6 +37,10 @@ typedef struct g4_sampler {
 
 int g4_sampler_init(g4_sampler *s, const g4_sampler_params *p, int vocab, g4_err *err);
 void g4_sampler_free(g4_sampler *s);
+/* Whether g4_sampler_pick changes the logits it is given (a penalty is on): a caller that needs them as they were
+ * (log-probabilities) copies them only then. */
+int g4_sampler_changes_logits(const g4_sampler *s);
+
 /* Picks a token. `logits` is modified; `history` is the sequence so far (for the repetition penalty), of which the
  * last n_answer ids are the answer (for the presence and frequency penalties). */
 int32_t g4_sampler_pick(g4_sampler *s, float *logits, const int32_t *history, size_t n_history, size_t n_answer);
