@@ -4,8 +4,7 @@
  * For each format and each variant the CPU has, best of several runs: a 4096 x 4096 matvec (its weights fit in
  * this machine's L3, so it shows the kernel, not DRAM), the same over 16384 x 8192 (past any cache: the
  * DRAM-streaming rate decode gets), 8 rows over the large one (8 sessions decoding together) and a 64 x 4096 x 4096
- * batch (prefill); for G4_Q4, where a variant has the few-row product, the same over the matrix regrouped as the
- * CPU backend holds a model's (G4_QT_Q4I). tests/test_quant.c checks the same kernels' results. */
+ * batch (prefill). tests/test_quant.c checks the same kernels' results. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,22 +63,6 @@ static unsigned char *random_weights(int qt, int64_t N, int64_t K) {
     return w;
 }
 
-enum { K = 4096, N = 4096, T = 64, BIG_N = 16384, BIG_K = 8192 };
-
-/* One line: the four products of w (N x K) and big (BIG_N x BIG_K), of format qt. */
-static void measure(const g4_quant_ops *ops, g4_pool *pool, int threads, const float *x, float *y, void *scratch,
-                    double budget, int qt, const void *w, const void *big) {
-    double tv = best_time(ops, pool, x, 1, K, w, qt, N, y, scratch, budget);
-    double tb = best_time(ops, pool, x, 1, BIG_K, big, qt, BIG_N, y, scratch, budget);
-    double t8 = best_time(ops, pool, x, 8, BIG_K, big, qt, BIG_N, y, scratch, budget);
-    double tm = best_time(ops, pool, x, T, K, w, qt, N, y, scratch, budget);
-    printf("speed %-10s %-6s, %d threads: matvec %6.2f GB/s (%dx%d, %.3f ms), %6.2f GB/s (%dx%d); "
-           "8 rows %.2f ms (%.2fx one); %dx%dx%d %6.1f GOP/s (%.2f ms)\n",
-           ops->name, g4_qtype_name(qt), threads, g4_qrow_bytes(qt, K) * N / tv * 1e-9, N, K, tv * 1e3,
-           g4_qrow_bytes(qt, BIG_K) * BIG_N / tb * 1e-9, BIG_N, BIG_K, t8 * 1e3, t8 / tb, T, K, N,
-           2.0 * T * K * N / tm * 1e-9, tm * 1e3);
-}
-
 int main(int argc, char **argv) {
     const int threads = argc > 1 ? atoi(argv[1]) : 2;
     if (threads < 1 || threads > 1024) {
@@ -96,6 +79,7 @@ int main(int argc, char **argv) {
         if (all[i]) printf(" %s", all[i]->name);
     printf(" (best: %s)\n", g4_quant_ops_best()->name);
 
+    const int64_t K = 4096, N = 4096, T = 64, BIG_N = 16384, BIG_K = 8192;
     g4_pool *pool = g4_pool_create(threads);
     float *x = malloc((size_t)(T * BIG_K) * 4), *y = malloc((size_t)(T * BIG_N) * 4);
     if (!pool || !x || !y) {
@@ -114,17 +98,15 @@ int main(int argc, char **argv) {
             if (!ops) continue;
             void *scratch = malloc(g4_qmatmul_scratch_bytes(ops, pool, T, BIG_K));
             double budget = strcmp(ops->name, "portable") == 0 ? 0.05 : 0.3;
-            measure(ops, pool, threads, x, y, scratch, budget, qt, w, big);
-            if (qt == G4_QT_Q4 && ops->ws_max_t) {
-                unsigned char *wi = malloc(g4_qrow_bytes(qt, K) * N), *bigi = malloc(g4_qrow_bytes(qt, BIG_K) * BIG_N);
-                if (!wi || !bigi || g4_q4_regroup(memcpy(wi, w, g4_qrow_bytes(qt, K) * N), N, K) ||
-                    g4_q4_regroup(memcpy(bigi, big, g4_qrow_bytes(qt, BIG_K) * BIG_N), BIG_N, BIG_K)) {
-                    fprintf(stderr, "quant_speed: out of memory\n");
-                    return 1;
-                }
-                measure(ops, pool, threads, x, y, scratch, budget, G4_QT_Q4I, wi, bigi);
-                free(wi), free(bigi);
-            }
+            double tv = best_time(ops, pool, x, 1, K, w, qt, N, y, scratch, budget);
+            double tb = best_time(ops, pool, x, 1, BIG_K, big, qt, BIG_N, y, scratch, budget);
+            double t8 = best_time(ops, pool, x, 8, BIG_K, big, qt, BIG_N, y, scratch, budget);
+            double tm = best_time(ops, pool, x, T, K, w, qt, N, y, scratch, budget);
+            printf("speed %-10s %s, %d threads: matvec %6.2f GB/s (%lldx%lld, %.3f ms), %6.2f GB/s (%lldx%lld); "
+                   "8 rows %.2f ms (%.2fx one); %lldx%lldx%lld %6.1f GOP/s (%.2f ms)\n",
+                   ops->name, g4_qtype_name(qt), threads, g4_qrow_bytes(qt, K) * N / tv * 1e-9, (long long)N,
+                   (long long)K, tv * 1e3, g4_qrow_bytes(qt, BIG_K) * BIG_N / tb * 1e-9, (long long)BIG_N,
+                   (long long)BIG_K, t8 * 1e3, t8 / tb, (long long)T, (long long)K, (long long)N, 2.0 * T * K * N / tm * 1e-9, tm * 1e3);
             free(scratch);
         }
         free(w), free(big);

@@ -28,10 +28,9 @@ static inline void g4t_require_device(void) {
     if (strcmp(g4t_device, "cuda") == 0 && g4_cuda_probe(&info, &err)) g4t_skip_without_device(err.code, err.msg);
 }
 
-/* threads <= 0: one per CPU; rows: the decoder's step size; n_ctx: the sequence's positions. On g4t_device (the
- * CPU's with m's weights laid out for it, as the library does). When
+/* threads <= 0: one per CPU; rows: the decoder's step size; n_ctx: the sequence's positions. On g4t_device. When
  * that is "cuda" and the backend cannot start for want of a GPU or of CUDA in this build, the test ends as skipped. */
-static inline int g4t_decoder_open(g4t_decoder *t, g4_model *m, int threads, int64_t rows, int64_t n_ctx,
+static inline int g4t_decoder_open(g4t_decoder *t, const g4_model *m, int threads, int64_t rows, int64_t n_ctx,
                                    g4_err *err) {
     memset(t, 0, sizeof *t);
     if (g4_compute_init(&t->c, threads, g4_model_max_input_width(m)))
@@ -39,8 +38,7 @@ static inline int g4t_decoder_open(g4t_decoder *t, g4_model *m, int threads, int
     t->opened = 1;
     t->cuda = strcmp(g4t_device, "cuda") == 0;
     if (!t->cuda && strcmp(g4t_device, "cpu") != 0) return g4_fail(err, GEMMA4C_ERR_ARG, "unknown device %s", g4t_device);
-    int rc = t->cuda ? g4_backend_cuda_init(&t->be, m, err)
-                     : g4_backend_cpu_prepare(&t->c, m, err) ? err->code : g4_backend_cpu_init(&t->be, &t->c, err);
+    int rc = t->cuda ? g4_backend_cuda_init(&t->be, m, err) : g4_backend_cpu_init(&t->be, &t->c, err);
     g4t_skip_without_device(rc, err->msg);
     if (!rc) t->opened = 2, rc = g4_kv_budget_init(&t->budget, 0, &t->be) ? g4_fail(err, GEMMA4C_ERR_INTERNAL, "lock") : 0;
     if (!rc) t->opened = 3, rc = g4_decoder_init(&t->d, m, &t->be, rows, err);

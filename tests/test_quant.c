@@ -37,10 +37,7 @@ static void check_names_sizes(void) {
     CHECK(strcmp(g4_qtype_name(G4_QT_Q6), "G4_Q6") == 0 && g4_qtype_name(7) == NULL, "name of type");
     CHECK(g4_qrow_bytes(G4_QT_Q8, 64) == 72 && g4_qrow_bytes(G4_QT_Q4, 64) == 36 && g4_qrow_bytes(G4_QT_Q6, 64) == 52,
           "row bytes");
-    CHECK(g4_qrow_bytes(G4_QT_Q4, 48) == 0 && g4_qrow_bytes(G4_QT_Q4, 0) == 0 && g4_qrow_bytes(G4_QT_Q4I + 1, 32) == 0, "bad K");
-    CHECK(g4_qrow_bytes(G4_QT_Q4I, 64) == 36 && strcmp(g4_qtype_name(G4_QT_Q4I), "G4_Q4I") == 0 &&
-              g4_qtype_from_name("G4_Q4I") == -1,
-          "the in-memory layout: G4_Q4's bytes, never a stored format");
+    CHECK(g4_qrow_bytes(G4_QT_Q4, 48) == 0 && g4_qrow_bytes(G4_QT_Q4, 0) == 0 && g4_qrow_bytes(3, 32) == 0, "bad K");
     float x[48] = {0};
     unsigned char buf[64];
     CHECK(g4_quantize_row(G4_QT_Q4, x, 48, buf) == -1 && g4_dequantize_row(-1, buf, 32, x) == -1, "bad args refused");
@@ -539,71 +536,6 @@ static void check_many(const g4_quant_ops *ops, int threads, int64_t T, int64_t 
     g4_pool_destroy(pool);
 }
 
-/* G4_QT_Q4I: every row regathers to its G4_Q4 bytes; products over it (the few-row kernel where the weights lie,
- * the fused decode products with their epilogue, the batched product through regathered rows) agree with the exact
- * reference as closely as the kernels over G4_Q4 do; ops without a few-row product refuse it. 131 rows: 8 whole
- * groups and 3 plain rows. */
-static void check_regrouped(const g4_quant_ops *ops, int threads, int64_t K) {
-    const int64_t N = 131, Ts[] = {1, 2, 3, 5, 8, 12, 13, 37, 48, 49, 70};
-    g4_pool *pool = g4_pool_create(threads);
-    testmat m = make_mat(G4_QT_Q4, N, K);
-    const size_t rb = g4_qrow_bytes(G4_QT_Q4, K);
-    unsigned char *wi = malloc(rb * (size_t)N), *row = malloc(rb);
-    memcpy(wi, m.w, rb * (size_t)N);
-    CHECK(g4_q4_regroup(wi, N, K) == 0 && g4_q4_regroup(wi, N, K + 1) == -1, "regroup: done, bad K refused");
-    CHECK(memcmp(wi + rb * 16, m.w + rb * 16, rb * 16) != 0 && memcmp(wi + rb * 128, m.w + rb * 128, rb * 3) == 0,
-          "whole groups move, the rows past them stay");
-    int moved = 0;
-    for (int64_t n = 0; n < N; n++) {
-        g4_q4i_blocks(wi, N, K, n, 0, K / 32, row);
-        moved += memcmp(row, m.w + (size_t)n * rb, rb) != 0;
-    }
-    CHECK(moved == 0, "K=%lld: %d rows regather to other bytes", (long long)K, moved);
-    unsigned char *act = make_acts(70, K);
-    const size_t ab = g4_qact_row_bytes(K);
-    float *y = malloc((size_t)(70 * N) * 4);
-    unsigned char *scratch = malloc(g4_qmatmul_act_scratch_bytes(ops, pool, 70, K));
-    if (!ops->ws_max_t) {
-        g4_qmat q = {wi, G4_QT_Q4I, N, y};
-        CHECK(g4_qmatmul_act(ops, pool, act, 5, K, wi, G4_QT_Q4I, N, y, scratch) == -1 &&
-                  g4_qmatvec_many(ops, pool, act, 1, K, &q, 1, NULL, NULL) == -1,
-              "%s has no few-row product: G4_QT_Q4I refused", ops->name);
-    }
-    for (size_t ti = 0; ops->ws_max_t && ti < sizeof Ts / sizeof *Ts; ti++) {
-        const int64_t T = Ts[ti];
-        CHECK(g4_qmatmul_act(ops, pool, act, T, K, wi, G4_QT_Q4I, N, y, scratch) == 0, "G4_QT_Q4I product accepted");
-        int bad = 0;
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t n = 0; n < N; n++) {
-                double mag, r = ref_dot(&m, n, act + (size_t)t * ab, 0, K / 32, &mag);
-                if (fabs(y[t * N + n] - r) > KTOL * mag + 1e-30 && bad++ < 3)
-                    fprintf(stderr, "  %s G4_Q4I T=%lld K=%lld t=%lld n=%lld: %.9g vs %.9g\n", ops->name, (long long)T,
-                            (long long)K, (long long)t, (long long)n, y[t * N + n], r);
-            }
-        CHECK(bad == 0, "%s G4_QT_Q4I T=%lld K=%lld threads=%d: %d outputs off", ops->name, (long long)T,
-              (long long)K, threads, bad);
-    }
-    if (ops->ws_max_t) { /* decode's lockstep pair (gate and up) over regrouped weights */
-        float *want = malloc((size_t)(3 * N) * 4), *got[2] = {malloc((size_t)(3 * N) * 4), malloc((size_t)(3 * N) * 4)};
-        g4_qmatmul_act(ops, pool, act, 3, K, wi, G4_QT_Q4I, N, want, scratch);
-        g4_qmat pair[2] = {{wi, G4_QT_Q4I, N, got[0]}, {wi, G4_QT_Q4I, N, got[1]}};
-        memset(got[0], 0, (size_t)(3 * N) * 4), memset(got[1], 0, (size_t)(3 * N) * 4);
-        int seen[131] = {0}, early[131] = {0};
-        lockstep_log log = {{got[0], got[1]}, {want, want}, N, seen, early};
-        CHECK(g4_qmatvec_many(ops, pool, act, 3, K, pair, 2, log_rows, &log) == 0, "lockstep G4_QT_Q4I accepted");
-        int once = 1, n_early = 0;
-        for (int n = 0; n < N; n++) once &= seen[n] == 1, n_early += early[n];
-        CHECK(once && n_early == 0 && memcmp(want, got[0], (size_t)(3 * N) * 4) == 0 &&
-                  memcmp(want, got[1], (size_t)(3 * N) * 4) == 0,
-              "%s lockstep G4_QT_Q4I K=%lld: every row once, after both products (early %d)", ops->name, (long long)K,
-              n_early);
-        free(want), free(got[0]), free(got[1]);
-    }
-    free(act), free(y), free(scratch), free(wi), free(row);
-    free_mat(&m);
-    g4_pool_destroy(pool);
-}
-
 static void check_products(void) {
     /* 6 to 48: the few-row product where a variant has one (13 and up in passes: 16 as 8 + 8, 37 as 13 + 12 + 12);
      * 150 x 2560 cuts K into chunks for every variant */
@@ -643,10 +575,6 @@ int main(void) {
                 check_many(variants[v], threads, T, 96);
                 check_many(variants[v], threads, T, 2560);
             }
-        for (int threads = 1; threads <= 3; threads += 2) {
-            check_regrouped(variants[v], threads, 96);
-            check_regrouped(variants[v], threads, 2560);
-        }
     }
     return g4t_finish("test_quant");
 }

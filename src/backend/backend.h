@@ -149,10 +149,6 @@ struct g4_backend {
 
 /* The CPU backend over compute context c (not owned: it must outlive the backend). */
 int g4_backend_cpu_init(g4_backend *b, g4_compute *c, g4_err *err);
-/* Lays model m's weights out as c's kernels read them fastest: its G4_Q4 matrices regrouped (g4_model_regroup_q4)
- * where the quantized kernels have a few-row product. For a model only the CPU computes; once, before its first
- * step. */
-int g4_backend_cpu_prepare(g4_compute *c, g4_model *m, g4_err *err);
 
 /* The CUDA backend (cmake -DGEMMA4C_CUDA=ON) on the first GPU, serving model m (NULL: ops alone, for tests): the
  * text model's weights are uploaded here, once, in their stored formats; the encoders' weights (and any other

@@ -174,10 +174,6 @@ static void cpu_destroy(g4_backend *b) {
     memset(b, 0, sizeof *b);
 }
 
-int g4_backend_cpu_prepare(g4_compute *c, g4_model *m, g4_err *err) {
-    return c->qops->ws_max_t ? g4_model_regroup_q4(m, c->pool, err) : 0;
-}
-
 int g4_backend_cpu_init(g4_backend *b, g4_compute *c, g4_err *err) {
     memset(b, 0, sizeof *b);
     cpu_backend *cb = calloc(1, sizeof *cb);

@@ -2,7 +2,6 @@
 #include "mapfile.h"
 
 #include <errno.h>
-#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,12 +36,6 @@ void g4_mapfile_close(g4_mapfile *m) {
     if (m->data) munmap((void *)m->data, m->size);
     m->data = NULL;
     m->size = 0;
-}
-
-void g4_mapfile_release(const void *p, size_t n) {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), start = ((uintptr_t)p + page - 1) & ~(page - 1);
-    const uintptr_t end = ((uintptr_t)p + n) & ~(page - 1);
-    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED); /* advice: nothing to do if refused */
 }
 
 int g4_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len, g4_err *err) {

@@ -13,9 +13,6 @@ typedef struct g4_mapfile {
 
 int g4_mapfile_open(g4_mapfile *m, const char *path, g4_err *err);
 void g4_mapfile_close(g4_mapfile *m);
-/* Drops the whole pages inside [p, p + n) of a mapping from this process's memory: bytes copied elsewhere stop
- * counting twice, and come back from the file if they are read again. */
-void g4_mapfile_release(const void *p, size_t n);
 
 /* Reads a whole (small) file into a NUL-terminated heap buffer; refuses files larger than max_bytes. */
 int g4_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len, g4_err *err);

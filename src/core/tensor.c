@@ -15,15 +15,13 @@ static const struct {
     [G4_DT_U32] = {"U32", 4},         [G4_DT_I64] = {"I64", 8},         [G4_DT_U64] = {"U64", 8},
     [G4_DT_BOOL] = {"BOOL", 1},       [G4_DT_F8_E4M3] = {"F8_E4M3", 1}, [G4_DT_F8_E5M2] = {"F8_E5M2", 1},
     [G4_DT_Q8] = {"G4_Q8", 0},        [G4_DT_Q4] = {"G4_Q4", 0},        [G4_DT_Q6] = {"G4_Q6", 0},
-    [G4_DT_Q4I] = {"G4_Q4I", 0},
 };
 
 /* Bytes per block of 32 for the block-quantized types (scale + packed values). */
 static size_t block_bytes(g4_dtype dt) {
     switch (dt) {
     case G4_DT_Q8: return 36;
-    case G4_DT_Q4:
-    case G4_DT_Q4I: return 18;
+    case G4_DT_Q4: return 18;
     case G4_DT_Q6: return 26;
     default: return 0;
     }

@@ -27,7 +27,6 @@ typedef enum g4_dtype {
     G4_DT_Q8,
     G4_DT_Q4,
     G4_DT_Q6,
-    G4_DT_Q4I, /* G4_Q4 regrouped in memory for the CPU's kernels (G4_QT_Q4I); never in a file */
     G4_DT_COUNT
 } g4_dtype;
 

@@ -10,7 +10,7 @@
 
 /* gemma4c's block dtypes and the quantization kernels' format ids. */
 static inline int g4_quant_type(g4_dtype dt) {
-    return dt == G4_DT_Q8 ? G4_QT_Q8 : dt == G4_DT_Q4 ? G4_QT_Q4 : dt == G4_DT_Q6 ? G4_QT_Q6 : dt == G4_DT_Q4I ? G4_QT_Q4I : -1;
+    return dt == G4_DT_Q8 ? G4_QT_Q8 : dt == G4_DT_Q4 ? G4_QT_Q4 : dt == G4_DT_Q6 ? G4_QT_Q6 : -1;
 }
 
 /* The per-ISA primitives. Every implementation computes the same thing up to float rounding order and is

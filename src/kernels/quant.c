@@ -9,11 +9,10 @@
 
 /* ---- Formats ------------------------------------------------------------------------------------------------ */
 
-static const char *const qtype_names[G4_QT_COUNT + 1] = {"G4_Q8", "G4_Q4", "G4_Q6", "G4_Q4I"};
-static const size_t qtype_bytes[G4_QT_COUNT + 1] = {sizeof(g4_block_q8), sizeof(g4_block_q4), sizeof(g4_block_q6),
-                                                    sizeof(g4_block_q4)};
+static const char *const qtype_names[G4_QT_COUNT] = {"G4_Q8", "G4_Q4", "G4_Q6"};
+static const size_t qtype_bytes[G4_QT_COUNT] = {sizeof(g4_block_q8), sizeof(g4_block_q4), sizeof(g4_block_q6)};
 
-const char *g4_qtype_name(int qt) { return qt >= 0 && qt <= G4_QT_Q4I ? qtype_names[qt] : NULL; }
+const char *g4_qtype_name(int qt) { return qt >= 0 && qt < G4_QT_COUNT ? qtype_names[qt] : NULL; }
 
 int g4_qtype_from_name(const char *name) {
     for (int i = 0; name && i < G4_QT_COUNT; i++)
@@ -21,53 +20,11 @@ int g4_qtype_from_name(const char *name) {
     return -1;
 }
 
-size_t g4_qtype_block_bytes(int qt) { return qt >= 0 && qt <= G4_QT_Q4I ? qtype_bytes[qt] : 0; }
+size_t g4_qtype_block_bytes(int qt) { return qt >= 0 && qt < G4_QT_COUNT ? qtype_bytes[qt] : 0; }
 
 size_t g4_qrow_bytes(int qt, int64_t K) {
-    if (qt < 0 || qt > G4_QT_Q4I || K <= 0 || K % G4_QBLOCK) return 0;
+    if (qt < 0 || qt >= G4_QT_COUNT || K <= 0 || K % G4_QBLOCK) return 0;
     return (size_t)(K / G4_QBLOCK) * qtype_bytes[qt];
-}
-
-/* ---- G4_QT_Q4I ---------------------------------------------------------------------------------------------- */
-
-enum { Q4I_VALUE_BYTES = G4_Q4I_ROWS * 16, Q4I_SCALE_BYTES = G4_Q4I_ROWS * 2 };
-
-int g4_q4_regroup(void *w, int64_t N, int64_t K) {
-    const size_t rb = g4_qrow_bytes(G4_QT_Q4, K);
-    if (!rb || N < 0) return -1;
-    const int64_t nb = K / G4_QBLOCK;
-    unsigned char *copy = malloc(rb * G4_Q4I_ROWS);
-    if (!copy) return -1;
-    for (int64_t g = 0; g + G4_Q4I_ROWS <= N; g += G4_Q4I_ROWS) {
-        unsigned char *group = (unsigned char *)w + (size_t)g * rb, *scales = group + (size_t)nb * Q4I_VALUE_BYTES;
-        memcpy(copy, group, rb * G4_Q4I_ROWS);
-        for (int r = 0; r < G4_Q4I_ROWS; r++)
-            for (int64_t b = 0; b < nb; b++) {
-                const unsigned char *blk = copy + (size_t)r * rb + (size_t)b * sizeof(g4_block_q4);
-                for (int k = 0; k < 4; k++) memcpy(group + (size_t)b * Q4I_VALUE_BYTES + k * 64 + r * 4, blk + 2 + 4 * k, 4);
-                memcpy(scales + (size_t)b * Q4I_SCALE_BYTES + r * 2, blk, 2);
-            }
-    }
-    free(copy);
-    return 0;
-}
-
-void g4_q4i_blocks(const void *w, int64_t N, int64_t K, int64_t n, int64_t b0, int64_t nb, void *out) {
-    const size_t rb = g4_qrow_bytes(G4_QT_Q4, K);
-    const int64_t g = n - n % G4_Q4I_ROWS;
-    const unsigned char *group = (const unsigned char *)w + (size_t)g * rb;
-    if (g + G4_Q4I_ROWS > N) { /* the rows past the last whole group are plain */
-        memcpy(out, group + (size_t)(n - g) * rb + (size_t)b0 * sizeof(g4_block_q4), (size_t)nb * sizeof(g4_block_q4));
-        return;
-    }
-    const int r = (int)(n - g);
-    const unsigned char *scales = group + (size_t)(K / G4_QBLOCK) * Q4I_VALUE_BYTES;
-    for (int64_t b = 0; b < nb; b++) {
-        unsigned char *blk = (unsigned char *)out + (size_t)b * sizeof(g4_block_q4);
-        memcpy(blk, scales + (size_t)(b0 + b) * Q4I_SCALE_BYTES + r * 2, 2);
-        for (int k = 0; k < 4; k++)
-            memcpy(blk + 2 + 4 * k, group + (size_t)(b0 + b) * Q4I_VALUE_BYTES + k * 64 + r * 4, 4);
-    }
 }
 
 /* Far beyond any real weight, small enough that 32 squared errors of that size stay finite in float. */
@@ -234,7 +191,7 @@ static float block_values(int qt, const void *blk, int8_t *v) {
 
 int g4_quantize_row(int qt, const float *x, int64_t K, void *dst) {
     size_t bytes = g4_qtype_block_bytes(qt);
-    if (qt == G4_QT_Q4I || !g4_qrow_bytes(qt, K)) return -1; /* a layout of whole groups, not of rows */
+    if (!g4_qrow_bytes(qt, K)) return -1;
     for (int64_t b = 0; b < K / G4_QBLOCK; b++) {
         void *blk = (char *)dst + (size_t)b * bytes;
         const float *xb = x + b * G4_QBLOCK;
@@ -332,7 +289,7 @@ int g4_quantize_row_gptq(int qt, const float *x, int64_t K, const float *u, floa
 
 int g4_dequantize_row(int qt, const void *src, int64_t K, float *dst) {
     size_t bytes = g4_qtype_block_bytes(qt);
-    if (qt == G4_QT_Q4I || !g4_qrow_bytes(qt, K)) return -1;
+    if (!g4_qrow_bytes(qt, K)) return -1;
     int8_t v[G4_QBLOCK];
     for (int64_t b = 0; b < K / G4_QBLOCK; b++) {
         float d = block_values(qt, (const char *)src + (size_t)b * bytes, v);
@@ -500,9 +457,8 @@ const g4_quant_ops *g4_quant_ops_best(void) {
 /* From this many activation rows on, unpacking a weight tile once and reusing it across the batch beats streaming
  * each weight row once per activation row (decode). */
 enum { GEMM_MIN_T = G4_QVEC_MAX_ROWS + 1 };
-/* Decode work items: enough rows to amortize the call, few enough to balance the workers; whole G4_QT_Q4I groups. */
+/* Decode work items: enough rows to amortize the call, few enough to balance the workers. */
 enum { VEC_ROWS = 32 };
-_Static_assert(VEC_ROWS % G4_Q4I_ROWS == 0, "decode items start at groups");
 /* gemm work items: this many tiles of n_tile rows, sharing each pass over an activation chunk in cache. */
 enum { GROUP_TILES = 8 };
 /* The activation chunk (all panels over kc blocks) aims at half of a 1 MiB L2. */
@@ -528,10 +484,8 @@ static size_t unpacked_bytes(const g4_quant_ops *ops, int64_t K) {
     size_t rows = (size_t)ops->t_tile * GROUP_TILES * (size_t)ops->n_tile * sizeof(float); /* reused for output */
     return align64(tile > rows ? tile : rows);
 }
-/* A G4_QT_Q4I row's blocks, regathered as G4_Q4 for unpack_w. */
-static size_t regathered_bytes(int64_t K) { return align64((size_t)(K / G4_QBLOCK) * sizeof(g4_block_q4)); }
 static size_t worker_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
-    return unpacked_bytes(ops, K) + regathered_bytes(K) +
+    return unpacked_bytes(ops, K) +
            align64((size_t)n_panels(ops, T) * GROUP_TILES * (size_t)ops->n_tile * (size_t)ops->t_tile * sizeof(float));
 }
 
@@ -547,8 +501,6 @@ enum { WS_PASSES = 4 };
 static size_t ws_bytes(const g4_quant_ops *ops, int64_t K) {
     return ops->ws_max_t ? align64((size_t)WS_CHUNK * G4_QWS_ROWS * 36) : 0;
 }
-/* Bytes of a block's values in the few-row layout of format qt (its scales follow the chunk's values). */
-static size_t ws_value_bytes(int qt) { return qt == G4_QT_Q4 ? Q4I_VALUE_BYTES : G4_QWS_ROWS * 32; }
 
 size_t g4_qmatmul_act_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K) {
     if (T < GEMM_MIN_T) return 0;
@@ -601,14 +553,7 @@ typedef struct many_job {
     void *ctx;
 } many_job;
 
-static void ws_rows(const g4_quant_ops *ops, const unsigned char *act, size_t act_stride, int64_t T, int64_t K,
-                    const unsigned char *w, int64_t N, int64_t n0, int64_t n1, float *y);
-
 static void vec_rows(const many_job *j, const g4_qmat *m, int64_t n0, int64_t n1) {
-    if (m->qt == G4_QT_Q4I) {
-        ws_rows(j->ops, j->act, j->act_stride, j->T, j->K, m->w, m->N, n0, n1, m->y);
-        return;
-    }
     size_t rb = g4_qrow_bytes(m->qt, j->K);
     for (int64_t t = 0; t < j->T; t++)
         j->ops->vec(m->qt, (const unsigned char *)m->w + (size_t)n0 * rb, rb, n1 - n0,
@@ -639,9 +584,7 @@ int g4_qmatvec_many(const g4_quant_ops *ops, g4_pool *pool, const void *act, int
     many_job j = {.ops = ops, .act = act, .act_stride = g4_qact_row_bytes(K), .T = T, .K = K, .mats = mats,
                   .count = count, .rows_done = rows_done, .ctx = ctx};
     for (int i = 0; i < count; i++) {
-        if (mats[i].N <= 0 || !g4_qrow_bytes(mats[i].qt, K) || (rows_done && mats[i].N != mats[0].N) ||
-            (mats[i].qt == G4_QT_Q4I && !ops->ws_max_t))
-            return -1;
+        if (mats[i].N <= 0 || !g4_qrow_bytes(mats[i].qt, K) || (rows_done && mats[i].N != mats[0].N)) return -1;
         j.first_item[i + 1] = j.first_item[i] + (mats[i].N + VEC_ROWS - 1) / VEC_ROWS;
     }
     g4_pool_for(pool, rows_done ? j.first_item[1] : j.first_item[count], 1, many_range, &j);
@@ -690,8 +633,7 @@ static void store_group(const qjob *j, int64_t g0, int64_t g1, const float *acc,
 
 /* Rows [g0, g1) of W (at most GROUP_TILES tiles) against every panel. K is cut into chunks whose activations stay
  * in cache; per chunk each tile is unpacked once and run over all panels, its sums kept in acc across chunks. */
-static void gemm_group(const qjob *j, int64_t g0, int64_t g1, unsigned char *wbuf, float *acc,
-                       unsigned char *regathered) {
+static void gemm_group(const qjob *j, int64_t g0, int64_t g1, unsigned char *wbuf, float *acc) {
     const g4_quant_ops *ops = j->ops;
     int tt = ops->t_tile, ntile = ops->n_tile;
     int64_t nbk = j->K / G4_QBLOCK, panels = n_panels(ops, j->T);
@@ -700,14 +642,8 @@ static void gemm_group(const qjob *j, int64_t g0, int64_t g1, unsigned char *wbu
         size_t wstride = (size_t)nb * G4_QUNPACKED_BLOCK;
         for (int64_t n0 = g0, tile = 0; n0 < g1; n0 += ntile, tile++) {
             int nr = (int)min64(g1 - n0, ntile);
-            for (int i = 0; i < nr; i++) {
-                if (j->qt == G4_QT_Q4I) {
-                    g4_q4i_blocks(j->w, j->N, j->K, n0 + i, b0, nb, regathered);
-                    ops->unpack_w(G4_QT_Q4, regathered, 0, nb, wbuf + i * wstride);
-                } else {
-                    ops->unpack_w(j->qt, j->w + (size_t)(n0 + i) * j->row_bytes, b0, nb, wbuf + i * wstride);
-                }
-            }
+            for (int i = 0; i < nr; i++)
+                ops->unpack_w(j->qt, j->w + (size_t)(n0 + i) * j->row_bytes, b0, nb, wbuf + i * wstride);
             /* the next tile's weights: this chunk's next rows, or the group's first rows in the next chunk */
             if (n0 + ntile < g1) prefetch_rows(j, n0 + ntile, min64(g1 - n0 - ntile, ntile), b0, nb);
             else if (b0 + nb < nbk) prefetch_rows(j, g0, min64(g1 - g0, ntile), b0 + nb, min64(nbk - b0 - nb, j->kc));
@@ -723,52 +659,18 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end, int worker) {
     int64_t group = (int64_t)j->ops->n_tile * GROUP_TILES;
     unsigned char *wbuf = j->work + (size_t)worker * j->work_bytes;
     float *acc = (float *)(wbuf + unpacked_bytes(j->ops, j->K));
-    unsigned char *regathered = wbuf + j->work_bytes - regathered_bytes(j->K); /* the worker's last bytes */
     for (int64_t g = begin; g < end; g++) {
         int64_t g0 = g * group, g1 = min64(g0 + group, j->N);
-        gemm_group(j, g0, g1, wbuf, acc, regathered);
+        gemm_group(j, g0, g1, wbuf, acc);
         store_group(j, g0, g1, acc, (float *)wbuf); /* the unpacked tile is no longer needed */
     }
 }
 
-/* Rows [n0, n1) of a G4_QT_Q4I matrix (n0 a multiple of G4_Q4I_ROWS) against T activation rows: each whole group
- * multiplied where it lies, in passes of at most ws_max_t rows, while the group WS_AHEAD groups on is prefetched;
- * the plain rows past the last whole group through vec. */
-static void ws_rows(const g4_quant_ops *ops, const unsigned char *act, size_t act_stride, int64_t T, int64_t K,
-                    const unsigned char *w, int64_t N, int64_t n0, int64_t n1, float *y) {
-    const int64_t nb = K / G4_QBLOCK, whole = N - N % G4_Q4I_ROWS;
-    const size_t rb = g4_qrow_bytes(G4_QT_Q4, K), group_bytes = rb * G4_Q4I_ROWS;
-    const int64_t passes = (T + ops->ws_max_t - 1) / ops->ws_max_t;
-    int64_t n = n0;
-    for (; n < n1 && n < whole; n += G4_Q4I_ROWS) {
-        const unsigned char *group = w + (size_t)n * rb, *scales = group + (size_t)nb * Q4I_VALUE_BYTES;
-        const int64_t ahead = n + WS_AHEAD * G4_Q4I_ROWS;
-        const unsigned char *next = ahead < whole ? w + (size_t)ahead * rb : NULL;
-        size_t done = 0;
-        for (int64_t t0 = 0, p = 0; p < passes; p++) { /* even passes, as in ws_range */
-            const int64_t rows = (T - t0) / (passes - p);
-            const size_t part = next ? (group_bytes - done) / (size_t)(passes - p) : 0;
-            ops->ws_gemm(G4_QT_Q4, group, scales, nb, act + (size_t)t0 * act_stride, act_stride, (int)rows, K, 0,
-                         y + t0 * N + n, N, G4_Q4I_ROWS, next ? next + done : NULL, part);
-            done += part;
-            t0 += rows;
-        }
-    }
-    for (int64_t t = 0; n < n1 && t < T; t++)
-        ops->vec(G4_QT_Q4, w + (size_t)n * rb, rb, n1 - n, act + (size_t)t * act_stride, K, y + t * N + n);
-}
-
 /* Groups of G4_QWS_ROWS weight rows, WS_CHUNK blocks at a time: each chunk packed and run against every
- * activation row (in passes of at most ws_max_t rows); meanwhile the group WS_AHEAD groups on is prefetched, as one
- * stream. A G4_QT_Q4I matrix needs no packing. */
+ * activation row (in passes of at most ws_max_t rows); meanwhile the group WS_AHEAD groups on is prefetched, as one stream. */
 static void ws_range(void *ctx, int64_t begin, int64_t end, int worker) {
     qjob *j = ctx;
-    if (j->qt == G4_QT_Q4I) {
-        ws_rows(j->ops, j->act, j->act_stride, j->T, j->K, j->w, j->N, begin * G4_QWS_ROWS,
-                min64(end * G4_QWS_ROWS, j->N), j->y);
-        return;
-    }
-    unsigned char *values = j->work + (size_t)worker * j->work_bytes;
+    unsigned char *packed = j->work + (size_t)worker * j->work_bytes;
     const int64_t nb = j->K / G4_QBLOCK;
     const size_t bb = j->row_bytes / (size_t)nb;
     const int64_t passes = (j->T + j->ops->ws_max_t - 1) / j->ops->ws_max_t;
@@ -778,21 +680,19 @@ static void ws_range(void *ctx, int64_t begin, int64_t end, int worker) {
         const int64_t next = ahead < j->N ? min64(j->N - ahead, G4_QWS_ROWS) : 0;
         for (int64_t b0 = 0; b0 < nb; b0 += WS_CHUNK) {
             const int64_t n = min64(nb - b0, WS_CHUNK);
-            unsigned char *scales = values + (size_t)n * ws_value_bytes(j->qt);
             /* this chunk's share of the rows ahead */
             const size_t span = (size_t)next * j->row_bytes, from = span * (size_t)b0 / (size_t)nb;
             const size_t share = span * (size_t)(b0 + n) / (size_t)nb - from;
             const unsigned char *ahead_w = next ? j->w + (size_t)ahead * j->row_bytes + from : NULL;
             const size_t in_pack = ahead_w ? share / WS_PACK_SHARE & ~(size_t)63 : 0;
-            j->ops->ws_pack(j->qt, j->w + (size_t)n0 * j->row_bytes + (size_t)b0 * bb, j->row_bytes, nr, n, values,
-                            scales, ahead_w, in_pack);
+            j->ops->ws_pack(j->qt, j->w + (size_t)n0 * j->row_bytes + (size_t)b0 * bb, j->row_bytes, nr, n, packed,
+                            ahead_w, in_pack);
             size_t done = in_pack;
             for (int64_t t0 = 0, p = 0; p < passes; p++) { /* even passes: 16 rows as 8 + 8, not 12 + 4 */
                 const int64_t rows = (j->T - t0) / (passes - p);
                 const size_t part = ahead_w ? (share - done) / (size_t)(passes - p) : 0;
-                j->ops->ws_gemm(j->qt, values, scales, n, j->act + (size_t)t0 * j->act_stride, j->act_stride,
-                                (int)rows, j->K, b0, j->y + t0 * j->N + n0, j->N, nr, ahead_w ? ahead_w + done : NULL,
-                                part);
+                j->ops->ws_gemm(packed, n, j->act + (size_t)t0 * j->act_stride, j->act_stride, (int)rows, j->K, b0,
+                                j->y + t0 * j->N + n0, j->N, nr, ahead_w ? ahead_w + done : NULL, part);
                 done += part;
                 t0 += rows;
             }
@@ -802,7 +702,7 @@ static void ws_range(void *ctx, int64_t begin, int64_t end, int worker) {
 
 int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
                    int wtype, int64_t N, float *y, void *scratch) {
-    if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K) || (wtype == G4_QT_Q4I && !ops->ws_max_t)) return -1;
+    if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K)) return -1;
     qjob j = {.ops = ops, .act = (unsigned char *)act, .act_stride = g4_qact_row_bytes(K), .T = T, .K = K, .N = N,
               .w = w, .row_bytes = g4_qrow_bytes(wtype, K), .qt = wtype, .y = y};
     if (T < GEMM_MIN_T) {
@@ -828,7 +728,7 @@ int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int6
 
 int g4_qmatmul(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K, const void *w,
                int wtype, int64_t N, float *y, void *scratch) {
-    if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K) || (wtype == G4_QT_Q4I && !ops->ws_max_t)) return -1;
+    if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K)) return -1;
     unsigned char *act = align_ptr(scratch);
     g4_quantize_acts(ops, pool, x, T, K, act);
     return g4_qmatmul_act(ops, pool, act, T, K, w, wtype, N, y, act + align64((size_t)T * g4_qact_row_bytes(K)));

@@ -15,8 +15,7 @@ typedef enum g4_qtype {
     G4_QT_Q8 = 0, /* 36 bytes a block (9 bits a weight)   */
     G4_QT_Q4 = 1, /* 18 bytes a block (4.5 bits a weight) */
     G4_QT_Q6 = 2, /* 26 bytes a block (6.5 bits a weight) */
-    G4_QT_COUNT,  /* the stored formats are the ones above; below, layouts that exist only in memory */
-    G4_QT_Q4I = G4_QT_COUNT /* G4_Q4 regrouped 16 rows at a time for the few-row kernels (below) */
+    G4_QT_COUNT
 } g4_qtype;
 
 /* value = d * q; d = max|x| / 127 (symmetric). */
@@ -46,9 +45,9 @@ _Static_assert(sizeof(g4_block_q8) == 36 && sizeof(g4_block_q4) == 18 && sizeof(
                "block layouts are stored in files");
 #endif
 
-const char *g4_qtype_name(int qt); /* "G4_Q8", "G4_Q4", "G4_Q6", "G4_Q4I"; NULL when unknown */
-int g4_qtype_from_name(const char *name); /* the stored g4_qtype, or -1 */
-size_t g4_qtype_block_bytes(int qt);      /* 0 when unknown; G4_QT_Q4I: 18, as G4_Q4 */
+const char *g4_qtype_name(int qt); /* "G4_Q8", "G4_Q4", "G4_Q6"; NULL when unknown */
+int g4_qtype_from_name(const char *name); /* the g4_qtype, or -1 */
+size_t g4_qtype_block_bytes(int qt);      /* 0 when unknown */
 /* Bytes of one row of K weights; 0 when K is not a positive multiple of 32 or qt is unknown. */
 size_t g4_qrow_bytes(int qt, int64_t K);
 
@@ -72,18 +71,6 @@ int g4_dequantize_row(int qt, const void *src, int64_t K, float *dst);
 #define G4_GPTQ_DAMP 0.01
 int g4_gptq_factor(float *gram, int64_t K);
 int g4_quantize_row_gptq(int qt, const float *x, int64_t K, const float *u, float *work, void *dst);
-
-/* G4_QT_Q4I: a G4_Q4 matrix of N rows whose whole groups of 16 rows (rows 16g .. 16g + 15, in the same bytes as
- * before) are rearranged so that kernels holding one row per 32-bit vector lane load them as they are: first the
- * K/32 blocks' nibbles, 256 bytes a block, as 4 runs of 64 bytes (run k: bytes 4k .. 4k + 3 of the block's q of
- * rows 0 .. 15 in turn), then the blocks' scales, 16 bf16 a block (32 bytes). Rows past the last whole group stay
- * G4_Q4. The same bytes per row as G4_Q4, so row offsets that are multiples of 16 address groups.
- * g4_q4_regroup turns a G4_Q4 matrix into this layout in place (-1: out of memory for one group's copy, or a bad
- * K); rows [0, N) of a matrix regroup as any slices of whole groups do. g4_q4i_blocks writes blocks [b0, b0 + nb)
- * of row n of such a matrix as G4_Q4 blocks. */
-#define G4_Q4I_ROWS 16
-int g4_q4_regroup(void *w, int64_t N, int64_t K);
-void g4_q4i_blocks(const void *w, int64_t N, int64_t K, int64_t n, int64_t b0, int64_t nb, void *out);
 
 /* ---- Activations ---------------------------------------------------------------------------------------------
  * A row of K activations (K a multiple of 32) quantized per block of 32: int8 q[K] (|q| <= 127), then float
@@ -127,23 +114,21 @@ typedef struct g4_quant_ops {
                  int64_t nb, float *out, int accumulate);
     /* Optional (0 / NULL: unused), for a few activation rows (a batch of decoding sessions): weight rows rather
      * than activation rows fill the vector lanes, so that no lane is idle however few rows there are.
-     * ws_pack turns blocks [0, nb) of G4_QWS_ROWS weight rows of format qt (nr of them real, the rest zero) into
-     * values and scales: for G4_Q4 exactly a G4_QT_Q4I group's (256 bytes and 16 bf16 a block), for the others,
-     * per block, G4_QWS_ROWS * 32 bytes (group g of 4 values of every row, rows side by side: the value + 128) and
-     * G4_QWS_ROWS float scales. ws_gemm (qt: G4_QT_Q4 for that layout, else the 8-bit one): y[t * ldy + i] =
-     * Σ_b (row i, block b) · (activation row t, block b0 + b) for t < T <= ws_max_t and i < nr, activation rows
-     * act_stride bytes apart, so a whole G4_QT_Q4I group is multiplied where it lies. Both prefetch the
-     * next_bytes at `next` (rows still to come: NULL for none) evenly along the way, one stream the hardware keeps
-     * up with, so that reading memory overlaps the arithmetic. */
+     * ws_pack turns blocks [0, nb) of G4_QWS_ROWS weight rows (nr of them real, the rest zero) into one buffer:
+     * per block, G4_QWS_ROWS * 32 bytes (group g of 4 values of every row, rows side by side: the value + 128),
+     * then G4_QWS_ROWS float scales. ws_gemm: y[t * ldy + i] = Σ_b (row i, block b) · (activation row t, block b)
+     * for t < T <= ws_max_t and i < nr, activation rows act_stride bytes apart. Both prefetch the next_bytes at
+     * `next` (rows still to come: NULL for none) evenly along the way, one stream the hardware keeps up with, so
+     * that reading memory overlaps the arithmetic. */
     int ws_max_t;
-    void (*ws_pack)(int qt, const void *w, size_t row_bytes, int nr, int64_t nb, void *values, void *scales,
-                    const void *next, size_t next_bytes);
-    void (*ws_gemm)(int qt, const void *values, const void *scales, int64_t nb, const void *act, size_t act_stride,
-                    int T, int64_t K, int64_t b0, float *y, int64_t ldy, int nr, const void *next, size_t next_bytes);
+    void (*ws_pack)(int qt, const void *w, size_t row_bytes, int nr, int64_t nb, void *dst, const void *next,
+                    size_t next_bytes);
+    void (*ws_gemm)(const void *packed, int64_t nb, const void *act, size_t act_stride, int T, int64_t K, int64_t b0,
+                    float *y, int64_t ldy, int nr, const void *next, size_t next_bytes);
 } g4_quant_ops;
 
 /* Weight rows side by side in the optional few-row product (one 512-bit vector of 32-bit lanes). */
-#define G4_QWS_ROWS G4_Q4I_ROWS
+#define G4_QWS_ROWS 16
 
 const g4_quant_ops *g4_quant_ops_portable(void);
 const g4_quant_ops *g4_quant_ops_avx2(void);       /* NULL when the build or the CPU lacks AVX2 + FMA */
@@ -170,8 +155,8 @@ void g4_qpanel_pack(int t_tile, const void *act, size_t act_stride, int nt, int6
  * weight tiles are unpacked once and the register-blocked ops->gemm runs them over panels of x, cut into
  * K-chunks that stay in cache. scratch: g4_qmatmul_scratch_bytes(ops, pool, T, K) bytes for this pool, any
  * alignment, reusable, and enough for any smaller T and K too; nothing is allocated. Returns 0, or -1 (y
- * untouched) for an unknown wtype, a K that is not a multiple of 32, or T or N < 1, or G4_QT_Q4I with ops that
- * have no few-row product (it then takes every T up to its reach). One product at a time per pool. */
+ * untouched) for an unknown wtype, a K that is not a multiple of 32, or T or N < 1. One product at a time per
+ * pool. */
 size_t g4_qmatmul_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K);
 int g4_qmatmul(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K, const void *w,
                int wtype, int64_t N, float *y, void *scratch);

@@ -405,7 +405,7 @@ VNNI static void gemm_avx512(int qt, const void *wrows, size_t wstride, int nr, 
 
 /* ---- few activation rows: weight rows in the lanes ---------------------------------------------------------- */
 
-enum { WS_MAX_T = 12, WS_Q4_BLOCK = G4_QWS_ROWS * 16, WS_BLOCK = G4_QWS_ROWS * 32 };
+enum { WS_MAX_T = 12, WS_BLOCK = G4_QWS_ROWS * 36 };
 
 /* One block of a row as 32 bytes of value + 128, and its scale (unpack_w for a single block, in a register). */
 VNNI static INLINE __m256i block_bytes(int qt, const uint8_t *blk, float *d) {
@@ -428,14 +428,17 @@ static INLINE void prefetch_share(const uint8_t *next, size_t bytes, int64_t b, 
         __builtin_prefetch(next + off);
 }
 
-/* G4_Q4 (the bulk of a model's weights) packs into the G4_QT_Q4I layout, nibbles as they are: the 16 bytes of a
- * block hold group g' (bytes 4g'..4g'+3) in their low nibbles and group g' + 4 in their high ones. Register k holds
- * rows k, k + 4, k + 8 and k + 12 in its four 128-bit lanes, so a 4 x 4 dword transpose inside the lanes leaves
- * dword g' of rows 0..15, in order, in one register. */
-VNNI static void ws_pack_q4(const uint8_t *w, size_t row_bytes, int nr, int64_t nb, uint8_t *values, uint16_t *scales,
-                            const uint8_t *next, size_t next_bytes) {
+/* G4_Q4 (the bulk of a model's weights) packs without expanding first: the 16 nibble bytes of a block hold
+ * group g' (bytes 4g'..4g'+3) in their low nibbles and group g' + 4 in their high ones. Register k holds rows k,
+ * k + 4, k + 8 and k + 12 in its four 128-bit lanes, so a 4 x 4 dword transpose inside the lanes leaves dword g' of
+ * rows 0..15, in order, in one register: two groups per vector once the nibbles are split. */
+VNNI static void ws_pack_q4(const uint8_t *w, size_t row_bytes, int nr, int64_t nb, uint8_t *dst, const uint8_t *next,
+                            size_t next_bytes) {
+    const __m512i low = _mm512_set1_epi8(15), offset = _mm512_set1_epi8(120);
     for (int64_t b = 0; b < nb; b++) {
         prefetch_share(next, next_bytes, b, nb);
+        uint8_t *out = dst + (size_t)b * WS_BLOCK;
+        float *d = (float *)(out + G4_QWS_ROWS * 32);
         __m512i z[4];
         for (int k = 0; k < 4; k++) {
             __m128i part[4];
@@ -450,31 +453,32 @@ VNNI static void ws_pack_q4(const uint8_t *w, size_t row_bytes, int nr, int64_t 
         }
         const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
         const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-        uint8_t *out = values + (size_t)b * WS_Q4_BLOCK;
-        _mm512_storeu_si512(out, _mm512_unpacklo_epi64(t0, t2));
-        _mm512_storeu_si512(out + 64, _mm512_unpackhi_epi64(t0, t2));
-        _mm512_storeu_si512(out + 128, _mm512_unpacklo_epi64(t1, t3));
-        _mm512_storeu_si512(out + 192, _mm512_unpackhi_epi64(t1, t3));
-        for (int r = 0; r < G4_QWS_ROWS; r++) scales[b * G4_QWS_ROWS + r] = r < nr ? g4_read16(w + (size_t)r * row_bytes + (size_t)b * 18) : 0;
+        const __m512i g[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                              _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+        for (int k = 0; k < 4; k++) {
+            _mm512_storeu_si512(out + k * 64, _mm512_add_epi8(_mm512_and_si512(g[k], low), offset));
+            _mm512_storeu_si512(out + (k + 4) * 64,
+                                _mm512_add_epi8(_mm512_and_si512(_mm512_srli_epi16(g[k], 4), low), offset));
+        }
+        for (int r = 0; r < G4_QWS_ROWS; r++)
+            d[r] = r < nr ? g4_bf16_to_f32(g4_read16(w + (size_t)r * row_bytes + (size_t)b * 18)) : 0;
     }
 }
 
 /* Sixteen rows' blocks (8 dwords each) transposed so that vector g holds dword g of every row: rows i and 8 + i
  * share a register, two 8 x 8 transposes run side by side, and a final lane permute joins their halves. */
-VNNI static void ws_pack_avx512(int qt, const void *w, size_t row_bytes, int nr, int64_t nb, void *values_,
-                                void *scales_, const void *next, size_t next_bytes) {
+VNNI static void ws_pack_avx512(int qt, const void *w, size_t row_bytes, int nr, int64_t nb, void *dst, const void *next,
+                                size_t next_bytes) {
     if (qt == G4_QT_Q4) {
-        ws_pack_q4(w, row_bytes, nr, nb, values_, scales_, next, next_bytes);
+        ws_pack_q4(w, row_bytes, nr, nb, dst, next, next_bytes);
         return;
     }
-    uint8_t *values = values_;
-    float *scales = scales_;
     const size_t bb = g4_qtype_block_bytes(qt);
     const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
     for (int64_t b = 0; b < nb; b++) {
         prefetch_share(next, next_bytes, b, nb);
-        uint8_t *out = values + (size_t)b * WS_BLOCK;
-        float *d = scales + b * G4_QWS_ROWS;
+        uint8_t *out = (uint8_t *)dst + (size_t)b * WS_BLOCK;
+        float *d = (float *)(out + G4_QWS_ROWS * 32);
         __m256i row[G4_QWS_ROWS];
         for (int r = 0; r < G4_QWS_ROWS; r++) {
             if (r < nr) {
@@ -509,49 +513,31 @@ VNNI static void ws_pack_avx512(int qt, const void *w, size_t row_bytes, int nr,
 
 /* T activation rows against 16 weight rows: per block and group, one load of the weights and, per activation
  * row, one broadcast of its 4 bytes and one dpbusd; T is a constant in each instance, so that the accumulators
- * stay in registers. q4: nibbles as G4_QT_Q4I holds them (value + 8; a load gives two groups once split), bf16
- * scales; else bytes of value + 128, float scales. The offsets leave through the activations' block sums. */
-VNNI static INLINE void ws_tile(int T, int q4, const uint8_t *values, const void *scales, int64_t nb,
-                                const uint8_t *act, size_t act_stride, int64_t K, int64_t b0, float *y, int64_t ldy,
-                                int nr, const uint8_t *next, size_t next_bytes) {
+ * stay in registers. */
+VNNI static INLINE void ws_tile(int T, const uint8_t *packed, int64_t nb, const uint8_t *act, size_t act_stride,
+                                int64_t K, int64_t b0, float *y, int64_t ldy, int nr, const uint8_t *next,
+                                size_t next_bytes) {
     __m512 f[WS_MAX_T];
     __m512i acc[WS_MAX_T];
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    const __m512i low = _mm512_set1_epi8(15);
-    const int offset = q4 ? -8 : -128;
 #define WS_INIT(t) \
     if (t < T) f[t] = b0 ? _mm512_maskz_loadu_ps(keep, y + t * ldy) : _mm512_setzero_ps();
     EACH_T(WS_INIT)
     act += b0 * 32; /* the chunk's first block; its scales and sums are indexed from b0 below */
     for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = packed + (size_t)b * WS_BLOCK;
         prefetch_share(next, next_bytes, b, nb);
 #define WS_START(t) \
-    if (t < T) acc[t] = _mm512_set1_epi32(offset * g4_qact_s(act - b0 * 32 + t * act_stride, K)[b0 + b]);
+    if (t < T) acc[t] = _mm512_set1_epi32(-128 * g4_qact_s(act - b0 * 32 + t * act_stride, K)[b0 + b]);
         EACH_T(WS_START)
-#define WS_DOT(t, wv, g) \
-    if (t < T) acc[t] = _mm512_dpbusd_epi32(acc[t], wv, _mm512_set1_epi32((int)g4_read32(act + t * act_stride + b * 32 + (g) * 4)));
-        __m512 dw;
-        if (q4) {
-            const uint8_t *blk = values + (size_t)b * WS_Q4_BLOCK;
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
-                const __m512i v = _mm512_loadu_si512(blk + k * 64);
-                const __m512i lo = _mm512_and_si512(v, low), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-#define WS_DOT_Q4(t) WS_DOT(t, lo, k) WS_DOT(t, hi, k + 4)
-                EACH_T(WS_DOT_Q4)
-            }
-            const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)scales + b * G4_QWS_ROWS));
-            dw = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-        } else {
-            const uint8_t *blk = values + (size_t)b * WS_BLOCK;
 #pragma GCC unroll 8
-            for (int g = 0; g < 8; g++) {
-                const __m512i wv = _mm512_loadu_si512(blk + g * 64);
-#define WS_DOT_8(t) WS_DOT(t, wv, g)
-                EACH_T(WS_DOT_8)
-            }
-            dw = _mm512_loadu_ps((const float *)scales + b * G4_QWS_ROWS);
+        for (int g = 0; g < 8; g++) {
+            const __m512i wv = _mm512_loadu_si512(blk + g * 64);
+#define WS_DOT(t) \
+    if (t < T) acc[t] = _mm512_dpbusd_epi32(acc[t], wv, _mm512_set1_epi32((int)g4_read32(act + t * act_stride + b * 32 + g * 4)));
+            EACH_T(WS_DOT)
         }
+        const __m512 dw = _mm512_loadu_ps((const float *)(blk + G4_QWS_ROWS * 32));
 #define WS_SCALE(t) \
     if (t < T) f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(dw, _mm512_set1_ps(g4_qact_d(act - b0 * 32 + t * act_stride, K)[b0 + b])), f[t]);
         EACH_T(WS_SCALE)
@@ -562,23 +548,15 @@ VNNI static INLINE void ws_tile(int T, int q4, const uint8_t *values, const void
 #undef WS_INIT
 #undef WS_START
 #undef WS_DOT
-#undef WS_DOT_Q4
-#undef WS_DOT_8
 #undef WS_SCALE
 #undef WS_STORE
 }
 
-#define WS_CASE(t)                                                                                              \
-    case t + 1:                                                                                                 \
-        if (qt == G4_QT_Q4)                                                                                     \
-            ws_tile(t + 1, 1, values, scales, nb, act, act_stride, K, b0, y, ldy, nr, next, next_bytes);        \
-        else                                                                                                    \
-            ws_tile(t + 1, 0, values, scales, nb, act, act_stride, K, b0, y, ldy, nr, next, next_bytes);        \
-        break;
+#define WS_CASE(t) \
+    case t + 1: ws_tile(t + 1, packed, nb, act, act_stride, K, b0, y, ldy, nr, next, next_bytes); break;
 
-VNNI static void ws_gemm_avx512(int qt, const void *values, const void *scales, int64_t nb, const void *act,
-                                size_t act_stride, int T, int64_t K, int64_t b0, float *y, int64_t ldy, int nr,
-                                const void *next, size_t next_bytes) {
+VNNI static void ws_gemm_avx512(const void *packed, int64_t nb, const void *act, size_t act_stride, int T, int64_t K,
+                                int64_t b0, float *y, int64_t ldy, int nr, const void *next, size_t next_bytes) {
     switch (T) { EACH_T(WS_CASE) }
 }
 

@@ -20,16 +20,6 @@ void g4_embedding_row(const g4_embedding *e, int64_t row, float *out) {
         g4_synth_fill_f32(&e->rule, (uint64_t)row * (uint64_t)e->width, (uint64_t)e->width, out);
         return;
     }
-    if (e->t.dtype == G4_DT_Q4I) { /* a tied output matrix regrouped for the CPU: the row gathered back */
-        enum { SPAN = 64 }; /* blocks at a time */
-        unsigned char blocks[SPAN * sizeof(g4_block_q4)];
-        for (int64_t b0 = 0; b0 < e->width / G4_QBLOCK; b0 += SPAN) {
-            const int64_t nb = e->width / G4_QBLOCK - b0 < SPAN ? e->width / G4_QBLOCK - b0 : SPAN;
-            g4_q4i_blocks(e->t.data, e->rows, e->width, row, b0, nb, blocks);
-            g4_dequantize_row(G4_QT_Q4, blocks, nb * G4_QBLOCK, out + b0 * G4_QBLOCK);
-        }
-        return;
-    }
     const unsigned char *p = (const unsigned char *)e->t.data + (size_t)row * g4_row_bytes(e->t.dtype, e->width);
     if (g4_dtype_is_quantized(e->t.dtype))
         g4_dequantize_row(g4_quant_type(e->t.dtype), p, e->width, out);
@@ -299,60 +289,6 @@ static int bind_all(binder *b) {
     }
     if (rope_tables(m)) return g4_fail(b->err, GEMMA4C_ERR_NOMEM, "out of memory");
     return 0;
-}
-
-/* ---- the CPU's layout of G4_Q4 matrices ---- */
-
-enum { REGROUP_ROWS = G4_Q4I_ROWS * 64 }; /* rows per work item */
-
-typedef struct regroup_job {
-    const unsigned char *src; /* the mapped matrix, or NULL: regroup dst in place */
-    unsigned char *dst;
-    int64_t N, K;
-    int failed;
-} regroup_job;
-
-static void regroup_range(void *ctx, int64_t begin, int64_t end, int worker) {
-    regroup_job *j = ctx;
-    const size_t rb = g4_qrow_bytes(G4_QT_Q4, j->K);
-    (void)worker;
-    for (int64_t s = begin; s < end; s++) {
-        const int64_t r0 = s * REGROUP_ROWS, rows = j->N - r0 < REGROUP_ROWS ? j->N - r0 : REGROUP_ROWS;
-        unsigned char *d = j->dst + (size_t)r0 * rb;
-        if (j->src) memcpy(d, j->src + (size_t)r0 * rb, (size_t)rows * rb);
-        if (g4_q4_regroup(d, rows, j->K)) __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
-    }
-}
-
-static int regroup(g4_model *m, g4_pool *pool, g4_tensor *t, g4_err *err) {
-    if (t->dtype != G4_DT_Q4 || !t->data || t->ndim != 2) return 0;
-    regroup_job j = {NULL, (unsigned char *)t->data, t->shape[0], t->shape[1], 0}; /* synthetic: the model's own */
-    const int mapped = m->ckpt || m->gguf;
-    if (mapped) {
-        j.src = t->data;
-        j.dst = aligned_alloc(64, (t->nbytes + 63) & ~(size_t)63);
-        if (own(m, j.dst)) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory regrouping %s", t->name);
-    }
-    g4_pool_for(pool, (j.N + REGROUP_ROWS - 1) / REGROUP_ROWS, 1, regroup_range, &j);
-    if (j.failed) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory regrouping %s", t->name);
-    if (mapped) g4_mapfile_release(t->data, t->nbytes);
-    t->data = j.dst;
-    t->dtype = G4_DT_Q4I;
-    return 0;
-}
-
-int g4_model_regroup_q4(g4_model *m, g4_pool *pool, g4_err *err) {
-    const int tied = m->lm_head.data == m->embed.t.data;
-    int rc = regroup(m, pool, &m->lm_head, err);
-    if (!rc && tied) m->embed.t = m->lm_head;
-    if (!rc) rc = regroup(m, pool, &m->ple_model_proj, err);
-    for (int l = 0; !rc && l < m->cfg.text.num_layers; l++) {
-        g4_layer *ly = &m->layers[l];
-        g4_tensor *w[] = {&ly->q_proj, &ly->k_proj, &ly->v_proj, &ly->o_proj, &ly->gate_proj, &ly->up_proj,
-                          &ly->down_proj, &ly->per_layer_input_gate, &ly->per_layer_projection};
-        for (size_t i = 0; !rc && i < sizeof w / sizeof *w; i++) rc = regroup(m, pool, w[i], err);
-    }
-    return rc;
 }
 
 static int file_exists(const char *path) {

@@ -6,7 +6,6 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
-#include "core/threads.h"
 #include "format/config.h"
 #include "synth/synth_weights.h"
 #include "text/tokenizer.h"
@@ -88,13 +87,6 @@ int g4_model_vector(g4_model *m, const char *name, int64_t n, float **out, g4_er
 /* Bytes of weights read from memory to decode one token: every layer's matrices (K/V only where computed), the
  * per-layer projection, the output matrix, and one row of each embedding table. */
 int64_t g4_model_weight_bytes_per_token(const g4_model *m);
-
-/* Regroups the text decoder's G4_Q4 matrices in memory (G4_DT_Q4I: kernels/quant.h) for CPU kernels that multiply
- * them where they lie (quant ops with a few-row product): synthetic weights in place; mapped ones into memory of
- * the model's own, their mapped pages then dropped, so the weights still count once. A tied output matrix stays
- * the token embedding's table. Only for a model the CPU computes (no other backend reads G4_DT_Q4I). pool: the
- * copies run on its workers. GEMMA4C_ERR_NOMEM when memory runs out (matrices regrouped so far stay so). */
-int g4_model_regroup_q4(g4_model *m, g4_pool *pool, g4_err *err);
 
 /* The widest input (K) of any weight matrix: sizes the matrix-product scratch. */
 int64_t g4_model_max_input_width(const g4_model *m);

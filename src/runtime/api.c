@@ -69,10 +69,7 @@ static int media_geometry(const g4_model *m, g4_media_geometry *geo, g4_err *err
 
 /* The backend the decoder and the encoders run on, as params.device names it. */
 static int open_backend(g4_engine *m, const char *device, g4_err *err) {
-    if (!device || !strcmp(device, "cpu")) {
-        int rc = g4_backend_cpu_prepare(&m->c, m->m, err);
-        return rc ? rc : g4_backend_cpu_init(&m->be, &m->c, err);
-    }
+    if (!device || !strcmp(device, "cpu")) return g4_backend_cpu_init(&m->be, &m->c, err);
     if (!strcmp(device, "cuda")) {
         int rc = g4_backend_cuda_init(&m->be, m->m, err);
         if (rc) return g4_err_prefix(err, "device cuda");
@@ -151,7 +148,7 @@ int gemma4c_model_get_info(const gemma4c_model *e, gemma4c_model_info *info) {
     g4_kv_bytes_per_token(m, &info->kv_bytes_per_token, &info->kv_bytes_per_window_token);
     info->weight_bytes_per_token = g4_model_weight_bytes_per_token(m);
     const g4_dtype dt = m->layers[0].q_proj.dtype;
-    info->weight_type = g4_dtype_name(dt == G4_DT_Q4I ? G4_DT_Q4 : dt); /* what is stored, not the CPU's layout */
+    info->weight_type = g4_dtype_name(dt);
     /* Quantized weights run on the integer kernels, float weights on the float ones. */
     info->kernels = g4_dtype_is_quantized(dt) ? e->c.qops->name : e->c.ops->name;
     info->n_threads = g4_pool_size(e->c.pool);
