@@ -103,21 +103,18 @@ static void check_greedy(const g4_model *m, g4_backend *c, const g4_st_file *ref
     free(want_steps);
 }
 
-int main(void) {
-    const char *golden = g4t_require_golden();
-    char path[4096];
+/* Every check above on one checkpoint and its reference: two workers (chunked prefill, greedy decoding), more
+ * workers than (token, kv head) pairs, and the portable kernels. */
+static void check_checkpoint(const char *checkpoint, const char *reference) {
     g4_err err = {0};
-    snprintf(path, sizeof path, "%s/tiny/checkpoint", golden);
     g4_model *m = NULL;
-    if (g4_model_load_dir(path, &m, &err)) {
-        fprintf(stderr, "load: %s\n", err.msg);
-        return 1;
-    }
-    snprintf(path, sizeof path, "%s/tiny/reference/text.safetensors", golden);
     g4_st_file *ref = NULL;
-    if (g4_st_open(path, &ref, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
+    printf("%s\n", checkpoint);
+    CHECK(g4_model_load_dir(checkpoint, &m, &err) == 0, "load %s: %s", checkpoint, err.msg);
+    CHECK(m == NULL || g4_st_open(reference, &ref, &err) == 0, "%s", err.msg);
+    if (!m || !ref) {
+        g4_model_free(m);
+        return;
     }
     g4_compute c;
     g4_backend be;
@@ -142,7 +139,24 @@ int main(void) {
     check_prefill(m, &be, ref, 16);
     be.destroy(&be);
     g4_compute_free(&c);
+    unsetenv("GEMMA4C_KERNELS");
     g4_st_close(ref);
     g4_model_free(m);
+}
+
+int main(void) {
+    const char *golden = g4t_require_golden();
+    char checkpoint[4096], reference[4096];
+    snprintf(checkpoint, sizeof checkpoint, "%s/tiny/checkpoint", golden);
+    snprintf(reference, sizeof reference, "%s/tiny/reference/text.safetensors", golden);
+    check_checkpoint(checkpoint, reference);
+    /* Other shapes than tiny's (tests/reference/make_variants.py says which knobs each one turns). */
+    const char *variants[] = {"gqa3", "mqa"};
+    for (size_t i = 0; i < sizeof variants / sizeof *variants; i++) {
+        snprintf(checkpoint, sizeof checkpoint, "%s/tests/data/variants/%s/checkpoint", GEMMA4C_SOURCE_DIR, variants[i]);
+        snprintf(reference, sizeof reference, "%s/tests/data/variants/%s/text.safetensors", GEMMA4C_SOURCE_DIR,
+                 variants[i]);
+        check_checkpoint(checkpoint, reference);
+    }
     return g4t_finish("test_text_golden");
 }
