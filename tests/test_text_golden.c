@@ -110,9 +110,12 @@ static void check_checkpoint(const char *checkpoint, const char *reference) {
     g4_model *m = NULL;
     g4_st_file *ref = NULL;
     printf("%s\n", checkpoint);
-    CHECK(g4_model_load_dir(checkpoint, &m, &err) == 0, "load %s: %s", checkpoint, err.msg);
-    CHECK(m == NULL || g4_st_open(reference, &ref, &err) == 0, "%s", err.msg);
-    if (!m || !ref) {
+    const int loaded = g4_model_load_dir(checkpoint, &m, &err) == 0;
+    CHECK(loaded, "load %s: %s", checkpoint, err.msg);
+    if (!loaded) return;
+    const int opened = g4_st_open(reference, &ref, &err) == 0;
+    CHECK(opened, "%s", err.msg);
+    if (!opened) {
         g4_model_free(m);
         return;
     }
