@@ -26,7 +26,7 @@ static int number(const cJSON *body, const char *name, double lo, double hi, dou
     if (!cJSON_IsNumber(v)) return bad(err, err_len, param, name, "must be a number");
     if (!(v->valuedouble >= lo && v->valuedouble <= hi)) {
         char what[96];
-        snprintf(what, sizeof what, "must be between %g and %g", lo, hi);
+        snprintf(what, sizeof what, "must be between %.10g and %.10g", lo, hi); /* integers in full */
         return bad(err, err_len, param, name, what);
     }
     *out = v->valuedouble;

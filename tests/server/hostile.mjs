@@ -62,7 +62,12 @@ expectError(await post("/v1/chat/completions", "[1,2,3]"), 400, "a JSON array bo
 expectError(await post("/v1/chat/completions", "\u0000\u0001garbage"), 400, "binary garbage");
 expectError(await post("/v1/chat/completions", "[".repeat(100000)), 400, "deep nesting");
 expectError(await post("/v1/chat/completions", JSON.stringify({ messages: "hi" })), 400, "messages of the wrong type");
-expectError(await post("/v1/chat/completions", JSON.stringify({ messages: [{ role: "user", content: "hi" }], max_tokens: -5 })), 400, "negative max_tokens");
+{
+  const r = await post("/v1/chat/completions", JSON.stringify({ messages: [{ role: "user", content: "hi" }], max_tokens: -5 }));
+  expectError(r, 400, "negative max_tokens");
+  check(r.json && r.json.error.param === "max_tokens" && /between 1 and 1073741824$/.test(r.json.error.message),
+        `negative max_tokens: the message names the field and its bounds in full: ${r.text.slice(0, 200)}`);
+}
 expectError(await post("/v1/chat/completions", JSON.stringify({ messages: [{ role: "user", content: "hi" }], stream: "yes" })), 400, "stream of the wrong type");
 expectError(await post("/v1/chat/completions", JSON.stringify({ messages: [{ role: "wizard", content: "hi" }] })), 400, "an unknown role");
 // Bodies over --max-body: declared (answered before the body is read) and streamed without a length.
