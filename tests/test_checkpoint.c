@@ -26,7 +26,8 @@ static void write_text(const char *path, const char *text) {
 typedef enum { KEEP, TO_F32, TO_F16 } conversion;
 
 /* Writes the golden model's text tensors to dir/model.safetensors (renamed with `prefix`, converted, and with
- * an optional tensor mutated) plus the config `config_json`. */
+ * an optional tensor mutated: 0 drops its last row, 1 makes its dtype I16, 2 gives a v_proj its layer's k_proj
+ * values) plus the config `config_json`. */
 static void make_checkpoint(const char *dir, const char *prefix, conversion conv, const char *config_json,
                             const char *mutate, int mutate_kind) {
     mkdir(dir, 0755);
@@ -61,8 +62,16 @@ static void make_checkpoint(const char *dir, const char *prefix, conversion conv
             if (mutate_kind == 0) { /* wrong shape: drop the last row */
                 o.shape[0] -= 1;
                 o.nbytes = (size_t)(numel / t->shape[0] * o.shape[0]) * g4_dtype_size(o.dtype);
-            } else { /* wrong dtype: same bytes reinterpreted as I16 */
+            } else if (mutate_kind == 1) { /* wrong dtype: same bytes reinterpreted as I16 */
                 o.dtype = G4_DT_I16;
+            } else { /* the values of the layer's k_proj (same shape and dtype in the golden file) */
+                char k_name[256];
+                snprintf(k_name, sizeof k_name, "%s", t->name);
+                char *v = strstr(k_name, "v_proj");
+                if (v) *v = 'k';
+                const g4_tensor *k = v ? g4_checkpoint_find(src, k_name) : NULL;
+                CHECK(k && k->nbytes == t->nbytes && k->dtype == t->dtype && conv == KEEP, "k_proj for %s", t->name);
+                if (k && k->nbytes == t->nbytes) o.data = k->data;
             }
         }
         out[k++] = o;
@@ -77,17 +86,17 @@ static void make_checkpoint(const char *dir, const char *prefix, conversion conv
     g4_checkpoint_close(src);
 }
 
-static double logits_error(const char *dir, const g4_st_file *ref) {
+/* The last position's logits [vocab] of the reference prompt through the checkpoint in dir; NULL on failure. */
+static float *last_logits(const char *dir, const g4_st_file *ref, int64_t *vocab) {
     g4_model *m;
     g4_err err = {0};
     if (g4_model_load_dir(dir, &m, &err)) {
         CHECK(0, "%s: %s", dir, err.msg);
-        return 1e9;
+        return NULL;
     }
     int64_t T;
     int32_t *ids = g4t_tensor_i32(ref, "input_ids", &T);
-    float *want = g4t_tensor_f32(ref, "logits", NULL);
-    const int64_t V = m->cfg.text.vocab_size;
+    const int64_t V = *vocab = m->cfg.text.vocab_size;
     g4t_decoder td;
     CHECK(g4t_decoder_open(&td, m, 2, 64, 128, &err) == 0, "%s", err.msg);
     g4_decoder *d = &td.d;
@@ -95,11 +104,52 @@ static double logits_error(const char *dir, const g4_st_file *ref) {
     float *last = malloc((size_t)V * 4);
     g4_forward_opts o = {.last_logits = last};
     CHECK(g4_decoder_forward(d, seq, ids, T, &o, &err) == 0, "%s", err.msg);
-    double e = g4t_rel_err(last, want + (T - 1) * V, V);
     g4t_decoder_close(&td);
     g4_model_free(m);
-    free(ids), free(want), free(last);
+    free(ids);
+    return last;
+}
+
+static double logits_error(const char *dir, const g4_st_file *ref) {
+    int64_t T, V;
+    float *last = last_logits(dir, ref, &V), *want = g4t_tensor_f32(ref, "logits", &T);
+    double e = last ? g4t_rel_err(last, want + T - V, V) : 1e9;
+    free(want), free(last);
     return e;
+}
+
+static void set_item(cJSON *obj, const char *key, cJSON *value) {
+    if (cJSON_HasObjectItem(obj, key)) cJSON_ReplaceItemInObject(obj, key, value);
+    else cJSON_AddItemToObject(obj, key, value);
+}
+
+/* attention_k_eq_v as the reference applies it: on full-attention layers the values are the raw key projection
+ * (a v_proj the file may carry is not used), while sliding layers keep their own v_proj. So the tiny model with it
+ * (as many global kv heads as kv heads, to keep the tensors' shapes) must compute exactly what the tiny model
+ * without it computes once layer 3 (the one full layer with its own KV; layer 7 borrows it) has its k_proj values
+ * in its v_proj. */
+static void check_k_eq_v(const char *config, const g4_st_file *ref) {
+    cJSON *root = cJSON_Parse(config);
+    cJSON *tc = cJSON_GetObjectItem(root, "text_config");
+    set_item(tc, "attention_k_eq_v", cJSON_CreateTrue());
+    set_item(tc, "num_global_key_value_heads", cJSON_CreateNumber(2));
+    char *keqv = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    char a[4300], b[4300];
+    snprintf(a, sizeof a, "%s/k_eq_v", tmp_root);
+    snprintf(b, sizeof b, "%s/v_is_k", tmp_root);
+    make_checkpoint(a, "model.language_model.", KEEP, keqv, NULL, 0);
+    make_checkpoint(b, "model.language_model.", KEEP, config, "layers.3.self_attn.v_proj.weight", 2);
+    int64_t V = 0, V2 = 0, T = 0;
+    float *with = last_logits(a, ref, &V), *copied = last_logits(b, ref, &V2), *tiny = g4t_tensor_f32(ref, "logits", &T);
+    if (with && copied && V == V2) {
+        const double same = g4t_rel_err(with, copied, V), moved = g4t_rel_err(with, tiny + T - V, V);
+        printf("attention_k_eq_v: against v_proj := k_proj on full layers %.2e, against the tiny model %.2e\n", same,
+               moved);
+        CHECK(same <= 1e-6, "k_eq_v differs from its equivalent checkpoint: %.3e", same);
+        CHECK(moved >= 1e-3, "k_eq_v changed nothing (%.3e)", moved);
+    }
+    free(with), free(copied), free(tiny), free(keqv);
 }
 
 /* Loading must fail with an error whose message contains `needle`. */
@@ -150,6 +200,8 @@ int main(void) {
     e = logits_error(dir, ref);
     printf("float16 checkpoint: last logits rel err %.2e\n", e);
     CHECK(e <= 2e-2, "f16: %.3e", e);
+
+    check_k_eq_v(config, ref);
 
     printf("broken checkpoints:\n");
     snprintf(dir, sizeof dir, "%s/shape", tmp_root);

@@ -55,6 +55,7 @@ static void test_golden(const char *golden, g4_model_config *out_cfg, char **out
     CHECK(t->sliding_window == 8, "sliding_window %d", t->sliding_window);
     CHECK(t->max_position_embeddings == 4096, "max_pos");
     CHECK(t->attention_k_eq_v == 0, "k_eq_v");
+    for (int l = 0; l < 8; l++) CHECK(t->layer_k_is_v[l] == 0, "layer_k_is_v[%d]", l);
     CHECK(t->use_bidirectional_attention == G4_BIDI_NONE, "bidi");
     CHECK(t->tie_word_embeddings == 1, "tie");
     CHECK(t->rms_norm_eps == 1e-6, "eps %g", t->rms_norm_eps);
@@ -323,6 +324,8 @@ static void test_hostile(void) {
     CHECK(rc == 0, "k_eq_v: %s", err.msg);
     if (rc == 0) {
         CHECK(c.text.layer_kv_heads[2] == 1 && c.text.layer_kv_heads[5] == 1 && c.text.layer_kv_heads[0] == 2, "k_eq_v heads");
+        for (int l = 0; l < 6; l++) /* keys double as values on the full-attention layers (2, 5) only */
+            CHECK(c.text.layer_k_is_v[l] == (l == 2 || l == 5), "layer_k_is_v[%d] = %d", l, c.text.layer_k_is_v[l]);
         g4_config_free(&c);
     }
 

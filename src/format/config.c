@@ -99,7 +99,8 @@ static int parse_layer_index(const char *k, int L) {
     return v < L ? v : -1;
 }
 
-/* Head sizes and KV-head counts of every layer: global_head_dim or per_layer_config, and attention_k_eq_v. */
+/* Head sizes and KV-head counts of every layer: global_head_dim or per_layer_config, and attention_k_eq_v (which
+ * the reference applies to full-attention layers only: sliding layers keep their v_proj and kv heads). */
 static int parse_attention_geometry(const g4_json_obj *s, g4_text_config *t, g4_err *err) {
     int rc, L = t->num_layers;
     int global_kv = 0;
@@ -113,7 +114,8 @@ static int parse_attention_geometry(const g4_json_obj *s, g4_text_config *t, g4_
         int full = t->layer_type[l] == G4_LAYER_FULL;
         /* With per_layer_config (the 5.17 form) unlisted layers keep head_dim unless global_head_dim is explicit. */
         t->layer_head_dim[l] = full && (!plc || has_global) ? t->global_head_dim : t->head_dim;
-        t->layer_kv_heads[l] = full && t->attention_k_eq_v ? global_kv : t->num_kv_heads;
+        t->layer_k_is_v[l] = (uint8_t)(full && t->attention_k_eq_v);
+        t->layer_kv_heads[l] = t->layer_k_is_v[l] ? global_kv : t->num_kv_heads;
     }
     if (plc) {
         if (!cJSON_IsObject(plc)) return g4_json_fail(s, "per_layer_config", "must be an object", err);

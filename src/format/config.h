@@ -47,6 +47,7 @@ typedef struct g4_text_config {
     uint8_t layer_type[G4_MAX_LAYERS];   /* G4_LAYER_* */
     int layer_head_dim[G4_MAX_LAYERS];
     int layer_kv_heads[G4_MAX_LAYERS];
+    uint8_t layer_k_is_v[G4_MAX_LAYERS];  /* attention_k_eq_v on a full-attention layer: no v_proj, values = keys */
     int layer_intermediate[G4_MAX_LAYERS]; /* doubled on KV-shared layers when use_double_wide_mlp */
     int first_kv_shared;                   /* num_layers - num_kv_shared_layers */
     int kv_donor[G4_MAX_LAYERS];           /* layer whose K/V layer l attends to (l itself when not shared) */

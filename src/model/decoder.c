@@ -172,7 +172,7 @@ static int attention_block(g4_decoder *d, int l, int64_t n, g4_err *err) {
     const int own_kv = l < c->first_kv_shared;
     const g4_tensor *proj[3] = {&ly->q_proj, &ly->k_proj, &ly->v_proj};
     float *const out[3] = {d->q, d->k, d->v};
-    be->matmul_many(be, d->xn, n, H, own_kv ? (c->attention_k_eq_v ? 2 : 3) : 1, proj, out);
+    be->matmul_many(be, d->xn, n, H, own_kv ? (c->layer_k_is_v[l] ? 2 : 3) : 1, proj, out);
     be->rmsnorm(be, d->q, d->q, ly->q_norm, n * nq, D, eps);
     be->rope(be, d->q, n, nq, D, 1, d->rope_cos[type], d->rope_sin[type]);
     /* every span's view of the cache this layer reads */
@@ -183,7 +183,7 @@ static int attention_block(g4_decoder *d, int l, int64_t n, g4_err *err) {
         d->views[d->span_of[r]] = (g4_kv_view){pages->page, G4_KV_PAGE, G4_KV_PAGE * D, D, nkv * G4_KV_PAGE * D};
     }
     if (own_kv) {
-        if (c->attention_k_eq_v) be->copy(be, d->v, d->k, (size_t)(n * nkv * D) * sizeof(float));
+        if (c->layer_k_is_v[l]) be->copy(be, d->v, d->k, (size_t)(n * nkv * D) * sizeof(float));
         be->rmsnorm(be, d->k, d->k, ly->k_norm, n * nkv, D, eps);
         be->rope(be, d->k, n, nkv, D, 1, d->rope_cos[type], d->rope_sin[type]);
         be->rmsnorm(be, d->v, d->v, NULL, n * nkv, D, eps); /* values are normalised without a weight, never rotated */

@@ -275,7 +275,7 @@ static int bind_all(binder *b) {
             if ((rc = bind(b, &ly->k_proj, nkv * D, H, LAYER("self_attn.k_proj.weight"), l)) ||
                 (rc = bind_vec(b, &ly->k_norm, D, LAYER("self_attn.k_norm.weight"), l)))
                 return rc;
-            if (!c->attention_k_eq_v && (rc = bind(b, &ly->v_proj, nkv * D, H, LAYER("self_attn.v_proj.weight"), l)))
+            if (!c->layer_k_is_v[l] && (rc = bind(b, &ly->v_proj, nkv * D, H, LAYER("self_attn.v_proj.weight"), l)))
                 return rc;
         }
         if (P > 0 && ((rc = bind(b, &ly->per_layer_input_gate, P, H, LAYER("per_layer_input_gate.weight"), l)) ||
