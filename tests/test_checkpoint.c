@@ -27,7 +27,7 @@ typedef enum { KEEP, TO_F32, TO_F16 } conversion;
 
 /* Writes the golden model's text tensors to dir/model.safetensors (renamed with `prefix`, converted, and with
  * an optional tensor mutated: 0 drops its last row, 1 makes its dtype I16, 2 gives a v_proj its layer's k_proj
- * values) plus the config `config_json`. */
+ * values, 3 zeroes every tensor whose name ends with `mutate`) plus the config `config_json`. */
 static void make_checkpoint(const char *dir, const char *prefix, conversion conv, const char *config_json,
                             const char *mutate, int mutate_kind) {
     mkdir(dir, 0755);
@@ -58,7 +58,11 @@ static void make_checkpoint(const char *dir, const char *prefix, conversion conv
             }
             o.data = bufs[k];
         }
-        if (mutate && strcmp(t->name + strlen(lm), mutate) == 0) {
+        const size_t nl = strlen(t->name), nm = mutate ? strlen(mutate) : 0;
+        if (mutate && mutate_kind == 3 && nl >= nm && strcmp(t->name + nl - nm, mutate) == 0) {
+            free(bufs[k]);
+            o.data = bufs[k] = calloc(1, o.nbytes); /* 0 in every dtype */
+        } else if (mutate && mutate_kind != 3 && strcmp(t->name + strlen(lm), mutate) == 0) {
             if (mutate_kind == 0) { /* wrong shape: drop the last row */
                 o.shape[0] -= 1;
                 o.nbytes = (size_t)(numel / t->shape[0] * o.shape[0]) * g4_dtype_size(o.dtype);
@@ -148,7 +152,8 @@ static void check_k_eq_v(const char *config, const g4_st_file *ref) {
                moved);
         CHECK(same <= 1e-6, "k_eq_v differs from its equivalent checkpoint: %.3e", same);
         CHECK(moved >= 1e-3, "k_eq_v changed nothing (%.3e)", moved);
-    }
+    } else
+        CHECK(0, "attention_k_eq_v: a checkpoint did not run");
     free(with), free(copied), free(tiny), free(keqv);
 }
 
@@ -162,6 +167,31 @@ static void expect_failure(const char *dir, const char *needle, const char *what
     CHECK(strchr(err.msg, '\n') == NULL, "%s: message spans lines", what);
     printf("  %-28s -> %s\n", what, err.msg);
     g4_model_free(m);
+}
+
+/* A model without per-layer inputs (hidden_size_per_layer_input 0, as the larger Gemma 4 models) skips the
+ * per-layer block, which is what the tiny model does when every per_layer_projection is zero (the block then adds
+ * RMSNorm(0) = 0): the two must agree, and differ from the tiny model itself. */
+static void check_without_ple(const char *config, const g4_st_file *ref) {
+    cJSON *root = cJSON_Parse(config);
+    set_item(cJSON_GetObjectItem(root, "text_config"), "hidden_size_per_layer_input", cJSON_CreateNumber(0));
+    char *no_ple = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    char a[4300], b[4300];
+    snprintf(a, sizeof a, "%s/no_ple", tmp_root);
+    snprintf(b, sizeof b, "%s/zero_ple", tmp_root);
+    make_checkpoint(a, "model.language_model.", KEEP, no_ple, NULL, 0);
+    make_checkpoint(b, "model.language_model.", KEEP, config, "per_layer_projection.weight", 3);
+    int64_t V = 0, V2 = 0, T = 0;
+    float *without = last_logits(a, ref, &V), *zeroed = last_logits(b, ref, &V2), *tiny = g4t_tensor_f32(ref, "logits", &T);
+    if (without && zeroed && V == V2) {
+        const double same = g4t_rel_err(without, zeroed, V), moved = g4t_rel_err(without, tiny + T - V, V);
+        printf("no per-layer inputs: against zero per_layer_projection %.2e, against the tiny model %.2e\n", same, moved);
+        CHECK(same <= 1e-6, "no per-layer inputs differs from its equivalent checkpoint: %.3e", same);
+        CHECK(moved >= 1e-3, "dropping the per-layer inputs changed nothing (%.3e)", moved);
+    } else
+        CHECK(0, "no per-layer inputs: a checkpoint did not run");
+    free(without), free(zeroed), free(tiny), free(no_ple);
 }
 
 int main(void) {
@@ -202,6 +232,7 @@ int main(void) {
     CHECK(e <= 2e-2, "f16: %.3e", e);
 
     check_k_eq_v(config, ref);
+    check_without_ple(config, ref);
 
     printf("broken checkpoints:\n");
     snprintf(dir, sizeof dir, "%s/shape", tmp_root);
