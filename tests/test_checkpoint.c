@@ -122,41 +122,6 @@ static double logits_error(const char *dir, const g4_st_file *ref) {
     return e;
 }
 
-static void set_item(cJSON *obj, const char *key, cJSON *value) {
-    if (cJSON_HasObjectItem(obj, key)) cJSON_ReplaceItemInObject(obj, key, value);
-    else cJSON_AddItemToObject(obj, key, value);
-}
-
-/* attention_k_eq_v as the reference applies it: on full-attention layers the values are the raw key projection
- * (a v_proj the file may carry is not used), while sliding layers keep their own v_proj. So the tiny model with it
- * (as many global kv heads as kv heads, to keep the tensors' shapes) must compute exactly what the tiny model
- * without it computes once layer 3 (the one full layer with its own KV; layer 7 borrows it) has its k_proj values
- * in its v_proj. */
-static void check_k_eq_v(const char *config, const g4_st_file *ref) {
-    cJSON *root = cJSON_Parse(config);
-    cJSON *tc = cJSON_GetObjectItem(root, "text_config");
-    set_item(tc, "attention_k_eq_v", cJSON_CreateTrue());
-    set_item(tc, "num_global_key_value_heads", cJSON_CreateNumber(2));
-    char *keqv = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    char a[4300], b[4300];
-    snprintf(a, sizeof a, "%s/k_eq_v", tmp_root);
-    snprintf(b, sizeof b, "%s/v_is_k", tmp_root);
-    make_checkpoint(a, "model.language_model.", KEEP, keqv, NULL, 0);
-    make_checkpoint(b, "model.language_model.", KEEP, config, "layers.3.self_attn.v_proj.weight", 2);
-    int64_t V = 0, V2 = 0, T = 0;
-    float *with = last_logits(a, ref, &V), *copied = last_logits(b, ref, &V2), *tiny = g4t_tensor_f32(ref, "logits", &T);
-    if (with && copied && V == V2) {
-        const double same = g4t_rel_err(with, copied, V), moved = g4t_rel_err(with, tiny + T - V, V);
-        printf("attention_k_eq_v: against v_proj := k_proj on full layers %.2e, against the tiny model %.2e\n", same,
-               moved);
-        CHECK(same <= 1e-6, "k_eq_v differs from its equivalent checkpoint: %.3e", same);
-        CHECK(moved >= 1e-3, "k_eq_v changed nothing (%.3e)", moved);
-    } else
-        CHECK(0, "attention_k_eq_v: a checkpoint did not run");
-    free(with), free(copied), free(tiny), free(keqv);
-}
-
 /* Loading must fail with an error whose message contains `needle`. */
 static void expect_failure(const char *dir, const char *needle, const char *what) {
     g4_model *m = NULL;
@@ -169,29 +134,60 @@ static void expect_failure(const char *dir, const char *needle, const char *what
     g4_model_free(m);
 }
 
+/* The golden config with text_config.key set to value (consumed). */
+static char *with_text_item(const char *config, const char *key, cJSON *value) {
+    cJSON *root = cJSON_Parse(config), *tc = cJSON_GetObjectItem(root, "text_config");
+    if (cJSON_HasObjectItem(tc, key)) cJSON_ReplaceItemInObject(tc, key, value);
+    else cJSON_AddItemToObject(tc, key, value);
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return out;
+}
+
+/* A config knob checked without a reference of its own: the golden tensors under `edited` must compute exactly
+ * what they compute under the golden config once `mutate` is applied to them (kinds as in make_checkpoint), and
+ * differ from the tiny model itself, so that the knob's path is the one exercised. */
+static void check_equivalent(const char *what, const char *edited, const char *config, const char *mutate, int kind,
+                             const char *equivalent, const g4_st_file *ref) {
+    static int calls;
+    char a[4300], b[4300];
+    snprintf(a, sizeof a, "%s/knob%d", tmp_root, calls);
+    snprintf(b, sizeof b, "%s/knob%d_equivalent", tmp_root, calls++);
+    make_checkpoint(a, "model.language_model.", KEEP, edited, NULL, 0);
+    make_checkpoint(b, "model.language_model.", KEEP, config, mutate, kind);
+    int64_t V = 0, V2 = 0, T = 0;
+    float *knob = last_logits(a, ref, &V), *same_model = last_logits(b, ref, &V2), *tiny = g4t_tensor_f32(ref, "logits", &T);
+    if (knob && same_model && V == V2) {
+        const double same = g4t_rel_err(knob, same_model, V), moved = g4t_rel_err(knob, tiny + T - V, V);
+        printf("%s: against %s %.2e, against the tiny model %.2e\n", what, equivalent, same, moved);
+        CHECK(same <= 1e-6, "%s differs from its equivalent checkpoint: %.3e", what, same);
+        CHECK(moved >= 1e-3, "%s changed nothing (%.3e)", what, moved);
+    } else
+        CHECK(0, "%s: a checkpoint did not run", what);
+    free(knob), free(same_model), free(tiny);
+}
+
+/* attention_k_eq_v as the reference applies it: on full-attention layers the values are the raw key projection
+ * (a v_proj the file may carry is not used), while sliding layers keep their own v_proj. So the tiny model with it
+ * (as many global kv heads as kv heads, to keep the tensors' shapes) computes what the tiny model without it
+ * computes once layer 3 (the one full layer with its own KV; layer 7 borrows it) has its k_proj values in its
+ * v_proj. */
+static void check_k_eq_v(const char *config, const g4_st_file *ref) {
+    char *k_eq_v = with_text_item(config, "attention_k_eq_v", cJSON_CreateTrue());
+    char *edited = with_text_item(k_eq_v, "num_global_key_value_heads", cJSON_CreateNumber(2));
+    check_equivalent("attention_k_eq_v", edited, config, "layers.3.self_attn.v_proj.weight", 2,
+                     "v_proj := k_proj on full layers", ref);
+    free(k_eq_v), free(edited);
+}
+
 /* A model without per-layer inputs (hidden_size_per_layer_input 0, as the larger Gemma 4 models) skips the
  * per-layer block, which is what the tiny model does when every per_layer_projection is zero (the block then adds
- * RMSNorm(0) = 0): the two must agree, and differ from the tiny model itself. */
+ * RMSNorm(0) = 0). */
 static void check_without_ple(const char *config, const g4_st_file *ref) {
-    cJSON *root = cJSON_Parse(config);
-    set_item(cJSON_GetObjectItem(root, "text_config"), "hidden_size_per_layer_input", cJSON_CreateNumber(0));
-    char *no_ple = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    char a[4300], b[4300];
-    snprintf(a, sizeof a, "%s/no_ple", tmp_root);
-    snprintf(b, sizeof b, "%s/zero_ple", tmp_root);
-    make_checkpoint(a, "model.language_model.", KEEP, no_ple, NULL, 0);
-    make_checkpoint(b, "model.language_model.", KEEP, config, "per_layer_projection.weight", 3);
-    int64_t V = 0, V2 = 0, T = 0;
-    float *without = last_logits(a, ref, &V), *zeroed = last_logits(b, ref, &V2), *tiny = g4t_tensor_f32(ref, "logits", &T);
-    if (without && zeroed && V == V2) {
-        const double same = g4t_rel_err(without, zeroed, V), moved = g4t_rel_err(without, tiny + T - V, V);
-        printf("no per-layer inputs: against zero per_layer_projection %.2e, against the tiny model %.2e\n", same, moved);
-        CHECK(same <= 1e-6, "no per-layer inputs differs from its equivalent checkpoint: %.3e", same);
-        CHECK(moved >= 1e-3, "dropping the per-layer inputs changed nothing (%.3e)", moved);
-    } else
-        CHECK(0, "no per-layer inputs: a checkpoint did not run");
-    free(without), free(zeroed), free(tiny), free(no_ple);
+    char *edited = with_text_item(config, "hidden_size_per_layer_input", cJSON_CreateNumber(0));
+    check_equivalent("no per-layer inputs", edited, config, "per_layer_projection.weight", 3,
+                     "zero per_layer_projection", ref);
+    free(edited);
 }
 
 int main(void) {
