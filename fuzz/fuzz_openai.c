@@ -223,6 +223,12 @@ static void check_request(const oai_request *req) {
         if (!req->media[i].data || !req->media[i].size || req->media[i].path) __builtin_trap();
     for (size_t i = 0; i < o->n_stop; i++)
         if (!o->stop[i] || !o->stop[i][0]) __builtin_trap();
+    if (req->n_bias > OAI_MAX_LOGIT_BIAS || (req->n_bias != 0) != (o->on_logits != NULL)) __builtin_trap();
+    for (size_t i = 0; i < req->n_bias; i++) {
+        if (req->bias_ids[i] < 0 || req->bias_ids[i] >= vocab || !(fabsf(req->bias[i]) <= 100)) __builtin_trap();
+        for (size_t k = 0; k < i; k++)
+            if (req->bias_ids[k] == req->bias_ids[i]) __builtin_trap();
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -231,7 +237,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     oai_request req;
     char err[512] = "";
     const char *param = NULL;
-    if (oai_parse_chat_request(body, &defaults, NULL, &req, err, sizeof err, &param) != 0) {
+    const oai_limits limits = {.vocab_size = vocab};
+    if (oai_parse_chat_request(body, &defaults, &limits, &req, err, sizeof err, &param) != 0) {
         /* Refused: the field and why, on one line, and nothing left allocated once freed. */
         if (!param || !one_line(err) || !strstr(err, param)) __builtin_trap();
         oai_request_free(&req);

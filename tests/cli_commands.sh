@@ -263,6 +263,16 @@ normalize "$B" >"$TMP/n3"; normalize "$TMP/batch1.jsonl" >"$TMP/n1"
 same "--parallel 1 and 3: the same results (greedy and seeded)" "$TMP/n1" "$TMP/n3"
 ok "batch from standard input" bash -c "grep '\"last\"' '$TMP/requests.jsonl' | '$BIN' batch -m '$TINY' -i -"
 line "stdin: the one result" "$TMP/out" 1 '^\{"id":"batch_req_0","custom_id":"last","response":\{"status_code":200,'
+# logit_bias: +100 on id 310 (238 + 'H': the tiny model's byte-level ids) makes every token an H; an id past the
+# vocabulary is a 400 naming the field
+cat >"$TMP/bias.jsonl" <<EOF
+{"custom_id":"forced",$U,"body":{"messages":[{"role":"user","content":"Hi"}],"max_tokens":3,"temperature":0,\
+"logit_bias":{"310":100}}}
+{"custom_id":"unknown-id",$U,"body":{"messages":[{"role":"user","content":"Hi"}],"logit_bias":{"99999999":1}}}
+EOF
+ok "batch with logit_bias" "$BIN" batch -m "$TINY" -i "$TMP/bias.jsonl" -c 64
+line "logit_bias +100 forces its token" "$TMP/out" 1 '"message":\{"role":"assistant","content":"HHH"'
+line "logit_bias with an id past the vocabulary: 400" "$TMP/out" 2 '"status_code":400,.*"param":"logit_bias",'
 bad "batch needs -i" "-i" "$BIN" batch -m "$TINY"
 bad "batch input missing" "$TMP/none.jsonl" "$BIN" batch -m "$TINY" -i "$TMP/none.jsonl"
 bad "batch --parallel 0" "--parallel" "$BIN" batch -m "$TINY" -i "$TMP/requests.jsonl" --parallel 0

@@ -77,7 +77,7 @@ static char *result_line(size_t index, const char *custom_id, int status, cJSON 
 }
 
 /* Parses a line into a request; on a bad line, its error line is set instead. */
-static void parse_job(job *j, size_t index, const gemma4c_sampling *defaults) {
+static void parse_job(job *j, size_t index, const gemma4c_sampling *defaults, const oai_limits *limits) {
     cJSON *root = cJSON_Parse(j->line);
     const cJSON *custom = cJSON_GetObjectItemCaseSensitive(root, "custom_id");
     const cJSON *url = cJSON_GetObjectItemCaseSensitive(root, "url");
@@ -93,7 +93,7 @@ static void parse_job(job *j, size_t index, const gemma4c_sampling *defaults) {
         j->output = result_line(index, j->custom_id, 0, NULL, "invalid_request", "'method' must be POST");
     else if (!cJSON_IsString(url) || strcmp(url->valuestring, "/v1/chat/completions") != 0)
         j->output = result_line(index, j->custom_id, 0, NULL, "invalid_url", "'url' must be /v1/chat/completions");
-    else if (oai_parse_chat_request(cJSON_GetObjectItemCaseSensitive(root, "body"), defaults, NULL, &j->req, err,
+    else if (oai_parse_chat_request(cJSON_GetObjectItemCaseSensitive(root, "body"), defaults, limits, &j->req, err,
                                     sizeof err, &param)) {
         j->output = result_line(index, j->custom_id, 400, oai_error(err, "invalid_request_error", param, NULL), NULL, NULL);
         oai_request_free(&j->req);
@@ -224,7 +224,8 @@ int cmd_batch(int argc, char **argv) {
     }
     const char *slash = info.source ? strrchr(info.source, '/') : NULL;
     const char *model_name = slash && slash[1] ? slash + 1 : info.source ? info.source : "gemma4c";
-    for (size_t i = 0; !rc && i < n; i++) parse_job(&jobs[i], i, &defaults);
+    const oai_limits limits = {.vocab_size = info.vocab_size}; /* no file:// media in a batch */
+    for (size_t i = 0; !rc && i < n; i++) parse_job(&jobs[i], i, &defaults, &limits);
     /* Fill free slots in input order, collect as requests end, write results in input order as they complete. */
     waker w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
     const double t0 = (double)clock();

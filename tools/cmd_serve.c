@@ -280,7 +280,7 @@ static enum MHD_Result run_generation(request *r, cJSON *body) {
     const char *param = NULL;
     int rc;
     if (!strcmp(r->path, "/v1/completions"))
-        rc = oai_parse_completion_request(body, &s->defaults, &r->req, err, sizeof err, &param);
+        rc = oai_parse_completion_request(body, &s->defaults, &s->limits, &r->req, err, sizeof err, &param);
     else
         rc = oai_parse_chat_request(body, &s->defaults, &s->limits, &r->req, err, sizeof err, &param);
     if (rc) return respond_error(r, 400, err, param, NULL);
@@ -597,6 +597,7 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (cli_load_model(&o, &s.model)) return 1;
     gemma4c_model_get_info(s.model, &s.info);
+    s.limits.vocab_size = s.info.vocab_size;
     gemma4c_sampling_from_model(s.model, &s.defaults);
     s.n_ctx = o.ctx ? o.ctx : GEMMA4C_DEFAULT_CONTEXT;
     if (s.n_ctx > s.info.max_context && s.info.max_context > 0) s.n_ctx = s.info.max_context;

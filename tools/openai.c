@@ -49,6 +49,8 @@ void oai_request_free(oai_request *req) {
     free(req->prompt);
     for (size_t i = 0; i < req->n_media; i++) free(req->media_bytes[i]);
     for (size_t i = 0; i < sizeof req->stops / sizeof *req->stops; i++) free(req->stops[i]); /* the tools' one too */
+    free(req->bias_ids);
+    free(req->bias);
     memset(req, 0, sizeof *req);
 }
 
@@ -271,9 +273,56 @@ static int parse_tool_choice(const cJSON *body, const cJSON *tools, oai_request 
     return 0;
 }
 
+/* The generation's on_logits: OpenAI's rule, the bias added to the logits before sampling. */
+static int add_logit_bias(void *user, float *logits, int vocab_size) {
+    const oai_request *req = user;
+    for (size_t i = 0; i < req->n_bias; i++)
+        if (req->bias_ids[i] < vocab_size) logits[req->bias_ids[i]] += req->bias[i];
+    return 0;
+}
+
+/* logit_bias: {"token id": bias in [-100, 100], ...}; a token named twice keeps its last bias, as a JSON object
+ * read into a map would. */
+static int parse_logit_bias(const cJSON *body, const oai_limits *limits, oai_request *req, char *err, size_t err_len,
+                            const char **param) {
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(body, "logit_bias"), *e;
+    if (!map || cJSON_IsNull(map)) return 0;
+    if (!cJSON_IsObject(map)) return bad(err, err_len, param, "logit_bias", "must be an object of token ids to numbers");
+    const int n = cJSON_GetArraySize(map);
+    if (n > OAI_MAX_LOGIT_BIAS) return bad(err, err_len, param, "logit_bias", "takes at most 1024 tokens");
+    if (!n) return 0;
+    req->bias_ids = malloc((size_t)n * sizeof *req->bias_ids), req->bias = malloc((size_t)n * sizeof *req->bias);
+    if (!req->bias_ids || !req->bias) return bad(err, err_len, param, "logit_bias", "could not be copied (out of memory)");
+    const long limit = limits && limits->vocab_size > 0 ? limits->vocab_size : INT32_MAX;
+    cJSON_ArrayForEach(e, map) {
+        const char *key = e->string;
+        long id = -1;
+        if (key && key[0] >= '0' && key[0] <= '9' && strlen(key) <= 10) {
+            char *end;
+            id = strtol(key, &end, 10);
+            if (*end) id = -1;
+        }
+        if (id < 0 || id >= limit) {
+            char what[96];
+            snprintf(what, sizeof what, "names '%.24s%s', not a token id below %ld", key ? key : "",
+                     key && strlen(key) > 24 ? "..." : "", limit);
+            return bad(err, err_len, param, "logit_bias", what);
+        }
+        if (!cJSON_IsNumber(e) || !(e->valuedouble >= -100 && e->valuedouble <= 100))
+            return bad(err, err_len, param, "logit_bias", "values must be numbers between -100 and 100");
+        size_t at = 0;
+        while (at < req->n_bias && req->bias_ids[at] != (int32_t)id) at++;
+        if (at == req->n_bias) req->n_bias++;
+        req->bias_ids[at] = (int32_t)id, req->bias[at] = (float)e->valuedouble;
+    }
+    req->options.on_logits = add_logit_bias;
+    req->options.logits_user = req;
+    return 0;
+}
+
 /* The fields chat and text completions share: sampling, limits, stops, logprobs, streaming. */
-static int parse_common(const cJSON *body, const gemma4c_sampling *defaults, oai_request *req, char *err,
-                        size_t err_len, const char **param) {
+static int parse_common(const cJSON *body, const gemma4c_sampling *defaults, const oai_limits *limits,
+                        oai_request *req, char *err, size_t err_len, const char **param) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(body, "model");
     if (model && !cJSON_IsNull(model) && !cJSON_IsString(model)) return bad(err, err_len, param, "model", "must be a string");
     req->model = cJSON_IsString(model) ? model->valuestring : NULL;
@@ -297,6 +346,7 @@ static int parse_common(const cJSON *body, const gemma4c_sampling *defaults, oai
         (rc = integer(body, "n", 1, 128, &n, err, err_len, param)))
         return rc;
     if (n != 1) return bad(err, err_len, param, "n", "must be 1: one choice per request");
+    if ((rc = parse_logit_bias(body, limits, req, err, err_len, param))) return rc;
     s->temperature = (float)temperature, s->top_p = (float)top_p, s->min_p = (float)min_p;
     s->presence_penalty = (float)presence, s->frequency_penalty = (float)frequency;
     s->repetition_penalty = (float)repetition, s->top_k = (int)top_k, s->seed = (uint64_t)seed;
@@ -352,7 +402,7 @@ int oai_parse_chat_request(const cJSON *body, const gemma4c_sampling *defaults, 
     const cJSON *messages = cJSON_GetObjectItemCaseSensitive(body, "messages");
     if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0)
         return bad(err, err_len, param, "messages", "must be a non-empty array");
-    int rc = parse_common(body, defaults, req, err, err_len, param);
+    int rc = parse_common(body, defaults, limits, req, err, err_len, param);
     if (rc) return rc;
     /* thinking: reasoning_effort "none" is off, anything else on; chat_template_kwargs.enable_thinking likewise */
     const cJSON *effort = cJSON_GetObjectItemCaseSensitive(body, "reasoning_effort");
@@ -384,8 +434,8 @@ int oai_parse_chat_request(const cJSON *body, const gemma4c_sampling *defaults, 
     return rc;
 }
 
-int oai_parse_completion_request(const cJSON *body, const gemma4c_sampling *defaults, oai_request *req, char *err,
-                                 size_t err_len, const char **param) {
+int oai_parse_completion_request(const cJSON *body, const gemma4c_sampling *defaults, const oai_limits *limits,
+                                 oai_request *req, char *err, size_t err_len, const char **param) {
     memset(req, 0, sizeof *req);
     if (param) *param = NULL;
     req->completion = 1;
@@ -393,7 +443,7 @@ int oai_parse_completion_request(const cJSON *body, const gemma4c_sampling *defa
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(body, "prompt");
     if (cJSON_IsArray(prompt) && cJSON_GetArraySize(prompt) == 1) prompt = cJSON_GetArrayItem(prompt, 0);
     if (!cJSON_IsString(prompt)) return bad(err, err_len, param, "prompt", "must be a string (or an array of one)");
-    int rc = parse_common(body, defaults, req, err, err_len, param);
+    int rc = parse_common(body, defaults, limits, req, err, err_len, param);
     if (rc) return rc;
     if (!(req->prompt = strdup(prompt->valuestring)))
         return bad(err, err_len, param, "prompt", "could not be copied (out of memory)");

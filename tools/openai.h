@@ -10,11 +10,13 @@
 
 #define OAI_MAX_STOP 4
 #define OAI_MAX_MEDIA 32
+#define OAI_MAX_LOGIT_BIAS 1024
 
 /* What a request may reach beyond its own bytes. */
 typedef struct oai_limits {
     const char *media_dir;  /* file:// URLs are read only inside this directory; NULL refuses them */
     size_t max_media_bytes; /* the largest file:// medium */
+    int vocab_size;         /* token ids a request names (logit_bias) must be below it */
 } oai_limits;
 
 enum { OAI_TOOLS_AUTO = 0, OAI_TOOLS_NONE, OAI_TOOLS_REQUIRED, OAI_TOOLS_FUNCTION };
@@ -34,6 +36,9 @@ typedef struct oai_request {
     gemma4c_media media[OAI_MAX_MEDIA]; /* in the order of their parts; data points into media_bytes */
     void *media_bytes[OAI_MAX_MEDIA];
     size_t n_media;
+    int32_t *bias_ids;    /* logit_bias: owned, distinct ids; options.on_logits adds bias[i] to logit bias_ids[i] */
+    float *bias;
+    size_t n_bias;
     const char *model;    /* as the body names it (borrowed from the body), or NULL */
     char param_buf[96];
 } oai_request;
@@ -41,15 +46,16 @@ typedef struct oai_request {
 /* Reads a /v1/chat/completions body: messages (content as a string or parts: text, image_url, input_audio,
  * video_url, with data: URLs, base64 audio or file:// URLs inside limits->media_dir), max_tokens /
  * max_completion_tokens, temperature, top_p, top_k, min_p, seed, stop, presence_penalty, frequency_penalty,
- * repetition_penalty, logprobs, top_logprobs, n (1 only), stream, stream_options.include_usage, tools,
+ * repetition_penalty, logit_bias, logprobs, top_logprobs, n (1 only), stream, stream_options.include_usage, tools,
  * tool_choice, reasoning_effort / chat_template_kwargs.enable_thinking. Unknown fields are ignored as OpenAI
  * does; a field of the wrong type or range is an error naming it (`param`, valid until req is freed). Sampling
- * defaults to `defaults` (the model's). req is to be freed also after an error. */
+ * defaults to `defaults` (the model's). req is to be freed also after an error, and must stay where it is while
+ * its options generate (they point back to it for logit_bias). */
 int oai_parse_chat_request(const cJSON *body, const gemma4c_sampling *defaults, const oai_limits *limits,
                            oai_request *req, char *err, size_t err_len, const char **param);
 /* A /v1/completions body: prompt (a string), and the sampling fields above (logprobs: a count). */
-int oai_parse_completion_request(const cJSON *body, const gemma4c_sampling *defaults, oai_request *req, char *err,
-                                 size_t err_len, const char **param);
+int oai_parse_completion_request(const cJSON *body, const gemma4c_sampling *defaults, const oai_limits *limits,
+                                 oai_request *req, char *err, size_t err_len, const char **param);
 void oai_request_free(oai_request *req);
 
 /* 1: s is whole, valid UTF-8 (what JSON text must be). */

@@ -142,6 +142,25 @@ for (const e of entries) {
   check(Array.isArray(e.bytes), "bytes");
 }
 
+// logit_bias: +100 forces a token at every step, -100 bans the greedy choice; completions take it too
+const post = async (path, body) => (await fetch(base + path, { method: "POST", body: JSON.stringify(body) })).json();
+const forced = (await post("/tokenize", { content: "Hello" })).tokens[0];
+const forcedText = (await post("/detokenize", { tokens: [forced] })).content;
+const pushed = await client.chat.completions.create({ ...greedy, max_tokens: 3, logit_bias: { [forced]: 100 } });
+check(pushed.choices[0].message.content === forcedText.repeat(3),
+      `logit_bias +100 on ${forced} gives it three times: ${JSON.stringify(pushed.choices[0].message.content)}`);
+const pushedCmpl = await client.completions.create({ model, prompt: "The sea is", temperature: 0, max_tokens: 2,
+                                                     logit_bias: { [forced]: 100 } });
+check(pushedCmpl.choices[0].text === forcedText.repeat(2), "completions take logit_bias");
+const first = lp.choices[0].logprobs.content[0];
+const firstIds = (await post("/tokenize", { content: first.token })).tokens;
+check(firstIds.length === 1, `the greedy first token ${JSON.stringify(first.token)} is one token`);
+const banned = await client.chat.completions.create({ ...greedy, max_tokens: 1, logprobs: true, top_logprobs: 2,
+                                                      logit_bias: { [firstIds[0]]: -100 } });
+const after = banned.choices[0].logprobs.content[0];
+check(after.token !== first.token && after.token === first.top_logprobs[1].token,
+      `a banned greedy token gives way to the runner-up (${JSON.stringify(after.token)} vs ${JSON.stringify(first.top_logprobs[1].token)})`);
+
 // completions (raw prompt), streaming and not
 const cmpl = await client.completions.create({ model, prompt: "The sea is", temperature: 0, max_tokens: 8 });
 check(cmpl.object === "text_completion" && typeof cmpl.choices[0].text === "string", "a text_completion");
@@ -182,6 +201,9 @@ await expectError(client.chat.completions.create({ model, messages: [] }), 400, 
 await expectError(client.chat.completions.create({ model, messages: hello, temperature: "hot" }), 400, "temperature");
 await expectError(client.chat.completions.create({ model, messages: hello, n: 2 }), 400, "n");
 await expectError(client.chat.completions.create({ model, messages: hello, top_logprobs: 3 }), 400, "top_logprobs");
+for (const logit_bias of [[1], "x", { abc: 1 }, { "-1": 1 }, { "5": 101 }, { "5": "up" }, { "99999999": 1 },
+                          Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [String(i), 1]))])
+  await expectError(client.chat.completions.create({ model, messages: hello, logit_bias }), 400, "logit_bias");
 await expectError(client.chat.completions.create({ model, messages: [{ role: "user", content: [
   { type: "image_url", image_url: { url: "https://example.com/cat.png" } }] }] }), 400, "messages[0].content[0].image_url");
 await expectError(client.chat.completions.create({ model, messages: [{ role: "user", content: [
