@@ -223,6 +223,8 @@ static void check_request(const oai_request *req) {
         if (!req->media[i].data || !req->media[i].size || req->media[i].path) __builtin_trap();
     for (size_t i = 0; i < o->n_stop; i++)
         if (!o->stop[i] || !o->stop[i][0]) __builtin_trap();
+    if (o->json < 0 || o->json > GEMMA4C_JSON_AFTER_THOUGHT || (o->json == GEMMA4C_JSON_AFTER_THOUGHT && !req->enable_thinking))
+        __builtin_trap();
     if (req->n_bias > OAI_MAX_LOGIT_BIAS || (req->n_bias != 0) != (o->on_logits != NULL)) __builtin_trap();
     for (size_t i = 0; i < req->n_bias; i++) {
         if (req->bias_ids[i] < 0 || req->bias_ids[i] >= vocab || !(fabsf(req->bias[i]) <= 100)) __builtin_trap();

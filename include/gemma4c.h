@@ -256,6 +256,7 @@ typedef int (*gemma4c_logits_fn)(void *user, float *logits, int vocab_size);
 typedef void (*gemma4c_notify_fn)(void *user);
 
 #define GEMMA4C_KEEP_MARKERS 2
+#define GEMMA4C_JSON_AFTER_THOUGHT 2
 
 /* A zeroed struct: greedy, no token limit but the context, the model's stop ids. */
 typedef struct gemma4c_generate_options {
@@ -273,6 +274,12 @@ typedef struct gemma4c_generate_options {
     void *logits_user;
     gemma4c_notify_fn notify;    /* event loops: see gemma4c_notify_fn */
     void *notify_user;
+    int json;                    /* 1: the answer is one JSON object (RFC 8259): every token must keep the text a
+                                    prefix of one, control tokens (tool calls included) are never chosen, and
+                                    generation ends as the object closes (GEMMA4C_STOP_JSON); nesting deeper than
+                                    64, whitespace runs over 64 bytes and numbers over 48 bytes are not generated.
+                                    GEMMA4C_JSON_AFTER_THOUGHT: the same after a thought channel, if the model
+                                    opens one first (thinking mode) */
 } gemma4c_generate_options;
 
 typedef struct gemma4c_top_logprob {
@@ -301,6 +308,7 @@ typedef enum gemma4c_stop_reason {
     GEMMA4C_STOP_LENGTH,    /* max_tokens */
     GEMMA4C_STOP_CONTEXT,   /* the session's context is full */
     GEMMA4C_STOP_CANCELLED, /* gemma4c_cancel(), or a callback returned non-zero */
+    GEMMA4C_STOP_JSON,      /* options.json: the object closed */
 } gemma4c_stop_reason;
 
 /* How a request went. Durations in seconds; first_token_seconds counts from the request's submission. */

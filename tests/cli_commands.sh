@@ -130,6 +130,10 @@ ok "stop string" "$BIN" run -m "$TINY" -p "Hello" --raw --greedy -n 4 --stop "${
 answer=$(cat "$TMP/greedy1")
 printf '%s\n' "${answer%%"${stop:-@}"*}" >"$TMP/until_stop"
 same "the answer ends before the stop string" "$TMP/out" "$TMP/until_stop"
+# --json-object: the answer opens an object even where the model would not (test_json_mode checks the rest)
+ok "JSON mode" "$BIN" run -m "$TINY" -p "Hello" --raw --greedy -n 8 --json-object
+line "JSON mode: the answer opens an object" "$TMP/out" 1 '^\{'
+lacks "without it the greedy answer does not" "$TMP/greedy1" '^\{'
 
 # ---- media in run and chat -----------------------------------------------------------------------------------
 ok "image and audio in a prompt" "$BIN" run -m "$TINY" -p "What is this?" --image "$MEDIA/small.png" \

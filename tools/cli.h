@@ -26,7 +26,7 @@ typedef struct cli_opts {
     int threads;
     const char *device; /* cpu (NULL) or cuda */
     int64_t ctx, batch;
-    int verbose, think, raw, greedy;
+    int verbose, think, raw, greedy, json_object;
     /* convert, synthetic models */
     const char *quant;
     const char *overrides[CLI_MAX_LIST];

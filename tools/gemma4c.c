@@ -49,6 +49,7 @@ static const char usage[] =
     "  --greedy                always take the most likely token\n"
     "  --stop TEXT             stop before TEXT (repeatable)\n"
     "  --think                 let the model think first (thinking mode)\n"
+    "  --json-object           the answer is one JSON object (enforced token by token; ends when it closes)\n"
     "  --raw                   use the prompt as is, without the chat format\n"
     "  -t, --threads N         worker threads (default: all CPUs)\n"
     "  --device cpu|cuda       where the model runs (default cpu; cuda: the first NVIDIA GPU)\n"
@@ -111,6 +112,7 @@ static const option options[] = {
     {"--greedy", NULL, 0, "run chat"},
     {"--stop", NULL, 1, "run chat"},
     {"--think", NULL, 0, "run chat"},
+    {"--json-object", NULL, 0, "run chat"},
     {"--raw", NULL, 0, "run"},
     {"--threads", "-t", 1, MODEL_CMDS " convert"},
     {"--device", NULL, 1, MODEL_CMDS},
@@ -193,6 +195,7 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
             return 2;
         } else if (IS("--verbose")) o->verbose = 1;
         else if (IS("--think")) o->think = 1;
+        else if (IS("--json-object")) o->json_object = 1;
         else if (IS("--raw")) o->raw = 1;
         else if (IS("--greedy")) o->greedy = 1;
         else if (IS("--json")) o->json = 1;
@@ -340,6 +343,7 @@ void cli_generate_options(const cli_opts *o, const gemma4c_model *m, gemma4c_gen
     g->stop = o->stops;
     g->n_stop = (size_t)o->n_stops;
     g->keep_special = o->think; /* thinking mode shows the thought channel's markers */
+    g->json = o->json_object ? (o->think ? GEMMA4C_JSON_AFTER_THOUGHT : 1) : 0;
 }
 
 int main(int argc, char **argv) {

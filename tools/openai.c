@@ -320,6 +320,22 @@ static int parse_logit_bias(const cJSON *body, const oai_limits *limits, oai_req
     return 0;
 }
 
+/* response_format: "text" (the default) or "json_object" (options.json); json_schema is refused rather than
+ * answered with JSON that ignores the schema. */
+static int parse_response_format(const cJSON *body, oai_request *req, char *err, size_t err_len, const char **param) {
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(body, "response_format");
+    if (!format || cJSON_IsNull(format)) return 0;
+    if (!cJSON_IsObject(format)) return bad(err, err_len, param, "response_format", "must be an object");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(format, "type");
+    if (!cJSON_IsString(type)) return bad(err, err_len, param, "response_format.type", "must be a string");
+    if (!strcmp(type->valuestring, "text")) return 0;
+    if (!strcmp(type->valuestring, "json_object")) return req->options.json = 1, 0;
+    if (!strcmp(type->valuestring, "json_schema"))
+        return bad(err, err_len, param, "response_format.type",
+                   "json_schema is not supported by this server (json_object is: any JSON object)");
+    return bad(err, err_len, param, "response_format.type", "must be text or json_object");
+}
+
 /* The fields chat and text completions share: sampling, limits, stops, logprobs, streaming. */
 static int parse_common(const cJSON *body, const gemma4c_sampling *defaults, const oai_limits *limits,
                         oai_request *req, char *err, size_t err_len, const char **param) {
@@ -346,7 +362,9 @@ static int parse_common(const cJSON *body, const gemma4c_sampling *defaults, con
         (rc = integer(body, "n", 1, 128, &n, err, err_len, param)))
         return rc;
     if (n != 1) return bad(err, err_len, param, "n", "must be 1: one choice per request");
-    if ((rc = parse_logit_bias(body, limits, req, err, err_len, param))) return rc;
+    if ((rc = parse_logit_bias(body, limits, req, err, err_len, param)) ||
+        (rc = parse_response_format(body, req, err, err_len, param)))
+        return rc;
     s->temperature = (float)temperature, s->top_p = (float)top_p, s->min_p = (float)min_p;
     s->presence_penalty = (float)presence, s->frequency_penalty = (float)frequency;
     s->repetition_penalty = (float)repetition, s->top_k = (int)top_k, s->seed = (uint64_t)seed;
@@ -417,6 +435,10 @@ int oai_parse_chat_request(const cJSON *body, const gemma4c_sampling *defaults, 
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(body, "tools");
     if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools)) return bad(err, err_len, param, "tools", "must be an array");
     if ((rc = parse_tool_choice(body, tools, req, err, err_len, param))) return rc;
+    /* JSON mode never chooses a control token, so it cannot open the tool call these demand */
+    if (req->options.json && req->tool_choice >= OAI_TOOLS_REQUIRED)
+        return bad(err, err_len, param, "response_format", "json_object cannot be combined with a tool_choice that demands a call");
+    if (req->options.json && req->enable_thinking) req->options.json = GEMMA4C_JSON_AFTER_THOUGHT;
     if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools) && req->tool_choice != OAI_TOOLS_NONE &&
         !(req->tools_json = cJSON_PrintUnformatted(tools)))
         return bad(err, err_len, param, "tools", "could not be copied (out of memory)");

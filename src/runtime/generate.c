@@ -59,6 +59,76 @@ void g4_stop_filter_free(g4_stop_filter *f) { g4_buf_free(&f->held); }
 
 static int append_text(void *ctx, const char *text, size_t len) { return g4_buf_append(ctx, text, len); }
 
+/* JSON mode's phases: at the answer's first token a thought channel may open (G4_JSON_AFTER_THOUGHT); inside it
+ * nothing is constrained; once it closes, or when the answer starts otherwise, every token must keep the text a
+ * prefix of a JSON object. */
+enum { JSON_START, JSON_THOUGHT, JSON_OBJECT };
+/* What a token can be in JSON mode: never text (a control token, no bytes, an id the tokenizer lacks), text that
+ * continues any string between its characters and leaves it there (no quote, backslash or control byte, whole
+ * UTF-8 characters: most of a vocabulary, checked at once inside strings), or other text. */
+enum { PIECE_NONE, PIECE_PLAIN, PIECE_OTHER };
+
+/* Every token's bytes, once per JSON-mode request (a few MB for Gemma's 262144 tokens). */
+static int build_pieces(g4_gen *g, g4_err *err) {
+    const int n_tok = g4_tokenizer_vocab_size(g->tok);
+    g->piece_at = malloc(((size_t)g->vocab + 1) * sizeof *g->piece_at);
+    g->piece_kind = malloc((size_t)g->vocab);
+    g4_buf all = {0}, one = {0};
+    g4_json_state in_string = {0};
+    g4_json_feed(&in_string, (const unsigned char *)"{\"\":\"", 5);
+    int rc = g->piece_at && g->piece_kind ? 0 : g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    for (int id = 0; !rc && id < g->vocab; id++) {
+        g->piece_at[id] = (uint32_t)all.len;
+        g->piece_kind[id] = PIECE_NONE;
+        if (id >= n_tok || g4_tokenizer_is_special(g->tok, id)) continue;
+        g4_buf_reset(&one);
+        if ((rc = g4_tokenizer_piece(g->tok, id, &one, err))) break;
+        if (!one.len) continue;
+        g4_json_state t = in_string;
+        const int plain = !g4_json_feed(&t, (const unsigned char *)one.data, one.len) && g4_json_in_string(&t);
+        g->piece_kind[id] = plain ? PIECE_PLAIN : PIECE_OTHER;
+        if (all.len + one.len > UINT32_MAX || g4_buf_append(&all, one.data, one.len))
+            rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    }
+    if (!rc) g->piece_at[g->vocab] = (uint32_t)all.len;
+    g4_buf_free(&one);
+    g->piece_bytes = (unsigned char *)all.data; /* owned now */
+    return rc;
+}
+
+/* Logits of the tokens that cannot continue the JSON text become -inf. */
+static int json_mask(g4_gen *g, float *logits, g4_err *err) {
+    const int in_string = g4_json_in_string(&g->json);
+    int allowed = 0;
+    for (int id = 0; id < g->vocab; id++) {
+        int ok;
+        const int kind = g->piece_kind[id];
+        if (kind == PIECE_NONE) ok = g->json_phase == JSON_START && g->p.json == G4_JSON_AFTER_THOUGHT && id == g->channel_open;
+        else if (kind == PIECE_PLAIN && in_string) ok = 1;
+        else {
+            g4_json_state t = g->json;
+            ok = !g4_json_feed(&t, g->piece_bytes + g->piece_at[id], g->piece_at[id + 1] - g->piece_at[id]);
+        }
+        if (!ok) logits[id] = -INFINITY;
+        allowed += ok;
+    }
+    return allowed ? 0 : g4_fail(err, GEMMA4C_ERR_ARG, "JSON mode: no token of the vocabulary continues the JSON text");
+}
+
+/* The chosen token moves JSON mode along. */
+static void json_advance(g4_gen *g, int32_t id) {
+    if (g->json_phase == JSON_THOUGHT) {
+        if (id == g->channel_close) g->json_phase = JSON_OBJECT;
+        return;
+    }
+    if (g->json_phase == JSON_START && g->p.json == G4_JSON_AFTER_THOUGHT && id == g->channel_open) {
+        g->json_phase = JSON_THOUGHT;
+        return;
+    }
+    g->json_phase = JSON_OBJECT;
+    g4_json_feed(&g->json, g->piece_bytes + g->piece_at[id], g->piece_at[id + 1] - g->piece_at[id]); /* masked: fits */
+}
+
 int g4_gen_init(g4_gen *g, const g4_gen_params *p, const g4_tokenizer *tok, int vocab, const int32_t *prompt,
                 size_t n_prompt, g4_err *err) {
     memset(g, 0, sizeof *g);
@@ -76,6 +146,14 @@ int g4_gen_init(g4_gen *g, const g4_gen_params *p, const g4_tokenizer *tok, int 
         g4_gen_free(g);
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     }
+    if (p->json) {
+        g->channel_open = g4_tokenizer_find(tok, "<|channel>");
+        g->channel_close = g4_tokenizer_find(tok, "<channel|>");
+        if ((rc = build_pieces(g, err))) {
+            g4_gen_free(g);
+            return rc;
+        }
+    }
     return 0;
 }
 
@@ -84,6 +162,9 @@ void g4_gen_free(g4_gen *g) {
     g4_stop_filter_free(&g->filter);
     g4_ids_free(&g->history);
     free(g->raw);
+    free(g->piece_at);
+    free(g->piece_kind);
+    free(g->piece_bytes);
     memset(g, 0, sizeof *g);
 }
 
@@ -129,14 +210,16 @@ int g4_gen_next(g4_gen *g, float *logits, g4_gen_token *out, g4_err *err) {
     const size_t n_answer = g->history.n - g->n_prompt;
     /* Without a penalty the chosen logit is read in place (a copy of a 262144-entry row costs a millisecond of page
      * faults on a request's first token). */
-    const int keep_raw = g->p.logprobs && g4_sampler_changes_logits(&g->sampler);
+    const int constrained = g->p.json && g->json_phase != JSON_THOUGHT;
+    const int keep_raw = g->p.logprobs && (g4_sampler_changes_logits(&g->sampler) || constrained);
     if (keep_raw && !g->raw && !(g->raw = malloc((size_t)g->vocab * sizeof(float))))
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     if (keep_raw) memcpy(g->raw, logits, (size_t)g->vocab * sizeof(float));
+    int rc = constrained ? json_mask(g, logits, err) : 0;
+    if (rc) return rc;
     int32_t id = g4_sampler_pick(&g->sampler, logits, g->history.v, g->history.n, n_answer);
     out->id = id;
     if (g->p.logprobs) out->logprob = (keep_raw ? g->raw[id] : logits[id]) - lse;
-    int rc = 0;
     if (is_stop_id(&g->p, id)) {
         out->id = -1;
         g->stop_reason = G4_STOP_EOS;
@@ -145,6 +228,7 @@ int g4_gen_next(g4_gen *g, float *logits, g4_gen_token *out, g4_err *err) {
         return rc ? g4_fail(err, rc, "out of memory") : 0;
     }
     g->generated++;
+    if (g->p.json) json_advance(g, id);
     if (g4_ids_push(&g->history, id)) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     if ((rc = g4_tokenizer_piece(g->tok, id, &out->piece, err))) return rc;
     g4_buf fresh = {0};
@@ -156,8 +240,8 @@ int g4_gen_next(g4_gen *g, float *logits, g4_gen_token *out, g4_err *err) {
     if (g->filter.stopped) {
         g->stop_reason = G4_STOP_STRING;
         g->stop_string = g->filter.which;
-    } else if (g->p.max_tokens > 0 && g->generated >= g->p.max_tokens) {
-        g->stop_reason = G4_STOP_LENGTH;
+    } else if ((g->p.json && g4_json_complete(&g->json)) || (g->p.max_tokens > 0 && g->generated >= g->p.max_tokens)) {
+        g->stop_reason = g->p.json && g4_json_complete(&g->json) ? G4_STOP_JSON : G4_STOP_LENGTH;
         if (release_held(g, &out->text)) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     }
     return 0;

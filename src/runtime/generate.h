@@ -7,6 +7,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "runtime/json_grammar.h"
 #include "runtime/sampler.h"
 #include "text/tokenizer.h"
 
@@ -28,9 +29,10 @@ int g4_stop_filter_flush(g4_stop_filter *f, g4_text_fn on_text, void *ctx);
 void g4_stop_filter_free(g4_stop_filter *f);
 
 /* gemma4c_stop_reason's values. */
-enum { G4_STOP_NONE = 0, G4_STOP_EOS, G4_STOP_STRING, G4_STOP_LENGTH, G4_STOP_CONTEXT, G4_STOP_CANCELLED };
+enum { G4_STOP_NONE = 0, G4_STOP_EOS, G4_STOP_STRING, G4_STOP_LENGTH, G4_STOP_CONTEXT, G4_STOP_CANCELLED, G4_STOP_JSON };
 
 #define G4_MAX_TOP_LOGPROBS 20
+#define G4_JSON_AFTER_THOUGHT 2
 
 typedef struct g4_gen_params {
     g4_sampler_params sampling;
@@ -41,6 +43,8 @@ typedef struct g4_gen_params {
     size_t n_stop_strings;
     int skip_special;                /* control tokens do not appear in the text */
     int logprobs, top_logprobs;
+    int json;                        /* 1: the answer is one JSON object; G4_JSON_AFTER_THOUGHT: after a thought
+                                        channel, if the model opens one first */
 } g4_gen_params;
 
 /* What one position produced. */
@@ -67,6 +71,13 @@ typedef struct g4_gen {
     int32_t stop_id;
     int stop_string;
     float *raw;       /* [vocab] the logits before sampling rules (log-probabilities) */
+    /* JSON mode */
+    g4_json_state json;
+    int json_phase;          /* JSON_* in generate.c */
+    int32_t channel_open, channel_close;
+    uint32_t *piece_at;      /* [vocab + 1]: token id's bytes are piece_bytes[piece_at[id] .. piece_at[id + 1]) */
+    unsigned char *piece_bytes;
+    uint8_t *piece_kind;     /* [vocab]: PIECE_* in generate.c */
 } g4_gen;
 
 /* `p`'s arrays must outlive the generation. */

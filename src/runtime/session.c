@@ -254,6 +254,9 @@ static int request_options(g4_engine *e, g4_request *r, const gemma4c_generate_o
     gp->skip_special = o->keep_special == 1 ? 0 : o->keep_special == GEMMA4C_KEEP_MARKERS ? G4_SKIP_SPECIAL_BUT_MARKERS : 1;
     gp->logprobs = o->logprobs != 0;
     gp->top_logprobs = o->top_logprobs;
+    if (o->json < 0 || o->json > GEMMA4C_JSON_AFTER_THOUGHT)
+        return g4_fail(err, GEMMA4C_ERR_ARG, "json must be 0, 1 or GEMMA4C_JSON_AFTER_THOUGHT (2)");
+    gp->json = o->json;
     if (!o->ignore_eos) {
         const g4_model *m = e->m;
         for (int i = 0; i < m->gen.n_eos && i < G4_MAX_STOP_IDS; i++) r->stop_ids[gp->n_stop_ids++] = m->gen.eos_ids[i];

@@ -161,6 +161,37 @@ const after = banned.choices[0].logprobs.content[0];
 check(after.token !== first.token && after.token === first.top_logprobs[1].token,
       `a banned greedy token gives way to the runner-up (${JSON.stringify(after.token)} vs ${JSON.stringify(first.top_logprobs[1].token)})`);
 
+// response_format json_object: every answer is a JSON object, or a prefix of one when max_tokens cut it; streamed
+// and whole answers agree; thinking first is allowed
+const jsonAnswer = (text, finish, what) => {
+  if (finish === "stop") {
+    let parsed = null;
+    try { parsed = JSON.parse(text); } catch (e) { /* checked below */ }
+    check(parsed !== null && typeof parsed === "object" && !Array.isArray(parsed), `${what}: a JSON object: ${JSON.stringify(text)}`);
+    return 1;
+  }
+  check(finish === "length" && text.startsWith("{"), `${what}: cut by max_tokens inside an object: ${JSON.stringify(text)}`);
+  return 0;
+};
+let objects = 0;
+for (let seed = 1; seed <= 6; seed++) {
+  const req = { model, messages: hello, max_tokens: 40, temperature: 1, seed, response_format: { type: "json_object" } };
+  const whole = await client.chat.completions.create(req);
+  objects += jsonAnswer(whole.choices[0].message.content, whole.choices[0].finish_reason, `json seed ${seed}`);
+  let text = "";
+  for await (const c of await client.chat.completions.create({ ...req, stream: true })) text += c.choices[0]?.delta?.content ?? "";
+  check(text === whole.choices[0].message.content, `json seed ${seed}: streamed equals whole`);
+}
+check(objects >= 1, `${objects} of 6 sampled JSON answers closed their object`);
+const thoughtful = await client.chat.completions.create({ model, messages: hello, max_tokens: 40, temperature: 1, seed: 3,
+                                                          reasoning_effort: "high", response_format: { type: "json_object" } });
+const tc = thoughtful.choices[0];
+check(tc.message.content === "" || tc.message.content === null || tc.message.content.startsWith("{") ||
+      tc.message.content.startsWith("\n{"), `json after thinking: ${JSON.stringify(tc.message.content)}`);
+const jsonCmpl = await client.completions.create({ model, prompt: "The sea is", max_tokens: 40, temperature: 0,
+                                                   response_format: { type: "json_object" } });
+jsonAnswer(jsonCmpl.choices[0].text, jsonCmpl.choices[0].finish_reason, "json completion");
+
 // completions (raw prompt), streaming and not
 const cmpl = await client.completions.create({ model, prompt: "The sea is", temperature: 0, max_tokens: 8 });
 check(cmpl.object === "text_completion" && typeof cmpl.choices[0].text === "string", "a text_completion");
@@ -201,6 +232,12 @@ await expectError(client.chat.completions.create({ model, messages: [] }), 400, 
 await expectError(client.chat.completions.create({ model, messages: hello, temperature: "hot" }), 400, "temperature");
 await expectError(client.chat.completions.create({ model, messages: hello, n: 2 }), 400, "n");
 await expectError(client.chat.completions.create({ model, messages: hello, top_logprobs: 3 }), 400, "top_logprobs");
+await expectError(client.chat.completions.create({ model, messages: hello, response_format: "json" }), 400, "response_format");
+for (const response_format of [{ type: "json_schema", json_schema: { name: "x", schema: { type: "object" } } }, { type: "xml" }, {}])
+  await expectError(client.chat.completions.create({ model, messages: hello, response_format }), 400, "response_format.type");
+await expectError(client.chat.completions.create({ model, messages: hello, response_format: { type: "json_object" },
+  tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }], tool_choice: "required" }),
+  400, "response_format");
 for (const logit_bias of [[1], "x", { abc: 1 }, { "-1": 1 }, { "5": 101 }, { "5": "up" }, { "99999999": 1 },
                           Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [String(i), 1]))])
   await expectError(client.chat.completions.create({ model, messages: hello, logit_bias }), 400, "logit_bias");

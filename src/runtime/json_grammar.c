@@ -1,0 +1,194 @@
+/* json_grammar.c — byte by byte, whether a text can still become one JSON object: JSON mode's constraint. */
+#include "runtime/json_grammar.h"
+
+#include <string.h>
+
+enum {
+    J_START,      /* nothing yet: only '{' */
+    J_OBJ_FIRST,  /* after '{': a key or '}' */
+    J_OBJ_KEY,    /* after ',' in an object: a key */
+    J_COLON,      /* after a key */
+    J_VALUE,      /* after ':', or ',' in an array */
+    J_ARR_FIRST,  /* after '[': a value or ']' */
+    J_AFTER,      /* after a value inside a container: ',' or its closer */
+    J_STRING,     /* inside a string, between characters */
+    J_UTF8,       /* inside a multi-byte character */
+    J_ESCAPE,     /* after a backslash */
+    J_HEX,        /* inside \uXXXX */
+    J_LITERAL,    /* inside true, false or null */
+    J_MINUS,      /* a number's '-' */
+    J_ZERO,       /* a number's integer part 0 */
+    J_INT,        /* a number's integer digits (not starting with 0) */
+    J_DOT,        /* a number's '.' */
+    J_FRAC,       /* a number's fraction digits */
+    J_EXP,        /* a number's 'e' */
+    J_EXP_SIGN,   /* a number's exponent sign */
+    J_EXP_DIGITS, /* a number's exponent digits */
+    J_DONE        /* the object closed */
+};
+
+static const char *const literals[3] = {"true", "false", "null"};
+
+static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+static int is_hex(unsigned char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+static int top_is_object(const g4_json_state *s) {
+    const int d = s->depth - 1;
+    return s->is_object[d / 8] >> (d % 8) & 1;
+}
+
+static int push(g4_json_state *s, int object, int mode) {
+    if (s->depth >= G4_JSON_MAX_DEPTH) return -1;
+    const int d = s->depth++;
+    if (object) s->is_object[d / 8] |= (uint8_t)(1u << (d % 8));
+    else s->is_object[d / 8] &= (uint8_t)~(1u << (d % 8));
+    s->mode = (uint8_t)mode;
+    return 0;
+}
+
+/* A value ended: the container goes on, or the whole object is done. */
+static void value_done(g4_json_state *s) { s->mode = s->depth ? J_AFTER : J_DONE; }
+
+static int value_start(g4_json_state *s, unsigned char c) {
+    s->run = 0;
+    switch (c) {
+    case '{': return push(s, 1, J_OBJ_FIRST);
+    case '[': return push(s, 0, J_ARR_FIRST);
+    case '"': s->mode = J_STRING, s->in_key = 0; return 0;
+    case 't': s->literal = 0; break;
+    case 'f': s->literal = 1; break;
+    case 'n': s->literal = 2; break;
+    default:
+        if (c != '-' && !is_digit(c)) return -1;
+        s->mode = c == '-' ? J_MINUS : c == '0' ? J_ZERO : J_INT;
+        s->run = 1; /* a number's length so far */
+        return 0;
+    }
+    s->mode = J_LITERAL;
+    s->left = (uint8_t)(strlen(literals[s->literal]) - 1);
+    return 0;
+}
+
+/* Whitespace where the grammar allows it, in runs of a bounded length. */
+static int space(g4_json_state *s) {
+    if (s->run >= G4_JSON_MAX_SPACE) return -1;
+    s->run++;
+    return 0;
+}
+
+/* The first byte of a multi-byte UTF-8 character: how many follow and the range of the next one (no overlong
+ * forms, surrogates or code points past U+10FFFF). */
+static int utf8_lead(g4_json_state *s, unsigned char c) {
+    s->lo = 0x80, s->hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) s->left = 1;
+    else if (c >= 0xE0 && c <= 0xEF) s->left = 2, s->lo = c == 0xE0 ? 0xA0 : 0x80, s->hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4) s->left = 3, s->lo = c == 0xF0 ? 0x90 : 0x80, s->hi = c == 0xF4 ? 0x8F : 0xBF;
+    else return -1;
+    s->mode = J_UTF8;
+    return 0;
+}
+
+/* A number byte while the number may end here: the digits of its part, or where it goes next. */
+static int number_more(g4_json_state *s, unsigned char c, int *ended) {
+    const int m = s->mode;
+    *ended = 0;
+    if (is_digit(c) && m != J_ZERO) return 0;
+    if (c == '.' && (m == J_ZERO || m == J_INT)) return s->mode = J_DOT, 0;
+    if ((c == 'e' || c == 'E') && m != J_EXP_DIGITS) return s->mode = J_EXP, 0;
+    *ended = 1;
+    return 0;
+}
+
+static int feed_byte(g4_json_state *s, unsigned char c) {
+    switch (s->mode) {
+    case J_START:
+        return c == '{' ? push(s, 1, J_OBJ_FIRST) : -1;
+    case J_OBJ_FIRST:
+    case J_OBJ_KEY:
+        if (is_space(c)) return space(s);
+        s->run = 0;
+        if (c == '"') return s->mode = J_STRING, s->in_key = 1, 0;
+        if (c == '}' && s->mode == J_OBJ_FIRST) return s->depth--, value_done(s), 0;
+        return -1;
+    case J_COLON:
+        if (is_space(c)) return space(s);
+        s->run = 0;
+        return c == ':' ? (s->mode = J_VALUE, 0) : -1;
+    case J_VALUE:
+    case J_ARR_FIRST:
+        if (is_space(c)) return space(s);
+        if (c == ']' && s->mode == J_ARR_FIRST) return s->run = 0, s->depth--, value_done(s), 0;
+        return value_start(s, c);
+    case J_AFTER:
+        if (is_space(c)) return space(s);
+        s->run = 0;
+        if (c == ',') return s->mode = top_is_object(s) ? J_OBJ_KEY : J_VALUE, 0;
+        if (c == (top_is_object(s) ? '}' : ']')) return s->depth--, value_done(s), 0;
+        return -1;
+    case J_STRING:
+        if (c == '"') {
+            if (s->in_key) s->mode = J_COLON, s->run = 0;
+            else value_done(s), s->run = 0;
+            return 0;
+        }
+        if (c == '\\') return s->mode = J_ESCAPE, 0;
+        if (c < 0x20) return -1;
+        return c < 0x80 ? 0 : utf8_lead(s, c);
+    case J_UTF8:
+        if (c < s->lo || c > s->hi) return -1;
+        s->lo = 0x80, s->hi = 0xBF;
+        if (--s->left == 0) s->mode = J_STRING;
+        return 0;
+    case J_ESCAPE:
+        if (c == 'u') return s->mode = J_HEX, s->left = 4, 0;
+        return c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' || c == 't'
+                   ? (s->mode = J_STRING, 0)
+                   : -1;
+    case J_HEX:
+        if (!is_hex(c)) return -1;
+        if (--s->left == 0) s->mode = J_STRING;
+        return 0;
+    case J_LITERAL: {
+        const char *word = literals[s->literal];
+        const size_t at = strlen(word) - s->left;
+        if (c != (unsigned char)word[at]) return -1;
+        if (--s->left == 0) value_done(s), s->run = 0;
+        return 0;
+    }
+    case J_MINUS:
+        if (c == '0') return s->mode = J_ZERO, s->run++, 0;
+        if (c >= '1' && c <= '9') return s->mode = J_INT, s->run++, 0;
+        return -1;
+    case J_DOT:
+        return is_digit(c) ? (s->mode = J_FRAC, s->run++, 0) : -1;
+    case J_EXP:
+        if (c == '+' || c == '-') return s->mode = J_EXP_SIGN, s->run++, 0;
+        return is_digit(c) ? (s->mode = J_EXP_DIGITS, s->run++, 0) : -1;
+    case J_EXP_SIGN:
+        return is_digit(c) ? (s->mode = J_EXP_DIGITS, s->run++, 0) : -1;
+    case J_ZERO:
+    case J_INT:
+    case J_FRAC:
+    case J_EXP_DIGITS: {
+        int ended;
+        number_more(s, c, &ended);
+        if (!ended) return ++s->run > G4_JSON_MAX_NUMBER ? -1 : 0;
+        s->run = 0;
+        value_done(s); /* the number ended: this byte follows it */
+        return feed_byte(s, c);
+    }
+    default: /* J_DONE: nothing may follow */
+        return -1;
+    }
+}
+
+int g4_json_feed(g4_json_state *s, const unsigned char *bytes, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (feed_byte(s, bytes[i])) return -1;
+    return 0;
+}
+
+int g4_json_complete(const g4_json_state *s) { return s->mode == J_DONE; }
+
+int g4_json_in_string(const g4_json_state *s) { return s->mode == J_STRING; }
