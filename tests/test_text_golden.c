@@ -154,7 +154,7 @@ int main(void) {
     snprintf(reference, sizeof reference, "%s/tiny/reference/text.safetensors", golden);
     check_checkpoint(checkpoint, reference);
     /* Other shapes than tiny's (tests/reference/make_variants.py says which knobs each one turns). */
-    const char *variants[] = {"gqa3", "mqa"};
+    const char *variants[] = {"gqa3", "mqa", "keqv"};
     for (size_t i = 0; i < sizeof variants / sizeof *variants; i++) {
         snprintf(checkpoint, sizeof checkpoint, "%s/tests/data/variants/%s/checkpoint", GEMMA4C_SOURCE_DIR, variants[i]);
         snprintf(reference, sizeof reference, "%s/tests/data/variants/%s/text.safetensors", GEMMA4C_SOURCE_DIR,
