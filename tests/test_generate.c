@@ -167,6 +167,15 @@ static void check_gen(void) {
     g4_gen g;
     g4_gen_token t = {0};
     g4_buf text = {0};
+    /* JSON mode needs the tokenizer's pieces, for this vocabulary */
+    g4_gen_params jp = p;
+    jp.json = 1;
+    CHECK(g4_gen_init(&g, &jp, tok, V, prompt, 1, &err) == GEMMA4C_ERR_ARG && strstr(err.msg, "JSON"), "%s", err.msg);
+    g4_token_pieces pieces;
+    CHECK(g4_token_pieces_build(&pieces, tok, V - 1, &err) == 0, "%s", err.msg);
+    jp.pieces = &pieces;
+    CHECK(g4_gen_init(&g, &jp, tok, V, prompt, 1, &err) == GEMMA4C_ERR_ARG, "pieces of another vocabulary refused");
+    g4_token_pieces_free(&pieces);
     CHECK(g4_gen_init(&g, &p, tok, V, prompt, 1, &err) == 0, "%s", err.msg);
     const char *feed = "abSTOx";
     for (const char *c = feed; *c && !g.stop_reason; c++) {

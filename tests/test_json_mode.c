@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "runtime/engine.h"
 #include "runtime/json_grammar.h"
 
 /* Feeds text byte by byte: the index of the first byte refused, or -1 when all are taken. */
@@ -211,6 +212,10 @@ static void check_generation(gemma4c_model *m) {
         after.len = t.len - skip;
         well_formed("after thinking", &after, &r);
     }
+    /* the token pieces are made once per model and shared by its requests */
+    g4_err e = {0};
+    const g4_token_pieces *pieces = g4_engine_json_pieces(m, &e);
+    CHECK(pieces && pieces == g4_engine_json_pieces(m, &e) && pieces->vocab == 512, "one set of pieces per model: %s", e.msg);
     gemma4c_session_free(s);
 }
 

@@ -384,6 +384,30 @@ void g4_engine_enqueue(g4_engine *e, g4_request *r) {
     pthread_mutex_unlock(&e->mu);
 }
 
+const g4_token_pieces *g4_engine_json_pieces(g4_engine *e, g4_err *err) {
+    pthread_mutex_lock(&e->mu);
+    const g4_token_pieces *have = e->json_pieces;
+    pthread_mutex_unlock(&e->mu);
+    if (have) return have;
+    /* made outside the lock (tens of milliseconds for a large vocabulary: the scheduler keeps stepping); a request
+     * that raced this one may install its copy first */
+    g4_token_pieces *made = calloc(1, sizeof *made);
+    if (!made) {
+        g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (g4_token_pieces_build(made, e->m->tok, (int)e->m->cfg.text.vocab_size, err)) {
+        free(made);
+        return NULL;
+    }
+    pthread_mutex_lock(&e->mu);
+    if (!e->json_pieces) e->json_pieces = made, made = NULL;
+    have = e->json_pieces;
+    pthread_mutex_unlock(&e->mu);
+    if (made) g4_token_pieces_free(made), free(made);
+    return have;
+}
+
 void g4_engine_unref(g4_engine *e) {
     pthread_mutex_lock(&e->mu);
     int last = --e->refs == 0;
@@ -399,6 +423,7 @@ void g4_engine_unref(g4_engine *e) {
     g4_decoder_free(&e->d);
     for (int i = 0; i < G4_HANDOFF_MEDIA; i++)
         if (e->handoff[i]) g4_medium_free(e->handoff[i]), free(e->handoff[i]);
+    if (e->json_pieces) g4_token_pieces_free(e->json_pieces), free(e->json_pieces);
     e->be.destroy(&e->be);
     g4_compute_free(&e->c);
     g4_model_free(e->m);

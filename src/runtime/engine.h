@@ -45,6 +45,7 @@ struct gemma4c_model {
      * a prompt's ids, then submits it): taken, not copied, by the first input that names one; the oldest are freed
      * past G4_HANDOFF_MEDIA. */
     g4_medium *handoff[G4_HANDOFF_MEDIA];
+    g4_token_pieces *json_pieces; /* JSON mode's, made by the first request that needs them */
 };
 
 enum { G4_REQ_GENERATE = 0, G4_REQ_LOGITS, G4_REQ_ENCODE };
@@ -125,6 +126,8 @@ void g4_media_list_free(g4_medium **media, size_t n, g4_medium **keep, size_t n_
 /* A list of decoded media left on the engine for a later input (the list itself is freed), and one taken back by
  * its identity (NULL when none waits). Both lock the engine. */
 void g4_engine_leave_media(g4_engine *e, g4_medium **media, size_t n);
+/* The tokenizer's token pieces for JSON mode, made on first use and kept while the model lives; NULL on failure. */
+const g4_token_pieces *g4_engine_json_pieces(g4_engine *e, g4_err *err);
 g4_medium *g4_engine_take_media(g4_engine *e, uint64_t key);
 
 #endif

@@ -66,48 +66,61 @@ enum { JSON_START, JSON_THOUGHT, JSON_OBJECT };
 /* What a token can be in JSON mode: never text (a control token, no bytes, an id the tokenizer lacks), text that
  * continues any string between its characters and leaves it there (no quote, backslash or control byte, whole
  * UTF-8 characters: most of a vocabulary, checked at once inside strings), or other text. */
-enum { PIECE_NONE, PIECE_PLAIN, PIECE_OTHER };
-
-/* Every token's bytes, once per JSON-mode request (a few MB for Gemma's 262144 tokens). */
-static int build_pieces(g4_gen *g, g4_err *err) {
-    const int n_tok = g4_tokenizer_vocab_size(g->tok);
-    g->piece_at = malloc(((size_t)g->vocab + 1) * sizeof *g->piece_at);
-    g->piece_kind = malloc((size_t)g->vocab);
+int g4_token_pieces_build(g4_token_pieces *p, const g4_tokenizer *tok, int vocab, g4_err *err) {
+    memset(p, 0, sizeof *p);
+    const int n_tok = g4_tokenizer_vocab_size(tok);
+    p->vocab = vocab;
+    p->at = malloc(((size_t)vocab + 1) * sizeof *p->at);
+    p->kind = malloc((size_t)vocab);
     g4_buf all = {0}, one = {0};
     g4_json_state in_string = {0};
     g4_json_feed(&in_string, (const unsigned char *)"{\"\":\"", 5);
-    int rc = g->piece_at && g->piece_kind ? 0 : g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
-    for (int id = 0; !rc && id < g->vocab; id++) {
-        g->piece_at[id] = (uint32_t)all.len;
-        g->piece_kind[id] = PIECE_NONE;
-        if (id >= n_tok || g4_tokenizer_is_special(g->tok, id)) continue;
+    int rc = p->at && p->kind ? 0 : g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    for (int id = 0; !rc && id < vocab; id++) {
+        p->at[id] = (uint32_t)all.len;
+        p->kind[id] = G4_PIECE_NONE;
+        if (id >= n_tok || g4_tokenizer_is_special(tok, id)) continue;
         g4_buf_reset(&one);
-        if ((rc = g4_tokenizer_piece(g->tok, id, &one, err))) break;
+        if ((rc = g4_tokenizer_piece(tok, id, &one, err))) break;
         if (!one.len) continue;
         g4_json_state t = in_string;
         const int plain = !g4_json_feed(&t, (const unsigned char *)one.data, one.len) && g4_json_in_string(&t);
-        g->piece_kind[id] = plain ? PIECE_PLAIN : PIECE_OTHER;
+        p->kind[id] = plain ? G4_PIECE_PLAIN : G4_PIECE_OTHER;
         if (all.len + one.len > UINT32_MAX || g4_buf_append(&all, one.data, one.len))
             rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     }
-    if (!rc) g->piece_at[g->vocab] = (uint32_t)all.len;
+    if (!rc) p->at[vocab] = (uint32_t)all.len;
     g4_buf_free(&one);
-    g->piece_bytes = (unsigned char *)all.data; /* owned now */
+    p->bytes = (unsigned char *)all.data; /* owned now */
+    if (rc) g4_token_pieces_free(p);
     return rc;
+}
+
+void g4_token_pieces_free(g4_token_pieces *p) {
+    free(p->at);
+    free(p->kind);
+    free(p->bytes);
+    memset(p, 0, sizeof *p);
+}
+
+/* Feeds token id's bytes to a JSON state. */
+static int feed_token(g4_json_state *s, const g4_token_pieces *p, int32_t id) {
+    return g4_json_feed(s, p->bytes + p->at[id], p->at[id + 1] - p->at[id]);
 }
 
 /* Logits of the tokens that cannot continue the JSON text become -inf. */
 static int json_mask(g4_gen *g, float *logits, g4_err *err) {
+    const g4_token_pieces *p = g->p.pieces;
     const int in_string = g4_json_in_string(&g->json);
     int allowed = 0;
     for (int id = 0; id < g->vocab; id++) {
         int ok;
-        const int kind = g->piece_kind[id];
-        if (kind == PIECE_NONE) ok = g->json_phase == JSON_START && g->p.json == G4_JSON_AFTER_THOUGHT && id == g->channel_open;
-        else if (kind == PIECE_PLAIN && in_string) ok = 1;
+        const int kind = p->kind[id];
+        if (kind == G4_PIECE_NONE) ok = g->json_phase == JSON_START && g->p.json == G4_JSON_AFTER_THOUGHT && id == g->channel_open;
+        else if (kind == G4_PIECE_PLAIN && in_string) ok = 1;
         else {
             g4_json_state t = g->json;
-            ok = !g4_json_feed(&t, g->piece_bytes + g->piece_at[id], g->piece_at[id + 1] - g->piece_at[id]);
+            ok = !feed_token(&t, p, id);
         }
         if (!ok) logits[id] = -INFINITY;
         allowed += ok;
@@ -126,7 +139,7 @@ static void json_advance(g4_gen *g, int32_t id) {
         return;
     }
     g->json_phase = JSON_OBJECT;
-    g4_json_feed(&g->json, g->piece_bytes + g->piece_at[id], g->piece_at[id + 1] - g->piece_at[id]); /* masked: fits */
+    feed_token(&g->json, g->p.pieces, id); /* the mask let only fitting tokens through */
 }
 
 int g4_gen_init(g4_gen *g, const g4_gen_params *p, const g4_tokenizer *tok, int vocab, const int32_t *prompt,
@@ -146,14 +159,12 @@ int g4_gen_init(g4_gen *g, const g4_gen_params *p, const g4_tokenizer *tok, int 
         g4_gen_free(g);
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     }
-    if (p->json) {
-        g->channel_open = g4_tokenizer_find(tok, "<|channel>");
-        g->channel_close = g4_tokenizer_find(tok, "<channel|>");
-        if ((rc = build_pieces(g, err))) {
-            g4_gen_free(g);
-            return rc;
-        }
+    if (p->json && (!p->pieces || p->pieces->vocab != vocab)) {
+        g4_gen_free(g);
+        return g4_fail(err, GEMMA4C_ERR_ARG, "JSON mode needs the token pieces of a %d-token vocabulary", vocab);
     }
+    g->channel_open = g4_tokenizer_find(tok, "<|channel>");
+    g->channel_close = g4_tokenizer_find(tok, "<channel|>");
     return 0;
 }
 
@@ -162,9 +173,6 @@ void g4_gen_free(g4_gen *g) {
     g4_stop_filter_free(&g->filter);
     g4_ids_free(&g->history);
     free(g->raw);
-    free(g->piece_at);
-    free(g->piece_kind);
-    free(g->piece_bytes);
     memset(g, 0, sizeof *g);
 }
 

@@ -34,6 +34,18 @@ enum { G4_STOP_NONE = 0, G4_STOP_EOS, G4_STOP_STRING, G4_STOP_LENGTH, G4_STOP_CO
 #define G4_MAX_TOP_LOGPROBS 20
 #define G4_JSON_AFTER_THOUGHT 2
 
+/* Every token's bytes, for JSON mode: built once per tokenizer (a few MB for Gemma's 262144 tokens), shared
+ * read-only by the requests. kind[id]: G4_PIECE_*. */
+enum { G4_PIECE_NONE, G4_PIECE_PLAIN, G4_PIECE_OTHER };
+typedef struct g4_token_pieces {
+    int vocab;
+    uint32_t *at;         /* [vocab + 1]: id's bytes are bytes[at[id] .. at[id + 1]) */
+    unsigned char *bytes;
+    uint8_t *kind;        /* [vocab] */
+} g4_token_pieces;
+int g4_token_pieces_build(g4_token_pieces *p, const g4_tokenizer *tok, int vocab, g4_err *err);
+void g4_token_pieces_free(g4_token_pieces *p);
+
 typedef struct g4_gen_params {
     g4_sampler_params sampling;
     int max_tokens;                  /* <= 0: no limit */
@@ -45,6 +57,7 @@ typedef struct g4_gen_params {
     int logprobs, top_logprobs;
     int json;                        /* 1: the answer is one JSON object; G4_JSON_AFTER_THOUGHT: after a thought
                                         channel, if the model opens one first */
+    const g4_token_pieces *pieces;   /* JSON mode's: the tokenizer's, for the generation's vocabulary */
 } g4_gen_params;
 
 /* What one position produced. */
@@ -75,9 +88,6 @@ typedef struct g4_gen {
     g4_json_state json;
     int json_phase;          /* JSON_* in generate.c */
     int32_t channel_open, channel_close;
-    uint32_t *piece_at;      /* [vocab + 1]: token id's bytes are piece_bytes[piece_at[id] .. piece_at[id + 1]) */
-    unsigned char *piece_bytes;
-    uint8_t *piece_kind;     /* [vocab]: PIECE_* in generate.c */
 } g4_gen;
 
 /* `p`'s arrays must outlive the generation. */
