@@ -16,25 +16,20 @@ static void media_path(const char *golden, const char *file, char *out, size_t n
     else snprintf(out, n, "%s/%s", VARIANT, file);
 }
 
-static float *reference(const char *name, const char *tensor, int64_t *numel) {
+/* The case's reference file (its "reference", in the variant's folder), or NULL after a failed check. */
+static g4_st_file *open_reference(const cJSON *c) {
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", VARIANT, name);
+    snprintf(path, sizeof path, "%s/%s", VARIANT, cJSON_GetStringValue(cJSON_GetObjectItem(c, "reference")));
     g4_st_file *f = NULL;
     g4_err e = {0};
-    if (g4_st_open(path, &f, &e)) {
-        CHECK(0, "%s", e.msg);
-        return NULL;
-    }
-    float *v = g4t_tensor_f32(f, tensor, numel);
-    g4_st_close(f);
-    return v;
+    if (g4_st_open(path, &f, &e)) CHECK(0, "%s", e.msg);
+    return f;
 }
 
 /* One medium encoded from its file against the reference's features; returns 1 when it was compared. */
 static int check_encode(gemma4c_session *s, const char *golden, const cJSON *c) {
     const char *kind = cJSON_GetStringValue(cJSON_GetObjectItem(c, "kind"));
     const char *file = cJSON_GetStringValue(cJSON_GetObjectItem(c, "file"));
-    const char *ref = cJSON_GetStringValue(cJSON_GetObjectItem(c, "reference"));
     const int want_tokens = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(c, "tokens"));
     const int image = strcmp(kind, "image") == 0;
     char path[4400], err[512];
@@ -42,7 +37,9 @@ static int check_encode(gemma4c_session *s, const char *golden, const cJSON *c) 
     gemma4c_media md = {image ? GEMMA4C_MEDIA_IMAGE : GEMMA4C_MEDIA_AUDIO, path, NULL, 0,
                         image ? (int)cJSON_GetNumberValue(cJSON_GetObjectItem(c, "budget")) : 0};
     int64_t n_want = 0;
-    float *want = reference(ref, image ? "image_features" : "audio_features", &n_want);
+    g4_st_file *rf = open_reference(c);
+    float *want = rf ? g4t_tensor_f32(rf, image ? "image_features" : "audio_features", &n_want) : NULL;
+    if (rf) g4_st_close(rf);
     gemma4c_features *f = NULL;
     int rc = gemma4c_encode(s, &md, &f, err, sizeof err);
     CHECK(rc == 0, "%s: %s", file, err);
@@ -70,14 +67,8 @@ static int check_video(gemma4c_session *s, const char *golden, const cJSON *c) {
     media_path(golden, cJSON_GetStringValue(cJSON_GetObjectItem(c, "file")), path, sizeof path);
     const int64_t frames = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(c, "frames"));
     const int64_t per = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(c, "tokens_per_frame"));
-    char ref[512];
-    snprintf(ref, sizeof ref, "%s/%s", VARIANT, cJSON_GetStringValue(cJSON_GetObjectItem(c, "reference")));
-    g4_st_file *f = NULL;
-    g4_err e = {0};
-    if (g4_st_open(ref, &f, &e)) {
-        CHECK(0, "%s", e.msg);
-        return 0;
-    }
+    g4_st_file *f = open_reference(c);
+    if (!f) return 0;
     int64_t n_pick = 0, n_want = 0;
     int32_t *pick = g4t_tensor_i32(f, "frames", &n_pick);
     float *want = g4t_tensor_f32(f, "video_features", &n_want);
@@ -118,14 +109,8 @@ static int check_prompt(gemma4c_model *m, gemma4c_session *s, const char *golden
     char img[4400], aud[4400], err[512];
     media_path(golden, cJSON_GetStringValue(cJSON_GetArrayItem(files, 0)), img, sizeof img);
     media_path(golden, cJSON_GetStringValue(cJSON_GetArrayItem(files, 1)), aud, sizeof aud);
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", VARIANT, cJSON_GetStringValue(cJSON_GetObjectItem(c, "reference")));
-    g4_st_file *f = NULL;
-    g4_err e = {0};
-    if (g4_st_open(path, &f, &e)) {
-        CHECK(0, "%s", e.msg);
-        return 0;
-    }
+    g4_st_file *f = open_reference(c);
+    if (!f) return 0;
     int64_t T = 0, n_logits = 0;
     int32_t *ids = g4t_tensor_i32(f, "input_ids", &T);
     float *want = g4t_tensor_f32(f, "logits", &n_logits);

@@ -47,9 +47,9 @@ typedef struct oai_request {
  * video_url, with data: URLs, base64 audio or file:// URLs inside limits->media_dir), max_tokens /
  * max_completion_tokens, temperature, top_p, top_k, min_p, seed, stop, presence_penalty, frequency_penalty,
  * repetition_penalty, logit_bias, response_format (text, json_object), logprobs, top_logprobs, n (1 only), stream,
- * stream_options.include_usage, tools, tool_choice, reasoning_effort / chat_template_kwargs.enable_thinking. Unknown fields are ignored as OpenAI
- * does; a field of the wrong type or range is an error naming it (`param`, valid until req is freed). Sampling
- * defaults to `defaults` (the model's). req is to be freed also after an error, and must stay where it is while
+ * stream_options.include_usage, tools, tool_choice, reasoning_effort / chat_template_kwargs.enable_thinking.
+ * Unknown fields are ignored as OpenAI does; a field of the wrong type or range is an error naming it (`param`,
+ * valid until req is freed). Sampling defaults to `defaults` (the model's). req is to be freed also after an error, and must stay where it is while
  * its options generate (they point back to it for logit_bias). */
 int oai_parse_chat_request(const cJSON *body, const gemma4c_sampling *defaults, const oai_limits *limits,
                            oai_request *req, char *err, size_t err_len, const char **param);

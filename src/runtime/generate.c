@@ -163,8 +163,10 @@ int g4_gen_init(g4_gen *g, const g4_gen_params *p, const g4_tokenizer *tok, int 
         g4_gen_free(g);
         return g4_fail(err, GEMMA4C_ERR_ARG, "JSON mode needs the token pieces of a %d-token vocabulary", vocab);
     }
-    g->channel_open = g4_tokenizer_find(tok, "<|channel>");
-    g->channel_close = g4_tokenizer_find(tok, "<channel|>");
+    if (p->json) {
+        g->channel_open = g4_tokenizer_find(tok, "<|channel>");
+        g->channel_close = g4_tokenizer_find(tok, "<channel|>");
+    }
     return 0;
 }
 
@@ -245,11 +247,12 @@ int g4_gen_next(g4_gen *g, float *logits, g4_gen_token *out, g4_err *err) {
         rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     g4_buf_free(&fresh);
     if (rc) return rc;
+    const int json_done = g->p.json && g4_json_complete(&g->json);
     if (g->filter.stopped) {
         g->stop_reason = G4_STOP_STRING;
         g->stop_string = g->filter.which;
-    } else if ((g->p.json && g4_json_complete(&g->json)) || (g->p.max_tokens > 0 && g->generated >= g->p.max_tokens)) {
-        g->stop_reason = g->p.json && g4_json_complete(&g->json) ? G4_STOP_JSON : G4_STOP_LENGTH;
+    } else if (json_done || (g->p.max_tokens > 0 && g->generated >= g->p.max_tokens)) {
+        g->stop_reason = json_done ? G4_STOP_JSON : G4_STOP_LENGTH;
         if (release_held(g, &out->text)) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     }
     return 0;

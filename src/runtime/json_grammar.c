@@ -89,14 +89,13 @@ static int utf8_lead(g4_json_state *s, unsigned char c) {
     return 0;
 }
 
-/* A number byte while the number may end here: the digits of its part, or where it goes next. */
-static int number_more(g4_json_state *s, unsigned char c, int *ended) {
+/* A byte after a number that may end here: 1 when it continues the number (a digit of its part, or the step to
+ * the next part), 0 when the number ended before it. */
+static int number_goes_on(g4_json_state *s, unsigned char c) {
     const int m = s->mode;
-    *ended = 0;
-    if (is_digit(c) && m != J_ZERO) return 0;
-    if (c == '.' && (m == J_ZERO || m == J_INT)) return s->mode = J_DOT, 0;
-    if ((c == 'e' || c == 'E') && m != J_EXP_DIGITS) return s->mode = J_EXP, 0;
-    *ended = 1;
+    if (is_digit(c) && m != J_ZERO) return 1;
+    if (c == '.' && (m == J_ZERO || m == J_INT)) return s->mode = J_DOT, 1;
+    if ((c == 'e' || c == 'E') && m != J_EXP_DIGITS) return s->mode = J_EXP, 1;
     return 0;
 }
 
@@ -170,14 +169,11 @@ static int feed_byte(g4_json_state *s, unsigned char c) {
     case J_ZERO:
     case J_INT:
     case J_FRAC:
-    case J_EXP_DIGITS: {
-        int ended;
-        number_more(s, c, &ended);
-        if (!ended) return ++s->run > G4_JSON_MAX_NUMBER ? -1 : 0;
+    case J_EXP_DIGITS:
+        if (number_goes_on(s, c)) return ++s->run > G4_JSON_MAX_NUMBER ? -1 : 0;
         s->run = 0;
         value_done(s); /* the number ended: this byte follows it */
         return feed_byte(s, c);
-    }
     default: /* J_DONE: nothing may follow */
         return -1;
     }

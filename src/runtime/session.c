@@ -257,7 +257,7 @@ static int request_options(g4_engine *e, g4_request *r, const gemma4c_generate_o
     if (o->json < 0 || o->json > GEMMA4C_JSON_AFTER_THOUGHT)
         return g4_fail(err, GEMMA4C_ERR_ARG, "json must be 0, 1 or GEMMA4C_JSON_AFTER_THOUGHT (2)");
     gp->json = o->json;
-    if (o->json && !(gp->pieces = g4_engine_json_pieces(e, err))) return err->code ? err->code : GEMMA4C_ERR_NOMEM;
+    if (o->json && !(gp->pieces = g4_engine_json_pieces(e, err))) return err->code;
     if (!o->ignore_eos) {
         const g4_model *m = e->m;
         for (int i = 0; i < m->gen.n_eos && i < G4_MAX_STOP_IDS; i++) r->stop_ids[gp->n_stop_ids++] = m->gen.eos_ids[i];
