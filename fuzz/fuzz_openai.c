@@ -12,6 +12,7 @@
 
 #include "fuzz_model.h"
 #include "openai.h"
+#include "runtime/json_schema.h"
 
 /* The seeds carry media as the server receives them (data: URLs, base64 audio): the golden small PNG for
  * images, a quarter second of WAV for audio, a two-frame animated GIF for video (a real clip takes seconds to
@@ -225,6 +226,13 @@ static void check_request(const oai_request *req) {
         if (!o->stop[i] || !o->stop[i][0]) __builtin_trap();
     if (o->json < 0 || o->json > GEMMA4C_JSON_AFTER_THOUGHT || (o->json == GEMMA4C_JSON_AFTER_THOUGHT && !req->enable_thinking))
         __builtin_trap();
+    if (o->json_schema && (!o->json || o->json_schema != req->json_schema)) __builtin_trap();
+    if (o->json_schema) { /* a printed object, which the engine compiles or refuses with one line */
+        g4_err e = {0};
+        g4_schema *sc = g4_schema_compile(o->json_schema, strlen(o->json_schema), &e);
+        if (!sc && (strncmp(e.msg, "json_schema: ", 13) || strchr(e.msg, '\n'))) __builtin_trap();
+        g4_schema_free(sc);
+    }
     if (req->n_bias > OAI_MAX_LOGIT_BIAS || (req->n_bias != 0) != (o->on_logits != NULL)) __builtin_trap();
     for (size_t i = 0; i < req->n_bias; i++) {
         if (req->bias_ids[i] < 0 || req->bias_ids[i] >= vocab || !(fabsf(req->bias[i]) <= 100)) __builtin_trap();

@@ -29,6 +29,7 @@ for bin in "$BUILD"/fuzz_*; do
     fuzz_audio) seeds=$(seed "$name" "$GOLDEN/media/speech_16k.wav") ;;
     fuzz_video) seeds=$(seed "$name" "$GOLDEN/media/clip.mp4") ;;
     fuzz_openai) seeds=$(seed "$name" "$ROOT"/fuzz/seeds/openai/*) ;;
+    fuzz_schema) seeds=$(seed "$name" "$ROOT"/fuzz/seeds/schema/*) ;;
     *) seeds=$(seed "$name") ;;
   esac
   mkdir -p "$WORK/corpus-$name"

@@ -280,6 +280,12 @@ typedef struct gemma4c_generate_options {
                                     64, whitespace runs over 64 bytes and numbers over 48 bytes are not generated.
                                     GEMMA4C_JSON_AFTER_THOUGHT: the same after a thought channel, if the model
                                     opens one first (thinking mode) */
+    const char *json_schema;     /* with json: a JSON Schema (text) the object also matches, token by token. The
+                                    subset structured outputs use: type, properties (written in the order given),
+                                    required, items, minItems, maxItems, enum, const, anyOf/oneOf of different
+                                    types, allOf of one, $ref into the schema ($defs, recursion). A keyword that
+                                    restricts values otherwise (pattern, minimum, maxLength...) is refused with
+                                    GEMMA4C_ERR_ARG, as is json_schema without json */
 } gemma4c_generate_options;
 
 typedef struct gemma4c_top_logprob {

@@ -134,6 +134,15 @@ same "the answer ends before the stop string" "$TMP/out" "$TMP/until_stop"
 ok "JSON mode" "$BIN" run -m "$TINY" -p "Hello" --raw --greedy -n 8 --json-object
 line "JSON mode: the answer opens an object" "$TMP/out" 1 '^\{'
 lacks "without it the greedy answer does not" "$TMP/greedy1" '^\{'
+# --json-schema: an instance of the schema (test_json_schema checks the rest); refusals in one line
+printf '{"type":"object","properties":{"ok":{"type":"boolean"},"n":{"enum":[1,2]}},"required":["ok","n"]}' >"$TMP/schema.json"
+ok "structured output" "$BIN" run -m "$TINY" -p "Hello" --raw --greedy -n 1000 --json-schema "$TMP/schema.json"
+{ tr -d ' \t\r\n' <"$TMP/out"; echo; } >"$TMP/flat" # the model may put whitespace between the tokens
+has "structured output: the schema's instance" "$TMP/flat" '^\{"ok":(true|false),"n":[12]\}$'
+printf '{"properties":{"a":{"type":"string","minLength":2}}}' >"$TMP/unenforced.json"
+bad "a schema keyword that cannot be enforced" "does not enforce the keyword minLength" \
+  "$BIN" run -m "$TINY" -p "Hello" --json-schema "$TMP/unenforced.json"
+bad "a missing schema file" "cannot open the JSON schema" "$BIN" run -m "$TINY" -p "Hello" --json-schema "$TMP/nope.json"
 
 # ---- media in run and chat -----------------------------------------------------------------------------------
 ok "image and audio in a prompt" "$BIN" run -m "$TINY" -p "What is this?" --image "$MEDIA/small.png" \

@@ -56,6 +56,19 @@ static inline const char *g4t_require_golden(void) {
     exit(G4T_SKIP);
 }
 
+/* The golden tiny checkpoint through the public API, on two threads (NULL after a failed check). */
+static inline gemma4c_model *g4t_load_tiny(void) {
+    char path[4200], err[512];
+    snprintf(path, sizeof path, "%s/tiny/checkpoint", g4t_require_golden());
+    gemma4c_model_params p = {path, NULL, 2, 16, 0};
+    gemma4c_model *m = NULL;
+    if (gemma4c_model_load(&p, &m, err, sizeof err)) {
+        g4t_checks++, g4t_failures++;
+        fprintf(stderr, "loading %s: %s\n", path, err);
+    }
+    return m;
+}
+
 /* The device a test runs its models on: "--device cuda" among the arguments (removed from them) selects the CUDA
  * backend; without it, the CPU. On CUDA a test that cannot start the backend (no GPU, or a build without CUDA)
  * skips: see g4t_decoder_open. */

@@ -27,6 +27,7 @@ typedef struct cli_opts {
     const char *device; /* cpu (NULL) or cuda */
     int64_t ctx, batch;
     int verbose, think, raw, greedy, json_object;
+    const char *json_schema; /* --json-schema: a file holding the schema */
     /* convert, synthetic models */
     const char *quant;
     const char *overrides[CLI_MAX_LIST];

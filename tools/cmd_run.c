@@ -93,15 +93,27 @@ static char *read_all(FILE *f, size_t limit) {
     return b;
 }
 
+/* --json-schema's file into *text (NULL without the option); 1 after an error line. */
+static int read_schema(const cli_opts *o, char **text) {
+    *text = NULL;
+    if (!o->json_schema) return 0;
+    FILE *f = fopen(o->json_schema, "rb");
+    if (!f) return cli_error("%s: cannot open the JSON schema", o->json_schema);
+    *text = read_all(f, (size_t)1 << 20);
+    fclose(f);
+    return *text ? 0 : cli_error("%s: cannot read the JSON schema (at most 1 MiB)", o->json_schema);
+}
+
 int cmd_run(int argc, char **argv) {
     cli_opts o;
     int rc = cli_parse(argc, argv, 2, &o, "run");
     if (rc) return rc == 2 ? 0 : 1;
     if (!o.prompt && o.model) return cli_error("run: give a prompt with -p TEXT (or -p - to read standard input)");
-    char *stdin_text = NULL;
+    char *stdin_text = NULL, *schema = NULL;
+    if (read_schema(&o, &schema)) return 1;
     const char *text = o.prompt ? o.prompt : quick_start_prompt;
     if (o.prompt && strcmp(o.prompt, "-") == 0) {
-        if (!(stdin_text = read_all(stdin, (size_t)1 << 30))) return cli_error("cannot read standard input");
+        if (!(stdin_text = read_all(stdin, (size_t)1 << 30))) return free(schema), cli_error("cannot read standard input");
         text = stdin_text;
     }
     gemma4c_model *m = NULL;
@@ -109,6 +121,7 @@ int cmd_run(int argc, char **argv) {
     if (cli_load_model(&o, &m) || cli_new_session(&o, m, &s)) {
         gemma4c_model_free(m);
         free(stdin_text);
+        free(schema);
         return 1;
     }
     if (!o.model) {
@@ -117,6 +130,7 @@ int cmd_run(int argc, char **argv) {
     }
     gemma4c_generate_options g;
     cli_generate_options(&o, m, &g);
+    g.json_schema = schema;
     gemma4c_input in = {0};
     in.media = o.media;
     in.n_media = (size_t)o.n_media;
@@ -143,6 +157,7 @@ int cmd_run(int argc, char **argv) {
     gemma4c_session_free(s);
     gemma4c_model_free(m);
     free(stdin_text);
+    free(schema);
     return rc;
 }
 
@@ -290,10 +305,13 @@ int cmd_chat(int argc, char **argv) {
     cli_opts o;
     int rc = cli_parse(argc, argv, 2, &o, "chat");
     if (rc) return rc == 2 ? 0 : 1;
+    char *schema = NULL;
+    if (read_schema(&o, &schema)) return 1;
     gemma4c_model *m = NULL;
     gemma4c_session *s = NULL;
     if (cli_load_model(&o, &m) || cli_new_session(&o, m, &s)) {
         gemma4c_model_free(m);
+        free(schema);
         return 1;
     }
     const int interactive = isatty(STDIN_FILENO);
@@ -306,6 +324,7 @@ int cmd_chat(int argc, char **argv) {
     for (int i = 0; !rc && i < o.n_media; i++) rc = attach(&c, o.media[i].kind, o.media[i].path, o.max_soft_tokens);
     gemma4c_generate_options g;
     cli_generate_options(&o, m, &g);
+    g.json_schema = schema;
     char *line;
     while (!rc && (line = next_line(interactive))) {
         int cmd = *line ? chat_command(line, s, &c, &o) : 1;
@@ -344,5 +363,6 @@ int cmd_chat(int argc, char **argv) {
     cJSON_Delete(c.messages);
     gemma4c_session_free(s);
     gemma4c_model_free(m);
+    free(schema);
     return rc;
 }

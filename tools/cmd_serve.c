@@ -321,7 +321,9 @@ static enum MHD_Result run_generation(request *r, cJSON *body) {
     if (rc) {
         pool_release(s, r->slot);
         r->slot = NULL;
-        return respond_error(r, status_of(rc), rc == GEMMA4C_ERR_NOMEM ? "out of memory" : err, NULL,
+        const int schema = !strncmp(err, "json_schema", 11); /* the engine refused the response_format's schema */
+        return respond_error(r, status_of(rc), rc == GEMMA4C_ERR_NOMEM ? "out of memory" : err,
+                             schema ? "response_format.json_schema.schema" : NULL,
                              rc == GEMMA4C_ERR_CONTEXT ? "context_length_exceeded" : NULL);
     }
     r->generation = GEN_RUNNING;

@@ -50,6 +50,7 @@ static const char usage[] =
     "  --stop TEXT             stop before TEXT (repeatable)\n"
     "  --think                 let the model think first (thinking mode)\n"
     "  --json-object           the answer is one JSON object (enforced token by token; ends when it closes)\n"
+    "  --json-schema F         the same, matching the JSON Schema in file F (see the README for what it may use)\n"
     "  --raw                   use the prompt as is, without the chat format\n"
     "  -t, --threads N         worker threads (default: all CPUs)\n"
     "  --device cpu|cuda       where the model runs (default cpu; cuda: the first NVIDIA GPU)\n"
@@ -113,6 +114,7 @@ static const option options[] = {
     {"--stop", NULL, 1, "run chat"},
     {"--think", NULL, 0, "run chat"},
     {"--json-object", NULL, 0, "run chat"},
+    {"--json-schema", NULL, 1, "run chat"},
     {"--raw", NULL, 0, "run"},
     {"--threads", "-t", 1, MODEL_CMDS " convert"},
     {"--device", NULL, 1, MODEL_CMDS},
@@ -196,6 +198,7 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
         } else if (IS("--verbose")) o->verbose = 1;
         else if (IS("--think")) o->think = 1;
         else if (IS("--json-object")) o->json_object = 1;
+        else if (IS("--json-schema")) o->json_schema = v, o->json_object = 1;
         else if (IS("--raw")) o->raw = 1;
         else if (IS("--greedy")) o->greedy = 1;
         else if (IS("--json")) o->json = 1;

@@ -46,6 +46,7 @@ static int integer(const cJSON *body, const char *name, double lo, double hi, in
 void oai_request_free(oai_request *req) {
     cJSON_free(req->messages_json);
     cJSON_free(req->tools_json);
+    cJSON_free(req->json_schema);
     free(req->prompt);
     for (size_t i = 0; i < req->n_media; i++) free(req->media_bytes[i]);
     for (size_t i = 0; i < sizeof req->stops / sizeof *req->stops; i++) free(req->stops[i]); /* the tools' one too */
@@ -303,8 +304,10 @@ static int parse_logit_bias(const cJSON *body, const oai_limits *limits, oai_req
             if (*end) id = -1;
         }
         if (id < 0 || id >= limit) {
-            char what[96];
-            snprintf(what, sizeof what, "names '%.24s%s', not a token id below %ld", key ? key : "",
+            char what[96], shown[25] = ""; /* the key as printable ASCII: the message stays one clean line */
+            for (size_t i = 0; key && key[i] && i < 24; i++)
+                shown[i] = key[i] >= 0x20 && key[i] < 0x7f ? key[i] : '?', shown[i + 1] = 0;
+            snprintf(what, sizeof what, "names '%s%s', not a token id below %ld", shown,
                      key && strlen(key) > 24 ? "..." : "", limit);
             return bad(err, err_len, param, "logit_bias", what);
         }
@@ -320,8 +323,9 @@ static int parse_logit_bias(const cJSON *body, const oai_limits *limits, oai_req
     return 0;
 }
 
-/* response_format: "text" (the default) or "json_object" (options.json); json_schema is refused rather than
- * answered with JSON that ignores the schema. */
+/* response_format: "text" (the default), "json_object" (options.json) or "json_schema" (options.json and
+ * options.json_schema: the engine compiles the schema when the request is submitted, and refuses what it cannot
+ * enforce). */
 static int parse_response_format(const cJSON *body, oai_request *req, char *err, size_t err_len, const char **param) {
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(body, "response_format");
     if (!format || cJSON_IsNull(format)) return 0;
@@ -330,10 +334,23 @@ static int parse_response_format(const cJSON *body, oai_request *req, char *err,
     if (!cJSON_IsString(type)) return bad(err, err_len, param, "response_format.type", "must be a string");
     if (!strcmp(type->valuestring, "text")) return 0;
     if (!strcmp(type->valuestring, "json_object")) return req->options.json = 1, 0;
-    if (!strcmp(type->valuestring, "json_schema"))
-        return bad(err, err_len, param, "response_format.type",
-                   "json_schema is not supported by this server (json_object is: any JSON object)");
-    return bad(err, err_len, param, "response_format.type", "must be text or json_object");
+    if (strcmp(type->valuestring, "json_schema"))
+        return bad(err, err_len, param, "response_format.type", "must be text, json_object or json_schema");
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(format, "json_schema");
+    if (!cJSON_IsObject(spec)) return bad(err, err_len, param, "response_format.json_schema", "must be an object");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(spec, "name");
+    if (name && !cJSON_IsString(name)) return bad(err, err_len, param, "response_format.json_schema.name", "must be a string");
+    const cJSON *strict = cJSON_GetObjectItemCaseSensitive(spec, "strict");
+    if (strict && !cJSON_IsNull(strict) && !cJSON_IsBool(strict))
+        return bad(err, err_len, param, "response_format.json_schema.strict", "must be a boolean");
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(spec, "schema");
+    if (schema && !cJSON_IsNull(schema) && !cJSON_IsObject(schema))
+        return bad(err, err_len, param, "response_format.json_schema.schema", "must be an object");
+    req->options.json = 1;
+    if (cJSON_IsObject(schema) && !(req->json_schema = cJSON_PrintUnformatted(schema)))
+        return bad(err, err_len, param, "response_format.json_schema.schema", "could not be copied (out of memory)");
+    req->options.json_schema = req->json_schema;
+    return 0;
 }
 
 /* The fields chat and text completions share: sampling, limits, stops, logprobs, streaming. */
@@ -437,7 +454,7 @@ int oai_parse_chat_request(const cJSON *body, const gemma4c_sampling *defaults, 
     if ((rc = parse_tool_choice(body, tools, req, err, err_len, param))) return rc;
     /* JSON mode never chooses a control token, so it cannot open the tool call these demand */
     if (req->options.json && req->tool_choice >= OAI_TOOLS_REQUIRED)
-        return bad(err, err_len, param, "response_format", "json_object cannot be combined with a tool_choice that demands a call");
+        return bad(err, err_len, param, "response_format", "JSON output cannot be combined with a tool_choice that demands a call");
     if (req->options.json && req->enable_thinking) req->options.json = GEMMA4C_JSON_AFTER_THOUGHT;
     if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools) && req->tool_choice != OAI_TOOLS_NONE &&
         !(req->tools_json = cJSON_PrintUnformatted(tools)))

@@ -24,6 +24,7 @@ enum { OAI_TOOLS_AUTO = 0, OAI_TOOLS_NONE, OAI_TOOLS_REQUIRED, OAI_TOOLS_FUNCTIO
 /* A parsed chat-completion or completion request body. */
 typedef struct oai_request {
     char *messages_json;  /* chat: owned; media parts rewritten to {"type": "image"|"audio"|"video"} */
+    char *json_schema;    /* response_format json_schema's schema, printed (owned); options.json_schema points here */
     char *tools_json;     /* chat: owned, or NULL (also when tool_choice is none) */
     char *prompt;         /* completion: owned */
     int completion;       /* 1: /v1/completions */

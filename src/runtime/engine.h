@@ -78,6 +78,7 @@ struct g4_request {
     g4_gen gen;
     g4_gen_params gp;
     char **stops;               /* copies of the stop strings */
+    g4_schema *schema;          /* JSON mode's schema, compiled from the options */
     int32_t stop_ids[G4_MAX_STOP_IDS];
     gemma4c_logits_fn on_logits;
     void *logits_user;

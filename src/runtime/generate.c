@@ -104,23 +104,33 @@ void g4_token_pieces_free(g4_token_pieces *p) {
 }
 
 /* Feeds token id's bytes to a JSON state. */
-static int feed_token(g4_json_state *s, const g4_token_pieces *p, int32_t id) {
-    return g4_json_feed(s, p->bytes + p->at[id], p->at[id + 1] - p->at[id]);
+static int feed_token(const g4_gen *g, g4_schema_state *s, int32_t id) {
+    const g4_token_pieces *p = g->p.pieces;
+    return g4_schema_feed(g->p.schema, s, p->bytes + p->at[id], p->at[id + 1] - p->at[id]);
 }
 
-/* Logits of the tokens that cannot continue the JSON text become -inf. */
+/* Logits of the tokens that cannot continue the JSON text become -inf. Most tokens fail on their first byte, so
+ * the bytes that may come next are found once, and only tokens starting with one of them are tried whole. */
 static int json_mask(g4_gen *g, float *logits, g4_err *err) {
     const g4_token_pieces *p = g->p.pieces;
-    const int in_string = g4_json_in_string(&g->json);
+    const int in_string = g4_schema_in_free_string(g->p.schema, &g->json);
+    g4_schema_state *t = &g->json_trial;
+    uint8_t first_ok[256];
+    for (int c = 0; c < 256; c++) {
+        const unsigned char byte = (unsigned char)c;
+        g4_schema_copy(t, &g->json);
+        first_ok[c] = !g4_schema_feed(g->p.schema, t, &byte, 1);
+    }
     int allowed = 0;
     for (int id = 0; id < g->vocab; id++) {
         int ok;
         const int kind = p->kind[id];
         if (kind == G4_PIECE_NONE) ok = g->json_phase == JSON_START && g->p.json == G4_JSON_AFTER_THOUGHT && id == g->channel_open;
         else if (kind == G4_PIECE_PLAIN && in_string) ok = 1;
+        else if (!first_ok[p->bytes[p->at[id]]]) ok = 0;
         else {
-            g4_json_state t = g->json;
-            ok = !feed_token(&t, p, id);
+            g4_schema_copy(t, &g->json);
+            ok = !feed_token(g, t, id);
         }
         if (!ok) logits[id] = -INFINITY;
         allowed += ok;
@@ -139,7 +149,7 @@ static void json_advance(g4_gen *g, int32_t id) {
         return;
     }
     g->json_phase = JSON_OBJECT;
-    feed_token(&g->json, g->p.pieces, id); /* the mask let only fitting tokens through */
+    feed_token(g, &g->json, id); /* the mask let only fitting tokens through */
 }
 
 int g4_gen_init(g4_gen *g, const g4_gen_params *p, const g4_tokenizer *tok, int vocab, const int32_t *prompt,
@@ -158,6 +168,10 @@ int g4_gen_init(g4_gen *g, const g4_gen_params *p, const g4_tokenizer *tok, int 
     if (g4_ids_extend(&g->history, prompt, n_prompt)) {
         g4_gen_free(g);
         return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    }
+    if (p->schema && !p->json) {
+        g4_gen_free(g);
+        return g4_fail(err, GEMMA4C_ERR_ARG, "a JSON schema needs JSON mode");
     }
     if (p->json && (!p->pieces || p->pieces->vocab != vocab)) {
         g4_gen_free(g);
@@ -247,7 +261,7 @@ int g4_gen_next(g4_gen *g, float *logits, g4_gen_token *out, g4_err *err) {
         rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     g4_buf_free(&fresh);
     if (rc) return rc;
-    const int json_done = g->p.json && g4_json_complete(&g->json);
+    const int json_done = g->p.json && g4_json_complete(&g->json.syntax);
     if (g->filter.stopped) {
         g->stop_reason = G4_STOP_STRING;
         g->stop_string = g->filter.which;

@@ -7,7 +7,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
-#include "runtime/json_grammar.h"
+#include "runtime/json_schema.h"
 #include "runtime/sampler.h"
 #include "text/tokenizer.h"
 
@@ -58,6 +58,7 @@ typedef struct g4_gen_params {
     int json;                        /* 1: the answer is one JSON object; G4_JSON_AFTER_THOUGHT: after a thought
                                         channel, if the model opens one first */
     const g4_token_pieces *pieces;   /* JSON mode's: the tokenizer's, for the generation's vocabulary */
+    const g4_schema *schema;         /* JSON mode: the schema the object matches; NULL: any object */
 } g4_gen_params;
 
 /* What one position produced. */
@@ -85,7 +86,8 @@ typedef struct g4_gen {
     int stop_string;
     float *raw;       /* [vocab] the logits before sampling rules (log-probabilities) */
     /* JSON mode */
-    g4_json_state json;
+    g4_schema_state json;
+    g4_schema_state json_trial; /* where json_mask tries a token */
     int json_phase;          /* JSON_* in generate.c */
     int32_t channel_open, channel_close;
 } g4_gen;

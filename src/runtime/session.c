@@ -212,6 +212,7 @@ void g4_request_free(g4_request *r) {
     g4_gen_token_free(&r->tok);
     for (size_t i = 0; r->stops && i < r->gp.n_stop_strings; i++) free(r->stops[i]);
     free(r->stops);
+    g4_schema_free(r->schema);
     g4_ids_free(&r->prompt);
     free(r->keys);
     free(r->soft);
@@ -258,6 +259,9 @@ static int request_options(g4_engine *e, g4_request *r, const gemma4c_generate_o
         return g4_fail(err, GEMMA4C_ERR_ARG, "json must be 0, 1 or GEMMA4C_JSON_AFTER_THOUGHT (2)");
     gp->json = o->json;
     if (o->json && !(gp->pieces = g4_engine_json_pieces(e, err))) return err->code;
+    if (o->json_schema && !o->json) return g4_fail(err, GEMMA4C_ERR_ARG, "json_schema needs json (1 or GEMMA4C_JSON_AFTER_THOUGHT)");
+    if (o->json_schema && !(gp->schema = r->schema = g4_schema_compile(o->json_schema, strlen(o->json_schema), err)))
+        return err->code;
     if (!o->ignore_eos) {
         const g4_model *m = e->m;
         for (int i = 0; i < m->gen.n_eos && i < G4_MAX_STOP_IDS; i++) r->stop_ids[gp->n_stop_ids++] = m->gen.eos_ids[i];

@@ -192,6 +192,52 @@ const jsonCmpl = await client.completions.create({ model, prompt: "The sea is", 
                                                    response_format: { type: "json_object" } });
 jsonAnswer(jsonCmpl.choices[0].text, jsonCmpl.choices[0].finish_reason, "json completion");
 
+// response_format json_schema (structured outputs): every answer is an instance of the schema, its properties in
+// the schema's order; streamed and whole answers agree; completions take it too; what cannot be enforced is a 400
+const shape = {
+  type: "object",
+  properties: { answer: { enum: ["yes", "no"] }, count: { type: "integer" }, sure: { type: ["boolean", "null"] },
+                picks: { type: "array", items: { $ref: "#/$defs/pick" }, minItems: 1, maxItems: 2 } },
+  required: ["answer", "count", "sure", "picks"], additionalProperties: false,
+  $defs: { pick: { enum: [1, 2, "three"] } },
+};
+const structured = { type: "json_schema", json_schema: { name: "verdict", strict: true, schema: shape } };
+const instance = (text, finish, what) => {
+  let v = null;
+  try { v = JSON.parse(text); } catch (e) { /* checked below */ }
+  check(finish === "stop" && v !== null && JSON.stringify(Object.keys(v)) === JSON.stringify(["answer", "count", "sure", "picks"]) &&
+        ["yes", "no"].includes(v.answer) && Number.isInteger(v.count) && (v.sure === null || typeof v.sure === "boolean") &&
+        Array.isArray(v.picks) && v.picks.length >= 1 && v.picks.length <= 2 && v.picks.every(p => [1, 2, "three"].includes(p)),
+        `${what}: an instance of the schema (${finish}): ${JSON.stringify(text)}`);
+};
+for (let seed = 0; seed <= 4; seed++) {
+  const req = { model, messages: hello, max_tokens: 1200, temperature: seed ? 1 : 0, seed, response_format: structured };
+  const whole = await client.chat.completions.create(req);
+  instance(whole.choices[0].message.content, whole.choices[0].finish_reason, `json_schema seed ${seed}`);
+  let text = "";
+  for await (const c of await client.chat.completions.create({ ...req, stream: true })) text += c.choices[0]?.delta?.content ?? "";
+  check(text === whole.choices[0].message.content, `json_schema seed ${seed}: streamed equals whole`);
+}
+const schemaCmpl = await client.completions.create({ model, prompt: "The sea is", max_tokens: 1200, temperature: 0,
+                                                     response_format: structured });
+instance(schemaCmpl.choices[0].text, schemaCmpl.choices[0].finish_reason, "json_schema completion");
+const anyObject = await client.chat.completions.create({ model, messages: hello, max_tokens: 40, temperature: 0,
+                                                         response_format: { type: "json_schema", json_schema: { name: "any" } } });
+jsonAnswer(anyObject.choices[0].message.content, anyObject.choices[0].finish_reason, "json_schema without a schema");
+for (const [schema, why] of [[{ type: "object", properties: { a: { type: "string", pattern: "^x" } } }, "pattern"],
+                             [{ type: "string" }, "describe an object"],
+                             [{ type: "object", properties: { a: { $ref: "#/$defs/none" } } }, "$ref"]]) {
+  const e = await expectError(client.chat.completions.create({ model, messages: hello, response_format:
+    { type: "json_schema", json_schema: { name: "x", schema } } }), 400, "response_format.json_schema.schema");
+  check(e.message.includes(why), `the refusal says why: ${e.message}`);
+}
+await expectError(client.chat.completions.create({ model, messages: hello, response_format: { type: "json_schema" } }), 400,
+                  "response_format.json_schema");
+await expectError(client.chat.completions.create({ model, messages: hello, response_format:
+  { type: "json_schema", json_schema: { name: "x", schema: [1] } } }), 400, "response_format.json_schema.schema");
+await expectError(client.chat.completions.create({ model, messages: hello, response_format:
+  { type: "json_schema", json_schema: { name: 5 } } }), 400, "response_format.json_schema.name");
+
 // completions (raw prompt), streaming and not
 const cmpl = await client.completions.create({ model, prompt: "The sea is", temperature: 0, max_tokens: 8 });
 check(cmpl.object === "text_completion" && typeof cmpl.choices[0].text === "string", "a text_completion");
@@ -233,7 +279,7 @@ await expectError(client.chat.completions.create({ model, messages: hello, tempe
 await expectError(client.chat.completions.create({ model, messages: hello, n: 2 }), 400, "n");
 await expectError(client.chat.completions.create({ model, messages: hello, top_logprobs: 3 }), 400, "top_logprobs");
 await expectError(client.chat.completions.create({ model, messages: hello, response_format: "json" }), 400, "response_format");
-for (const response_format of [{ type: "json_schema", json_schema: { name: "x", schema: { type: "object" } } }, { type: "xml" }, {}])
+for (const response_format of [{ type: "xml" }, {}])
   await expectError(client.chat.completions.create({ model, messages: hello, response_format }), 400, "response_format.type");
 await expectError(client.chat.completions.create({ model, messages: hello, response_format: { type: "json_object" },
   tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }], tool_choice: "required" }),

@@ -1,0 +1,587 @@
+/* json_schema.c — a JSON Schema (the subset structured outputs use) as a constraint checked byte by byte. */
+#include "runtime/json_schema.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/json.h"
+
+enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_BOOLEAN = 32, T_NULL = 64, T_ALL = 127 };
+enum { F_OBJECT = 1, F_ARRAY, F_SCALAR, F_ANY };
+enum { MAX_PROPS_ALL = 4096, MAX_ALTS_ALL = 1024, MAX_ENUMS_ALL = 4096, MAX_ALTS = 16, MAX_NESTING = 64 };
+
+typedef struct schema_text {
+    uint32_t at, len; /* in g4_schema.text */
+} schema_text;
+
+typedef struct schema_node {
+    uint8_t types;            /* T_* its values may have */
+    uint8_t reach;            /* the types it admits once $ref and anyOf are followed */
+    uint8_t has_props;        /* properties given: an object has those (else it is any object) */
+    int ref;                  /* >= 0: this node is that one ($ref, allOf of one) */
+    int alt0, n_alts;         /* anyOf / oneOf, in alts[] */
+    int prop0, n_props;       /* in props[], in order */
+    int items;                /* an array's items; -1: any value */
+    int min_items, max_items; /* max -1: no bound */
+    int enum0, n_enum;        /* canonical texts in enums[] */
+} schema_node;
+
+typedef struct schema_prop {
+    schema_text key; /* the name as it stands between the quotes (escaped as cJSON prints it) */
+    int node;
+    int required;
+} schema_prop;
+
+struct g4_schema {
+    int n_nodes, n_props, n_alts, n_enums;
+    size_t n_text;
+    schema_node nodes[G4_SCHEMA_MAX_NODES];
+    const cJSON *source[G4_SCHEMA_MAX_NODES]; /* while compiling: the node of each schema object, once */
+    schema_prop props[MAX_PROPS_ALL];
+    int alts[MAX_ALTS_ALL];
+    schema_text enums[MAX_ENUMS_ALL];
+    char text[G4_SCHEMA_MAX_TEXT];
+};
+
+/* ---- compiling ---- */
+
+typedef struct compiler {
+    g4_schema *s;
+    const cJSON *root;
+    g4_err *err;
+} compiler;
+
+static int fail(compiler *c, const char *where, const char *what, const char *name) {
+    return g4_fail(c->err, GEMMA4C_ERR_ARG, "json_schema: %s%s%s%s", where, *where ? ": " : "", what, name ? name : "");
+}
+
+/* Keywords that restrict values in ways this constraint does not follow: refused rather than ignored. */
+static const char *const unenforced[] = {
+    "pattern", "patternProperties", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+    "minLength", "maxLength", "uniqueItems", "contains", "minContains", "maxContains", "minProperties",
+    "maxProperties", "propertyNames", "dependentRequired", "dependentSchemas", "dependencies", "if", "then", "else",
+    "not", "prefixItems", "unevaluatedProperties", "unevaluatedItems", "additionalItems", "$dynamicRef",
+    "$recursiveRef", NULL};
+
+static int is_unenforced(const char *key) {
+    for (int i = 0; unenforced[i]; i++)
+        if (!strcmp(key, unenforced[i])) return 1;
+    return 0;
+}
+
+static int type_bit(const char *name) {
+    static const char *const names[] = {"object", "array", "string", "number", "integer", "boolean", "null"};
+    for (int i = 0; i < 7; i++)
+        if (!strcmp(name, names[i])) return 1 << i;
+    return 0;
+}
+
+static int value_type(const cJSON *v) {
+    if (cJSON_IsString(v)) return T_STRING;
+    if (cJSON_IsBool(v)) return T_BOOLEAN;
+    if (cJSON_IsNull(v)) return T_NULL;
+    if (cJSON_IsNumber(v)) return v->valuedouble == (double)(long long)v->valuedouble ? T_NUMBER | T_INTEGER : T_NUMBER;
+    return 0; /* objects and arrays */
+}
+
+/* Keeps `len` bytes in the schema's text: 0, or -1 when they do not fit. */
+static int keep_text(g4_schema *s, const char *bytes, size_t len, schema_text *out) {
+    if (len > G4_SCHEMA_MAX_TEXT - s->n_text) return -1;
+    memcpy(s->text + s->n_text, bytes, len);
+    *out = (schema_text){(uint32_t)s->n_text, (uint32_t)len};
+    s->n_text += len;
+    return 0;
+}
+
+/* Whether the grammar lets a key (or a value) be written so: cJSON reads strings that are not UTF-8, which an
+ * answer can never hold. */
+static int writable(const char *printed, int key) {
+    g4_json_state st = {0};
+    const char *before = key ? "{" : "{\"\":", *after = key ? ":" : "}";
+    return !g4_json_feed(&st, (const unsigned char *)before, strlen(before)) &&
+           !g4_json_feed(&st, (const unsigned char *)printed, strlen(printed)) &&
+           !g4_json_feed(&st, (const unsigned char *)after, 1);
+}
+
+/* A JSON value printed compactly, as cJSON prints it: the one spelling an enum value or a key is accepted in. */
+static int keep_printed(compiler *c, const cJSON *v, int key, schema_text *out, const char *where) {
+    char *printed = cJSON_PrintUnformatted(v);
+    if (!printed) return g4_fail(c->err, GEMMA4C_ERR_NOMEM, "out of memory");
+    if (!writable(printed, key)) {
+        free(printed);
+        return fail(c, where, "a property name or enum value is not valid UTF-8 text", NULL);
+    }
+    size_t len = strlen(printed);
+    int rc = keep_text(c->s, printed + key, len - 2 * (size_t)key, out); /* a key without its quotes */
+    free(printed);
+    return rc ? fail(c, where, "the schema's names and enum values are too long together", NULL) : 0;
+}
+
+/* The schema at a JSON pointer into the document ("#", "#/$defs/Name"); NULL when there is none. */
+static const cJSON *pointer(const cJSON *root, const char *ref) {
+    if (ref[0] != '#') return NULL;
+    const cJSON *at = root;
+    const char *p = ref + 1;
+    char part[256];
+    while (*p) {
+        if (*p++ != '/') return NULL;
+        size_t n = 0;
+        for (; *p && *p != '/'; p++) {
+            char ch = *p;
+            if (ch == '~' && (p[1] == '0' || p[1] == '1')) ch = *++p == '0' ? '~' : '/';
+            if (n + 1 >= sizeof part) return NULL;
+            part[n++] = ch;
+        }
+        part[n] = 0;
+        at = cJSON_IsArray(at) ? cJSON_GetArrayItem(at, atoi(part)) : cJSON_GetObjectItemCaseSensitive(at, part);
+        if (!at) return NULL;
+    }
+    return at;
+}
+
+static int node_of(compiler *c, const cJSON *j, const char *where, int depth, int *out);
+
+static int child_node(compiler *c, const cJSON *j, const char *where, const char *step, int depth, int *out) {
+    char path[256];
+    snprintf(path, sizeof path, "%s%s%s", where, *where && *step != '[' ? "." : "", step);
+    return node_of(c, j, path, depth + 1, out);
+}
+
+static int compile_properties(compiler *c, schema_node *n, const cJSON *v, const char *where, int depth) {
+    g4_schema *s = c->s;
+    if (!cJSON_IsObject(v)) return fail(c, where, "properties must be an object", NULL);
+    if (cJSON_GetArraySize(v) > G4_SCHEMA_MAX_PROPERTIES)
+        return fail(c, where, "more than 64 properties in one object", NULL);
+    if (cJSON_GetArraySize(v) > MAX_PROPS_ALL - s->n_props) return fail(c, where, "too many properties", NULL);
+    n->has_props = 1;
+    n->prop0 = s->n_props;
+    n->n_props = cJSON_GetArraySize(v);
+    s->n_props += n->n_props;
+    int i = 0;
+    for (const cJSON *p = v->child; p; p = p->next, i++) {
+        schema_prop *prop = &s->props[n->prop0 + i];
+        cJSON *name = cJSON_CreateString(p->string);
+        if (!name) return g4_fail(c->err, GEMMA4C_ERR_NOMEM, "out of memory");
+        int rc = keep_printed(c, name, 1, &prop->key, where);
+        cJSON_Delete(name);
+        char step[160];
+        snprintf(step, sizeof step, "properties.%.120s", p->string);
+        if (rc || (rc = child_node(c, p, where, step, depth, &prop->node))) return rc;
+    }
+    return 0;
+}
+
+static int compile_required(compiler *c, const schema_node *n, const cJSON *v, const char *where) {
+    if (!cJSON_IsArray(v)) return fail(c, where, "required must be an array of property names", NULL);
+    for (const cJSON *r = v->child; r; r = r->next) {
+        if (!cJSON_IsString(r)) return fail(c, where, "required must be an array of property names", NULL);
+        int found = 0;
+        for (int i = 0; i < n->n_props && !found; i++) {
+            const cJSON *p = c->s->source[c->s->props[n->prop0 + i].node];
+            if (p && p->string && !strcmp(p->string, r->valuestring)) c->s->props[n->prop0 + i].required = found = 1;
+        }
+        if (!found) return fail(c, where, "required names a property that properties does not declare: ", r->valuestring);
+    }
+    return 0;
+}
+
+static int compile_enum(compiler *c, schema_node *n, const cJSON *values, int types_given, const char *where) {
+    g4_schema *s = c->s;
+    if (!cJSON_IsArray(values) || !values->child) return fail(c, where, "enum must be a non-empty array", NULL);
+    if (cJSON_GetArraySize(values) > G4_SCHEMA_MAX_ENUM) return fail(c, where, "more than 64 enum values", NULL);
+    if (cJSON_GetArraySize(values) > MAX_ENUMS_ALL - s->n_enums) return fail(c, where, "too many enum values", NULL);
+    n->enum0 = s->n_enums;
+    int types = 0;
+    for (const cJSON *v = values->child; v; v = v->next) {
+        const int t = value_type(v);
+        if (!t) return fail(c, where, "enum and const values must be strings, numbers, booleans or null", NULL);
+        if (types_given && !(t & n->types)) continue; /* a value the type excludes is never valid */
+        int rc = keep_printed(c, v, 0, &s->enums[s->n_enums], where);
+        if (rc) return rc;
+        s->n_enums++, n->n_enum++;
+        types |= t;
+    }
+    if (!n->n_enum) return fail(c, where, "no enum value has the type the schema gives", NULL);
+    n->types = (uint8_t)types;
+    return 0;
+}
+
+/* The node of one schema (an object, or true), made once per schema object: a $ref back to it finds it again. */
+static int node_of(compiler *c, const cJSON *j, const char *where, int depth, int *out) {
+    g4_schema *s = c->s;
+    for (int i = 0; i < s->n_nodes; i++)
+        if (s->source[i] == j) return *out = i, 0;
+    if (depth > MAX_NESTING) return fail(c, where, "schemas nested deeper than 64", NULL);
+    if (s->n_nodes >= G4_SCHEMA_MAX_NODES) return fail(c, where, "more than 1024 schemas", NULL);
+    const int id = *out = s->n_nodes++;
+    s->source[id] = j;
+    schema_node *n = &s->nodes[id];
+    *n = (schema_node){.types = T_ALL, .ref = -1, .items = -1, .max_items = -1};
+    if (cJSON_IsTrue(j)) return 0;
+    if (!cJSON_IsObject(j)) return fail(c, where, "a schema must be an object or true", NULL);
+    const cJSON *type = NULL, *properties = NULL, *required = NULL, *items = NULL, *values = NULL, *alts = NULL,
+                *ref = NULL, *all = NULL;
+    int rc = 0, constant = 0;
+    for (const cJSON *k = j->child; k; k = k->next) {
+        const char *key = k->string;
+        if (is_unenforced(key)) return fail(c, where, "this server does not enforce the keyword ", key);
+        if (!strcmp(key, "type")) type = k;
+        else if (!strcmp(key, "properties")) properties = k;
+        else if (!strcmp(key, "required")) required = k;
+        else if (!strcmp(key, "items")) items = k;
+        else if (!strcmp(key, "enum")) values = k;
+        else if (!strcmp(key, "const")) values = k, constant = 1;
+        else if (!strcmp(key, "anyOf") || !strcmp(key, "oneOf")) alts = k;
+        else if (!strcmp(key, "allOf")) all = k;
+        else if (!strcmp(key, "$ref")) ref = k;
+        else if (!strcmp(key, "additionalProperties") && !cJSON_IsBool(k))
+            return fail(c, where, "additionalProperties may only be true or false", NULL);
+        else if (!strcmp(key, "minItems") || !strcmp(key, "maxItems")) {
+            int v;
+            if (g4_json_as_int(k, 0, 65535, &v)) return fail(c, where, "minItems and maxItems must be integers in [0, 65535]", NULL);
+            *(key[1] == 'i' ? &n->min_items : &n->max_items) = v;
+        }
+        /* anything else is an annotation (title, description, format, default...) or a container ($defs) */
+    }
+    if ((ref || all) && (type || properties || items || values || alts || (ref && all)))
+        return fail(c, where, "$ref and allOf cannot stand beside other keywords that describe the value", NULL);
+    if (alts && (type || properties || items || values))
+        return fail(c, where, "anyOf and oneOf cannot stand beside other keywords that describe the value", NULL);
+    if (ref) {
+        const cJSON *target = cJSON_IsString(ref) ? pointer(c->root, ref->valuestring) : NULL;
+        if (!target) return fail(c, where, "$ref must point into this schema (\"#\", \"#/$defs/Name\")", NULL);
+        return child_node(c, target, where, "$ref", depth, &s->nodes[id].ref);
+    }
+    if (all) {
+        if (!cJSON_IsArray(all) || cJSON_GetArraySize(all) != 1) return fail(c, where, "allOf must hold exactly one schema", NULL);
+        return child_node(c, all->child, where, "allOf[0]", depth, &s->nodes[id].ref);
+    }
+    if (alts) {
+        const int count = cJSON_GetArraySize(alts);
+        if (!cJSON_IsArray(alts) || count < 1 || count > MAX_ALTS) return fail(c, where, "anyOf must hold 1 to 16 schemas", NULL);
+        if (count > MAX_ALTS_ALL - s->n_alts) return fail(c, where, "too many anyOf alternatives", NULL);
+        n->alt0 = s->n_alts, n->n_alts = count;
+        s->n_alts += count;
+        int i = 0;
+        for (const cJSON *a = alts->child; a; a = a->next, i++) {
+            char step[32];
+            snprintf(step, sizeof step, "%s[%d]", alts->string, i);
+            if ((rc = child_node(c, a, where, step, depth, &s->alts[s->nodes[id].alt0 + i]))) return rc;
+        }
+        return 0;
+    }
+    if (type) {
+        int types = 0;
+        if (cJSON_IsString(type)) types = type_bit(type->valuestring);
+        else if (cJSON_IsArray(type))
+            for (const cJSON *t = type->child; t; t = t->next) {
+                const int bit = cJSON_IsString(t) ? type_bit(t->valuestring) : 0;
+                if (!bit) return fail(c, where, "type must name object, array, string, number, integer, boolean or null", NULL);
+                types |= bit;
+            }
+        if (!types) return fail(c, where, "type must name object, array, string, number, integer, boolean or null", NULL);
+        n->types = (uint8_t)types;
+    } else if (properties) n->types = T_OBJECT;
+    else if (items) n->types = T_ARRAY;
+    if (values) {
+        cJSON *one = NULL;
+        if (constant && !(one = cJSON_CreateArray())) return g4_fail(c->err, GEMMA4C_ERR_NOMEM, "out of memory");
+        if (one) cJSON_AddItemReferenceToArray(one, (cJSON *)values);
+        rc = compile_enum(c, &s->nodes[id], one ? one : values, type != NULL, where);
+        cJSON_Delete(one);
+        if (rc) return rc;
+    }
+    if (properties && (rc = compile_properties(c, &s->nodes[id], properties, where, depth))) return rc;
+    if (required && (rc = compile_required(c, &s->nodes[id], required, where))) return rc;
+    if (items && (rc = child_node(c, items, where, "items", depth, &s->nodes[id].items))) return rc;
+    n = &s->nodes[id];
+    if (n->max_items >= 0 && n->min_items > n->max_items) return fail(c, where, "minItems is above maxItems", NULL);
+    return 0;
+}
+
+/* The types a node admits through its $ref and alternatives; -1 for a $ref cycle. */
+static int reach_of(const g4_schema *s, int id, int hops) {
+    if (hops > s->n_nodes) return -1;
+    const schema_node *n = &s->nodes[id];
+    if (n->ref >= 0) return reach_of(s, n->ref, hops + 1);
+    if (!n->n_alts) return n->types;
+    int all = 0;
+    for (int i = 0; i < n->n_alts; i++) {
+        const int t = reach_of(s, s->alts[n->alt0 + i], hops + 1);
+        if (t < 0) return -1;
+        all |= t;
+    }
+    return all;
+}
+
+/* Alternatives are chosen by the value's first character: their types must not share one. */
+static int first_char_classes(int types) { return (types & ~T_INTEGER) | (types & T_INTEGER ? T_NUMBER : 0); }
+
+/* Whether each node has an instance of finite size, to a fixed point: a required property or minItems that
+ * recurses forever would leave an answer that can never close. */
+static int all_finite(const g4_schema *s) {
+    uint8_t finite[G4_SCHEMA_MAX_NODES] = {0};
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = 0; i < s->n_nodes; i++) {
+            const schema_node *n = &s->nodes[i];
+            int f = 0;
+            if (finite[i]) continue;
+            if (n->ref >= 0) f = finite[n->ref];
+            else if (n->n_alts)
+                for (int a = 0; a < n->n_alts; a++) f |= finite[s->alts[n->alt0 + a]];
+            else if (n->types & ~(T_OBJECT | T_ARRAY)) f = 1;
+            else if (n->types & T_ARRAY && (n->min_items == 0 || n->items < 0 || finite[n->items])) f = 1;
+            else if (n->types & T_OBJECT) {
+                f = 1;
+                for (int p = 0; p < n->n_props; p++) f &= !s->props[n->prop0 + p].required || finite[s->props[n->prop0 + p].node];
+            }
+            if (f) finite[i] = 1, changed = 1;
+        }
+    }
+    for (int i = 0; i < s->n_nodes; i++)
+        if (!finite[i]) return 0;
+    return 1;
+}
+
+static int check(compiler *c) {
+    g4_schema *s = c->s;
+    for (int i = 0; i < s->n_nodes; i++) {
+        const int r = reach_of(s, i, 0);
+        if (r < 0) return fail(c, "", "a $ref cycle leads to no schema", NULL);
+        s->nodes[i].reach = (uint8_t)r;
+    }
+    for (int i = 0; i < s->n_nodes; i++) {
+        const schema_node *n = &s->nodes[i];
+        int seen = 0;
+        for (int a = 0; a < n->n_alts; a++) {
+            const int t = first_char_classes(s->nodes[s->alts[n->alt0 + a]].reach);
+            if (t & seen)
+                return fail(c, "", "anyOf/oneOf alternatives must be of different types (two of one type cannot be "
+                                   "told apart as the answer is written)", NULL);
+            seen |= t;
+        }
+    }
+    if (!(s->nodes[0].reach & T_OBJECT)) return fail(c, "", "the schema must describe an object", NULL);
+    if (!all_finite(s))
+        return fail(c, "", "a schema in it has no instance of finite size (a required property or minItems that "
+                           "recurses forever)", NULL);
+    return 0;
+}
+
+g4_schema *g4_schema_compile(const char *text, size_t len, g4_err *err) {
+    cJSON *doc = g4_json_parse(text, len, (size_t)16 << 20);
+    if (!doc) {
+        g4_fail(err, GEMMA4C_ERR_ARG, "json_schema: not valid JSON (or larger than 16 MB)");
+        return NULL;
+    }
+    g4_schema *s = calloc(1, sizeof *s);
+    compiler c = {s, doc, err};
+    int root = 0;
+    int rc = s ? node_of(&c, doc, "", 0, &root) : g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    if (!rc) rc = check(&c);
+    cJSON_Delete(doc);
+    if (s) memset(s->source, 0, sizeof s->source); /* they pointed into the document */
+    if (rc) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void g4_schema_free(g4_schema *s) { free(s); }
+
+/* ---- checking a text ---- */
+
+void g4_schema_copy(g4_schema_state *dst, const g4_schema_state *src) {
+    dst->syntax = src->syntax;
+    dst->n = src->n;
+    memcpy(dst->f, src->f, (size_t)src->n * sizeof *src->f);
+}
+
+static int type_of_first(unsigned char c) {
+    switch (c) {
+    case '{': return T_OBJECT;
+    case '[': return T_ARRAY;
+    case '"': return T_STRING;
+    case 't':
+    case 'f': return T_BOOLEAN;
+    case 'n': return T_NULL;
+    default: return T_NUMBER | T_INTEGER;
+    }
+}
+
+/* The node a value beginning with a character of type t takes: $ref followed, the alternative of that type
+ * chosen; -2 when the schema admits no such value. */
+static int resolve(const g4_schema *s, int id, int t) {
+    for (int hops = 0; hops <= s->n_nodes; hops++) {
+        const schema_node *n = &s->nodes[id];
+        if (n->ref >= 0) {
+            id = n->ref;
+            continue;
+        }
+        if (n->n_alts) {
+            int next = -2;
+            for (int a = 0; a < n->n_alts && next < 0; a++)
+                if (s->nodes[s->alts[n->alt0 + a]].reach & t) next = s->alts[n->alt0 + a];
+            if (next < 0) return -2;
+            id = next;
+            continue;
+        }
+        return n->types & t ? id : -2;
+    }
+    return -2;
+}
+
+static const char *text_of(const g4_schema *s, schema_text t) { return s->text + t.at; }
+
+/* Candidates (bit i: texts[i]) that still match once byte c is at position pos. */
+static uint64_t narrow(const g4_schema *s, const schema_text *texts, int count, uint64_t mask, int pos, unsigned char c) {
+    for (int i = 0; i < count; i++)
+        if (mask >> i & 1 && ((int)texts[i].len <= pos || (unsigned char)text_of(s, texts[i])[pos] != c))
+            mask &= ~(1ull << i);
+    return mask;
+}
+
+static int some_whole(const schema_text *texts, int count, uint64_t mask, int len) {
+    for (int i = 0; i < count; i++)
+        if (mask >> i & 1 && (int)texts[i].len == len) return i;
+    return -1;
+}
+
+static int push(g4_schema_state *st, g4_schema_frame f) {
+    if (st->n > G4_JSON_MAX_DEPTH) return -1;
+    st->f[st->n++] = f;
+    return 0;
+}
+
+static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
+    int id = 0; /* the root */
+    if (st->n) {
+        g4_schema_frame *top = &st->f[st->n - 1];
+        if (top->kind == F_ANY) return top->count++, 0;
+        if (top->kind == F_OBJECT) id = s->props[s->nodes[top->node].prop0 + top->prop].node;
+        else { /* an array */
+            const schema_node *a = &s->nodes[top->node];
+            if (a->max_items >= 0 && top->count >= a->max_items) return -1;
+            top->count++;
+            id = a->items;
+        }
+    }
+    const int t = type_of_first(c);
+    if (id >= 0 && (id = resolve(s, id, t)) == -2) return -1;
+    const schema_node *n = id >= 0 ? &s->nodes[id] : NULL;
+    if (!n || (c == '{' && !n->has_props)) return push(st, (g4_schema_frame){.node = -1, .kind = F_ANY, .count = 1});
+    if (c == '{') return push(st, (g4_schema_frame){.node = id, .kind = F_OBJECT});
+    if (c == '[') return push(st, (g4_schema_frame){.node = id, .kind = F_ARRAY});
+    g4_schema_frame f = {.node = id, .kind = F_SCALAR, .integer = t == (T_NUMBER | T_INTEGER) && !(n->types & T_NUMBER)};
+    if (n->n_enum) {
+        f.mask = narrow(s, s->enums + n->enum0, n->n_enum, n->n_enum == 64 ? ~0ull : (1ull << n->n_enum) - 1, 0, c);
+        if (!f.mask) return -1;
+        f.pos = 1;
+    }
+    return push(st, f);
+}
+
+/* A byte of a scalar value (enum texts match it; integers refuse a fraction or an exponent). */
+static int scalar_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c) {
+    if (f->integer && (c == '.' || c == 'e' || c == 'E')) return -1;
+    const schema_node *n = &s->nodes[f->node];
+    if (!n->n_enum) return 0;
+    f->mask = narrow(s, s->enums + n->enum0, n->n_enum, f->mask, f->pos, c);
+    f->pos++;
+    return f->mask ? 0 : -1;
+}
+
+static int end(const g4_schema *s, g4_schema_state *st, unsigned char c, int with_byte) {
+    g4_schema_frame *f = &st->f[st->n - 1];
+    const schema_node *n = f->node >= 0 ? &s->nodes[f->node] : NULL;
+    switch (f->kind) {
+    case F_ANY:
+        if (--f->count) return 0;
+        break;
+    case F_SCALAR:
+        if (with_byte && scalar_byte(s, f, c)) return -1;
+        if (n->n_enum && some_whole(s->enums + n->enum0, n->n_enum, f->mask, f->pos) < 0) return -1;
+        break;
+    case F_OBJECT:
+        for (int i = f->count; i < n->n_props; i++)
+            if (s->props[n->prop0 + i].required) return -1;
+        break;
+    default: /* an array */
+        if (f->count < n->min_items) return -1;
+    }
+    st->n--;
+    return 0;
+}
+
+/* The properties a key may name next: those from `count` on, up to the first required one. */
+static uint64_t key_candidates(const g4_schema *s, const schema_node *n, int count) {
+    uint64_t mask = 0;
+    for (int i = count; i < n->n_props; i++) {
+        mask |= 1ull << i;
+        if (s->props[n->prop0 + i].required) break;
+    }
+    return mask;
+}
+
+static int event(const g4_schema *s, g4_schema_state *st, int what, unsigned char c) {
+    if (what == G4_JEV_BEGIN) return begin(s, st, c);
+    if (what == G4_JEV_END || what == G4_JEV_END_BEFORE) return end(s, st, c, what == G4_JEV_END);
+    g4_schema_frame *f = &st->f[st->n - 1];
+    if (f->kind == F_ANY) return 0;
+    const schema_node *n = &s->nodes[f->node];
+    if (what == G4_JEV_COMMA) {
+        if (f->kind == F_OBJECT) return f->count < n->n_props ? 0 : -1;
+        return n->max_items < 0 || f->count < n->max_items ? 0 : -1;
+    }
+    if (what == G4_JEV_KEY) {
+        f->in_key = 1, f->pos = 0;
+        f->mask = key_candidates(s, n, f->count);
+        return f->mask ? 0 : -1;
+    }
+    /* G4_JEV_KEY_END: the key must be one candidate's whole name */
+    for (int i = 0; i < n->n_props; i++) {
+        if (!(f->mask >> i & 1) || (int)s->props[n->prop0 + i].key.len != f->pos) continue;
+        f->in_key = 0, f->prop = (uint16_t)i, f->count = (uint16_t)(i + 1);
+        return 0;
+    }
+    return -1;
+}
+
+/* A byte inside a key or a scalar (or whitespace between tokens, which changes nothing). */
+static int plain_byte(const g4_schema *s, g4_schema_state *st, unsigned char c) {
+    if (!st->n) return 0;
+    g4_schema_frame *f = &st->f[st->n - 1];
+    if (f->kind == F_SCALAR) return scalar_byte(s, f, c);
+    if (f->kind != F_OBJECT || !f->in_key) return 0;
+    const schema_node *n = &s->nodes[f->node];
+    for (int i = 0; i < n->n_props; i++) {
+        const schema_text k = s->props[n->prop0 + i].key;
+        if (f->mask >> i & 1 && ((int)k.len <= f->pos || (unsigned char)text_of(s, k)[f->pos] != c))
+            f->mask &= ~(1ull << i);
+    }
+    f->pos++;
+    return f->mask ? 0 : -1;
+}
+
+int g4_schema_feed(const g4_schema *sc, g4_schema_state *s, const unsigned char *bytes, size_t n) {
+    g4_json_events ev;
+    for (size_t i = 0; i < n; i++) {
+        if (g4_json_feed_byte(&s->syntax, bytes[i], &ev)) return -1;
+        if (!sc) continue;
+        if (!ev.n && plain_byte(sc, s, bytes[i])) return -1;
+        for (int k = 0; k < ev.n; k++)
+            if (event(sc, s, ev.ev[k], bytes[i])) return -1;
+    }
+    return 0;
+}
+
+int g4_schema_in_free_string(const g4_schema *sc, const g4_schema_state *s) {
+    if (!g4_json_in_string(&s->syntax)) return 0;
+    if (!sc) return 1;
+    const g4_schema_frame *f = &s->f[s->n - 1];
+    return f->kind == F_ANY || (f->kind == F_SCALAR && !sc->nodes[f->node].n_enum);
+}

@@ -1,0 +1,57 @@
+/* json_schema.h — a JSON Schema (the subset structured outputs use) as a constraint checked byte by byte. */
+#ifndef G4_JSON_SCHEMA_H
+#define G4_JSON_SCHEMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "runtime/json_grammar.h"
+
+/* Bounds on what a schema may hold: a larger one is refused when compiled. */
+#define G4_SCHEMA_MAX_NODES 1024
+#define G4_SCHEMA_MAX_PROPERTIES 64 /* per object */
+#define G4_SCHEMA_MAX_ENUM 64       /* values per enum */
+#define G4_SCHEMA_MAX_TEXT 65536    /* bytes of a schema's property names and enum values together */
+
+typedef struct g4_schema g4_schema;
+
+/* Compiles a schema (JSON text, len bytes) whose instances are objects. Understood: type (one or a list: object,
+ * array, string, number, integer, boolean, null), properties (generated in the order given; the required ones
+ * always, the others when the model chooses), required, items, minItems, maxItems, enum, const, anyOf / oneOf
+ * whose alternatives begin with different characters (an object and a string, not two objects), allOf of one
+ * schema, $ref to "#" or a JSON pointer into the document ($defs, definitions), recursion included. An object
+ * without properties, an array without items or an empty schema take any JSON value of that kind. Annotations
+ * (title, description, format, default, examples...) are ignored; a keyword that restricts values and is not
+ * enforced here (pattern, minimum, maxLength, uniqueItems...) is refused: an answer never violates the schema.
+ * Only declared properties are generated, whatever additionalProperties says. NULL with err set on failure. */
+g4_schema *g4_schema_compile(const char *text, size_t len, g4_err *err);
+void g4_schema_free(g4_schema *s);
+
+/* Where a text stands: the JSON syntax and, per open value, what the schema expects of it. A zeroed struct is the
+ * empty text. Copy with g4_schema_copy (only the frames in use). */
+typedef struct g4_schema_frame {
+    int32_t node;   /* the value's node; -1: any value */
+    uint8_t kind;   /* json_schema.c's F_* */
+    uint8_t in_key; /* an object: its key is being read */
+    uint8_t integer;
+    uint16_t count; /* an object: the index of the next property that may come; an array: items begun; any: values open */
+    uint16_t pos;   /* bytes of the key or the enum text matched */
+    uint16_t prop;  /* an object: the property whose value comes next */
+    uint64_t mask;  /* the candidates still matching: properties (a key) or enum texts */
+} g4_schema_frame;
+
+typedef struct g4_schema_state {
+    g4_json_state syntax;
+    int n; /* frames in use */
+    g4_schema_frame f[G4_JSON_MAX_DEPTH + 1];
+} g4_schema_state;
+
+void g4_schema_copy(g4_schema_state *dst, const g4_schema_state *src);
+/* Appends bytes: 0 while the text can still become one JSON object matching the schema (NULL: any object),
+ * -1 when not (s is then unspecified). */
+int g4_schema_feed(const g4_schema *sc, g4_schema_state *s, const unsigned char *bytes, size_t n);
+/* Inside a string that any characters may continue (not a key, not an enum value). */
+int g4_schema_in_free_string(const g4_schema *sc, const g4_schema_state *s);
+
+#endif

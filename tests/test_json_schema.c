@@ -1,0 +1,338 @@
+/* test_json_schema.c — JSON schemas: what compiles, texts checked byte by byte, random walks, generation on the tiny model. */
+#include "test.h"
+
+#include <cjson/cJSON.h>
+
+#include "runtime/json_schema.h"
+
+static const char *const person_schema =
+    "{\"type\":\"object\",\"properties\":{"
+    "\"name\":{\"type\":\"string\",\"description\":\"annotations are ignored\",\"format\":\"x\"},"
+    "\"age\":{\"type\":\"integer\"},"
+    "\"height\":{\"type\":[\"number\",\"null\"]},"
+    "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1,\"maxItems\":3},"
+    "\"color\":{\"enum\":[\"red\",\"green\",7,true,null]},"
+    "\"nick\":{\"type\":\"string\"},"
+    "\"pet\":{\"$ref\":\"#/$defs/pet\"},"
+    "\"extra\":{},"
+    "\"kind\":{\"const\":\"person\"},"
+    "\"q\\\"\\u00e9\":{\"type\":\"boolean\"}},"
+    "\"required\":[\"name\",\"age\",\"height\",\"tags\",\"color\",\"pet\",\"kind\"],"
+    "\"additionalProperties\":false,"
+    "\"$defs\":{\"pet\":{\"type\":\"object\",\"properties\":{\"species\":{\"type\":\"string\"},"
+    "\"friend\":{\"anyOf\":[{\"$ref\":\"#/$defs/pet\"},{\"type\":\"null\"}]}},\"required\":[\"species\",\"friend\"]}}}";
+
+static g4_schema *compile(const char *text, g4_err *err) {
+    *err = (g4_err){0};
+    return g4_schema_compile(text, strlen(text), err);
+}
+
+static void check_refusals(void) {
+    static const struct {
+        const char *schema, *message;
+    } bad[] = {
+        {"{\"type\":", "not valid JSON"},
+        {"[1]", "a schema must be an object or true"},
+        {"{\"type\":\"string\"}", "the schema must describe an object"},
+        {"{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"x\"}}}", "properties.a: this server does not enforce the keyword pattern"},
+        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":0}}}", "keyword minimum"},
+        {"{\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":3}}}", "keyword maxLength"},
+        {"{\"properties\":{\"a\":{\"anyOf\":[{\"properties\":{}},{\"type\":\"object\"}]}}}", "different types"},
+        {"{\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}}}", "different types"},
+        {"{\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"string\"},{}]}}}", "different types"},
+        {"{\"properties\":{\"a\":{\"$ref\":\"#/$defs/missing\"}}}", "$ref must point into this schema"},
+        {"{\"properties\":{\"a\":{\"$ref\":\"http://example.com/s.json\"}}}", "$ref must point into this schema"},
+        {"{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}},\"properties\":{\"x\":{\"$ref\":\"#/$defs/a\"}}}", "cycle"},
+        {"{\"required\":[\"b\"],\"properties\":{\"a\":true}}", "required names a property that properties does not declare: b"},
+        {"{\"properties\":{\"a\":{\"type\":\"wat\"}}}", "type must name"},
+        {"{\"properties\":{\"a\":{\"type\":[]}}}", "type must name"},
+        {"{\"properties\":{\"a\":{\"enum\":[]}}}", "enum must be a non-empty array"},
+        {"{\"properties\":{\"a\":{\"enum\":[{\"x\":1}]}}}", "enum and const values must be strings"},
+        {"{\"properties\":{\"a\":{\"enum\":[\"x\"],\"type\":\"integer\"}}}", "no enum value has the type"},
+        {"{\"properties\":{\"a\":{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}}}", "minItems is above maxItems"},
+        {"{\"properties\":{\"a\":{\"type\":\"array\",\"minItems\":-1}}}", "minItems and maxItems must be integers"},
+        {"{\"additionalProperties\":{\"type\":\"string\"}}", "additionalProperties may only be true or false"},
+        {"{\"properties\":{\"a\":{\"allOf\":[{},{}]}}}", "allOf must hold exactly one schema"},
+        {"{\"properties\":{\"a\":{\"$ref\":\"#\",\"type\":\"string\"}}}", "$ref and allOf cannot stand beside"},
+        {"{\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"string\"}],\"type\":\"string\"}}}", "anyOf and oneOf cannot stand beside"},
+        {"{\"properties\":{\"a\":false}}", "a schema must be an object or true"},
+        {"{\"properties\":{\"a\x8e\":true}}", "not valid UTF-8"},
+        {"{\"properties\":{\"a\":{\"enum\":[\"\xc0\x80\"]}}}", "not valid UTF-8"},
+        {"{\"$defs\":{\"n\":{\"properties\":{\"next\":{\"$ref\":\"#/$defs/n\"}},\"required\":[\"next\"]}},"
+         "\"properties\":{\"list\":{\"$ref\":\"#/$defs/n\"}}}", "no instance of finite size"},
+        {"{\"properties\":{\"a\":{\"type\":\"array\",\"minItems\":1,\"items\":{\"$ref\":\"#/properties/a\"}}}}",
+         "no instance of finite size"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        g4_err err;
+        g4_schema *s = compile(bad[i].schema, &err);
+        CHECK(!s && err.code == GEMMA4C_ERR_ARG && strstr(err.msg, bad[i].message) && !strncmp(err.msg, "json_schema: ", 13),
+              "refusal %zu: '%s' gave '%s'", i, bad[i].schema, err.msg);
+        g4_schema_free(s);
+    }
+    /* the bounds: 65 properties, nesting 70 deep, 65 enum values */
+    char big[8192];
+    size_t n = (size_t)snprintf(big, sizeof big, "{\"properties\":{");
+    for (int i = 0; i < 65; i++) n += (size_t)snprintf(big + n, sizeof big - n, "%s\"p%d\":true", i ? "," : "", i);
+    snprintf(big + n, sizeof big - n, "}}");
+    g4_err err;
+    g4_schema *s = compile(big, &err);
+    CHECK(!s && strstr(err.msg, "more than 64 properties"), "65 properties: %s", err.msg);
+    n = 0;
+    for (int i = 0; i < 70; i++) n += (size_t)snprintf(big + n, sizeof big - n, "{\"properties\":{\"a\":");
+    n += (size_t)snprintf(big + n, sizeof big - n, "true");
+    for (int i = 0; i < 70; i++) n += (size_t)snprintf(big + n, sizeof big - n, "}}");
+    s = compile(big, &err);
+    CHECK(!s && strstr(err.msg, "nested deeper than 64"), "70 levels: %s", err.msg);
+    n = (size_t)snprintf(big, sizeof big, "{\"properties\":{\"a\":{\"enum\":[");
+    for (int i = 0; i < 65; i++) n += (size_t)snprintf(big + n, sizeof big - n, "%s%d", i ? "," : "", i);
+    snprintf(big + n, sizeof big - n, "]}}}");
+    s = compile(big, &err);
+    CHECK(!s && strstr(err.msg, "more than 64 enum values"), "65 enum values: %s", err.msg);
+}
+
+/* Feeds text byte by byte: the index of the first byte refused, or -1 when all are taken (and *complete says
+ * whether the object closed at the last byte and not before). */
+static long first_refused(const g4_schema *sc, const char *text, int *complete) {
+    g4_schema_state s = {0};
+    int early = 0;
+    const size_t n = strlen(text);
+    for (size_t i = 0; i < n; i++) {
+        if (g4_schema_feed(sc, &s, (const unsigned char *)text + i, 1)) return (long)i;
+        early |= i + 1 < n && g4_json_complete(&s.syntax);
+    }
+    *complete = !early && g4_json_complete(&s.syntax);
+    return -1;
+}
+
+static void check_texts(const g4_schema *sc) {
+    static const char *const good[] = {
+        "{\"name\":\"Ann\",\"age\":31,\"height\":1.7,\"tags\":[\"a\"],\"color\":\"red\",\"nick\":\"A\",\"pet\":{\"species\":"
+        "\"cat\",\"friend\":{\"species\":\"dog\",\"friend\":null}},\"extra\":{\"x\":[1,{\"y\":null}],\"z\":\"}\"},"
+        "\"kind\":\"person\",\"q\\\"\xc3\xa9\":true}",
+        "{ \"name\" : \"B\\\"\\u00e9\" , \"age\":-0,\"height\":null,\"tags\":[\"x\" , \"y\",\"z\"],\"color\":7,\"pet\":"
+        "{\"species\":\"\",\"friend\":null},\"kind\":\"person\"}",
+        "{\"name\":\"\",\"age\":7,\"height\":-2e3,\"tags\":[\"\"],\"color\":true,\"pet\":{\"species\":\"s\",\"friend\":"
+        "null},\"extra\":[[],{}],\"kind\":\"person\"}",
+        "{\"name\":\"\",\"age\":7,\"height\":0,\"tags\":[\"\"],\"color\":null,\"pet\":{\"species\":\"s\",\"friend\":"
+        "null},\"extra\":-1.5,\"kind\":\"person\"}",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        int complete = 0;
+        const long at = first_refused(sc, good[i], &complete);
+        CHECK(at == -1 && complete, "good text %zu: refused at byte %ld, complete %d", i, at, complete);
+    }
+    static const struct {
+        const char *prefix, *rest; /* the prefix is taken, the first byte of rest refused */
+    } bad[] = {
+        {"", "[]"},
+        {"{\"", "age\":1}"},
+        {"{\"name\":\"A\"", "}"},
+        {"{\"name\":\"A\",\"age\":1", ".5"},
+        {"{\"name\":\"A\",\"age\":1", "e5"},
+        {"{\"name\":\"A\",\"age\":", "\"1\""},
+        {"{\"name\":\"A\",\"age\":1,\"height\":", "\"1\""},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[", "]"},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\",\"b\",\"c\"", ","},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[", "1"},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":\"", "blue\""},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":7", "0"},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":\"re", "\""},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":", "false"},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"p", "at\""},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"", "kind\""},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"pet\":{\"species\":\"c\",\"friend\":", "\"x\""},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"pet\":{\"species\":\"c\",\"friend\":null", ","},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"pet\":{\"species\":\"c\",\"friend\":null},"
+         "\"kind\":\"person",
+         "s"},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"pet\":{\"species\":\"c\",\"friend\":null},"
+         "\"kind\":\"person\",\"q\\\"\xc3\xa9\":true",
+         ","},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"pet\":{\"species\":\"c\",\"friend\":null},"
+         "\"kind\":\"person\",\"q",
+         "\xc3"}, /* the key is written as cJSON prints it: q, an escaped quote, then é */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "%s%s", bad[i].prefix, bad[i].rest);
+        int complete = 0;
+        const long at = first_refused(sc, text, &complete);
+        CHECK(at == (long)strlen(bad[i].prefix), "bad text %zu: refused at byte %ld, not %zu: '%s'", i, at,
+              strlen(bad[i].prefix), text);
+    }
+}
+
+/* ---- an independent check of an instance against the schema's subset ---- */
+
+static int valid(const cJSON *root, const cJSON *schema, const cJSON *v, int depth);
+
+static int valid_type(const char *t, const cJSON *v) {
+    if (!strcmp(t, "object")) return cJSON_IsObject(v);
+    if (!strcmp(t, "array")) return cJSON_IsArray(v);
+    if (!strcmp(t, "string")) return cJSON_IsString(v);
+    if (!strcmp(t, "number")) return cJSON_IsNumber(v);
+    if (!strcmp(t, "integer")) return cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble;
+    if (!strcmp(t, "boolean")) return cJSON_IsBool(v);
+    return !strcmp(t, "null") && cJSON_IsNull(v);
+}
+
+static int valid(const cJSON *root, const cJSON *schema, const cJSON *v, int depth) {
+    if (depth > 100) return 0;
+    if (cJSON_IsTrue(schema)) return 1;
+    const cJSON *k;
+    if ((k = cJSON_GetObjectItemCaseSensitive(schema, "$ref"))) {
+        const char *ref = k->valuestring;
+        if (!strcmp(ref, "#")) return valid(root, root, v, depth + 1);
+        const cJSON *defs = cJSON_GetObjectItemCaseSensitive(root, "$defs");
+        return valid(root, cJSON_GetObjectItemCaseSensitive(defs, ref + strlen("#/$defs/")), v, depth + 1);
+    }
+    if ((k = cJSON_GetObjectItemCaseSensitive(schema, "anyOf"))) {
+        for (const cJSON *a = k->child; a; a = a->next)
+            if (valid(root, a, v, depth + 1)) return 1;
+        return 0;
+    }
+    if ((k = cJSON_GetObjectItemCaseSensitive(schema, "type"))) {
+        int any = 0;
+        if (cJSON_IsString(k)) any = valid_type(k->valuestring, v);
+        for (const cJSON *t = cJSON_IsArray(k) ? k->child : NULL; t; t = t->next) any |= valid_type(t->valuestring, v);
+        if (!any) return 0;
+    }
+    const cJSON *values = cJSON_GetObjectItemCaseSensitive(schema, "enum");
+    if ((k = cJSON_GetObjectItemCaseSensitive(schema, "const"))) {
+        if (!cJSON_Compare(k, v, 1)) return 0;
+    } else if (values) {
+        int found = 0;
+        for (const cJSON *e = values->child; e; e = e->next) found |= cJSON_Compare(e, v, 1);
+        if (!found) return 0;
+    }
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
+    if (props && cJSON_IsObject(v)) {
+        for (const cJSON *m = v->child; m; m = m->next) {
+            const cJSON *p = cJSON_GetObjectItemCaseSensitive(props, m->string);
+            if (!p || !valid(root, p, m, depth + 1)) return 0;
+        }
+        const cJSON *req = cJSON_GetObjectItemCaseSensitive(schema, "required");
+        for (const cJSON *r = req ? req->child : NULL; r; r = r->next)
+            if (!cJSON_GetObjectItemCaseSensitive(v, r->valuestring)) return 0;
+    }
+    if (cJSON_IsArray(v)) {
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(schema, "items");
+        const cJSON *lo = cJSON_GetObjectItemCaseSensitive(schema, "minItems");
+        const cJSON *hi = cJSON_GetObjectItemCaseSensitive(schema, "maxItems");
+        const int count = cJSON_GetArraySize(v);
+        if ((lo && count < lo->valueint) || (hi && count > hi->valueint)) return 0;
+        for (const cJSON *e = v->child; e && items; e = e->next)
+            if (!valid(root, items, e, depth + 1)) return 0;
+    }
+    return 1;
+}
+
+static int valid_text(const char *schema_text, const char *text, size_t len) {
+    cJSON *schema = cJSON_Parse(schema_text), *v = cJSON_ParseWithLength(text, len);
+    const int ok = schema && cJSON_IsObject(v) && valid(schema, schema, v, 0);
+    cJSON_Delete(schema);
+    cJSON_Delete(v);
+    return ok;
+}
+
+/* Random texts the constraint lets through, one byte at a time: every prefix must be able to go on (some byte is
+ * always allowed), and every finished object must be valid. Closers are preferred half the time, so that walks end. */
+static void check_walks(const g4_schema *sc, const char *schema_text, int walks) {
+    uint64_t rng = 12345;
+    int finished = 0, stuck = 0, invalid = 0;
+    static char text[1 << 16];
+    for (int w = 0; w < walks; w++) {
+        g4_schema_state s = {0}, t;
+        size_t len = 0;
+        while (!g4_json_complete(&s.syntax) && len + 1 < sizeof text) {
+            unsigned char ok[256];
+            int n_ok = 0;
+            for (int c = 0; c < 256; c++) {
+                const unsigned char b = (unsigned char)c;
+                g4_schema_copy(&t, &s);
+                if (!g4_schema_feed(sc, &t, &b, 1)) ok[n_ok++] = b;
+            }
+            if (!n_ok) {
+                stuck++;
+                break;
+            }
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            unsigned char pick = ok[(rng >> 33) % (uint64_t)n_ok];
+            if (rng >> 63) /* prefer a byte that ends something */
+                for (int i = 0; i < n_ok; i++)
+                    if (strchr("\"}],", ok[i]) && ok[i]) pick = ok[i];
+            g4_schema_feed(sc, &s, &pick, 1);
+            text[len++] = (char)pick;
+        }
+        if (g4_json_complete(&s.syntax)) finished++, invalid += !valid_text(schema_text, text, len);
+    }
+    CHECK(!stuck && finished == walks && !invalid, "walks: %d of %d finished, %d stuck, %d invalid", finished, walks,
+          stuck, invalid);
+}
+
+/* ---- generation on the tiny model ---- */
+
+typedef struct text {
+    char bytes[8192];
+    size_t len;
+} text;
+
+static int keep(void *user, const gemma4c_token *t) {
+    text *x = user;
+    if (x->len + t->text_len < sizeof x->bytes) memcpy(x->bytes + x->len, t->text, t->text_len), x->len += t->text_len;
+    return 0;
+}
+
+static void check_generation(gemma4c_model *m) {
+    static const char *const small_schema =
+        "{\"type\":\"object\",\"properties\":{\"a\":{\"enum\":[\"x\",\"yy\"]},\"b\":{\"type\":\"integer\"},"
+        "\"c\":{\"type\":\"boolean\"},\"d\":{\"type\":\"array\",\"items\":{\"enum\":[1,2]},\"maxItems\":2}},"
+        "\"required\":[\"a\",\"b\",\"c\",\"d\"]}";
+    char err[512];
+    gemma4c_session_params sp = {2048};
+    gemma4c_session *s = NULL;
+    CHECK(gemma4c_session_new(m, &sp, &s, err, sizeof err) == 0, "%s", err);
+    if (!s) return;
+    int32_t prompt[] = {2, 105, 300, 107};
+    gemma4c_input in = {.ids = prompt, .n_ids = 4};
+    gemma4c_result r;
+    int whole = 0;
+    for (uint64_t seed = 0; seed <= 8; seed++) { /* seed 0: greedy */
+        gemma4c_generate_options o = {.max_tokens = 1500, .json = 1, .json_schema = small_schema};
+        if (seed) o.sampling = (gemma4c_sampling){.temperature = 1.0f, .top_k = 64, .top_p = 0.95f, .seed = seed};
+        text t = {0};
+        CHECK(gemma4c_generate(s, &in, &o, keep, &t, &r, err, sizeof err) == 0, "%s", err);
+        const int ok = r.stop_reason == GEMMA4C_STOP_JSON && valid_text(small_schema, t.bytes, t.len);
+        CHECK(ok, "seed %llu: stop %d, '%.*s'", (unsigned long long)seed, r.stop_reason, (int)t.len, t.bytes);
+        whole += ok;
+    }
+    CHECK(whole == 9, "every answer a valid instance: %d of 9", whole);
+    /* refusals through the API */
+    gemma4c_generate_options no_json = {.max_tokens = 4, .json_schema = small_schema};
+    CHECK(gemma4c_generate(s, &in, &no_json, keep, &(text){0}, &r, err, sizeof err) == GEMMA4C_ERR_ARG &&
+              strstr(err, "json_schema needs json"),
+          "a schema without JSON mode: %s", err);
+    gemma4c_generate_options unenforced = {.max_tokens = 4, .json = 1,
+                                           .json_schema = "{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"^x\"}}}"};
+    CHECK(gemma4c_generate(s, &in, &unenforced, keep, &(text){0}, &r, err, sizeof err) == GEMMA4C_ERR_ARG &&
+              strstr(err, "json_schema: properties.a: this server does not enforce the keyword pattern"),
+          "an unenforced keyword: %s", err);
+    gemma4c_session_free(s);
+}
+
+int main(void) {
+    check_refusals();
+    g4_err err;
+    g4_schema *sc = compile(person_schema, &err);
+    CHECK(sc != NULL, "the person schema compiles: %s", err.msg);
+    if (sc) {
+        check_texts(sc);
+        check_walks(sc, person_schema, 200);
+    }
+    g4_schema_free(sc);
+    gemma4c_model *m = g4t_load_tiny();
+    if (m) check_generation(m);
+    gemma4c_model_free(m);
+    return g4t_finish("test_json_schema");
+}
