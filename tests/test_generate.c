@@ -80,6 +80,35 @@ static void check_sampler(void) {
             g4_sampler_free(&s);
         }
 
+    /* Top-k keeps its k best by selection rather than by sorting every candidate: the same ids as sampling from the
+     * k best alone (the rest -inf beforehand, so that every candidate is sorted), with many equal logits. */
+    enum { W = 3000 };
+    static float wide[W], only[W], work[W];
+    static g4_candidate order[W];
+    uint64_t x = 99;
+    for (int i = 0; i < W; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        wide[i] = (float)((x >> 40) % 64) * 0.25f; /* 64 distinct values over 3000 ids */
+        order[i] = (g4_candidate){wide[i], i};
+    }
+    g4_top_k(wide, W, W, order); /* descending, equal logits by id */
+    const int ks[] = {1, 5, 64, 2999};
+    int agree = 0, tried = 0;
+    for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
+        for (uint64_t seed = 1; seed <= 50; seed++, tried++) {
+            g4_sampler a, b;
+            g4_sampler_params with_k = {0, 1.0f, ks[ki], 0.9f, 0.02f, 1, 0, 0, seed};
+            g4_sampler_params best_only = {0, 1.0f, 0, 0.9f, 0.02f, 1, 0, 0, seed};
+            for (int i = 0; i < W; i++) only[i] = -INFINITY;
+            for (int i = 0; i < ks[ki]; i++) only[order[i].id] = order[i].logit;
+            memcpy(work, wide, sizeof work);
+            if (g4_sampler_init(&a, &with_k, W, &err) || g4_sampler_init(&b, &best_only, W, &err)) break;
+            agree += g4_sampler_pick(&a, work, NULL, 0, 0) == g4_sampler_pick(&b, only, NULL, 0, 0);
+            g4_sampler_free(&a);
+            g4_sampler_free(&b);
+        }
+    CHECK(agree == tried && tried == 200, "top-k by selection agrees with sorting the k best: %d of %d", agree, tried);
+
     g4_sampler_params bad[] = {{0, 0, 0, 1, 0, 1, 0, 0, 0}, {0, 1, -1, 1, 0, 1, 0, 0, 0}, {0, 1, 0, 0, 0, 1, 0, 0, 0},
                                {0, 1, 0, 1, 1.5f, 1, 0, 0, 0}, {0, 1, 0, 1, 0, 0, 0, 0, 0}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)

@@ -3,7 +3,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "runtime/generate.h"
 #include "runtime/json_schema.h"
+#include "text/tokenizer.h"
 
 static const char *const person_schema =
     "{\"type\":\"object\",\"properties\":{"
@@ -12,7 +14,7 @@ static const char *const person_schema =
     "\"height\":{\"type\":[\"number\",\"null\"]},"
     "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1,\"maxItems\":3},"
     "\"color\":{\"enum\":[\"red\",\"green\",7,true,null]},"
-    "\"nick\":{\"type\":\"string\"},"
+    "\"nick\":{\"type\":\"string\",\"minLength\":2,\"maxLength\":3},"
     "\"pet\":{\"$ref\":\"#/$defs/pet\"},"
     "\"extra\":{},"
     "\"kind\":{\"const\":\"person\"},"
@@ -36,7 +38,9 @@ static void check_refusals(void) {
         {"{\"type\":\"string\"}", "the schema must describe an object"},
         {"{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"x\"}}}", "properties.a: this server does not enforce the keyword pattern"},
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":0}}}", "keyword minimum"},
-        {"{\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":3}}}", "keyword maxLength"},
+        {"{\"properties\":{\"a\":{\"type\":\"string\",\"uniqueItems\":true}}}", "keyword uniqueItems"},
+        {"{\"properties\":{\"a\":{\"type\":\"string\",\"minLength\":3,\"maxLength\":2}}}", "minLength is above maxLength"},
+        {"{\"properties\":{\"a\":{\"enum\":[\"abc\"],\"maxLength\":2}}}", "no enum value has the type and length"},
         {"{\"properties\":{\"a\":{\"anyOf\":[{\"properties\":{}},{\"type\":\"object\"}]}}}", "different types"},
         {"{\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}}}", "different types"},
         {"{\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"string\"},{}]}}}", "different types"},
@@ -89,7 +93,20 @@ static void check_refusals(void) {
     snprintf(big + n, sizeof big - n, "]}}}");
     s = compile(big, &err);
     CHECK(!s && strstr(err.msg, "more than 64 enum values"), "65 enum values: %s", err.msg);
+    /* required objects nested as deep as a schema may be written, one level deeper than JSON mode nests an
+     * answer: it could never close */
+    for (int levels = 64; levels <= 65; levels++) {
+        n = 0;
+        for (int i = 0; i < levels - 1; i++) n += (size_t)snprintf(big + n, sizeof big - n, "{\"required\":[\"a\"],\"properties\":{\"a\":");
+        n += (size_t)snprintf(big + n, sizeof big - n, "{\"type\":\"object\"}");
+        for (int i = 0; i < levels - 1; i++) n += (size_t)snprintf(big + n, sizeof big - n, "}}");
+        s = compile(big, &err);
+        CHECK(levels == 64 ? s != NULL : !s && strstr(err.msg, "need objects and arrays nested deeper than 64"),
+              "%d required levels: %s", levels, s ? "compiles" : err.msg);
+        g4_schema_free(s);
+    }
 }
+
 
 /* Feeds text byte by byte: the index of the first byte refused, or -1 when all are taken (and *complete says
  * whether the object closed at the last byte and not before). */
@@ -105,9 +122,36 @@ static long first_refused(const g4_schema *sc, const char *text, int *complete) 
     return -1;
 }
 
+/* Where JSON mode's nesting ends, an optional property or item that would need deeper is never begun: every
+ * text the constraint takes can still be closed. */
+static void check_depth_limit(void) {
+    g4_err err;
+    g4_schema *sc = compile("{\"properties\":{\"v\":{\"type\":\"number\"},\"k\":{\"$ref\":\"#\"},"
+                            "\"l\":{\"type\":\"array\",\"items\":{\"$ref\":\"#\"}}}}", &err);
+    CHECK(sc != NULL, "the tree schema compiles: %s", err.msg);
+    if (!sc) return;
+    struct {
+        int open;         /* objects opened through k first */
+        const char *then;
+        long refused;     /* the index in `then` of the byte refused, -1 none */
+    } cases[] = {{63, "{\"v\":1", -1}, {63, "{\"k", 2}, {63, "{\"l", 2}, {63, "{\"v\":1,", 6}, {63, "{}", -1},
+                 {63, "[", 0}, {63, "{\"v\":1}", -1}, {62, "{\"l\":[]", -1}, {62, "{\"l\":[{", 6}, {62, "{\"l\":[]}", -1}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        char text[1024];
+        size_t n = 0;
+        for (int i = 0; i < cases[c].open; i++) n += (size_t)snprintf(text + n, sizeof text - n, "{\"k\":");
+        snprintf(text + n, sizeof text - n, "%s", cases[c].then);
+        int complete;
+        const long at = first_refused(sc, text, &complete);
+        const long want = cases[c].refused < 0 ? -1 : (long)n + cases[c].refused;
+        CHECK(at == want, "%d levels, then '%s': refused at %ld, wanted %ld", cases[c].open, cases[c].then, at, want);
+    }
+    g4_schema_free(sc);
+}
+
 static void check_texts(const g4_schema *sc) {
     static const char *const good[] = {
-        "{\"name\":\"Ann\",\"age\":31,\"height\":1.7,\"tags\":[\"a\"],\"color\":\"red\",\"nick\":\"A\",\"pet\":{\"species\":"
+        "{\"name\":\"Ann\",\"age\":31,\"height\":1.7,\"tags\":[\"a\"],\"color\":\"red\",\"nick\":\"A\\u00e9\\ud83d\\ude00\",\"pet\":{\"species\":"
         "\"cat\",\"friend\":{\"species\":\"dog\",\"friend\":null}},\"extra\":{\"x\":[1,{\"y\":null}],\"z\":\"}\"},"
         "\"kind\":\"person\",\"q\\\"\xc3\xa9\":true}",
         "{ \"name\" : \"B\\\"\\u00e9\" , \"age\":-0,\"height\":null,\"tags\":[\"x\" , \"y\",\"z\"],\"color\":7,\"pet\":"
@@ -140,6 +184,8 @@ static void check_texts(const g4_schema *sc) {
         {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":\"re", "\""},
         {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":", "false"},
         {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"p", "at\""},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"nick\":\"\xc3\xa9", "\""},
+        {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"nick\":\"a\\n\xc3\xa9", "b"},
         {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"", "kind\""},
         {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"pet\":{\"species\":\"c\",\"friend\":", "\"x\""},
         {"{\"name\":\"A\",\"age\":1,\"height\":1,\"tags\":[\"a\"],\"color\":null,\"pet\":{\"species\":\"c\",\"friend\":null", ","},
@@ -205,6 +251,13 @@ static int valid(const cJSON *root, const cJSON *schema, const cJSON *v, int dep
         int found = 0;
         for (const cJSON *e = values->child; e; e = e->next) found |= cJSON_Compare(e, v, 1);
         if (!found) return 0;
+    }
+    const cJSON *lo = cJSON_GetObjectItemCaseSensitive(schema, "minLength");
+    const cJSON *hi = cJSON_GetObjectItemCaseSensitive(schema, "maxLength");
+    if (cJSON_IsString(v) && (lo || hi)) {
+        int chars = 0;
+        for (const unsigned char *p = (const unsigned char *)v->valuestring; *p; p++) chars += (*p & 0xC0) != 0x80;
+        if ((lo && chars < lo->valueint) || (hi && chars > hi->valueint)) return 0;
     }
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
     if (props && cJSON_IsObject(v)) {
@@ -287,8 +340,8 @@ static int keep(void *user, const gemma4c_token *t) {
 static void check_generation(gemma4c_model *m) {
     static const char *const small_schema =
         "{\"type\":\"object\",\"properties\":{\"a\":{\"enum\":[\"x\",\"yy\"]},\"b\":{\"type\":\"integer\"},"
-        "\"c\":{\"type\":\"boolean\"},\"d\":{\"type\":\"array\",\"items\":{\"enum\":[1,2]},\"maxItems\":2}},"
-        "\"required\":[\"a\",\"b\",\"c\",\"d\"]}";
+        "\"c\":{\"type\":\"boolean\"},\"d\":{\"type\":\"array\",\"items\":{\"enum\":[1,2]},\"maxItems\":2},"
+        "\"e\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":3}},\"required\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}";
     char err[512];
     gemma4c_session_params sp = {2048};
     gemma4c_session *s = NULL;
@@ -321,8 +374,63 @@ static void check_generation(gemma4c_model *m) {
     gemma4c_session_free(s);
 }
 
+/* Over Gemma 4's whole vocabulary: a piece the mask lets into any string between characters stays inside it (a
+ * key too: pieces such as '","' close one string and open the next), and adds the characters a length counts. */
+static void check_pieces(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizers/gemma4-reconstructed-tokenizer.json.gz", g4t_golden_dir());
+    g4_tokenizer *tok = NULL;
+    g4_err err = {0};
+    CHECK(g4_tokenizer_load(path, &tok, &err) == 0, "load %s: %s", path, err.msg);
+    if (!tok) return;
+    g4_token_pieces p;
+    const int vocab = g4_tokenizer_vocab_size(tok);
+    CHECK(g4_token_pieces_build(&p, tok, vocab, &err) == 0, "pieces: %s", err.msg);
+    if (!p.at) {
+        g4_tokenizer_free(tok);
+        return;
+    }
+    int plain = 0, quoted = 0, bad_key = 0, bad_len = 0;
+    for (int id = 0; id < vocab; id++) {
+        const unsigned char *b = p.bytes + p.at[id];
+        const size_t n = p.at[id + 1] - p.at[id];
+        if (p.kind[id] != G4_PIECE_PLAIN) {
+            quoted += n == 3 && !memcmp(b, "\",\"", 3);
+            continue;
+        }
+        plain++;
+        g4_schema_state st = {0};
+        const unsigned char *key_open = (const unsigned char *)"{\"", *key_close = (const unsigned char *)"\":1}";
+        int ok = !g4_schema_feed(NULL, &st, key_open, 2) && !g4_schema_feed(NULL, &st, b, n) &&
+                 !g4_schema_feed(NULL, &st, key_close, 4) && g4_json_complete(&st.syntax);
+        if (!ok && bad_key++ < 3) fprintf(stderr, "  piece %d '%.*s' does not stay inside a key\n", id, (int)n, b);
+        if (p.chars[id] >= 255) continue;
+        for (int extra = -1; extra <= 0; extra++) { /* maxLength = its characters fits it; one less does not */
+            char schema[128];
+            snprintf(schema, sizeof schema, "{\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":%d}}}", p.chars[id] + extra);
+            if (p.chars[id] + extra < 0) continue;
+            g4_schema *sc = compile(schema, &err);
+            if (!sc) { bad_len++; continue; }
+            memset(&st, 0, sizeof st);
+            const int fits = !g4_schema_feed(sc, &st, (const unsigned char *)"{\"a\":\"", 6) && !g4_schema_feed(sc, &st, b, n) &&
+                             !g4_schema_feed(sc, &st, (const unsigned char *)"\"}", 2);
+            if (fits != (extra == 0) && bad_len++ < 3)
+                fprintf(stderr, "  piece %d '%.*s': %d characters, maxLength %d %s\n", id, (int)n, b, p.chars[id],
+                        p.chars[id] + extra, fits ? "fits" : "does not fit");
+            g4_schema_free(sc);
+        }
+    }
+    CHECK(plain > vocab / 2 && quoted >= 1, "%d of %d pieces plain; '\",\"' is a piece and not plain", plain, vocab);
+    CHECK(bad_key == 0, "%d plain pieces leave a key", bad_key);
+    CHECK(bad_len == 0, "%d plain pieces counted wrong", bad_len);
+    g4_token_pieces_free(&p);
+    g4_tokenizer_free(tok);
+}
+
 int main(void) {
     check_refusals();
+    check_depth_limit();
+    check_pieces();
     g4_err err;
     g4_schema *sc = compile(person_schema, &err);
     CHECK(sc != NULL, "the person schema compiles: %s", err.msg);

@@ -64,18 +64,19 @@ static int append_text(void *ctx, const char *text, size_t len) { return g4_buf_
  * prefix of a JSON object. */
 enum { JSON_START, JSON_THOUGHT, JSON_OBJECT };
 /* What a token can be in JSON mode: never text (a control token, no bytes, an id the tokenizer lacks), text that
- * continues any string between its characters and leaves it there (no quote, backslash or control byte, whole
- * UTF-8 characters: most of a vocabulary, checked at once inside strings), or other text. */
+ * continues any string between its characters and leaves it there (no quote or control byte, whole UTF-8
+ * characters and escapes: most of a vocabulary, checked at once inside strings), or other text. */
 int g4_token_pieces_build(g4_token_pieces *p, const g4_tokenizer *tok, int vocab, g4_err *err) {
     memset(p, 0, sizeof *p);
     const int n_tok = g4_tokenizer_vocab_size(tok);
     p->vocab = vocab;
     p->at = malloc(((size_t)vocab + 1) * sizeof *p->at);
     p->kind = malloc((size_t)vocab);
+    p->chars = calloc((size_t)vocab, 1);
     g4_buf all = {0}, one = {0};
     g4_json_state in_string = {0};
     g4_json_feed(&in_string, (const unsigned char *)"{\"\":\"", 5);
-    int rc = p->at && p->kind ? 0 : g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+    int rc = p->at && p->kind && p->chars ? 0 : g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     for (int id = 0; !rc && id < vocab; id++) {
         p->at[id] = (uint32_t)all.len;
         p->kind[id] = G4_PIECE_NONE;
@@ -84,8 +85,15 @@ int g4_token_pieces_build(g4_token_pieces *p, const g4_tokenizer *tok, int vocab
         if ((rc = g4_tokenizer_piece(tok, id, &one, err))) break;
         if (!one.len) continue;
         g4_json_state t = in_string;
-        const int plain = !g4_json_feed(&t, (const unsigned char *)one.data, one.len) && g4_json_in_string(&t);
+        int bad = 0, chars = 0; /* characters as a schema's length counts them: bytes that begin one or an escape */
+        for (size_t i = 0; !bad && i < one.len; i++) {
+            const unsigned char c = (unsigned char)one.data[i];
+            chars += g4_json_in_string(&t);
+            bad = (g4_json_in_string(&t) && c == '"') || g4_json_feed(&t, &c, 1); /* a quote would end the string */
+        }
+        const int plain = !bad && g4_json_in_string(&t);
         p->kind[id] = plain ? G4_PIECE_PLAIN : G4_PIECE_OTHER;
+        p->chars[id] = (uint8_t)(plain && chars < 255 ? chars : 255);
         if (all.len + one.len > UINT32_MAX || g4_buf_append(&all, one.data, one.len))
             rc = g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
     }
@@ -99,6 +107,7 @@ int g4_token_pieces_build(g4_token_pieces *p, const g4_tokenizer *tok, int vocab
 void g4_token_pieces_free(g4_token_pieces *p) {
     free(p->at);
     free(p->kind);
+    free(p->chars);
     free(p->bytes);
     memset(p, 0, sizeof *p);
 }
@@ -113,7 +122,7 @@ static int feed_token(const g4_gen *g, g4_schema_state *s, int32_t id) {
  * the bytes that may come next are found once, and only tokens starting with one of them are tried whole. */
 static int json_mask(g4_gen *g, float *logits, g4_err *err) {
     const g4_token_pieces *p = g->p.pieces;
-    const int in_string = g4_schema_in_free_string(g->p.schema, &g->json);
+    const int64_t room = g4_schema_string_room(g->p.schema, &g->json); /* characters a plain piece may add */
     g4_schema_state *t = &g->json_trial;
     uint8_t first_ok[256];
     for (int c = 0; c < 256; c++) {
@@ -126,7 +135,7 @@ static int json_mask(g4_gen *g, float *logits, g4_err *err) {
         int ok;
         const int kind = p->kind[id];
         if (kind == G4_PIECE_NONE) ok = g->json_phase == JSON_START && g->p.json == G4_JSON_AFTER_THOUGHT && id == g->channel_open;
-        else if (kind == G4_PIECE_PLAIN && in_string) ok = 1;
+        else if (kind == G4_PIECE_PLAIN && room >= 0) ok = p->chars[id] <= room;
         else if (!first_ok[p->bytes[p->at[id]]]) ok = 0;
         else {
             g4_schema_copy(t, &g->json);

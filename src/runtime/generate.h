@@ -42,6 +42,7 @@ typedef struct g4_token_pieces {
     uint32_t *at;         /* [vocab + 1]: id's bytes are bytes[at[id] .. at[id + 1]) */
     unsigned char *bytes;
     uint8_t *kind;        /* [vocab] */
+    uint8_t *chars;       /* [vocab] a plain piece's characters (code points; 255: that many or more) */
 } g4_token_pieces;
 int g4_token_pieces_build(g4_token_pieces *p, const g4_tokenizer *tok, int vocab, g4_err *err);
 void g4_token_pieces_free(g4_token_pieces *p);

@@ -10,6 +10,7 @@
 
 enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_BOOLEAN = 32, T_NULL = 64, T_ALL = 127 };
 enum { F_OBJECT = 1, F_ARRAY, F_SCALAR, F_ANY };
+enum { NEED_NONE = 0xFFFF };
 enum { MAX_PROPS_ALL = 4096, MAX_ALTS_ALL = 1024, MAX_ENUMS_ALL = 4096, MAX_ALTS = 16, MAX_NESTING = 64 };
 
 typedef struct schema_text {
@@ -25,6 +26,7 @@ typedef struct schema_node {
     int prop0, n_props;       /* in props[], in order */
     int items;                /* an array's items; -1: any value */
     int min_items, max_items; /* max -1: no bound */
+    int min_len, max_len;     /* a string's characters (code points); max -1: no bound */
     int enum0, n_enum;        /* canonical texts in enums[] */
 } schema_node;
 
@@ -38,6 +40,7 @@ struct g4_schema {
     int n_nodes, n_props, n_alts, n_enums;
     size_t n_text;
     schema_node nodes[G4_SCHEMA_MAX_NODES];
+    uint16_t need[G4_SCHEMA_MAX_NODES]; /* levels of nesting its shortest instance needs (0: a scalar); compute_needs */
     const cJSON *source[G4_SCHEMA_MAX_NODES]; /* while compiling: the node of each schema object, once */
     schema_prop props[MAX_PROPS_ALL];
     int alts[MAX_ALTS_ALL];
@@ -60,7 +63,7 @@ static int fail(compiler *c, const char *where, const char *what, const char *na
 /* Keywords that restrict values in ways this constraint does not follow: refused rather than ignored. */
 static const char *const unenforced[] = {
     "pattern", "patternProperties", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-    "minLength", "maxLength", "uniqueItems", "contains", "minContains", "maxContains", "minProperties",
+    "uniqueItems", "contains", "minContains", "maxContains", "minProperties",
     "maxProperties", "propertyNames", "dependentRequired", "dependentSchemas", "dependencies", "if", "then", "else",
     "not", "prefixItems", "unevaluatedProperties", "unevaluatedItems", "additionalItems", "$dynamicRef",
     "$recursiveRef", NULL};
@@ -187,6 +190,13 @@ static int compile_required(compiler *c, const schema_node *n, const cJSON *v, c
     return 0;
 }
 
+/* A string's characters (code points) within the node's minLength and maxLength. */
+static int length_fits(const schema_node *n, const char *utf8) {
+    long chars = 0;
+    for (const unsigned char *p = (const unsigned char *)utf8; *p; p++) chars += (*p & 0xC0) != 0x80;
+    return chars >= n->min_len && (n->max_len < 0 || chars <= n->max_len);
+}
+
 static int compile_enum(compiler *c, schema_node *n, const cJSON *values, int types_given, const char *where) {
     g4_schema *s = c->s;
     if (!cJSON_IsArray(values) || !values->child) return fail(c, where, "enum must be a non-empty array", NULL);
@@ -198,12 +208,13 @@ static int compile_enum(compiler *c, schema_node *n, const cJSON *values, int ty
         const int t = value_type(v);
         if (!t) return fail(c, where, "enum and const values must be strings, numbers, booleans or null", NULL);
         if (types_given && !(t & n->types)) continue; /* a value the type excludes is never valid */
+        if (t == T_STRING && !length_fits(n, v->valuestring)) continue;
         int rc = keep_printed(c, v, 0, &s->enums[s->n_enums], where);
         if (rc) return rc;
         s->n_enums++, n->n_enum++;
         types |= t;
     }
-    if (!n->n_enum) return fail(c, where, "no enum value has the type the schema gives", NULL);
+    if (!n->n_enum) return fail(c, where, "no enum value has the type and length the schema gives", NULL);
     n->types = (uint8_t)types;
     return 0;
 }
@@ -218,7 +229,7 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
     const int id = *out = s->n_nodes++;
     s->source[id] = j;
     schema_node *n = &s->nodes[id];
-    *n = (schema_node){.types = T_ALL, .ref = -1, .items = -1, .max_items = -1};
+    *n = (schema_node){.types = T_ALL, .ref = -1, .items = -1, .max_items = -1, .max_len = -1};
     if (cJSON_IsTrue(j)) return 0;
     if (!cJSON_IsObject(j)) return fail(c, where, "a schema must be an object or true", NULL);
     const cJSON *type = NULL, *properties = NULL, *required = NULL, *items = NULL, *values = NULL, *alts = NULL,
@@ -242,6 +253,10 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
             int v;
             if (g4_json_as_int(k, 0, 65535, &v)) return fail(c, where, "minItems and maxItems must be integers in [0, 65535]", NULL);
             *(key[1] == 'i' ? &n->min_items : &n->max_items) = v;
+        } else if (!strcmp(key, "minLength") || !strcmp(key, "maxLength")) {
+            int v;
+            if (g4_json_as_int(k, 0, 1 << 20, &v)) return fail(c, where, "minLength and maxLength must be integers in [0, 1048576]", NULL);
+            *(key[1] == 'i' ? &n->min_len : &n->max_len) = v;
         }
         /* anything else is an annotation (title, description, format, default...) or a container ($defs) */
     }
@@ -298,6 +313,7 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
     if (items && (rc = child_node(c, items, where, "items", depth, &s->nodes[id].items))) return rc;
     n = &s->nodes[id];
     if (n->max_items >= 0 && n->min_items > n->max_items) return fail(c, where, "minItems is above maxItems", NULL);
+    if (n->max_len >= 0 && n->min_len > n->max_len) return fail(c, where, "minLength is above maxLength", NULL);
     return 0;
 }
 
@@ -319,32 +335,41 @@ static int reach_of(const g4_schema *s, int id, int hops) {
 /* Alternatives are chosen by the value's first character: their types must not share one. */
 static int first_char_classes(int types) { return (types & ~T_INTEGER) | (types & T_INTEGER ? T_NUMBER : 0); }
 
-/* Whether each node has an instance of finite size, to a fixed point: a required property or minItems that
- * recurses forever would leave an answer that can never close. */
-static int all_finite(const g4_schema *s) {
-    uint8_t finite[G4_SCHEMA_MAX_NODES] = {0};
+/* The levels of nesting a value of type t (T_OBJECT or T_ARRAY) of node n needs at least, given each node's need
+ * (0 for a node that admits a scalar): its own, plus its required properties' or minItems' deepest need. */
+static int container_need(const g4_schema *s, const schema_node *n, int t, const uint16_t *need) {
+    int deepest = 0;
+    if (t == T_ARRAY) deepest = n->min_items > 0 && n->items >= 0 ? need[n->items] : 0;
+    for (int p = 0; t == T_OBJECT && p < n->n_props; p++)
+        if (s->props[n->prop0 + p].required && need[s->props[n->prop0 + p].node] > deepest)
+            deepest = need[s->props[n->prop0 + p].node];
+    return deepest >= NEED_NONE ? NEED_NONE : deepest + 1;
+}
+
+/* Each node's need, to a fixed point from "none": a node whose need stays none has no instance of finite size (a
+ * required property or minItems that recurses forever), and one deeper than JSON mode's nesting limit could
+ * never be closed there. A shortest instance repeats no node along a path, so a need is at most n_nodes + 1. */
+static void compute_needs(g4_schema *s) {
+    for (int i = 0; i < s->n_nodes; i++) s->need[i] = NEED_NONE;
     for (int changed = 1; changed;) {
         changed = 0;
         for (int i = 0; i < s->n_nodes; i++) {
             const schema_node *n = &s->nodes[i];
-            int f = 0;
-            if (finite[i]) continue;
-            if (n->ref >= 0) f = finite[n->ref];
+            int v = NEED_NONE;
+            if (n->ref >= 0) v = s->need[n->ref];
             else if (n->n_alts)
-                for (int a = 0; a < n->n_alts; a++) f |= finite[s->alts[n->alt0 + a]];
-            else if (n->types & ~(T_OBJECT | T_ARRAY)) f = 1;
-            else if (n->types & T_ARRAY && (n->min_items == 0 || n->items < 0 || finite[n->items])) f = 1;
-            else if (n->types & T_OBJECT) {
-                f = 1;
-                for (int p = 0; p < n->n_props; p++) f &= !s->props[n->prop0 + p].required || finite[s->props[n->prop0 + p].node];
+                for (int a = 0; a < n->n_alts; a++) v = s->need[s->alts[n->alt0 + a]] < v ? s->need[s->alts[n->alt0 + a]] : v;
+            else if (n->types & ~(T_OBJECT | T_ARRAY)) v = 0;
+            else {
+                if (n->types & T_ARRAY) v = container_need(s, n, T_ARRAY, s->need);
+                if (n->types & T_OBJECT && container_need(s, n, T_OBJECT, s->need) < v) v = container_need(s, n, T_OBJECT, s->need);
             }
-            if (f) finite[i] = 1, changed = 1;
+            if (v < s->need[i]) s->need[i] = (uint16_t)v, changed = 1;
         }
     }
-    for (int i = 0; i < s->n_nodes; i++)
-        if (!finite[i]) return 0;
-    return 1;
 }
+
+static int resolve(const g4_schema *s, int id, int t);
 
 static int check(compiler *c) {
     g4_schema *s = c->s;
@@ -365,9 +390,14 @@ static int check(compiler *c) {
         }
     }
     if (!(s->nodes[0].reach & T_OBJECT)) return fail(c, "", "the schema must describe an object", NULL);
-    if (!all_finite(s))
-        return fail(c, "", "a schema in it has no instance of finite size (a required property or minItems that "
-                           "recurses forever)", NULL);
+    compute_needs(s);
+    for (int i = 0; i < s->n_nodes; i++)
+        if (s->need[i] == NEED_NONE)
+            return fail(c, "", "a schema in it has no instance of finite size (a required property or minItems that "
+                               "recurses forever)", NULL);
+    const int root = resolve(s, 0, T_OBJECT);
+    if (root < 0 || container_need(s, &s->nodes[root], T_OBJECT, s->need) > G4_JSON_MAX_DEPTH)
+        return fail(c, "", "its instances need objects and arrays nested deeper than 64", NULL);
     return 0;
 }
 
@@ -465,7 +495,7 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
         if (top->kind == F_OBJECT) id = s->props[s->nodes[top->node].prop0 + top->prop].node;
         else { /* an array */
             const schema_node *a = &s->nodes[top->node];
-            if (a->max_items >= 0 && top->count >= a->max_items) return -1;
+            if (a->max_items >= 0 && top->count >= (uint32_t)a->max_items) return -1;
             top->count++;
             id = a->items;
         }
@@ -473,6 +503,7 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
     const int t = type_of_first(c);
     if (id >= 0 && (id = resolve(s, id, t)) == -2) return -1;
     const schema_node *n = id >= 0 ? &s->nodes[id] : NULL;
+    if (n && (c == '{' || c == '[') && st->n + container_need(s, n, t, s->need) > G4_JSON_MAX_DEPTH) return -1;
     if (!n || (c == '{' && !n->has_props)) return push(st, (g4_schema_frame){.node = -1, .kind = F_ANY, .count = 1});
     if (c == '{') return push(st, (g4_schema_frame){.node = id, .kind = F_OBJECT});
     if (c == '[') return push(st, (g4_schema_frame){.node = id, .kind = F_ARRAY});
@@ -485,10 +516,13 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
     return push(st, f);
 }
 
-/* A byte of a scalar value (enum texts match it; integers refuse a fraction or an exponent). */
-static int scalar_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c) {
+/* A byte of a scalar value (enum texts match it; integers refuse a fraction or an exponent; a string counts its
+ * characters when the byte starts one). */
+static int scalar_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c, int char_start) {
     if (f->integer && (c == '.' || c == 'e' || c == 'E')) return -1;
     const schema_node *n = &s->nodes[f->node];
+    if (char_start && n->max_len >= 0 && ++f->count > (uint32_t)n->max_len) return -1;
+    if (char_start && n->max_len < 0 && f->count < (uint32_t)n->min_len) f->count++;
     if (!n->n_enum) return 0;
     f->mask = narrow(s, s->enums + n->enum0, n->n_enum, f->mask, f->pos, c);
     f->pos++;
@@ -503,26 +537,29 @@ static int end(const g4_schema *s, g4_schema_state *st, unsigned char c, int wit
         if (--f->count) return 0;
         break;
     case F_SCALAR:
-        if (with_byte && scalar_byte(s, f, c)) return -1;
+        if (with_byte && scalar_byte(s, f, c, 0)) return -1;
         if (n->n_enum && some_whole(s->enums + n->enum0, n->n_enum, f->mask, f->pos) < 0) return -1;
+        if (c == '"' && with_byte && f->count < (uint32_t)n->min_len) return -1; /* a string too short */
         break;
     case F_OBJECT:
-        for (int i = f->count; i < n->n_props; i++)
+        for (int i = (int)f->count; i < n->n_props; i++)
             if (s->props[n->prop0 + i].required) return -1;
         break;
     default: /* an array */
-        if (f->count < n->min_items) return -1;
+        if (f->count < (uint32_t)n->min_items) return -1;
     }
     st->n--;
     return 0;
 }
 
-/* The properties a key may name next: those from `count` on, up to the first required one. */
-static uint64_t key_candidates(const g4_schema *s, const schema_node *n, int count) {
+/* The properties a key may name next: those from `count` on, up to the first required one, whose values fit in
+ * the nesting left (`depth` containers are open). */
+static uint64_t key_candidates(const g4_schema *s, const schema_node *n, int count, int depth) {
     uint64_t mask = 0;
     for (int i = count; i < n->n_props; i++) {
-        mask |= 1ull << i;
-        if (s->props[n->prop0 + i].required) break;
+        const schema_prop *p = &s->props[n->prop0 + i];
+        if (depth + s->need[p->node] <= G4_JSON_MAX_DEPTH) mask |= 1ull << i;
+        if (p->required) break;
     }
     return mask;
 }
@@ -534,12 +571,13 @@ static int event(const g4_schema *s, g4_schema_state *st, int what, unsigned cha
     if (f->kind == F_ANY) return 0;
     const schema_node *n = &s->nodes[f->node];
     if (what == G4_JEV_COMMA) {
-        if (f->kind == F_OBJECT) return f->count < n->n_props ? 0 : -1;
-        return n->max_items < 0 || f->count < n->max_items ? 0 : -1;
+        /* an item begun fitted, so the next one will; a property after this one may not */
+        if (f->kind == F_OBJECT) return key_candidates(s, n, (int)f->count, st->n) ? 0 : -1;
+        return n->max_items < 0 || f->count < (uint32_t)n->max_items ? 0 : -1;
     }
     if (what == G4_JEV_KEY) {
         f->in_key = 1, f->pos = 0;
-        f->mask = key_candidates(s, n, f->count);
+        f->mask = key_candidates(s, n, (int)f->count, st->n);
         return f->mask ? 0 : -1;
     }
     /* G4_JEV_KEY_END: the key must be one candidate's whole name */
@@ -552,10 +590,10 @@ static int event(const g4_schema *s, g4_schema_state *st, int what, unsigned cha
 }
 
 /* A byte inside a key or a scalar (or whitespace between tokens, which changes nothing). */
-static int plain_byte(const g4_schema *s, g4_schema_state *st, unsigned char c) {
+static int plain_byte(const g4_schema *s, g4_schema_state *st, unsigned char c, int char_start) {
     if (!st->n) return 0;
     g4_schema_frame *f = &st->f[st->n - 1];
-    if (f->kind == F_SCALAR) return scalar_byte(s, f, c);
+    if (f->kind == F_SCALAR) return scalar_byte(s, f, c, char_start);
     if (f->kind != F_OBJECT || !f->in_key) return 0;
     const schema_node *n = &s->nodes[f->node];
     for (int i = 0; i < n->n_props; i++) {
@@ -570,18 +608,23 @@ static int plain_byte(const g4_schema *s, g4_schema_state *st, unsigned char c) 
 int g4_schema_feed(const g4_schema *sc, g4_schema_state *s, const unsigned char *bytes, size_t n) {
     g4_json_events ev;
     for (size_t i = 0; i < n; i++) {
+        const int char_start = g4_json_in_string(&s->syntax) && bytes[i] != '"'; /* a character or an escape */
         if (g4_json_feed_byte(&s->syntax, bytes[i], &ev)) return -1;
         if (!sc) continue;
-        if (!ev.n && plain_byte(sc, s, bytes[i])) return -1;
+        if (!ev.n && plain_byte(sc, s, bytes[i], char_start)) return -1;
         for (int k = 0; k < ev.n; k++)
             if (event(sc, s, ev.ev[k], bytes[i])) return -1;
     }
     return 0;
 }
 
-int g4_schema_in_free_string(const g4_schema *sc, const g4_schema_state *s) {
-    if (!g4_json_in_string(&s->syntax)) return 0;
-    if (!sc) return 1;
+int64_t g4_schema_string_room(const g4_schema *sc, const g4_schema_state *s) {
+    if (!g4_json_in_string(&s->syntax)) return -1;
+    if (!sc) return INT64_MAX;
     const g4_schema_frame *f = &s->f[s->n - 1];
-    return f->kind == F_ANY || (f->kind == F_SCALAR && !sc->nodes[f->node].n_enum);
+    if (f->kind == F_ANY) return INT64_MAX;
+    if (f->kind != F_SCALAR) return -1; /* a key */
+    const schema_node *n = &sc->nodes[f->node];
+    if (n->n_enum) return -1;
+    return n->max_len < 0 ? INT64_MAX : n->max_len - (int64_t)f->count;
 }

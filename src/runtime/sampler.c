@@ -83,6 +83,34 @@ static int by_logit_desc(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* The k best of n candidates (by_logit_desc), moved to the front in that order. A heap of the k kept, its root the
+ * worst of them, costs about one comparison a candidate, where sorting all n (up to the whole vocabulary: Gemma's
+ * logits are soft-capped, so 30 below the best keeps most of it) costs about log2(n). */
+static int worse(const g4_candidate *a, const g4_candidate *b) { return by_logit_desc(a, b) > 0; }
+
+static void sift_down(g4_candidate *h, int k, int i) {
+    for (;;) {
+        int w = i;
+        const int l = 2 * i + 1, r = l + 1;
+        if (l < k && worse(&h[l], &h[w])) w = l;
+        if (r < k && worse(&h[r], &h[w])) w = r;
+        if (w == i) return;
+        const g4_candidate t = h[i];
+        h[i] = h[w], h[w] = t;
+        i = w;
+    }
+}
+
+static void keep_best(g4_candidate *c, int n, int k) {
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(c, k, i);
+    for (int i = k; i < n; i++)
+        if (worse(&c[0], &c[i])) {
+            c[0] = c[i];
+            sift_down(c, k, 0);
+        }
+    qsort(c, (size_t)k, sizeof *c, by_logit_desc);
+}
+
 /* logit -= presence * [count > 0] + frequency * count, over the ids of the answer. */
 static void apply_answer_penalties(g4_sampler *s, float *logits, const int32_t *answer, size_t n) {
     if ((s->p.presence_penalty == 0 && s->p.frequency_penalty == 0) || !answer) return;
@@ -117,8 +145,12 @@ int32_t g4_sampler_pick(g4_sampler *s, float *logits, const int32_t *history, si
         float l = logits[i] * inv_t;
         if (l >= best - 30.0f) s->cand[n++] = (g4_candidate){l, i};
     }
-    qsort(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc);
-    if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
+    if (s->p.top_k > 0 && s->p.top_k < n) {
+        keep_best(s->cand, n, s->p.top_k);
+        n = s->p.top_k;
+    } else {
+        qsort(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc);
+    }
 
     /* Softmax over the survivors; probabilities stay in cand[].logit from here on. */
     double sum = 0;

@@ -197,17 +197,19 @@ jsonAnswer(jsonCmpl.choices[0].text, jsonCmpl.choices[0].finish_reason, "json co
 const shape = {
   type: "object",
   properties: { answer: { enum: ["yes", "no"] }, count: { type: "integer" }, sure: { type: ["boolean", "null"] },
-                picks: { type: "array", items: { $ref: "#/$defs/pick" }, minItems: 1, maxItems: 2 } },
-  required: ["answer", "count", "sure", "picks"], additionalProperties: false,
+                picks: { type: "array", items: { $ref: "#/$defs/pick" }, minItems: 1, maxItems: 2 },
+                note: { type: "string", minLength: 1, maxLength: 4 } },
+  required: ["answer", "count", "sure", "picks", "note"], additionalProperties: false,
   $defs: { pick: { enum: [1, 2, "three"] } },
 };
 const structured = { type: "json_schema", json_schema: { name: "verdict", strict: true, schema: shape } };
 const instance = (text, finish, what) => {
   let v = null;
   try { v = JSON.parse(text); } catch (e) { /* checked below */ }
-  check(finish === "stop" && v !== null && JSON.stringify(Object.keys(v)) === JSON.stringify(["answer", "count", "sure", "picks"]) &&
+  check(finish === "stop" && v !== null && JSON.stringify(Object.keys(v)) === JSON.stringify(["answer", "count", "sure", "picks", "note"]) &&
         ["yes", "no"].includes(v.answer) && Number.isInteger(v.count) && (v.sure === null || typeof v.sure === "boolean") &&
-        Array.isArray(v.picks) && v.picks.length >= 1 && v.picks.length <= 2 && v.picks.every(p => [1, 2, "three"].includes(p)),
+        Array.isArray(v.picks) && v.picks.length >= 1 && v.picks.length <= 2 && v.picks.every(p => [1, 2, "three"].includes(p)) &&
+        typeof v.note === "string" && [...v.note].length >= 1 && [...v.note].length <= 4,
         `${what}: an instance of the schema (${finish}): ${JSON.stringify(text)}`);
 };
 for (let seed = 0; seed <= 4; seed++) {
