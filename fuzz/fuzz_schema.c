@@ -20,9 +20,10 @@ static int allowed(const g4_schema *sc, const g4_schema_state *s, unsigned char 
     return !g4_schema_feed(sc, &t, &c, 1);
 }
 
-/* The next byte of the walk: a closer if one fits, else a plain byte, else a comma, else anything (-1: none). */
+/* The next byte of the walk: a closer if one fits, else the highest digit (toward a bounded number's maximum,
+ * which a number of zeros might never reach), else a plain byte, else a comma, else anything (-1: none). */
 static int next_byte(const g4_schema *sc, const g4_schema_state *s) {
-    static const char closers[] = "\"}]"; /* a quote first: inside a string, a brace is text */
+    static const char closers[] = "\"}]9876543210"; /* a quote first: inside a string, a brace is text */
     for (const char *p = closers; *p; p++)
         if (allowed(sc, s, (unsigned char)*p)) return (unsigned char)*p;
     int fallback = -1;

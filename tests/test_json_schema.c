@@ -2,6 +2,7 @@
 #include "test.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 
 #include "runtime/generate.h"
 #include "runtime/json_schema.h"
@@ -37,10 +38,16 @@ static void check_refusals(void) {
         {"[1]", "a schema must be an object or true"},
         {"{\"type\":\"string\"}", "the schema must describe an object"},
         {"{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"x\"}}}", "properties.a: this server does not enforce the keyword pattern"},
-        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":0}}}", "keyword minimum"},
+        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"multipleOf\":2}}}", "keyword multipleOf"},
+        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":\"0\"}}}", "minimum, maximum, exclusiveMinimum and exclusiveMaximum must be numbers"},
+        {"{\"properties\":{\"a\":{\"maximum\":3,\"exclusiveMaximum\":true}}}", "must be numbers"},
+        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":1e999}}}", "must be numbers within a double's range"},
+        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":0.2,\"maximum\":0.8}}}", "no number lies within its minimum and maximum"},
+        {"{\"properties\":{\"a\":{\"type\":\"number\",\"exclusiveMinimum\":1,\"maximum\":1}}}", "no number lies within"},
+        {"{\"properties\":{\"a\":{\"enum\":[1,2],\"minimum\":3}}}", "no enum value has the type, length and bounds"},
         {"{\"properties\":{\"a\":{\"type\":\"string\",\"uniqueItems\":true}}}", "keyword uniqueItems"},
         {"{\"properties\":{\"a\":{\"type\":\"string\",\"minLength\":3,\"maxLength\":2}}}", "minLength is above maxLength"},
-        {"{\"properties\":{\"a\":{\"enum\":[\"abc\"],\"maxLength\":2}}}", "no enum value has the type and length"},
+        {"{\"properties\":{\"a\":{\"enum\":[\"abc\"],\"maxLength\":2}}}", "no enum value has the type, length"},
         {"{\"properties\":{\"a\":{\"anyOf\":[{\"properties\":{}},{\"type\":\"object\"}]}}}", "different types"},
         {"{\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}}}", "different types"},
         {"{\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"string\"},{}]}}}", "different types"},
@@ -218,9 +225,19 @@ static int valid_type(const char *t, const cJSON *v) {
     if (!strcmp(t, "array")) return cJSON_IsArray(v);
     if (!strcmp(t, "string")) return cJSON_IsString(v);
     if (!strcmp(t, "number")) return cJSON_IsNumber(v);
-    if (!strcmp(t, "integer")) return cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble;
+    if (!strcmp(t, "integer")) return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble);
     if (!strcmp(t, "boolean")) return cJSON_IsBool(v);
     return !strcmp(t, "null") && cJSON_IsNull(v);
+}
+
+/* minimum, maximum, exclusiveMinimum, exclusiveMaximum as a validator reads them: on doubles. */
+static int within_bounds(const cJSON *schema, double x) {
+    const cJSON *k;
+    if ((k = cJSON_GetObjectItemCaseSensitive(schema, "minimum")) && !(x >= k->valuedouble)) return 0;
+    if ((k = cJSON_GetObjectItemCaseSensitive(schema, "maximum")) && !(x <= k->valuedouble)) return 0;
+    if ((k = cJSON_GetObjectItemCaseSensitive(schema, "exclusiveMinimum")) && !(x > k->valuedouble)) return 0;
+    if ((k = cJSON_GetObjectItemCaseSensitive(schema, "exclusiveMaximum")) && !(x < k->valuedouble)) return 0;
+    return 1;
 }
 
 static int valid(const cJSON *root, const cJSON *schema, const cJSON *v, int depth) {
@@ -259,6 +276,7 @@ static int valid(const cJSON *root, const cJSON *schema, const cJSON *v, int dep
         for (const unsigned char *p = (const unsigned char *)v->valuestring; *p; p++) chars += (*p & 0xC0) != 0x80;
         if ((lo && chars < lo->valueint) || (hi && chars > hi->valueint)) return 0;
     }
+    if (cJSON_IsNumber(v) && !within_bounds(schema, v->valuedouble)) return 0;
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
     if (props && cJSON_IsObject(v)) {
         for (const cJSON *m = v->child; m; m = m->next) {
@@ -318,10 +336,74 @@ static void check_walks(const g4_schema *sc, const char *schema_text, int walks)
             g4_schema_feed(sc, &s, &pick, 1);
             text[len++] = (char)pick;
         }
-        if (g4_json_complete(&s.syntax)) finished++, invalid += !valid_text(schema_text, text, len);
+        if (g4_json_complete(&s.syntax) && (finished++, !valid_text(schema_text, text, len)) && invalid++ < 3)
+            fprintf(stderr, "  not an instance: %.*s\n", (int)len, text);
     }
     CHECK(!stuck && finished == walks && !invalid, "walks: %d of %d finished, %d stuck, %d invalid", finished, walks,
           stuck, invalid);
+}
+
+/* Numbers with bounds: texts the constraint takes whole against a validator's reading of them, for integer and
+ * number properties, ranges of each kind; then random walks through a schema of bounded numbers. */
+static void check_numbers(void) {
+    static const char *const ranges[] = {
+        "\"minimum\":1,\"maximum\":120", "\"exclusiveMinimum\":-10,\"exclusiveMaximum\":10", "\"minimum\":-1000.5",
+        "\"maximum\":-7,\"minimum\":-905", "\"exclusiveMaximum\":0.5", "\"minimum\":0,\"maximum\":0",
+        "\"minimum\":99.75,\"maximum\":101.125", "\"minimum\":1e3", "\"exclusiveMinimum\":0,\"maximum\":1",
+        "\"minimum\":-2.5,\"exclusiveMaximum\":-0.25", "\"maximum\":0.001,\"minimum\":-0.001"};
+    static const char *const fractions[] = {"", ".0", ".5", ".25", ".125", ".999", ".0001", ".75"};
+    uint64_t rng = 99;
+    int tried = 0, wrong = 0;
+    for (size_t r = 0; r < sizeof ranges / sizeof *ranges; r++)
+        for (int integer = 0; integer < 2; integer++) {
+            char schema_text[256];
+            snprintf(schema_text, sizeof schema_text, "{\"properties\":{\"a\":{\"type\":\"%s\",%s}},\"required\":[\"a\"]}",
+                     integer ? "integer" : "number", ranges[r]);
+            g4_err err;
+            g4_schema *sc = compile(schema_text, &err);
+            CHECK(sc != NULL, "%s: %s", schema_text, err.msg);
+            cJSON *schema = cJSON_Parse(schema_text);
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(schema, "properties"), "a");
+            for (int i = 0; sc && i < 6000; i++) {
+                char value[64], text[96];
+                if (i < 2201 * 2) { /* every integer of [-1100, 1100], and each with a fraction */
+                    const int v = i % 2201 - 1100;
+                    snprintf(value, sizeof value, "%s%d%s", v == 0 && i / 2201 ? "-" : "", v,
+                             i / 2201 ? fractions[(unsigned)v % 8] : "");
+                } else { /* random: sign, integer part, fraction */
+                    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                    const int digits = (int)(rng >> 40) % 5, frac = (int)(rng >> 50) % 7;
+                    size_t n = (size_t)snprintf(value, sizeof value, "%s", rng >> 63 ? "-" : "");
+                    n += (size_t)snprintf(value + n, sizeof value - n, "%llu", digits ? (unsigned long long)(rng >> 20) % 100000 % (unsigned long long)pow(10, digits) : 0ull);
+                    if (frac) n += (size_t)snprintf(value + n, sizeof value - n, ".%0*llu", frac, (unsigned long long)(rng >> 8) % (unsigned long long)pow(10, frac));
+                }
+                snprintf(text, sizeof text, "{\"a\":%s}", value);
+                const double x = strtod(value, NULL);
+                const int want = within_bounds(a, x) && (!integer || !strchr(value, '.'));
+                int complete = 0;
+                const int got = first_refused(sc, text, &complete) < 0 && complete;
+                tried++;
+                if (got != want && wrong++ < 5) fprintf(stderr, "  %s: %s %s\n", schema_text, text, got ? "taken" : "refused");
+            }
+            cJSON_Delete(schema);
+            g4_schema_free(sc);
+        }
+    CHECK(wrong == 0, "%d of %d bounded numbers judged otherwise than a validator", wrong, tried);
+
+    const char *walk_schema =
+        "{\"type\":\"object\",\"properties\":{\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":150},"
+        "\"p\":{\"type\":\"number\",\"exclusiveMinimum\":0,\"maximum\":1},\"t\":{\"type\":[\"number\",\"null\"],\"minimum\":-40.5,"
+        "\"maximum\":-39.75},\"big\":{\"type\":\"integer\",\"minimum\":1e15},\"neg\":{\"type\":\"integer\",\"exclusiveMaximum\":-99},"
+        "\"pick\":{\"enum\":[1,2.5,\"x\",40],\"minimum\":2,\"maximum\":39},\"z\":{\"maximum\":0,\"minimum\":0}},"
+        "\"required\":[\"age\",\"p\",\"t\",\"big\",\"neg\",\"pick\",\"z\"]}";
+    g4_err err;
+    g4_schema *sc = compile(walk_schema, &err);
+    CHECK(sc != NULL, "the bounded walk schema compiles: %s", err.msg);
+    if (sc) check_walks(sc, walk_schema, 300);
+    int complete;
+    const char *exp = "{\"age\":1e1}";
+    CHECK(sc && first_refused(sc, exp, &complete) == 8, "a bounded number takes no exponent");
+    g4_schema_free(sc);
 }
 
 /* ---- generation on the tiny model ---- */
@@ -391,6 +473,7 @@ static void check_pieces(void) {
         return;
     }
     int plain = 0, quoted = 0, bad_key = 0, bad_len = 0;
+    g4_schema *by_max_len[255] = {NULL}; /* the schema of each maxLength tried, made once */
     for (int id = 0; id < vocab; id++) {
         const unsigned char *b = p.bytes + p.at[id];
         const size_t n = p.at[id + 1] - p.at[id];
@@ -406,10 +489,14 @@ static void check_pieces(void) {
         if (!ok && bad_key++ < 3) fprintf(stderr, "  piece %d '%.*s' does not stay inside a key\n", id, (int)n, b);
         if (p.chars[id] >= 255) continue;
         for (int extra = -1; extra <= 0; extra++) { /* maxLength = its characters fits it; one less does not */
-            char schema[128];
-            snprintf(schema, sizeof schema, "{\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":%d}}}", p.chars[id] + extra);
-            if (p.chars[id] + extra < 0) continue;
-            g4_schema *sc = compile(schema, &err);
+            const int max_len = p.chars[id] + extra;
+            if (max_len < 0) continue;
+            if (!by_max_len[max_len]) {
+                char schema[128];
+                snprintf(schema, sizeof schema, "{\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":%d}}}", max_len);
+                by_max_len[max_len] = compile(schema, &err);
+            }
+            const g4_schema *sc = by_max_len[max_len];
             if (!sc) { bad_len++; continue; }
             memset(&st, 0, sizeof st);
             const int fits = !g4_schema_feed(sc, &st, (const unsigned char *)"{\"a\":\"", 6) && !g4_schema_feed(sc, &st, b, n) &&
@@ -417,12 +504,12 @@ static void check_pieces(void) {
             if (fits != (extra == 0) && bad_len++ < 3)
                 fprintf(stderr, "  piece %d '%.*s': %d characters, maxLength %d %s\n", id, (int)n, b, p.chars[id],
                         p.chars[id] + extra, fits ? "fits" : "does not fit");
-            g4_schema_free(sc);
         }
     }
     CHECK(plain > vocab / 2 && quoted >= 1, "%d of %d pieces plain; '\",\"' is a piece and not plain", plain, vocab);
     CHECK(bad_key == 0, "%d plain pieces leave a key", bad_key);
     CHECK(bad_len == 0, "%d plain pieces counted wrong", bad_len);
+    for (int i = 0; i < 255; i++) g4_schema_free(by_max_len[i]);
     g4_token_pieces_free(&p);
     g4_tokenizer_free(tok);
 }
@@ -430,6 +517,7 @@ static void check_pieces(void) {
 int main(void) {
     check_refusals();
     check_depth_limit();
+    check_numbers();
     check_pieces();
     g4_err err;
     g4_schema *sc = compile(person_schema, &err);

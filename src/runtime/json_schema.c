@@ -2,6 +2,7 @@
 #include "runtime/json_schema.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,25 @@ typedef struct schema_text {
     uint32_t at, len; /* in g4_schema.text */
 } schema_text;
 
+/* A number's magnitude as exact decimal digits: the integer part's (no leading zero), then the fraction's (no
+ * trailing zero); 0 has none. */
+typedef struct schema_decimal {
+    schema_text digits;
+    int n_int;
+} schema_decimal;
+
+/* The magnitudes a number of one sign may have, both ends included: [lo, hi], hi unbounded when `open`. */
+typedef struct schema_range {
+    uint8_t ok, open;
+    schema_decimal lo, hi;
+} schema_range;
+
+/* minimum, maximum and their exclusive forms, as ranges of magnitudes: [0] the numbers written without '-',
+ * [1] those written with it ("-0" included). */
+typedef struct schema_bounds {
+    schema_range sign[2];
+} schema_bounds;
+
 typedef struct schema_node {
     uint8_t types;            /* T_* its values may have */
     uint8_t reach;            /* the types it admits once $ref and anyOf are followed */
@@ -27,6 +47,7 @@ typedef struct schema_node {
     int items;                /* an array's items; -1: any value */
     int min_items, max_items; /* max -1: no bound */
     int min_len, max_len;     /* a string's characters (code points); max -1: no bound */
+    int bounds;               /* >= 0: its numbers lie within bounds[this]; -1: any number */
     int enum0, n_enum;        /* canonical texts in enums[] */
 } schema_node;
 
@@ -45,6 +66,8 @@ struct g4_schema {
     schema_prop props[MAX_PROPS_ALL];
     int alts[MAX_ALTS_ALL];
     schema_text enums[MAX_ENUMS_ALL];
+    int n_bounds;
+    schema_bounds bounds[G4_SCHEMA_MAX_NODES];
     char text[G4_SCHEMA_MAX_TEXT];
 };
 
@@ -62,8 +85,7 @@ static int fail(compiler *c, const char *where, const char *what, const char *na
 
 /* Keywords that restrict values in ways this constraint does not follow: refused rather than ignored. */
 static const char *const unenforced[] = {
-    "pattern", "patternProperties", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-    "uniqueItems", "contains", "minContains", "maxContains", "minProperties",
+    "pattern", "patternProperties", "multipleOf", "uniqueItems", "contains", "minContains", "maxContains", "minProperties",
     "maxProperties", "propertyNames", "dependentRequired", "dependentSchemas", "dependencies", "if", "then", "else",
     "not", "prefixItems", "unevaluatedProperties", "unevaluatedItems", "additionalItems", "$dynamicRef",
     "$recursiveRef", NULL};
@@ -85,7 +107,7 @@ static int value_type(const cJSON *v) {
     if (cJSON_IsString(v)) return T_STRING;
     if (cJSON_IsBool(v)) return T_BOOLEAN;
     if (cJSON_IsNull(v)) return T_NULL;
-    if (cJSON_IsNumber(v)) return v->valuedouble == (double)(long long)v->valuedouble ? T_NUMBER | T_INTEGER : T_NUMBER;
+    if (cJSON_IsNumber(v)) return v->valuedouble == floor(v->valuedouble) ? T_NUMBER | T_INTEGER : T_NUMBER;
     return 0; /* objects and arrays */
 }
 
@@ -190,6 +212,65 @@ static int compile_required(compiler *c, const schema_node *n, const cJSON *v, c
     return 0;
 }
 
+/* A finite magnitude's decimal digits: the shortest that read back as the same double (what a validator compares
+ * with), exactly. */
+static int keep_decimal(g4_schema *s, double v, schema_decimal *out) {
+    char e[40], digits[400];
+    if (v == 0) return *out = (schema_decimal){{0, 0}, 0}, 0; /* -0 too, which would print its sign */
+    int p = 1;
+    for (; p < 17; p++) { /* 17 significant digits always read back */
+        snprintf(e, sizeof e, "%.*e", p - 1, v);
+        if (strtod(e, NULL) == v) break;
+    }
+    snprintf(e, sizeof e, "%.*e", p - 1, v); /* d.ddde±x */
+    const int exp10 = atoi(strchr(e, 'e') + 1);
+    int n = 0, sig = 0;
+    char mant[20];
+    for (const char *c = e; *c != 'e'; c++)
+        if (*c != '.') mant[sig++] = *c;
+    while (sig && mant[sig - 1] == '0') sig--;
+    const int n_int = exp10 >= 0 ? exp10 + 1 : 0;
+    if (exp10 >= (int)sizeof digits - 20 || -exp10 >= (int)sizeof digits - 20) return -1;
+    for (int i = exp10 + 1; i < 0; i++) digits[n++] = '0'; /* 0.00ddd */
+    for (int i = 0; i < sig; i++) digits[n++] = mant[i];
+    while (n < n_int) digits[n++] = '0'; /* ddd000 */
+    out->n_int = n_int;
+    return keep_text(s, digits, (size_t)n, &out->digits);
+}
+
+/* Numbers within [lo, hi] (doubles, both included) as the magnitudes of each sign; 0 when none. */
+static int keep_bounds(g4_schema *s, double lo, double hi, schema_bounds *b) {
+    int any = 0;
+    for (int neg = 0; neg < 2; neg++) {
+        const double from = neg ? fmax(0, -hi) : fmax(0, lo), to = neg ? -lo : hi;
+        schema_range *r = &b->sign[neg];
+        *r = (schema_range){.ok = from <= to, .open = isinf(to)};
+        if (!r->ok) continue;
+        any = 1;
+        if (keep_decimal(s, from, &r->lo) || (!r->open && keep_decimal(s, to, &r->hi))) return -1;
+    }
+    return any;
+}
+
+/* minimum, maximum, exclusiveMinimum, exclusiveMaximum as one closed range of doubles: an exclusive end moves to
+ * the next double inward (the next integer for an integer), so that an answer compares right as a double too. */
+static int number_range(compiler *c, const cJSON *const bound[4], int integer, double *lo, double *hi, const char *where) {
+    *lo = -INFINITY, *hi = INFINITY;
+    for (int i = 0; i < 4; i++) {
+        if (!bound[i]) continue;
+        if (!cJSON_IsNumber(bound[i]) || !isfinite(bound[i]->valuedouble)) /* 1e999 reads as infinity */
+            return fail(c, where, "minimum, maximum, exclusiveMinimum and exclusiveMaximum must be numbers within "
+                                  "a double's range", NULL);
+        double v = bound[i]->valuedouble;
+        const int upper = i & 1, exclusive = i >= 2;
+        if (exclusive) v = nextafter(v, upper ? -INFINITY : INFINITY);
+        if (integer) v = upper ? floor(v) : ceil(v);
+        if (upper) *hi = fmin(*hi, v);
+        else *lo = fmax(*lo, v);
+    }
+    return 0;
+}
+
 /* A string's characters (code points) within the node's minLength and maxLength. */
 static int length_fits(const schema_node *n, const char *utf8) {
     long chars = 0;
@@ -197,7 +278,8 @@ static int length_fits(const schema_node *n, const char *utf8) {
     return chars >= n->min_len && (n->max_len < 0 || chars <= n->max_len);
 }
 
-static int compile_enum(compiler *c, schema_node *n, const cJSON *values, int types_given, const char *where) {
+static int compile_enum(compiler *c, schema_node *n, const cJSON *values, int types_given, double lo, double hi,
+                        const char *where) {
     g4_schema *s = c->s;
     if (!cJSON_IsArray(values) || !values->child) return fail(c, where, "enum must be a non-empty array", NULL);
     if (cJSON_GetArraySize(values) > G4_SCHEMA_MAX_ENUM) return fail(c, where, "more than 64 enum values", NULL);
@@ -209,12 +291,13 @@ static int compile_enum(compiler *c, schema_node *n, const cJSON *values, int ty
         if (!t) return fail(c, where, "enum and const values must be strings, numbers, booleans or null", NULL);
         if (types_given && !(t & n->types)) continue; /* a value the type excludes is never valid */
         if (t == T_STRING && !length_fits(n, v->valuestring)) continue;
+        if (t & T_NUMBER && !(v->valuedouble >= lo && v->valuedouble <= hi)) continue;
         int rc = keep_printed(c, v, 0, &s->enums[s->n_enums], where);
         if (rc) return rc;
         s->n_enums++, n->n_enum++;
         types |= t;
     }
-    if (!n->n_enum) return fail(c, where, "no enum value has the type and length the schema gives", NULL);
+    if (!n->n_enum) return fail(c, where, "no enum value has the type, length and bounds the schema gives", NULL);
     n->types = (uint8_t)types;
     return 0;
 }
@@ -229,11 +312,11 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
     const int id = *out = s->n_nodes++;
     s->source[id] = j;
     schema_node *n = &s->nodes[id];
-    *n = (schema_node){.types = T_ALL, .ref = -1, .items = -1, .max_items = -1, .max_len = -1};
+    *n = (schema_node){.types = T_ALL, .ref = -1, .items = -1, .max_items = -1, .max_len = -1, .bounds = -1};
     if (cJSON_IsTrue(j)) return 0;
     if (!cJSON_IsObject(j)) return fail(c, where, "a schema must be an object or true", NULL);
     const cJSON *type = NULL, *properties = NULL, *required = NULL, *items = NULL, *values = NULL, *alts = NULL,
-                *ref = NULL, *all = NULL;
+                *ref = NULL, *all = NULL, *bound[4] = {NULL}; /* minimum, maximum, exclusiveMinimum, exclusiveMaximum */
     int rc = 0, constant = 0;
     for (const cJSON *k = j->child; k; k = k->next) {
         const char *key = k->string;
@@ -247,6 +330,10 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
         else if (!strcmp(key, "anyOf") || !strcmp(key, "oneOf")) alts = k;
         else if (!strcmp(key, "allOf")) all = k;
         else if (!strcmp(key, "$ref")) ref = k;
+        else if (!strcmp(key, "minimum")) bound[0] = k;
+        else if (!strcmp(key, "maximum")) bound[1] = k;
+        else if (!strcmp(key, "exclusiveMinimum")) bound[2] = k;
+        else if (!strcmp(key, "exclusiveMaximum")) bound[3] = k;
         else if (!strcmp(key, "additionalProperties") && !cJSON_IsBool(k))
             return fail(c, where, "additionalProperties may only be true or false", NULL);
         else if (!strcmp(key, "minItems") || !strcmp(key, "maxItems")) {
@@ -300,11 +387,20 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
         n->types = (uint8_t)types;
     } else if (properties) n->types = T_OBJECT;
     else if (items) n->types = T_ARRAY;
+    double lo, hi;
+    if ((rc = number_range(c, bound, !(n->types & T_NUMBER), &lo, &hi, where))) return rc;
+    if ((bound[0] || bound[1] || bound[2] || bound[3]) && n->types & (T_NUMBER | T_INTEGER) && !values) {
+        const int any = keep_bounds(s, lo, hi, &s->bounds[s->n_bounds]);
+        if (any < 0) return fail(c, where, "the schema's names, enum values and bounds are too long together", NULL);
+        if (any) n->bounds = s->n_bounds++;
+        else if (!(n->types &= (uint8_t)~(T_NUMBER | T_INTEGER)))
+            return fail(c, where, "no number lies within its minimum and maximum", NULL);
+    }
     if (values) {
         cJSON *one = NULL;
         if (constant && !(one = cJSON_CreateArray())) return g4_fail(c->err, GEMMA4C_ERR_NOMEM, "out of memory");
         if (one) cJSON_AddItemReferenceToArray(one, (cJSON *)values);
-        rc = compile_enum(c, &s->nodes[id], one ? one : values, type != NULL, where);
+        rc = compile_enum(c, &s->nodes[id], one ? one : values, type != NULL, lo, hi, where);
         cJSON_Delete(one);
         if (rc) return rc;
     }
@@ -481,6 +577,75 @@ static int some_whole(const schema_text *texts, int count, uint64_t mask, int le
     return -1;
 }
 
+/* ---- bounded numbers ----
+ * The digits so far are compared, as they come, with each end of the range for the number's sign, most
+ * significant digit first: the prefix against that many leading digits of the end. That comparison decides
+ * everything once the integer part's length is known: before the point, a number of L integer digits starting
+ * with the prefix reaches the range when some L >= the prefix's length suits both ends; after it, the values
+ * the prefix still reaches (from it to one unit of its last digit above) must meet the range. */
+enum { NUM_ON = 1, NUM_NEG = 2, NUM_DIGIT = 4, NUM_ZERO = 8, NUM_POINT = 16 };
+enum { CMP_EQ, CMP_LT, CMP_GT };
+
+static int decimal_digit(const g4_schema *s, const schema_decimal *x, uint32_t i) {
+    return i < x->digits.len ? s->text[x->digits.at + i] : '0';
+}
+
+static uint64_t compare_digit(const g4_schema *s, uint64_t cmp, const schema_decimal *x, uint32_t i, int d) {
+    if (cmp != CMP_EQ) return cmp;
+    const int xd = decimal_digit(s, x, i);
+    return d < xd ? CMP_LT : d > xd ? CMP_GT : CMP_EQ;
+}
+
+/* A number of `len` integer digits beginning with the prefix (compared `cmp` with the end's leading digits). */
+static int under_hi(const schema_range *r, uint32_t len, int cmp) {
+    return r->open || len < (uint32_t)r->hi.n_int || (len == (uint32_t)r->hi.n_int && cmp != CMP_GT);
+}
+
+static int over_lo(const schema_range *r, uint32_t len, int cmp) {
+    return len > (uint32_t)r->lo.n_int || (len == (uint32_t)r->lo.n_int && cmp != CMP_LT);
+}
+
+/* Whether the number begun can still end within its range. */
+static int number_reachable(const schema_range *r, const g4_schema_frame *f) {
+    const int lo = (int)(f->mask & 3), hi = (int)(f->mask >> 2 & 3);
+    if (!r->ok) return 0;
+    if (!(f->number & NUM_DIGIT)) return 1; /* only the sign so far */
+    if (f->number & NUM_POINT) return over_lo(r, f->count, lo) && under_hi(r, f->count, hi);
+    if (f->number & NUM_ZERO) return r->lo.n_int == 0; /* 0 or 0.x reach a low end below 1 (an integer's: 0) */
+    uint32_t len = f->count; /* the fewest integer digits that reach the low end */
+    if (!over_lo(r, len, lo)) {
+        const uint32_t lo_len = (uint32_t)r->lo.n_int;
+        len = f->count < lo_len ? (lo != CMP_LT ? lo_len : lo_len + 1) : f->count + 1;
+    }
+    return under_hi(r, len, hi);
+}
+
+/* Whether the number as written lies within its range (the low end may have digits beyond those written). */
+static int number_within(const schema_range *r, const g4_schema_frame *f) {
+    const int lo = (int)(f->mask & 3), hi = (int)(f->mask >> 2 & 3);
+    const uint32_t written = f->count + f->pos;
+    const int at_lo = f->count > (uint32_t)r->lo.n_int ||
+                      (f->count == (uint32_t)r->lo.n_int && (lo == CMP_GT || (lo == CMP_EQ && r->lo.digits.len <= written)));
+    return at_lo && under_hi(r, f->count, hi);
+}
+
+/* A byte of a bounded number after its first (a digit, the point, or what the grammar lets follow). */
+static int number_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c) {
+    const schema_range *r = &s->bounds[s->nodes[f->node].bounds].sign[f->number & NUM_NEG ? 1 : 0];
+    if (c == 'e' || c == 'E') return -1; /* exponents are not followed here */
+    if (c == '.') f->number |= NUM_POINT;
+    else if (c >= '0' && c <= '9') {
+        uint32_t at; /* the digit's place among the end's digits */
+        if (f->number & NUM_POINT) at = f->count + f->pos, f->pos += f->pos < UINT16_MAX;
+        else if (!(f->number & NUM_DIGIT) && c == '0') at = UINT32_MAX, f->number |= NUM_ZERO;
+        else at = f->count, f->count += f->count < UINT32_MAX - UINT16_MAX;
+        f->number |= NUM_DIGIT;
+        if (at != UINT32_MAX)
+            f->mask = compare_digit(s, f->mask & 3, &r->lo, at, c) | compare_digit(s, f->mask >> 2 & 3, &r->hi, at, c) << 2;
+    }
+    return number_reachable(r, f) ? 0 : -1;
+}
+
 static int push(g4_schema_state *st, g4_schema_frame f) {
     if (st->n > G4_JSON_MAX_DEPTH) return -1;
     st->f[st->n++] = f;
@@ -508,6 +673,10 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
     if (c == '{') return push(st, (g4_schema_frame){.node = id, .kind = F_OBJECT});
     if (c == '[') return push(st, (g4_schema_frame){.node = id, .kind = F_ARRAY});
     g4_schema_frame f = {.node = id, .kind = F_SCALAR, .integer = t == (T_NUMBER | T_INTEGER) && !(n->types & T_NUMBER)};
+    if (t == (T_NUMBER | T_INTEGER) && n->bounds >= 0 && !n->n_enum) {
+        f.number = NUM_ON | (c == '-' ? NUM_NEG : 0);
+        if (c == '-' ? !number_reachable(&s->bounds[n->bounds].sign[1], &f) : number_byte(s, &f, c)) return -1;
+    }
     if (n->n_enum) {
         f.mask = narrow(s, s->enums + n->enum0, n->n_enum, n->n_enum == 64 ? ~0ull : (1ull << n->n_enum) - 1, 0, c);
         if (!f.mask) return -1;
@@ -520,6 +689,7 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
  * characters when the byte starts one). */
 static int scalar_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c, int char_start) {
     if (f->integer && (c == '.' || c == 'e' || c == 'E')) return -1;
+    if (f->number) return number_byte(s, f, c);
     const schema_node *n = &s->nodes[f->node];
     if (char_start && n->max_len >= 0 && ++f->count > (uint32_t)n->max_len) return -1;
     if (char_start && n->max_len < 0 && f->count < (uint32_t)n->min_len) f->count++;
@@ -540,6 +710,7 @@ static int end(const g4_schema *s, g4_schema_state *st, unsigned char c, int wit
         if (with_byte && scalar_byte(s, f, c, 0)) return -1;
         if (n->n_enum && some_whole(s->enums + n->enum0, n->n_enum, f->mask, f->pos) < 0) return -1;
         if (c == '"' && with_byte && f->count < (uint32_t)n->min_len) return -1; /* a string too short */
+        if (f->number && !number_within(&s->bounds[n->bounds].sign[f->number & NUM_NEG ? 1 : 0], f)) return -1;
         break;
     case F_OBJECT:
         for (int i = (int)f->count; i < n->n_props; i++)
