@@ -282,11 +282,12 @@ typedef struct gemma4c_generate_options {
                                     opens one first (thinking mode) */
     const char *json_schema;     /* with json: a JSON Schema (text) the object also matches, token by token. The
                                     subset structured outputs use: type, properties (written in the order given),
-                                    required, items, minItems, maxItems, minLength, maxLength, minimum, maximum,
+                                    required, items, minItems, maxItems, minLength, maxLength, pattern (a
+                                    regular expression without backreferences or lookaround), minimum, maximum,
                                     exclusiveMinimum, exclusiveMaximum, enum, const, anyOf/oneOf of different
                                     types, allOf of one, $ref into the schema ($defs, recursion). A keyword that
-                                    restricts values otherwise (pattern, multipleOf, uniqueItems...) is refused
-                                    with GEMMA4C_ERR_ARG, as is json_schema without json */
+                                    restricts values otherwise (multipleOf, uniqueItems...) is refused with
+                                    GEMMA4C_ERR_ARG, as is json_schema without json */
 } gemma4c_generate_options;
 
 typedef struct gemma4c_top_logprob {

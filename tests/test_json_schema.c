@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "runtime/generate.h"
+#include "runtime/json_pattern.h"
 #include "runtime/json_schema.h"
 #include "text/tokenizer.h"
 
@@ -37,14 +38,14 @@ static void check_refusals(void) {
         {"{\"type\":", "not valid JSON"},
         {"[1]", "a schema must be an object or true"},
         {"{\"type\":\"string\"}", "the schema must describe an object"},
-        {"{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"x\"}}}", "properties.a: this server does not enforce the keyword pattern"},
+        {"{\"patternProperties\":{\"x\":{}}}", "this server does not enforce the keyword patternProperties"},
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"multipleOf\":2}}}", "keyword multipleOf"},
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":\"0\"}}}", "minimum, maximum, exclusiveMinimum and exclusiveMaximum must be numbers"},
         {"{\"properties\":{\"a\":{\"maximum\":3,\"exclusiveMaximum\":true}}}", "must be numbers"},
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":1e999}}}", "must be numbers within a double's range"},
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":0.2,\"maximum\":0.8}}}", "no number lies within its minimum and maximum"},
         {"{\"properties\":{\"a\":{\"type\":\"number\",\"exclusiveMinimum\":1,\"maximum\":1}}}", "no number lies within"},
-        {"{\"properties\":{\"a\":{\"enum\":[1,2],\"minimum\":3}}}", "no enum value has the type, length and bounds"},
+        {"{\"properties\":{\"a\":{\"enum\":[1,2],\"minimum\":3}}}", "no enum value has the type, length, pattern and bounds"},
         {"{\"properties\":{\"a\":{\"type\":\"string\",\"uniqueItems\":true}}}", "keyword uniqueItems"},
         {"{\"properties\":{\"a\":{\"type\":\"string\",\"minLength\":3,\"maxLength\":2}}}", "minLength is above maxLength"},
         {"{\"properties\":{\"a\":{\"enum\":[\"abc\"],\"maxLength\":2}}}", "no enum value has the type, length"},
@@ -277,6 +278,14 @@ static int valid(const cJSON *root, const cJSON *schema, const cJSON *v, int dep
         if ((lo && chars < lo->valueint) || (hi && chars > hi->valueint)) return 0;
     }
     if (cJSON_IsNumber(v) && !within_bounds(schema, v->valuedouble)) return 0;
+    const cJSON *re = cJSON_GetObjectItemCaseSensitive(schema, "pattern");
+    if (re && cJSON_IsString(v)) { /* the string as cJSON decodes it, against the whole-string matcher */
+        g4_err err;
+        g4_pattern *p = g4_pattern_compile(re->valuestring, strlen(re->valuestring), &err);
+        const int ok = p && g4_pattern_matches(p, v->valuestring);
+        g4_pattern_free(p);
+        if (!ok) return 0;
+    }
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
     if (props && cJSON_IsObject(v)) {
         for (const cJSON *m = v->child; m; m = m->next) {
@@ -325,6 +334,7 @@ static void check_walks(const g4_schema *sc, const char *schema_text, int walks)
                 if (!g4_schema_feed(sc, &t, &b, 1)) ok[n_ok++] = b;
             }
             if (!n_ok) {
+                if (!stuck) fprintf(stderr, "  stuck after: %.*s\n", (int)len, text);
                 stuck++;
                 break;
             }
@@ -406,6 +416,132 @@ static void check_numbers(void) {
     g4_schema_free(sc);
 }
 
+/* Patterns: what the regular expressions match (a table written from ECMA-262's rules), what is refused, and
+ * strings inside JSON texts, escapes and surrogate pairs included, checked as they are written. */
+static void check_patterns(void) {
+    static const struct {
+        const char *re, *text;
+        int match;
+    } table[] = {
+        {"^\\d{4}-\\d{2}-\\d{2}$", "2024-01-31", 1}, {"^\\d{4}-\\d{2}-\\d{2}$", "2024-1-31", 0},
+        {"^\\d{4}-\\d{2}-\\d{2}$", "x2024-01-31", 0}, {"^\\d{4}-\\d{2}-\\d{2}$", "2024-01-311", 0},
+        {"abc", "xxabcxx", 1}, {"abc", "ab", 0}, {"abc", "abc", 1}, {"", "anything", 1},
+        {"^[A-Z][a-z]+$", "Hello", 1}, {"^[A-Z][a-z]+$", "hello", 0}, {"^[A-Z][a-z]+$", "H", 0},
+        {"^(cat|dog)s?$", "cats", 1}, {"^(cat|dog)s?$", "dog", 1}, {"^(cat|dog)s?$", "cow", 0},
+        {"^[^0-9]*$", "abc", 1}, {"^[^0-9]*$", "a1", 0}, {"^[^0-9]*$", "", 1},
+        {"^a{2,3}$", "a", 0}, {"^a{2,3}$", "aa", 1}, {"^a{2,3}$", "aaa", 1}, {"^a{2,3}$", "aaaa", 0},
+        {"^a{2,}$", "a", 0}, {"^a{2,}$", "aaaaaaa", 1}, {"^a{0}b$", "b", 1}, {"^a{0}b$", "ab", 0},
+        {"^\\w+@\\w+\\.com$", "me@x.com", 1}, {"^\\w+@\\w+\\.com$", "me@x-com", 0},
+        {"^.$", "\xc3\xa9", 1}, {"^.$", "\n", 0}, {"^.$", "\xf0\x9f\x98\x80", 1}, {"^.$", "ab", 0},
+        {"^\\s*$", " \t", 1}, {"^\\S+$", "a b", 0}, {"^[\\u00e0-\\u00ff]+$", "\xc3\xa0\xc3\xa9", 1},
+        {"^[\\u00e0-\\u00ff]+$", "a", 0}, {"^\\$\\d+$", "$5", 1}, {"a$", "ba", 1}, {"a$", "ab", 0},
+        {"^$", "", 1}, {"^$", "a", 0}, {"^(?:ab)*c?$", "ababc", 1}, {"^(?:ab)*c?$", "abac", 0},
+        {"^[-a]+$", "-a-", 1}, {"^[a-]+$", "b", 0}, {"^(a|)b$", "b", 1}, {"^(a|)b$", "ab", 1},
+        {"^(?<year>\\d+)!$", "12!", 1}, {"^[\\d.]+$", "1.5", 1}, {"^[\\d.]+$", "1,5", 0},
+        {"^\\x41\\u0042\\/\\t$", "AB/\t", 1}, {"^[^]$", "\n", 1}, {"^a+?b??$", "aab", 1},
+        {"^((a|b)c){2}$", "acbc", 1}, {"^((a|b)c){2}$", "acb", 0}, {"^\\D\\W$", "a!", 1}, {"^\\D\\W$", "1!", 0},
+        {"}]", "x}]", 1}, {"^\\0$", "", 0},
+    };
+    int wrong = 0;
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
+        g4_err err = {0};
+        g4_pattern *p = g4_pattern_compile(table[i].re, strlen(table[i].re), &err);
+        CHECK(p != NULL, "pattern '%s' compiles: %s", table[i].re, err.msg);
+        if (p && g4_pattern_matches(p, table[i].text) != table[i].match && wrong++ < 5)
+            fprintf(stderr, "  '%s' on '%s': wanted %d\n", table[i].re, table[i].text, table[i].match);
+        g4_pattern_free(p);
+    }
+    CHECK(wrong == 0, "%d of %zu pattern matches wrong", wrong, sizeof table / sizeof *table);
+
+    static const struct {
+        const char *re, *message;
+    } bad[] = {
+        {"(a)\\1", "backreferences"}, {"(?=a)", "lookahead"}, {"(?<!a)b", "lookahead"}, {"\\bx", "word boundaries"},
+        {"\\p{L}", "property escapes"}, {"a{64}", "more than 63"}, {"^a|b$", "outside a group"}, {"x[]", "no string matches"},
+        {"(a", "not closed with )"}, {"a)", "without its ("}, {"a**", "nothing to repeat"}, {"\\q", "a letter without meaning"},
+        {"a{2,1}", "below n"}, {"{", "does not follow something to repeat"}, {"a{x}", "not a quantifier"}, {"[b-a]", "backwards"}, {"[a", "not closed with ]"},
+        {"a^b", "only at the start and the end"}, {"\\u{41}", "u flag"}, {"\\uD800", "surrogates"}, {"\\", "lone backslash"},
+        {"\xff", "not valid UTF-8"}, {"[\\d-z]", NULL}, {"\\07", "octal"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char schema[256];
+        cJSON *re = cJSON_CreateString(bad[i].re);
+        char *quoted = re ? cJSON_PrintUnformatted(re) : NULL;
+        snprintf(schema, sizeof schema, "{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":%s}}}", quoted ? quoted : "\"\"");
+        free(quoted);
+        cJSON_Delete(re);
+        g4_err err = {0};
+        g4_schema *sc = compile(schema, &err);
+        if (!bad[i].message) { /* [\d-z]: '-' after a class escape is a literal '-' */
+            CHECK(sc != NULL, "pattern '%s' compiles: %s", bad[i].re, err.msg);
+        } else {
+            CHECK(!sc && strstr(err.msg, "json_schema: properties.a: pattern: ") && strstr(err.msg, bad[i].message),
+                  "pattern '%s' refused: %s", bad[i].re, err.msg);
+        }
+        g4_schema_free(sc);
+    }
+    g4_err err = {0};
+    g4_schema *sc = compile("{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"x\",\"maxLength\":3}}}", &err);
+    CHECK(!sc && strstr(err.msg, "pattern cannot stand beside minLength or maxLength"), "pattern and maxLength: %s", err.msg);
+    g4_schema_free(sc);
+    sc = compile("{\"properties\":{\"a\":{\"enum\":[\"ab\",\"b\"],\"pattern\":\"^a\"}}}", &err);
+    int complete;
+    CHECK(sc && first_refused(sc, "{\"a\":\"b\"}", &complete) == 6 && first_refused(sc, "{\"a\":\"ab\"}", &complete) < 0,
+          "enum values the pattern refuses are dropped");
+    g4_schema_free(sc);
+
+    const char *schema_text =
+        "{\"type\":\"object\",\"properties\":{\"day\":{\"type\":\"string\",\"pattern\":\"^\\\\d{4}-\\\\d{2}-\\\\d{2}$\"},"
+        "\"e\":{\"type\":\"string\",\"pattern\":\"^\\u00e9+\\\"?$\"},\"one\":{\"type\":[\"string\",\"null\"],\"pattern\":\"^.$\"},"
+        "\"code\":{\"type\":\"string\",\"pattern\":\"[A-Z]{2}\\\\d\"},\"tag\":{\"type\":\"string\",\"pattern\":\"^(#[a-z]+ ?)+$\"}},"
+        "\"required\":[\"day\",\"e\",\"one\",\"code\",\"tag\"]}";
+    sc = compile(schema_text, &err);
+    CHECK(sc != NULL, "the pattern schema compiles: %s", err.msg);
+    if (!sc) return;
+    static const char *const good[] = {
+        "{\"day\":\"2024-12-07\",\"e\":\"\\u00e9\xc3\xa9\\\"\",\"one\":\"\\ud83d\\ude00\",\"code\":\"xxAB1yy\",\"tag\":\"#a #bc\"}",
+        "{\"day\":\"0000-00-00\",\"e\":\"\xc3\xa9\",\"one\":null,\"code\":\"ZZ9\",\"tag\":\"#x\"}",
+        "{\"day\":\"1999-01-01\",\"e\":\"\\u00E9\",\"one\":\"\\t\",\"code\":\"AA0\",\"tag\":\"#q \"}",
+    };
+    static const struct {
+        const char *prefix, *refused;
+    } bad_texts[] = {
+        {"{\"day\":\"2024-1", "x"}, {"{\"day\":\"202", "x"}, {"{\"day\":\"2024-12-07", "0"}, {"{\"day\":\"2024-12-0", "\""},
+        {"{\"day\":\"2024-12-07\",\"e\":\"", "e"}, {"{\"day\":\"2024-12-07\",\"e\":\"\\u00e", "8"},
+        {"{\"day\":\"2024-12-07\",\"e\":\"", "\""}, {"{\"day\":\"2024-12-07\",\"e\":\"\\u00e9\\\"", "x"},
+        {"{\"day\":\"2024-12-07\",\"e\":\"\xc3\xa9\",\"one\":\"a", "b"},
+        {"{\"day\":\"2024-12-07\",\"e\":\"\xc3\xa9\",\"one\":\"\\ud83d\\ude00", "x"},
+        {"{\"day\":\"2024-12-07\",\"e\":\"\xc3\xa9\",\"one\":\"\\t\",\"code\":\"aB1", "\""},
+        {"{\"day\":\"2024-12-07\",\"e\":\"\xc3\xa9\",\"one\":\"\\t\",\"code\":\"AB1\",\"tag\":\"#", " "},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        const long at = first_refused(sc, good[i], &complete);
+        CHECK(at < 0 && complete && valid_text(schema_text, good[i], strlen(good[i])), "pattern text %zu taken whole (refused at %ld)", i, at);
+    }
+    for (size_t i = 0; i < sizeof bad_texts / sizeof *bad_texts; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "%s%s", bad_texts[i].prefix, bad_texts[i].refused);
+        CHECK(first_refused(sc, text, &complete) == (long)strlen(bad_texts[i].prefix), "pattern text '%s' refused at its last part", text);
+    }
+    /* inside an unanchored pattern, before or after its match, any characters go: the mask lets plain pieces in
+     * unchecked there, and only there */
+    static const struct {
+        const char *prefix;
+        int free;
+    } rooms[] = {{"{\"day\":\"20", 0}, {"{\"day\":\"2024-12-07\",\"e\":\"", 0},
+                 {"{\"day\":\"2024-12-07\",\"e\":\"\xc3\xa9\",\"one\":null,\"code\":\"", 1},
+                 {"{\"day\":\"2024-12-07\",\"e\":\"\xc3\xa9\",\"one\":null,\"code\":\"xy", 1},
+                 {"{\"day\":\"2024-12-07\",\"e\":\"\xc3\xa9\",\"one\":null,\"code\":\"xyAB1zz", 1}};
+    for (size_t i = 0; i < sizeof rooms / sizeof *rooms; i++) {
+        g4_schema_state st = {0};
+        const int fed = !g4_schema_feed(sc, &st, (const unsigned char *)rooms[i].prefix, strlen(rooms[i].prefix));
+        const int64_t room = g4_schema_string_room(sc, &st);
+        CHECK(fed && (rooms[i].free ? room == INT64_MAX : room == -1), "string room after '%s': %lld", rooms[i].prefix, (long long)room);
+    }
+    check_walks(sc, schema_text, 300);
+    g4_schema_free(sc);
+}
+
 /* ---- generation on the tiny model ---- */
 
 typedef struct text {
@@ -449,9 +585,9 @@ static void check_generation(gemma4c_model *m) {
               strstr(err, "json_schema needs json"),
           "a schema without JSON mode: %s", err);
     gemma4c_generate_options unenforced = {.max_tokens = 4, .json = 1,
-                                           .json_schema = "{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"^x\"}}}"};
+                                           .json_schema = "{\"properties\":{\"a\":{\"type\":\"string\",\"multipleOf\":3}}}"};
     CHECK(gemma4c_generate(s, &in, &unenforced, keep, &(text){0}, &r, err, sizeof err) == GEMMA4C_ERR_ARG &&
-              strstr(err, "json_schema: properties.a: this server does not enforce the keyword pattern"),
+              strstr(err, "json_schema: properties.a: this server does not enforce the keyword multipleOf"),
           "an unenforced keyword: %s", err);
     gemma4c_session_free(s);
 }
@@ -518,6 +654,7 @@ int main(void) {
     check_refusals();
     check_depth_limit();
     check_numbers();
+    check_patterns();
     check_pieces();
     g4_err err;
     g4_schema *sc = compile(person_schema, &err);

@@ -8,11 +8,12 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "runtime/json_pattern.h"
 
 enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_BOOLEAN = 32, T_NULL = 64, T_ALL = 127 };
 enum { F_OBJECT = 1, F_ARRAY, F_SCALAR, F_ANY };
 enum { NEED_NONE = 0xFFFF };
-enum { MAX_PROPS_ALL = 4096, MAX_ALTS_ALL = 1024, MAX_ENUMS_ALL = 4096, MAX_ALTS = 16, MAX_NESTING = 64 };
+enum { MAX_PROPS_ALL = 4096, MAX_ALTS_ALL = 1024, MAX_ENUMS_ALL = 4096, MAX_ALTS = 16, MAX_NESTING = 64, MAX_PATTERNS = 64 };
 
 typedef struct schema_text {
     uint32_t at, len; /* in g4_schema.text */
@@ -48,6 +49,7 @@ typedef struct schema_node {
     int min_items, max_items; /* max -1: no bound */
     int min_len, max_len;     /* a string's characters (code points); max -1: no bound */
     int bounds;               /* >= 0: its numbers lie within bounds[this]; -1: any number */
+    int pattern;              /* >= 0: its strings match patterns[this]; -1: any string */
     int enum0, n_enum;        /* canonical texts in enums[] */
 } schema_node;
 
@@ -66,8 +68,9 @@ struct g4_schema {
     schema_prop props[MAX_PROPS_ALL];
     int alts[MAX_ALTS_ALL];
     schema_text enums[MAX_ENUMS_ALL];
-    int n_bounds;
+    int n_bounds, n_patterns;
     schema_bounds bounds[G4_SCHEMA_MAX_NODES];
+    g4_pattern *patterns[MAX_PATTERNS];
     char text[G4_SCHEMA_MAX_TEXT];
 };
 
@@ -85,7 +88,7 @@ static int fail(compiler *c, const char *where, const char *what, const char *na
 
 /* Keywords that restrict values in ways this constraint does not follow: refused rather than ignored. */
 static const char *const unenforced[] = {
-    "pattern", "patternProperties", "multipleOf", "uniqueItems", "contains", "minContains", "maxContains", "minProperties",
+    "patternProperties", "multipleOf", "uniqueItems", "contains", "minContains", "maxContains", "minProperties",
     "maxProperties", "propertyNames", "dependentRequired", "dependentSchemas", "dependencies", "if", "then", "else",
     "not", "prefixItems", "unevaluatedProperties", "unevaluatedItems", "additionalItems", "$dynamicRef",
     "$recursiveRef", NULL};
@@ -271,6 +274,20 @@ static int number_range(compiler *c, const cJSON *const bound[4], int integer, d
     return 0;
 }
 
+/* pattern: kept compiled; with a length too, a text could match the one and never reach the other. */
+static int compile_pattern(compiler *c, schema_node *n, const cJSON *v, const char *where) {
+    g4_schema *s = c->s;
+    if (!cJSON_IsString(v)) return fail(c, where, "pattern must be a string", NULL);
+    if (n->min_len > 0 || n->max_len >= 0) return fail(c, where, "pattern cannot stand beside minLength or maxLength here", NULL);
+    if (s->n_patterns == MAX_PATTERNS) return fail(c, where, "more than 64 patterns", NULL);
+    g4_err why = {0};
+    g4_pattern *p = g4_pattern_compile(v->valuestring, strlen(v->valuestring), &why);
+    if (!p) return why.code == GEMMA4C_ERR_NOMEM ? g4_fail(c->err, why.code, "out of memory") : fail(c, where, "pattern: ", why.msg);
+    n->pattern = s->n_patterns;
+    s->patterns[s->n_patterns++] = p;
+    return 0;
+}
+
 /* A string's characters (code points) within the node's minLength and maxLength. */
 static int length_fits(const schema_node *n, const char *utf8) {
     long chars = 0;
@@ -291,13 +308,14 @@ static int compile_enum(compiler *c, schema_node *n, const cJSON *values, int ty
         if (!t) return fail(c, where, "enum and const values must be strings, numbers, booleans or null", NULL);
         if (types_given && !(t & n->types)) continue; /* a value the type excludes is never valid */
         if (t == T_STRING && !length_fits(n, v->valuestring)) continue;
+        if (t == T_STRING && n->pattern >= 0 && !g4_pattern_matches(c->s->patterns[n->pattern], v->valuestring)) continue;
         if (t & T_NUMBER && !(v->valuedouble >= lo && v->valuedouble <= hi)) continue;
         int rc = keep_printed(c, v, 0, &s->enums[s->n_enums], where);
         if (rc) return rc;
         s->n_enums++, n->n_enum++;
         types |= t;
     }
-    if (!n->n_enum) return fail(c, where, "no enum value has the type, length and bounds the schema gives", NULL);
+    if (!n->n_enum) return fail(c, where, "no enum value has the type, length, pattern and bounds the schema gives", NULL);
     n->types = (uint8_t)types;
     return 0;
 }
@@ -312,11 +330,11 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
     const int id = *out = s->n_nodes++;
     s->source[id] = j;
     schema_node *n = &s->nodes[id];
-    *n = (schema_node){.types = T_ALL, .ref = -1, .items = -1, .max_items = -1, .max_len = -1, .bounds = -1};
+    *n = (schema_node){.types = T_ALL, .ref = -1, .items = -1, .max_items = -1, .max_len = -1, .bounds = -1, .pattern = -1};
     if (cJSON_IsTrue(j)) return 0;
     if (!cJSON_IsObject(j)) return fail(c, where, "a schema must be an object or true", NULL);
     const cJSON *type = NULL, *properties = NULL, *required = NULL, *items = NULL, *values = NULL, *alts = NULL,
-                *ref = NULL, *all = NULL, *bound[4] = {NULL}; /* minimum, maximum, exclusiveMinimum, exclusiveMaximum */
+                *ref = NULL, *all = NULL, *pattern = NULL, *bound[4] = {NULL}; /* minimum, maximum, exclusive... */
     int rc = 0, constant = 0;
     for (const cJSON *k = j->child; k; k = k->next) {
         const char *key = k->string;
@@ -330,6 +348,7 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
         else if (!strcmp(key, "anyOf") || !strcmp(key, "oneOf")) alts = k;
         else if (!strcmp(key, "allOf")) all = k;
         else if (!strcmp(key, "$ref")) ref = k;
+        else if (!strcmp(key, "pattern")) pattern = k;
         else if (!strcmp(key, "minimum")) bound[0] = k;
         else if (!strcmp(key, "maximum")) bound[1] = k;
         else if (!strcmp(key, "exclusiveMinimum")) bound[2] = k;
@@ -396,6 +415,7 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
         else if (!(n->types &= (uint8_t)~(T_NUMBER | T_INTEGER)))
             return fail(c, where, "no number lies within its minimum and maximum", NULL);
     }
+    if (pattern && (rc = compile_pattern(c, &s->nodes[id], pattern, where))) return rc;
     if (values) {
         cJSON *one = NULL;
         if (constant && !(one = cJSON_CreateArray())) return g4_fail(c->err, GEMMA4C_ERR_NOMEM, "out of memory");
@@ -511,13 +531,16 @@ g4_schema *g4_schema_compile(const char *text, size_t len, g4_err *err) {
     cJSON_Delete(doc);
     if (s) memset(s->source, 0, sizeof s->source); /* they pointed into the document */
     if (rc) {
-        free(s);
+        g4_schema_free(s);
         return NULL;
     }
     return s;
 }
 
-void g4_schema_free(g4_schema *s) { free(s); }
+void g4_schema_free(g4_schema *s) {
+    for (int i = 0; s && i < s->n_patterns; i++) g4_pattern_free(s->patterns[i]);
+    free(s);
+}
 
 /* ---- checking a text ---- */
 
@@ -583,7 +606,7 @@ static int some_whole(const schema_text *texts, int count, uint64_t mask, int le
  * everything once the integer part's length is known: before the point, a number of L integer digits starting
  * with the prefix reaches the range when some L >= the prefix's length suits both ends; after it, the values
  * the prefix still reaches (from it to one unit of its last digit above) must meet the range. */
-enum { NUM_ON = 1, NUM_NEG = 2, NUM_DIGIT = 4, NUM_ZERO = 8, NUM_POINT = 16 };
+enum { NUM_ON = 1, NUM_NEG = 2, NUM_DIGIT = 4, NUM_ZERO = 8, NUM_POINT = 16, STR_PATTERN = 32 };
 enum { CMP_EQ, CMP_LT, CMP_GT };
 
 static int decimal_digit(const g4_schema *s, const schema_decimal *x, uint32_t i) {
@@ -609,9 +632,9 @@ static int over_lo(const schema_range *r, uint32_t len, int cmp) {
 static int number_reachable(const schema_range *r, const g4_schema_frame *f) {
     const int lo = (int)(f->mask & 3), hi = (int)(f->mask >> 2 & 3);
     if (!r->ok) return 0;
-    if (!(f->number & NUM_DIGIT)) return 1; /* only the sign so far */
-    if (f->number & NUM_POINT) return over_lo(r, f->count, lo) && under_hi(r, f->count, hi);
-    if (f->number & NUM_ZERO) return r->lo.n_int == 0; /* 0 or 0.x reach a low end below 1 (an integer's: 0) */
+    if (!(f->scalar & NUM_DIGIT)) return 1; /* only the sign so far */
+    if (f->scalar & NUM_POINT) return over_lo(r, f->count, lo) && under_hi(r, f->count, hi);
+    if (f->scalar & NUM_ZERO) return r->lo.n_int == 0; /* 0 or 0.x reach a low end below 1 (an integer's: 0) */
     uint32_t len = f->count; /* the fewest integer digits that reach the low end */
     if (!over_lo(r, len, lo)) {
         const uint32_t lo_len = (uint32_t)r->lo.n_int;
@@ -631,19 +654,122 @@ static int number_within(const schema_range *r, const g4_schema_frame *f) {
 
 /* A byte of a bounded number after its first (a digit, the point, or what the grammar lets follow). */
 static int number_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c) {
-    const schema_range *r = &s->bounds[s->nodes[f->node].bounds].sign[f->number & NUM_NEG ? 1 : 0];
+    const schema_range *r = &s->bounds[s->nodes[f->node].bounds].sign[f->scalar & NUM_NEG ? 1 : 0];
     if (c == 'e' || c == 'E') return -1; /* exponents are not followed here */
-    if (c == '.') f->number |= NUM_POINT;
+    if (c == '.') f->scalar |= NUM_POINT;
     else if (c >= '0' && c <= '9') {
         uint32_t at; /* the digit's place among the end's digits */
-        if (f->number & NUM_POINT) at = f->count + f->pos, f->pos += f->pos < UINT16_MAX;
-        else if (!(f->number & NUM_DIGIT) && c == '0') at = UINT32_MAX, f->number |= NUM_ZERO;
+        if (f->scalar & NUM_POINT) at = f->count + f->pos, f->pos += f->pos < UINT16_MAX;
+        else if (!(f->scalar & NUM_DIGIT) && c == '0') at = UINT32_MAX, f->scalar |= NUM_ZERO;
         else at = f->count, f->count += f->count < UINT32_MAX - UINT16_MAX;
-        f->number |= NUM_DIGIT;
+        f->scalar |= NUM_DIGIT;
         if (at != UINT32_MAX)
             f->mask = compare_digit(s, f->mask & 3, &r->lo, at, c) | compare_digit(s, f->mask >> 2 & 3, &r->hi, at, c) << 2;
     }
     return number_reachable(r, f) ? 0 : -1;
+}
+
+/* ---- strings with a pattern ----
+ * The string's bytes are decoded to characters as they come (UTF-8, escapes, surrogate pairs: the grammar has
+ * checked their form), and each character steps the pattern. Part of a character is taken only when some
+ * character it may still become steps on. pos holds the decoder's mode, the bytes or digits it still expects and
+ * a UTF-8 character's length; count the code point so far (a pair's high half above bit 16). */
+enum { DEC_CHAR, DEC_UTF8, DEC_ESCAPE, DEC_HEX, DEC_LOW_SLASH, DEC_LOW_U, DEC_LOW_HEX };
+
+static int hex_value(unsigned char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
+
+static uint16_t decoding(int mode, int left, int length) { return (uint16_t)(mode | left << 4 | length << 8); }
+
+/* Whether some character the one begun may still become steps the pattern on. */
+static int can_finish(const g4_pattern *p, const g4_schema_frame *f) {
+    const int mode = f->pos & 15, left = f->pos >> 4 & 15, length = f->pos >> 8;
+    const uint32_t low_hi = 0x10FFFF; /* a backslash may still become any character, through \u */
+    uint32_t lo, hi, high;
+    switch (mode) {
+    case DEC_ESCAPE: return g4_pattern_can_step(p, f->mask, 0, low_hi);
+    case DEC_UTF8: {
+        static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000}; /* overlong forms do not exist */
+        lo = f->count << 6 * left, hi = lo + (1u << 6 * left) - 1;
+        if (lo < least[length]) lo = least[length];
+        return lo <= hi && g4_pattern_can_step(p, f->mask, lo, hi < 0x10FFFF ? hi : 0x10FFFF);
+    }
+    case DEC_HEX: { /* \uXXXX so far: a character of the BMP, or the high half of a pair */
+        lo = f->count << 4 * left, hi = lo + (1u << 4 * left) - 1;
+        if (g4_pattern_can_step(p, f->mask, lo, hi)) return 1; /* surrogates are in no class */
+        const uint32_t h0 = lo > 0xD800 ? lo : 0xD800, h1 = hi < 0xDBFF ? hi : 0xDBFF;
+        return h0 <= h1 && g4_pattern_can_step(p, f->mask, 0x10000 + ((h0 - 0xD800) << 10), 0x10000 + ((h1 - 0xD800) << 10) + 0x3FF);
+    }
+    case DEC_LOW_SLASH:
+    case DEC_LOW_U: high = f->count & 0x3FF; break;
+    default: { /* DEC_LOW_HEX */
+        high = f->count >> 16 & 0x3FF;
+        const uint32_t l0 = (f->count & 0xFFFF) << 4 * left, l1 = l0 + (1u << 4 * left) - 1;
+        lo = l0 > 0xDC00 ? l0 : 0xDC00, hi = l1 < 0xDFFF ? l1 : 0xDFFF;
+        if (lo > hi) return 0;
+        return g4_pattern_can_step(p, f->mask, 0x10000 + (high << 10) + lo - 0xDC00, 0x10000 + (high << 10) + hi - 0xDC00);
+    }
+    }
+    return g4_pattern_can_step(p, f->mask, 0x10000 + (high << 10), 0x10000 + (high << 10) + 0x3FF);
+}
+
+static int pattern_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c) {
+    const g4_pattern *p = s->patterns[s->nodes[f->node].pattern];
+    const int mode = f->pos & 15, left = f->pos >> 4 & 15, length = f->pos >> 8;
+    uint32_t cp;
+    switch (mode) {
+    case DEC_CHAR:
+        if (c == '"') return 0; /* the closing quote: end() asks whether the pattern matched */
+        if (c == '\\') {
+            f->pos = DEC_ESCAPE;
+            return can_finish(p, f) ? 0 : -1;
+        }
+        if (c < 0x80) {
+            cp = c;
+            break;
+        }
+        f->count = c & (c >= 0xF0 ? 0x07 : c >= 0xE0 ? 0x0F : 0x1F);
+        f->pos = decoding(DEC_UTF8, c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1, c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2);
+        return can_finish(p, f) ? 0 : -1;
+    case DEC_UTF8:
+        f->count = f->count << 6 | (c & 0x3F);
+        if (left > 1) {
+            f->pos = decoding(DEC_UTF8, left - 1, length);
+            return can_finish(p, f) ? 0 : -1;
+        }
+        cp = f->count;
+        break;
+    case DEC_ESCAPE: {
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        if (c == 'u') {
+            f->count = 0, f->pos = decoding(DEC_HEX, 4, 0);
+            return can_finish(p, f) ? 0 : -1;
+        }
+        cp = (unsigned char)to[strchr(from, c) - from];
+        break;
+    }
+    case DEC_HEX:
+    case DEC_LOW_HEX:
+        f->count = f->count << 4 | (uint32_t)hex_value(c);
+        if (left > 1) {
+            f->pos = decoding(mode, left - 1, 0);
+            return can_finish(p, f) ? 0 : -1;
+        }
+        cp = f->count & 0xFFFF;
+        if (mode == DEC_HEX && cp >= 0xD800 && cp <= 0xDBFF) { /* its low half next */
+            f->pos = DEC_LOW_SLASH;
+            return can_finish(p, f) ? 0 : -1;
+        }
+        if (mode == DEC_LOW_HEX) cp = 0x10000 + ((f->count >> 16 & 0x3FF) << 10) + (cp - 0xDC00);
+        break;
+    case DEC_LOW_SLASH: f->pos = DEC_LOW_U; return 0;
+    default: /* DEC_LOW_U: the high half's ten bits go above the low half's digits */
+        f->count = (f->count & 0x3FF) << 16;
+        f->pos = decoding(DEC_LOW_HEX, 4, 0);
+        return 0;
+    }
+    f->pos = DEC_CHAR;
+    f->mask = g4_pattern_step(p, f->mask, cp);
+    return f->mask ? 0 : -1;
 }
 
 static int push(g4_schema_state *st, g4_schema_frame f) {
@@ -673,8 +799,9 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
     if (c == '{') return push(st, (g4_schema_frame){.node = id, .kind = F_OBJECT});
     if (c == '[') return push(st, (g4_schema_frame){.node = id, .kind = F_ARRAY});
     g4_schema_frame f = {.node = id, .kind = F_SCALAR, .integer = t == (T_NUMBER | T_INTEGER) && !(n->types & T_NUMBER)};
+    if (t == T_STRING && n->pattern >= 0 && !n->n_enum) f.scalar = STR_PATTERN, f.mask = g4_pattern_start(s->patterns[n->pattern]);
     if (t == (T_NUMBER | T_INTEGER) && n->bounds >= 0 && !n->n_enum) {
-        f.number = NUM_ON | (c == '-' ? NUM_NEG : 0);
+        f.scalar = NUM_ON | (c == '-' ? NUM_NEG : 0);
         if (c == '-' ? !number_reachable(&s->bounds[n->bounds].sign[1], &f) : number_byte(s, &f, c)) return -1;
     }
     if (n->n_enum) {
@@ -689,7 +816,8 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
  * characters when the byte starts one). */
 static int scalar_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c, int char_start) {
     if (f->integer && (c == '.' || c == 'e' || c == 'E')) return -1;
-    if (f->number) return number_byte(s, f, c);
+    if (f->scalar == STR_PATTERN) return pattern_byte(s, f, c);
+    if (f->scalar) return number_byte(s, f, c);
     const schema_node *n = &s->nodes[f->node];
     if (char_start && n->max_len >= 0 && ++f->count > (uint32_t)n->max_len) return -1;
     if (char_start && n->max_len < 0 && f->count < (uint32_t)n->min_len) f->count++;
@@ -710,7 +838,8 @@ static int end(const g4_schema *s, g4_schema_state *st, unsigned char c, int wit
         if (with_byte && scalar_byte(s, f, c, 0)) return -1;
         if (n->n_enum && some_whole(s->enums + n->enum0, n->n_enum, f->mask, f->pos) < 0) return -1;
         if (c == '"' && with_byte && f->count < (uint32_t)n->min_len) return -1; /* a string too short */
-        if (f->number && !number_within(&s->bounds[n->bounds].sign[f->number & NUM_NEG ? 1 : 0], f)) return -1;
+        if (f->scalar == STR_PATTERN && !g4_pattern_accepts(s->patterns[n->pattern], f->mask)) return -1;
+        if (f->scalar & NUM_ON && !number_within(&s->bounds[n->bounds].sign[f->scalar & NUM_NEG ? 1 : 0], f)) return -1;
         break;
     case F_OBJECT:
         for (int i = (int)f->count; i < n->n_props; i++)
@@ -797,5 +926,6 @@ int64_t g4_schema_string_room(const g4_schema *sc, const g4_schema_state *s) {
     if (f->kind != F_SCALAR) return -1; /* a key */
     const schema_node *n = &sc->nodes[f->node];
     if (n->n_enum) return -1;
+    if (n->pattern >= 0) return f->scalar == STR_PATTERN && g4_pattern_anything_goes(sc->patterns[n->pattern], f->mask) ? INT64_MAX : -1;
     return n->max_len < 0 ? INT64_MAX : n->max_len - (int64_t)f->count;
 }

@@ -19,15 +19,15 @@ typedef struct g4_schema g4_schema;
 /* Compiles a schema (JSON text, len bytes) whose instances are objects. Understood: type (one or a list: object,
  * array, string, number, integer, boolean, null), properties (generated in the order given; the required ones
  * always, the others when the model chooses), required, items, minItems, maxItems, minLength and maxLength (in
- * characters), minimum, maximum, exclusiveMinimum and exclusiveMaximum (a bounded number has no exponent), enum,
- * const, anyOf / oneOf whose alternatives begin with different characters (an object and a string, not two
- * objects), allOf of one schema, $ref to "#" or a JSON pointer into the document ($defs, definitions), recursion
- * included. An object without properties, an array without items or an empty schema take any JSON value of that
- * kind. Annotations (title, description, format, default, examples...) are ignored; a keyword that restricts
- * values and is not enforced here (pattern, multipleOf, uniqueItems...) is refused: an answer never violates the
- * schema, and every text it takes can still be finished within JSON mode's nesting limit (a schema whose
- * instances cannot is refused). Only declared properties are generated, whatever additionalProperties says. NULL
- * with err set on failure. */
+ * characters), pattern (json_pattern.h; not beside a length), minimum, maximum, exclusiveMinimum and
+ * exclusiveMaximum (a bounded number has no exponent), enum, const, anyOf / oneOf whose alternatives begin with
+ * different characters (an object and a string, not two objects), allOf of one schema, $ref to "#" or a JSON
+ * pointer into the document ($defs, definitions), recursion included. An object without properties, an array
+ * without items or an empty schema take any JSON value of that kind. Annotations (title, description, format,
+ * default, examples...) are ignored; a keyword that restricts values and is not enforced here (multipleOf,
+ * uniqueItems...) is refused: an answer never violates the schema, and every text it takes can still be finished
+ * within JSON mode's nesting limit (a schema whose instances cannot is refused). Only declared properties are
+ * generated, whatever additionalProperties says. NULL with err set on failure. */
 g4_schema *g4_schema_compile(const char *text, size_t len, g4_err *err);
 void g4_schema_free(g4_schema *s);
 
@@ -38,7 +38,9 @@ typedef struct g4_schema_frame {
     uint8_t kind;   /* json_schema.c's F_* */
     uint8_t in_key; /* an object: its key is being read */
     uint8_t integer;
-    uint8_t number; /* a number with bounds: json_schema.c's NUM_* (its digits in count and pos, comparisons in mask) */
+    uint8_t scalar; /* a value checked as it is written: json_schema.c's NUM_* for a number with bounds (its digits in
+                       count and pos, comparisons in mask), STR_PATTERN for a string with a pattern (the character
+                       being decoded in count and pos, the pattern's positions in mask) */
     uint32_t count; /* an object: the index of the next property that may come; an array: items begun; any: values
                        open; a string: characters so far (up to its minLength when it has no maxLength); a bounded
                        number: its integer digits */
