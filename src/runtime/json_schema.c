@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "runtime/json_number.h"
 #include "runtime/json_pattern.h"
 
 enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_BOOLEAN = 32, T_NULL = 64, T_ALL = 127 };
@@ -18,25 +19,6 @@ enum { MAX_PROPS_ALL = 4096, MAX_ALTS_ALL = 1024, MAX_ENUMS_ALL = 4096, MAX_ALTS
 typedef struct schema_text {
     uint32_t at, len; /* in g4_schema.text */
 } schema_text;
-
-/* A number's magnitude as exact decimal digits: the integer part's (no leading zero), then the fraction's (no
- * trailing zero); 0 has none. */
-typedef struct schema_decimal {
-    schema_text digits;
-    int n_int;
-} schema_decimal;
-
-/* The magnitudes a number of one sign may have, both ends included: [lo, hi], hi unbounded when `open`. */
-typedef struct schema_range {
-    uint8_t ok, open;
-    schema_decimal lo, hi;
-} schema_range;
-
-/* minimum, maximum and their exclusive forms, as ranges of magnitudes: [0] the numbers written without '-',
- * [1] those written with it ("-0" included). */
-typedef struct schema_bounds {
-    schema_range sign[2];
-} schema_bounds;
 
 typedef struct schema_node {
     uint8_t types;            /* T_* its values may have */
@@ -69,7 +51,7 @@ struct g4_schema {
     int alts[MAX_ALTS_ALL];
     schema_text enums[MAX_ENUMS_ALL];
     int n_bounds, n_patterns;
-    schema_bounds bounds[G4_SCHEMA_MAX_NODES];
+    g4_number_bounds bounds[G4_SCHEMA_MAX_NODES];
     g4_pattern *patterns[MAX_PATTERNS];
     char text[G4_SCHEMA_MAX_TEXT];
 };
@@ -213,46 +195,6 @@ static int compile_required(compiler *c, const schema_node *n, const cJSON *v, c
         if (!found) return fail(c, where, "required names a property that properties does not declare: ", r->valuestring);
     }
     return 0;
-}
-
-/* A finite magnitude's decimal digits: the shortest that read back as the same double (what a validator compares
- * with), exactly. */
-static int keep_decimal(g4_schema *s, double v, schema_decimal *out) {
-    char e[40], digits[400];
-    if (v == 0) return *out = (schema_decimal){{0, 0}, 0}, 0; /* -0 too, which would print its sign */
-    int p = 1;
-    for (; p < 17; p++) { /* 17 significant digits always read back */
-        snprintf(e, sizeof e, "%.*e", p - 1, v);
-        if (strtod(e, NULL) == v) break;
-    }
-    snprintf(e, sizeof e, "%.*e", p - 1, v); /* d.ddde±x */
-    const int exp10 = atoi(strchr(e, 'e') + 1);
-    int n = 0, sig = 0;
-    char mant[20];
-    for (const char *c = e; *c != 'e'; c++)
-        if (*c != '.') mant[sig++] = *c;
-    while (sig && mant[sig - 1] == '0') sig--;
-    const int n_int = exp10 >= 0 ? exp10 + 1 : 0;
-    if (exp10 >= (int)sizeof digits - 20 || -exp10 >= (int)sizeof digits - 20) return -1;
-    for (int i = exp10 + 1; i < 0; i++) digits[n++] = '0'; /* 0.00ddd */
-    for (int i = 0; i < sig; i++) digits[n++] = mant[i];
-    while (n < n_int) digits[n++] = '0'; /* ddd000 */
-    out->n_int = n_int;
-    return keep_text(s, digits, (size_t)n, &out->digits);
-}
-
-/* Numbers within [lo, hi] (doubles, both included) as the magnitudes of each sign; 0 when none. */
-static int keep_bounds(g4_schema *s, double lo, double hi, schema_bounds *b) {
-    int any = 0;
-    for (int neg = 0; neg < 2; neg++) {
-        const double from = neg ? fmax(0, -hi) : fmax(0, lo), to = neg ? -lo : hi;
-        schema_range *r = &b->sign[neg];
-        *r = (schema_range){.ok = from <= to, .open = isinf(to)};
-        if (!r->ok) continue;
-        any = 1;
-        if (keep_decimal(s, from, &r->lo) || (!r->open && keep_decimal(s, to, &r->hi))) return -1;
-    }
-    return any;
 }
 
 /* minimum, maximum, exclusiveMinimum, exclusiveMaximum as one closed range of doubles: an exclusive end moves to
@@ -409,9 +351,7 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
     double lo, hi;
     if ((rc = number_range(c, bound, !(n->types & T_NUMBER), &lo, &hi, where))) return rc;
     if ((bound[0] || bound[1] || bound[2] || bound[3]) && n->types & (T_NUMBER | T_INTEGER) && !values) {
-        const int any = keep_bounds(s, lo, hi, &s->bounds[s->n_bounds]);
-        if (any < 0) return fail(c, where, "the schema's names, enum values and bounds are too long together", NULL);
-        if (any) n->bounds = s->n_bounds++;
+        if (g4_number_bounds_make(lo, hi, &s->bounds[s->n_bounds])) n->bounds = s->n_bounds++;
         else if (!(n->types &= (uint8_t)~(T_NUMBER | T_INTEGER)))
             return fail(c, where, "no number lies within its minimum and maximum", NULL);
     }
@@ -600,74 +540,7 @@ static int some_whole(const schema_text *texts, int count, uint64_t mask, int le
     return -1;
 }
 
-/* ---- bounded numbers ----
- * The digits so far are compared, as they come, with each end of the range for the number's sign, most
- * significant digit first: the prefix against that many leading digits of the end. That comparison decides
- * everything once the integer part's length is known: before the point, a number of L integer digits starting
- * with the prefix reaches the range when some L >= the prefix's length suits both ends; after it, the values
- * the prefix still reaches (from it to one unit of its last digit above) must meet the range. */
-enum { NUM_ON = 1, NUM_NEG = 2, NUM_DIGIT = 4, NUM_ZERO = 8, NUM_POINT = 16, STR_PATTERN = 32 };
-enum { CMP_EQ, CMP_LT, CMP_GT };
-
-static int decimal_digit(const g4_schema *s, const schema_decimal *x, uint32_t i) {
-    return i < x->digits.len ? s->text[x->digits.at + i] : '0';
-}
-
-static uint64_t compare_digit(const g4_schema *s, uint64_t cmp, const schema_decimal *x, uint32_t i, int d) {
-    if (cmp != CMP_EQ) return cmp;
-    const int xd = decimal_digit(s, x, i);
-    return d < xd ? CMP_LT : d > xd ? CMP_GT : CMP_EQ;
-}
-
-/* A number of `len` integer digits beginning with the prefix (compared `cmp` with the end's leading digits). */
-static int under_hi(const schema_range *r, uint32_t len, int cmp) {
-    return r->open || len < (uint32_t)r->hi.n_int || (len == (uint32_t)r->hi.n_int && cmp != CMP_GT);
-}
-
-static int over_lo(const schema_range *r, uint32_t len, int cmp) {
-    return len > (uint32_t)r->lo.n_int || (len == (uint32_t)r->lo.n_int && cmp != CMP_LT);
-}
-
-/* Whether the number begun can still end within its range. */
-static int number_reachable(const schema_range *r, const g4_schema_frame *f) {
-    const int lo = (int)(f->mask & 3), hi = (int)(f->mask >> 2 & 3);
-    if (!r->ok) return 0;
-    if (!(f->scalar & NUM_DIGIT)) return 1; /* only the sign so far */
-    if (f->scalar & NUM_POINT) return over_lo(r, f->count, lo) && under_hi(r, f->count, hi);
-    if (f->scalar & NUM_ZERO) return r->lo.n_int == 0; /* 0 or 0.x reach a low end below 1 (an integer's: 0) */
-    uint32_t len = f->count; /* the fewest integer digits that reach the low end */
-    if (!over_lo(r, len, lo)) {
-        const uint32_t lo_len = (uint32_t)r->lo.n_int;
-        len = f->count < lo_len ? (lo != CMP_LT ? lo_len : lo_len + 1) : f->count + 1;
-    }
-    return under_hi(r, len, hi);
-}
-
-/* Whether the number as written lies within its range (the low end may have digits beyond those written). */
-static int number_within(const schema_range *r, const g4_schema_frame *f) {
-    const int lo = (int)(f->mask & 3), hi = (int)(f->mask >> 2 & 3);
-    const uint32_t written = f->count + f->pos;
-    const int at_lo = f->count > (uint32_t)r->lo.n_int ||
-                      (f->count == (uint32_t)r->lo.n_int && (lo == CMP_GT || (lo == CMP_EQ && r->lo.digits.len <= written)));
-    return at_lo && under_hi(r, f->count, hi);
-}
-
-/* A byte of a bounded number after its first (a digit, the point, or what the grammar lets follow). */
-static int number_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c) {
-    const schema_range *r = &s->bounds[s->nodes[f->node].bounds].sign[f->scalar & NUM_NEG ? 1 : 0];
-    if (c == 'e' || c == 'E') return -1; /* exponents are not followed here */
-    if (c == '.') f->scalar |= NUM_POINT;
-    else if (c >= '0' && c <= '9') {
-        uint32_t at; /* the digit's place among the end's digits */
-        if (f->scalar & NUM_POINT) at = f->count + f->pos, f->pos += f->pos < UINT16_MAX;
-        else if (!(f->scalar & NUM_DIGIT) && c == '0') at = UINT32_MAX, f->scalar |= NUM_ZERO;
-        else at = f->count, f->count += f->count < UINT32_MAX - UINT16_MAX;
-        f->scalar |= NUM_DIGIT;
-        if (at != UINT32_MAX)
-            f->mask = compare_digit(s, f->mask & 3, &r->lo, at, c) | compare_digit(s, f->mask >> 2 & 3, &r->hi, at, c) << 2;
-    }
-    return number_reachable(r, f) ? 0 : -1;
-}
+enum { STR_PATTERN = 128 }; /* the frame's scalar: a string with a pattern (G4_NUM_* flag a bounded number) */
 
 /* ---- strings with a pattern ----
  * The string's bytes are decoded to characters as they come (UTF-8, escapes, surrogate pairs: the grammar has
@@ -800,10 +673,7 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
     if (c == '[') return push(st, (g4_schema_frame){.node = id, .kind = F_ARRAY});
     g4_schema_frame f = {.node = id, .kind = F_SCALAR, .integer = t == (T_NUMBER | T_INTEGER) && !(n->types & T_NUMBER)};
     if (t == T_STRING && n->pattern >= 0 && !n->n_enum) f.scalar = STR_PATTERN, f.mask = g4_pattern_start(s->patterns[n->pattern]);
-    if (t == (T_NUMBER | T_INTEGER) && n->bounds >= 0 && !n->n_enum) {
-        f.scalar = NUM_ON | (c == '-' ? NUM_NEG : 0);
-        if (c == '-' ? !number_reachable(&s->bounds[n->bounds].sign[1], &f) : number_byte(s, &f, c)) return -1;
-    }
+    if (t == (T_NUMBER | T_INTEGER) && n->bounds >= 0 && !n->n_enum && g4_number_begin(&s->bounds[n->bounds], &f, c)) return -1;
     if (n->n_enum) {
         f.mask = narrow(s, s->enums + n->enum0, n->n_enum, n->n_enum == 64 ? ~0ull : (1ull << n->n_enum) - 1, 0, c);
         if (!f.mask) return -1;
@@ -817,7 +687,7 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
 static int scalar_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c, int char_start) {
     if (f->integer && (c == '.' || c == 'e' || c == 'E')) return -1;
     if (f->scalar == STR_PATTERN) return pattern_byte(s, f, c);
-    if (f->scalar) return number_byte(s, f, c);
+    if (f->scalar) return g4_number_byte(&s->bounds[s->nodes[f->node].bounds], f, c);
     const schema_node *n = &s->nodes[f->node];
     if (char_start && n->max_len >= 0 && ++f->count > (uint32_t)n->max_len) return -1;
     if (char_start && n->max_len < 0 && f->count < (uint32_t)n->min_len) f->count++;
@@ -839,7 +709,7 @@ static int end(const g4_schema *s, g4_schema_state *st, unsigned char c, int wit
         if (n->n_enum && some_whole(s->enums + n->enum0, n->n_enum, f->mask, f->pos) < 0) return -1;
         if (c == '"' && with_byte && f->count < (uint32_t)n->min_len) return -1; /* a string too short */
         if (f->scalar == STR_PATTERN && !g4_pattern_accepts(s->patterns[n->pattern], f->mask)) return -1;
-        if (f->scalar & NUM_ON && !number_within(&s->bounds[n->bounds].sign[f->scalar & NUM_NEG ? 1 : 0], f)) return -1;
+        if (f->scalar & G4_NUM_ON && !g4_number_within(&s->bounds[n->bounds], f)) return -1;
         break;
     case F_OBJECT:
         for (int i = (int)f->count; i < n->n_props; i++)

@@ -38,9 +38,9 @@ typedef struct g4_schema_frame {
     uint8_t kind;   /* json_schema.c's F_* */
     uint8_t in_key; /* an object: its key is being read */
     uint8_t integer;
-    uint8_t scalar; /* a value checked as it is written: json_schema.c's NUM_* for a number with bounds (its digits in
-                       count and pos, comparisons in mask), STR_PATTERN for a string with a pattern (the character
-                       being decoded in count and pos, the pattern's positions in mask) */
+    uint8_t scalar; /* a value checked as it is written: G4_NUM_* for a number with bounds (json_number.c: its digits
+                       in count and pos, comparisons in mask), json_schema.c's STR_PATTERN for a string with a
+                       pattern (the character being decoded in count and pos, the pattern's positions in mask) */
     uint32_t count; /* an object: the index of the next property that may come; an array: items begun; any: values
                        open; a string: characters so far (up to its minLength when it has no maxLength); a bounded
                        number: its integer digits */
