@@ -462,6 +462,7 @@ static void check_patterns(void) {
         {"a{2,1}", "below n"}, {"{", "does not follow something to repeat"}, {"a{x}", "not a quantifier"}, {"[b-a]", "backwards"}, {"[a", "not closed with ]"},
         {"a^b", "only at the start and the end"}, {"\\u{41}", "u flag"}, {"\\uD800", "surrogates"}, {"\\", "lone backslash"},
         {"\xff", "not valid UTF-8"}, {"[\\d-z]", NULL}, {"\\07", "octal"},
+        {"((((((){63}){63}){63}){63}){9})", "nested too deeply"}, {"(((((((((((x?){9}){9}){9}){9}){9}){9}){9}){9}){9}){9}", "more than 63"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char schema[256];

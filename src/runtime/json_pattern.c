@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_RANGES = 4096, MAX_CLASS_RANGES = 128, MAX_REPEAT = 63, MAX_GROUP_DEPTH = 32 };
+enum { MAX_RANGES = 4096, MAX_CLASS_RANGES = 128, MAX_REPEAT = 63, MAX_GROUP_DEPTH = 32, MAX_ATOMS_READ = 20000 };
 enum { UNICODE_MAX = 0x10FFFF, SURROGATE_LO = 0xD800, SURROGATE_HI = 0xDFFF };
 
 typedef struct range {
@@ -41,6 +41,7 @@ typedef struct parser {
     g4_pattern *p;
     g4_err *err;
     int depth;
+    int atoms_read; /* repeated groups are read again per copy: "((){63}){63}" would take 63^depth reads */
     int failed;
 } parser;
 
@@ -259,6 +260,7 @@ static piece alternatives(parser *ps);
 /* One atom: a character, a class, '.', or a group. */
 static piece atom(parser *ps) {
     charset set = {0};
+    if (++ps->atoms_read > MAX_ATOMS_READ) return refuse(ps, "the pattern's repetitions are nested too deeply to write out"), (piece){0};
     const int32_t c = next_char(ps);
     if (c < 0) return (piece){0};
     if (c == '(') {
@@ -368,7 +370,7 @@ g4_pattern *g4_pattern_compile(const char *re, size_t len, g4_err *err) {
         g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    parser ps = {(const unsigned char *)re, (const unsigned char *)re + len, (const unsigned char *)re, p, err, 0, 0};
+    parser ps = {(const unsigned char *)re, (const unsigned char *)re + len, (const unsigned char *)re, p, err, 0, 0, 0};
     const int anchored_start = len && re[0] == '^';
     int anchored_end = 0; /* a final '$' not escaped */
     if (len && re[len - 1] == '$') {
@@ -471,7 +473,7 @@ int g4_pattern_anything_goes(const g4_pattern *p, uint64_t at) { return (may_ent
 int g4_pattern_accepts(const g4_pattern *p, uint64_t at) { return (at & p->last) != 0; }
 
 int g4_pattern_matches(const g4_pattern *p, const char *utf8) {
-    parser ps = {(const unsigned char *)utf8, (const unsigned char *)utf8 + strlen(utf8), NULL, NULL, NULL, 0, 1};
+    parser ps = {(const unsigned char *)utf8, (const unsigned char *)utf8 + strlen(utf8), NULL, NULL, NULL, 0, 0, 1};
     uint64_t at = g4_pattern_start(p);
     for (int32_t c; at && (c = next_char(&ps)) >= 0;) at = g4_pattern_step(p, at, (uint32_t)c);
     return at && ps.at == ps.end && g4_pattern_accepts(p, at);
