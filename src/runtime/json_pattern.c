@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text/utf8.h"
+
 enum { MAX_RANGES = 4096, MAX_CLASS_RANGES = 128, MAX_REPEAT = 63, MAX_GROUP_DEPTH = 32, MAX_ATOMS_READ = 20000 };
 enum { UNICODE_MAX = 0x10FFFF, SURROGATE_LO = 0xD800, SURROGATE_HI = 0xDFFF };
 
@@ -126,18 +128,10 @@ static int charset_has(const g4_pattern *p, int pos, uint32_t cp) {
 /* The next UTF-8 character; -1 at the end or on a malformed one. */
 static int32_t next_char(parser *ps) {
     if (ps->at >= ps->end) return -1;
-    const unsigned char c = *ps->at++;
-    if (c < 0x80) return c;
-    const int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC2 ? 1 : -1;
-    if (extra < 0 || ps->end - ps->at < extra) return refuse(ps, "the pattern is not valid UTF-8");
-    uint32_t cp = c & (0x3F >> extra);
-    for (int i = 0; i < extra; i++) {
-        if ((ps->at[i] & 0xC0) != 0x80) return refuse(ps, "the pattern is not valid UTF-8");
-        cp = cp << 6 | (ps->at[i] & 0x3F);
-    }
-    ps->at += extra;
-    if (cp > UNICODE_MAX || (cp >= SURROGATE_LO && cp <= SURROGATE_HI) || cp < (extra == 1 ? 0x80u : extra == 2 ? 0x800u : 0x10000u))
-        return refuse(ps, "the pattern is not valid UTF-8");
+    uint32_t cp;
+    const size_t len = g4_utf8_decode((const char *)ps->at, (size_t)(ps->end - ps->at), &cp);
+    if (!len) return refuse(ps, "the pattern is not valid UTF-8");
+    ps->at += len;
     return (int32_t)cp;
 }
 

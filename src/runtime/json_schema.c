@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "runtime/json_number.h"
 #include "runtime/json_pattern.h"
+#include "text/utf8.h"
 
 enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_BOOLEAN = 32, T_NULL = 64, T_ALL = 127 };
 enum { F_OBJECT = 1, F_ARRAY, F_SCALAR, F_ANY };
@@ -417,8 +418,9 @@ static void compute_needs(g4_schema *s) {
                 for (int a = 0; a < n->n_alts; a++) v = s->need[s->alts[n->alt0 + a]] < v ? s->need[s->alts[n->alt0 + a]] : v;
             else if (n->types & ~(T_OBJECT | T_ARRAY)) v = 0;
             else {
-                if (n->types & T_ARRAY) v = container_need(s, n, T_ARRAY, s->need);
-                if (n->types & T_OBJECT && container_need(s, n, T_OBJECT, s->need) < v) v = container_need(s, n, T_OBJECT, s->need);
+                const int as_array = n->types & T_ARRAY ? container_need(s, n, T_ARRAY, s->need) : NEED_NONE;
+                const int as_object = n->types & T_OBJECT ? container_need(s, n, T_OBJECT, s->need) : NEED_NONE;
+                v = as_array < as_object ? as_array : as_object;
             }
             if (v < s->need[i]) s->need[i] = (uint16_t)v, changed = 1;
         }
@@ -588,58 +590,45 @@ static int can_finish(const g4_pattern *p, const g4_schema_frame *f) {
 static int pattern_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c) {
     const g4_pattern *p = s->patterns[s->nodes[f->node].pattern];
     const int mode = f->pos & 15, left = f->pos >> 4 & 15, length = f->pos >> 8;
-    uint32_t cp;
+    enum { PARTIAL = UINT32_MAX };
+    uint32_t cp = PARTIAL; /* a whole character, or part of one so far */
     switch (mode) {
     case DEC_CHAR:
         if (c == '"') return 0; /* the closing quote: end() asks whether the pattern matched */
-        if (c == '\\') {
-            f->pos = DEC_ESCAPE;
-            return can_finish(p, f) ? 0 : -1;
+        if (c == '\\') f->pos = DEC_ESCAPE;
+        else if (c < 0x80) cp = c;
+        else { /* the grammar let only a well-formed lead byte through */
+            const int bytes = (int)g4_utf8_lead_len(c);
+            f->count = c & (0x7F >> bytes);
+            f->pos = decoding(DEC_UTF8, bytes - 1, bytes);
         }
-        if (c < 0x80) {
-            cp = c;
-            break;
-        }
-        f->count = c & (c >= 0xF0 ? 0x07 : c >= 0xE0 ? 0x0F : 0x1F);
-        f->pos = decoding(DEC_UTF8, c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1, c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2);
-        return can_finish(p, f) ? 0 : -1;
+        break;
     case DEC_UTF8:
         f->count = f->count << 6 | (c & 0x3F);
-        if (left > 1) {
-            f->pos = decoding(DEC_UTF8, left - 1, length);
-            return can_finish(p, f) ? 0 : -1;
-        }
-        cp = f->count;
+        if (left > 1) f->pos = decoding(DEC_UTF8, left - 1, length);
+        else cp = f->count;
         break;
     case DEC_ESCAPE: {
         static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-        if (c == 'u') {
-            f->count = 0, f->pos = decoding(DEC_HEX, 4, 0);
-            return can_finish(p, f) ? 0 : -1;
-        }
-        cp = (unsigned char)to[strchr(from, c) - from];
+        if (c == 'u') f->count = 0, f->pos = decoding(DEC_HEX, 4, 0);
+        else cp = (unsigned char)to[strchr(from, c) - from];
         break;
     }
     case DEC_HEX:
     case DEC_LOW_HEX:
         f->count = f->count << 4 | (uint32_t)hex_value(c);
-        if (left > 1) {
-            f->pos = decoding(mode, left - 1, 0);
-            return can_finish(p, f) ? 0 : -1;
-        }
-        cp = f->count & 0xFFFF;
-        if (mode == DEC_HEX && cp >= 0xD800 && cp <= 0xDBFF) { /* its low half next */
-            f->pos = DEC_LOW_SLASH;
-            return can_finish(p, f) ? 0 : -1;
-        }
-        if (mode == DEC_LOW_HEX) cp = 0x10000 + ((f->count >> 16 & 0x3FF) << 10) + (cp - 0xDC00);
+        if (left > 1) f->pos = decoding(mode, left - 1, 0);
+        else if (mode == DEC_HEX && f->count >= 0xD800 && f->count <= 0xDBFF) f->pos = DEC_LOW_SLASH; /* its low half next */
+        else if (mode == DEC_HEX) cp = f->count;
+        else cp = 0x10000 + ((f->count >> 16 & 0x3FF) << 10) + ((f->count & 0xFFFF) - 0xDC00);
         break;
-    case DEC_LOW_SLASH: f->pos = DEC_LOW_U; return 0;
+    case DEC_LOW_SLASH: f->pos = DEC_LOW_U; return 0; /* what the pair can become was checked at its high half */
     default: /* DEC_LOW_U: the high half's ten bits go above the low half's digits */
         f->count = (f->count & 0x3FF) << 16;
         f->pos = decoding(DEC_LOW_HEX, 4, 0);
         return 0;
     }
+    if (cp == PARTIAL) return can_finish(p, f) ? 0 : -1;
     f->pos = DEC_CHAR;
     f->mask = g4_pattern_step(p, f->mask, cp);
     return f->mask ? 0 : -1;
