@@ -593,6 +593,76 @@ static void check_generation(gemma4c_model *m) {
     gemma4c_session_free(s);
 }
 
+/* Over Gemma 4's whole vocabulary, at every step of greedy walks on random logits through strings with patterns:
+ * the mask (which remembers, by where a pattern stands, the plain pieces that may come) lets through exactly the
+ * tokens that fit, each tried whole from the state before the step. Two of the patterns stand at the same place
+ * when their strings begin, so a mask remembered for the wrong pattern would show; the third moves between
+ * places, more than are remembered. Now and then the pieces with a quote get the best logits, so that strings
+ * close and the walk goes on to the next property. */
+static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *p) {
+    static const char *const schema =
+        "{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"^[a-z ]+$\"},"
+        "\"b\":{\"type\":\"string\",\"pattern\":\"^[A-Z0-9 ]+$\"},"
+        "\"c\":{\"type\":\"string\",\"pattern\":\"^(a|bb|ccc|dddd|e{5}|f{6}|g{7}|h{8}|i{9})+$\"}},"
+        "\"required\":[\"a\",\"b\",\"c\"]}";
+    g4_err err = {0};
+    g4_schema *sc = compile(schema, &err);
+    CHECK(sc != NULL, "the pattern schema compiles: %s", err.msg);
+    if (!sc) return;
+    const int vocab = p->vocab;
+    float *logits = malloc((size_t)vocab * sizeof *logits);
+    uint8_t *quoted = calloc((size_t)vocab, 1);
+    for (int id = 0; logits && quoted && id < vocab; id++)
+        quoted[id] = p->kind[id] != G4_PIECE_NONE && memchr(p->bytes + p->at[id], '"', p->at[id + 1] - p->at[id]);
+    int steps = 0, wrong = 0, in_pattern = 0, properties = 0;
+    uint64_t rng = 7;
+    for (int walk = 0; logits && quoted && walk < 3; walk++) {
+        g4_gen_params gp = {.sampling = {.greedy = 1, .top_p = 1.0f, .repetition_penalty = 1.0f}, .json = 1, .pieces = p, .schema = sc};
+        g4_gen g;
+        const int32_t prompt[] = {2};
+        if (g4_gen_init(&g, &gp, tok, vocab, prompt, 1, &err)) {
+            CHECK(0, "%s", err.msg);
+            break;
+        }
+        for (int step = 0; step < 40 && !g.stop_reason; step++, steps++) {
+            const int closing = step % 6 == 5;
+            for (int id = 0; id < vocab; id++) {
+                rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+                logits[id] = (float)(rng >> 40) / (float)(1 << 24) + (closing && quoted[id] ? 100.0f : 0.0f);
+            }
+            int pattern;
+            uint64_t at;
+            in_pattern += g4_schema_pattern_at(sc, &g.json, &pattern, &at);
+            g4_schema_state before;
+            g4_schema_copy(&before, &g.json);
+            g4_gen_token t = {0};
+            if (g4_gen_next(&g, logits, &t, &err)) {
+                CHECK(0, "walk %d step %d: %s", walk, step, err.msg);
+                g4_gen_token_free(&t);
+                break;
+            }
+            for (int id = 0; id < vocab; id++) {
+                g4_schema_state trial;
+                g4_schema_copy(&trial, &before);
+                const int fits = p->kind[id] != G4_PIECE_NONE &&
+                                 !g4_schema_feed(sc, &trial, p->bytes + p->at[id], p->at[id + 1] - p->at[id]);
+                if (fits != (logits[id] != -INFINITY) && wrong++ < 3)
+                    fprintf(stderr, "  walk %d step %d: token %d '%.*s' fits %d, masked %d\n", walk, step, id,
+                            (int)(p->at[id + 1] - p->at[id]), p->bytes + p->at[id], fits, logits[id] == -INFINITY);
+            }
+            properties += t.piece.len && memchr(t.piece.data, ':', t.piece.len) != NULL;
+            g4_gen_token_free(&t);
+        }
+        g4_gen_free(&g);
+    }
+    CHECK(wrong == 0, "%d masks differ from trying every token whole (%d steps)", wrong, steps);
+    CHECK(in_pattern >= 30 && properties >= 4, "the walks stayed in patterns for %d of %d steps and began %d values",
+          in_pattern, steps, properties);
+    free(logits);
+    free(quoted);
+    g4_schema_free(sc);
+}
+
 /* Over Gemma 4's whole vocabulary: a piece the mask lets into any string between characters stays inside it (a
  * key too: pieces such as '","' close one string and open the next), and adds the characters a length counts. */
 static void check_pieces(void) {
@@ -609,6 +679,7 @@ static void check_pieces(void) {
         g4_tokenizer_free(tok);
         return;
     }
+    check_pattern_masks(tok, &p);
     int plain = 0, quoted = 0, bad_key = 0, bad_len = 0;
     g4_schema *by_max_len[255] = {NULL}; /* the schema of each maxLength tried, made once */
     for (int id = 0; id < vocab; id++) {

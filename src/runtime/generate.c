@@ -118,6 +118,37 @@ static int feed_token(const g4_gen *g, g4_schema_state *s, int32_t id) {
     return g4_schema_feed(g->p.schema, s, p->bytes + p->at[id], p->at[id + 1] - p->at[id]);
 }
 
+/* Inside a string with a pattern, the place the pattern stands at, when it has been there before: what plain pieces
+ * may come from it is remembered then (a wide class lets most of a vocabulary through, each piece decoded and
+ * stepped), not at a first visit (most of a date's or an identifier's places are visited once). *memo NULL:
+ * nothing remembered nor to remember; not yet filled: json_mask's pass fills it. */
+static int place_memo(g4_gen *g, struct g4_plain_mask **memo, g4_err *err) {
+    int pattern;
+    uint64_t at;
+    *memo = NULL;
+    if (!g4_schema_pattern_at(g->p.schema, &g->json, &pattern, &at)) return 0;
+    g->mask_steps++;
+    struct g4_plain_mask *slot = &g->plain_masks[0];
+    for (int i = 0; i < G4_PLAIN_MASKS; i++) {
+        struct g4_plain_mask *m = &g->plain_masks[i];
+        if (m->used && m->pattern == pattern && m->at == at) {
+            m->used = g->mask_steps;
+            const size_t words = ((size_t)g->vocab + 63) / 64;
+            if (!m->bits && !(m->bits = malloc(words * sizeof *m->bits)))
+                return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
+            if (!m->filled) memset(m->bits, 0, words * sizeof *m->bits);
+            *memo = m;
+            return 0;
+        }
+        if (m->used < slot->used) slot = m; /* the least recently used, or one never used */
+    }
+    slot->pattern = pattern;
+    slot->at = at;
+    slot->used = g->mask_steps;
+    slot->filled = 0;
+    return 0;
+}
+
 /* Logits of the tokens that cannot continue the JSON text become -inf. Most tokens fail on their first byte, so
  * the bytes that may come next are found once, and only tokens starting with one of them are tried whole. */
 static int json_mask(g4_gen *g, float *logits, g4_err *err) {
@@ -130,20 +161,26 @@ static int json_mask(g4_gen *g, float *logits, g4_err *err) {
         g4_schema_copy(t, &g->json);
         first_ok[c] = !g4_schema_feed(g->p.schema, t, &byte, 1);
     }
+    struct g4_plain_mask *memo = NULL;
+    int rc = room < 0 ? place_memo(g, &memo, err) : 0;
+    if (rc) return rc;
     int allowed = 0;
     for (int id = 0; id < g->vocab; id++) {
         int ok;
         const int kind = p->kind[id];
         if (kind == G4_PIECE_NONE) ok = g->json_phase == JSON_START && g->p.json == G4_JSON_AFTER_THOUGHT && id == g->channel_open;
         else if (kind == G4_PIECE_PLAIN && room >= 0) ok = p->chars[id] <= room;
+        else if (kind == G4_PIECE_PLAIN && memo && memo->filled) ok = (int)(memo->bits[id / 64] >> (id % 64) & 1);
         else if (!first_ok[p->bytes[p->at[id]]]) ok = 0;
         else {
             g4_schema_copy(t, &g->json);
             ok = !feed_token(g, t, id);
+            if (ok && kind == G4_PIECE_PLAIN && memo) memo->bits[id / 64] |= (uint64_t)1 << (id % 64);
         }
         if (!ok) logits[id] = -INFINITY;
         allowed += ok;
     }
+    if (memo) memo->filled = 1;
     return allowed ? 0 : g4_fail(err, GEMMA4C_ERR_ARG, "JSON mode: no token of the vocabulary continues the JSON text");
 }
 
@@ -194,6 +231,7 @@ int g4_gen_init(g4_gen *g, const g4_gen_params *p, const g4_tokenizer *tok, int 
 }
 
 void g4_gen_free(g4_gen *g) {
+    for (int i = 0; i < G4_PLAIN_MASKS; i++) free(g->plain_masks[i].bits);
     g4_sampler_free(&g->sampler);
     g4_stop_filter_free(&g->filter);
     g4_ids_free(&g->history);

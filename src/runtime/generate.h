@@ -32,6 +32,7 @@ void g4_stop_filter_free(g4_stop_filter *f);
 enum { G4_STOP_NONE = 0, G4_STOP_EOS, G4_STOP_STRING, G4_STOP_LENGTH, G4_STOP_CONTEXT, G4_STOP_CANCELLED, G4_STOP_JSON };
 
 #define G4_MAX_TOP_LOGPROBS 20
+#define G4_PLAIN_MASKS 8
 #define G4_JSON_AFTER_THOUGHT 2
 
 /* Every token's bytes, for JSON mode: built once per tokenizer (a few MB for Gemma's 262144 tokens), shared
@@ -91,6 +92,16 @@ typedef struct g4_gen {
     g4_schema_state json_trial; /* where json_mask tries a token */
     int json_phase;          /* JSON_* in generate.c */
     int32_t channel_open, channel_close;
+    /* Inside a string with a pattern, which plain pieces may come, by where the pattern stands (the last few
+     * places, least recently used replaced first): a string's characters keep returning to the same places. */
+    struct g4_plain_mask {
+        int pattern;       /* g4_schema_pattern_at's name of the place */
+        uint64_t at;
+        uint64_t used;     /* when last there (mask_steps); 0: never */
+        int filled;        /* bits hold the place's answer */
+        uint64_t *bits;    /* [vocab / 64 rounded up] a plain piece's bit: it may come */
+    } plain_masks[G4_PLAIN_MASKS];
+    uint64_t mask_steps;
 } g4_gen;
 
 /* `p`'s arrays must outlive the generation. */

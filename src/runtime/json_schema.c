@@ -788,3 +788,12 @@ int64_t g4_schema_string_room(const g4_schema *sc, const g4_schema_state *s) {
     if (n->pattern >= 0) return f->scalar == STR_PATTERN && g4_pattern_anything_goes(sc->patterns[n->pattern], f->mask) ? INT64_MAX : -1;
     return n->max_len < 0 ? INT64_MAX : n->max_len - (int64_t)f->count;
 }
+
+int g4_schema_pattern_at(const g4_schema *sc, const g4_schema_state *s, int *pattern, uint64_t *at) {
+    if (!sc || !g4_json_in_string(&s->syntax)) return 0;
+    const g4_schema_frame *f = &s->f[s->n - 1];
+    if (f->kind != F_SCALAR || f->scalar != STR_PATTERN || f->pos != DEC_CHAR) return 0;
+    *pattern = sc->nodes[f->node].pattern;
+    *at = f->mask;
+    return 1;
+}

@@ -62,5 +62,9 @@ int g4_schema_feed(const g4_schema *sc, g4_schema_state *s, const unsigned char 
 /* Inside a string that any characters may continue (not a key, not an enum value), between characters: how many
  * more it may take (INT64_MAX: no bound); -1 elsewhere. */
 int64_t g4_schema_string_room(const g4_schema *sc, const g4_schema_state *s);
+/* Inside a string with a pattern, between characters: 1, and a name for what text that stays in the string (no
+ * quote, whole characters and escapes) can do from here: the pattern's index and where it stands. Two states with
+ * the same name take and refuse the same such text. 0 elsewhere. */
+int g4_schema_pattern_at(const g4_schema *sc, const g4_schema_state *s, int *pattern, uint64_t *at);
 
 #endif
