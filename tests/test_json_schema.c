@@ -614,7 +614,7 @@ static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *
     uint8_t *quoted = calloc((size_t)vocab, 1);
     for (int id = 0; logits && quoted && id < vocab; id++)
         quoted[id] = p->kind[id] != G4_PIECE_NONE && memchr(p->bytes + p->at[id], '"', p->at[id + 1] - p->at[id]);
-    int steps = 0, wrong = 0, in_pattern = 0, properties = 0;
+    int steps = 0, wrong = 0, in_pattern = 0, properties = 0, remembered = 0;
     uint64_t rng = 7;
     for (int walk = 0; logits && quoted && walk < 3; walk++) {
         g4_gen_params gp = {.sampling = {.greedy = 1, .top_p = 1.0f, .repetition_penalty = 1.0f}, .json = 1, .pieces = p, .schema = sc};
@@ -624,6 +624,12 @@ static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *
             CHECK(0, "%s", err.msg);
             break;
         }
+        struct place {
+            int pattern;
+            uint64_t at;
+            int visits;
+        } seen[40];
+        int n_seen = 0;
         for (int step = 0; step < 40 && !g.stop_reason; step++, steps++) {
             const int closing = step % 6 == 5;
             for (int id = 0; id < vocab; id++) {
@@ -632,7 +638,13 @@ static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *
             }
             int pattern;
             uint64_t at;
-            in_pattern += g4_schema_pattern_at(sc, &g.json, &pattern, &at);
+            if (g4_schema_pattern_at(sc, &g.json, &pattern, &at)) { /* a place seen twice before is read back */
+                int k = 0;
+                while (k < n_seen && (seen[k].pattern != pattern || seen[k].at != at)) k++;
+                if (k == n_seen) seen[n_seen++] = (struct place){pattern, at, 0};
+                remembered += seen[k].visits++ >= 2;
+                in_pattern++;
+            }
             g4_schema_state before;
             g4_schema_copy(&before, &g.json);
             g4_gen_token t = {0};
@@ -656,8 +668,9 @@ static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *
         g4_gen_free(&g);
     }
     CHECK(wrong == 0, "%d masks differ from trying every token whole (%d steps)", wrong, steps);
-    CHECK(in_pattern >= 30 && properties >= 4, "the walks stayed in patterns for %d of %d steps and began %d values",
-          in_pattern, steps, properties);
+    CHECK(in_pattern >= 30 && remembered >= 10 && properties >= 4,
+          "the walks stayed in patterns for %d of %d steps (%d at places seen twice before) and began %d values",
+          in_pattern, steps, remembered, properties);
     free(logits);
     free(quoted);
     g4_schema_free(sc);
