@@ -418,6 +418,109 @@ static void check_numbers(void) {
 
 /* Patterns: what the regular expressions match (a table written from ECMA-262's rules), what is refused, and
  * strings inside JSON texts, escapes and surrogate pairs included, checked as they are written. */
+/* A pattern beside minLength / maxLength: characters counted as a length counts them (an escape or a surrogate pair
+ * one), no text taken that could not match within the length left, strings held to G4_PATTERN_MAX_LENGTH. */
+static void check_pattern_lengths(void) {
+    static const struct {
+        const char *schema, *message;
+    } refused[] = {
+        {"{\"type\":\"string\",\"pattern\":\"a\",\"minLength\":5000}", "minLength beside a pattern must be at most 4096"},
+        {"{\"type\":\"string\",\"pattern\":\"^abc$\",\"maxLength\":2}", "no string of minLength to maxLength characters matches"},
+        {"{\"type\":\"string\",\"pattern\":\"^(ab)+$\",\"minLength\":3,\"maxLength\":3}", "no string of minLength to maxLength"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        char schema[256];
+        snprintf(schema, sizeof schema, "{\"properties\":{\"a\":%s}}", refused[i].schema);
+        g4_err err = {0};
+        g4_schema *sc = compile(schema, &err);
+        CHECK(!sc && strstr(err.msg, "properties.a: ") && strstr(err.msg, refused[i].message), "%s refused: %s",
+              refused[i].schema, err.msg);
+        g4_schema_free(sc);
+    }
+    const char *schema_text =
+        "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"pattern\":\"^[a-z]+$\",\"minLength\":3,\"maxLength\":5},"
+        "\"word\":{\"type\":\"string\",\"pattern\":\"ab\",\"maxLength\":4},"
+        "\"num\":{\"type\":\"string\",\"pattern\":\"^(\\\\d\\\\d)+$\",\"minLength\":3},"
+        "\"any\":{\"type\":\"string\",\"pattern\":\"x\",\"minLength\":2,\"maxLength\":6},"
+        "\"long\":{\"type\":\"string\",\"pattern\":\"^a*$\",\"maxLength\":100000}},"
+        "\"required\":[\"id\",\"word\",\"num\",\"any\",\"long\"]}";
+    g4_err err = {0};
+    g4_schema *sc = compile(schema_text, &err);
+    CHECK(sc != NULL, "the pattern and length schema compiles: %s", err.msg);
+    if (!sc) return;
+    static const char *const good[] = {
+        "{\"id\":\"abc\",\"word\":\"xab\",\"num\":\"1234\",\"any\":\"xy\",\"long\":\"aaa\"}",
+        "{\"id\":\"abcde\",\"word\":\"ab\",\"num\":\"123456\",\"any\":\"\\u00e9\\u0078\",\"long\":\"\"}",
+        "{\"id\":\"xyz\",\"word\":\"\\u0061b\",\"num\":\"0000\",\"any\":\"\\ud83d\\ude00\xc3\xa9x\\\"\\n\",\"long\":\"a\"}",
+    };
+    const char *id = "{\"id\":\"abc\",", *to_num = "{\"id\":\"abc\",\"word\":\"ab\",";
+    const char *to_any = "{\"id\":\"abc\",\"word\":\"ab\",\"num\":\"1234\",";
+    static char at_any[4][128];
+    static const struct {
+        int base; /* 0: none, 1: id, 2: to_num, 3: to_any */
+        const char *prefix, *refused;
+    } bad_texts[] = {
+        {0, "{\"id\":\"ab", "\""},          /* two characters: minLength 3 */
+        {0, "{\"id\":\"abcde", "f"},        /* a sixth: maxLength 5 */
+        {1, "\"word\":\"xx", "x"},           /* then one character left, and "ab" takes two */
+        {1, "\"word\":\"xa", "x"},
+        {2, "\"num\":\"12", "\""},           /* two digits: minLength 3 */
+        {2, "\"num\":\"123", "\""},          /* an odd count of digits */
+        {3, "\"any\":\"x", "\""},            /* minLength 2 */
+        {3, "\"any\":\"aaaaa", "a"},         /* the sixth character must be the x */
+        {3, "\"any\":\"aaaaa", "\xc3"},      /* not even the start of one that is not */
+        {3, "\"any\":\"aaaaa\\u007", "9"},   /* an escape that is not an x */
+        {3, "\"any\":\"aaaaa\\u", "d"},     /* nor the start of a surrogate pair */
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        int complete;
+        const long at = first_refused(sc, good[i], &complete);
+        CHECK(at < 0 && complete && valid_text(schema_text, good[i], strlen(good[i])), "length text %zu taken whole (refused at %ld)", i, at);
+    }
+    for (size_t i = 0; i < sizeof bad_texts / sizeof *bad_texts; i++) {
+        const char *base = bad_texts[i].base == 1 ? id : bad_texts[i].base == 2 ? to_num : bad_texts[i].base == 3 ? to_any : "";
+        char text[512];
+        const int n = snprintf(text, sizeof text, "%s%s", base, bad_texts[i].prefix);
+        snprintf(text + n, sizeof text - (size_t)n, "%s", bad_texts[i].refused);
+        int complete;
+        CHECK(first_refused(sc, text, &complete) == (long)n, "length text '%s' refused at its last part", text);
+    }
+    /* what may still come: a lead byte or an escape that can still become the x, in the last character's place */
+    const char *allowed[] = {"\"any\":\"aaaaa\\u00", "\"any\":\"aaaa\xc3", "\"any\":\"aaaaa\\", "\"any\":\"aaaax"};
+    for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++) {
+        snprintf(at_any[i], sizeof at_any[i], "%s%s", to_any, allowed[i]);
+        int complete;
+        CHECK(first_refused(sc, at_any[i], &complete) < 0, "'%s' taken", at_any[i]);
+    }
+    /* plain pieces go in unchecked only where every string matches, and as many characters as are left */
+    static const struct {
+        const char *prefix;
+        int64_t room;
+    } rooms[] = {{"\"any\":\"z", -1}, {"\"any\":\"zx", 4}, {"\"any\":\"zx\\u00e9", 3}};
+    for (size_t i = 0; i < sizeof rooms / sizeof *rooms; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "%s%s", to_any, rooms[i].prefix);
+        g4_schema_state st = {0};
+        const int fed = !g4_schema_feed(sc, &st, (const unsigned char *)text, strlen(text));
+        const int64_t room = g4_schema_string_room(sc, &st);
+        CHECK(fed && room == rooms[i].room, "string room after '%s': %lld", text, (long long)room);
+    }
+    /* at most G4_PATTERN_MAX_LENGTH characters, whatever maxLength says */
+    g4_buf longest = {0};
+    g4_buf_append(&longest, to_any, strlen(to_any));
+    const char *rest = "\"any\":\"xx\",\"long\":\"";
+    g4_buf_append(&longest, rest, strlen(rest));
+    for (int i = 0; i < G4_PATTERN_MAX_LENGTH; i++) g4_buf_append(&longest, "a", 1);
+    g4_schema_state st = {0};
+    int fed = longest.data && !g4_schema_feed(sc, &st, (const unsigned char *)longest.data, longest.len);
+    g4_schema_state more = st;
+    CHECK(fed && g4_schema_feed(sc, &more, (const unsigned char *)"a", 1) && !g4_schema_feed(sc, &st, (const unsigned char *)"\"}", 2),
+          "a string of %d characters ends there", G4_PATTERN_MAX_LENGTH);
+    g4_buf_free(&longest);
+    check_walks(sc, schema_text, 300);
+    g4_schema_free(sc);
+}
+
 static void check_patterns(void) {
     static const struct {
         const char *re, *text;
@@ -482,10 +585,8 @@ static void check_patterns(void) {
         g4_schema_free(sc);
     }
     g4_err err = {0};
-    g4_schema *sc = compile("{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"x\",\"maxLength\":3}}}", &err);
-    CHECK(!sc && strstr(err.msg, "pattern cannot stand beside minLength or maxLength"), "pattern and maxLength: %s", err.msg);
-    g4_schema_free(sc);
-    sc = compile("{\"properties\":{\"a\":{\"enum\":[\"ab\",\"b\"],\"pattern\":\"^a\"}}}", &err);
+    check_pattern_lengths();
+    g4_schema *sc = compile("{\"properties\":{\"a\":{\"enum\":[\"ab\",\"b\"],\"pattern\":\"^a\"}}}", &err);
     int complete;
     CHECK(sc && first_refused(sc, "{\"a\":\"b\"}", &complete) == 6 && first_refused(sc, "{\"a\":\"ab\"}", &complete) < 0,
           "enum values the pattern refuses are dropped");
@@ -596,27 +697,34 @@ static void check_generation(gemma4c_model *m) {
 /* Over Gemma 4's whole vocabulary, at every step of greedy walks on random logits through strings with patterns:
  * the mask (which remembers, by where a pattern stands, the plain pieces that may come) lets through exactly the
  * tokens that fit, each tried whole from the state before the step. Two of the patterns stand at the same place
- * when their strings begin, so a mask remembered for the wrong pattern would show; the third moves between
- * places, more than are remembered. Now and then the pieces with a quote get the best logits, so that strings
- * close and the walk goes on to the next property. */
+ * when their strings begin, so a mask remembered for the wrong pattern would show; another moves between
+ * places, more than are remembered; two have lengths (nothing remembered; plain pieces let in by their
+ * characters once the unanchored one has matched). Now and then the pieces with a quote get the best logits, so
+ * that strings close and the walk goes on to the next property; outside strings, blank pieces get the worst. */
 static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *p) {
     static const char *const schema =
         "{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"^[a-z ]+$\"},"
+        "\"d\":{\"type\":\"string\",\"pattern\":\"x\",\"minLength\":2,\"maxLength\":12},"
         "\"b\":{\"type\":\"string\",\"pattern\":\"^[A-Z0-9 ]+$\"},"
+        "\"e\":{\"type\":\"string\",\"pattern\":\"^[a-z ]+$\",\"maxLength\":9},"
         "\"c\":{\"type\":\"string\",\"pattern\":\"^(a|bb|ccc|dddd|e{5}|f{6}|g{7}|h{8}|i{9})+$\"}},"
-        "\"required\":[\"a\",\"b\",\"c\"]}";
+        "\"required\":[\"a\",\"d\",\"b\",\"e\",\"c\"]}";
     g4_err err = {0};
     g4_schema *sc = compile(schema, &err);
     CHECK(sc != NULL, "the pattern schema compiles: %s", err.msg);
     if (!sc) return;
     const int vocab = p->vocab;
     float *logits = malloc((size_t)vocab * sizeof *logits);
-    uint8_t *quoted = calloc((size_t)vocab, 1);
-    for (int id = 0; logits && quoted && id < vocab; id++)
-        quoted[id] = p->kind[id] != G4_PIECE_NONE && memchr(p->bytes + p->at[id], '"', p->at[id + 1] - p->at[id]);
+    uint8_t *quoted = calloc((size_t)vocab, 1), *blank = calloc((size_t)vocab, 1);
+    for (int id = 0; logits && quoted && blank && id < vocab; id++) {
+        const unsigned char *b = p->bytes + p->at[id];
+        const size_t n = p->at[id + 1] - p->at[id];
+        quoted[id] = p->kind[id] != G4_PIECE_NONE && memchr(b, '"', n);
+        blank[id] = n > 0 && strspn((const char *)b, " \t\r\n") >= n;
+    }
     int steps = 0, wrong = 0, in_pattern = 0, properties = 0, remembered = 0;
     uint64_t rng = 7;
-    for (int walk = 0; logits && quoted && walk < 3; walk++) {
+    for (int walk = 0; logits && quoted && blank && walk < 3; walk++) {
         g4_gen_params gp = {.sampling = {.greedy = 1, .top_p = 1.0f, .repetition_penalty = 1.0f}, .json = 1, .pieces = p, .schema = sc};
         g4_gen g;
         const int32_t prompt[] = {2};
@@ -631,10 +739,11 @@ static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *
         } seen[40];
         int n_seen = 0;
         for (int step = 0; step < 40 && !g.stop_reason; step++, steps++) {
-            const int closing = step % 6 == 5;
+            const int closing = step % 8 == 7, outside = !g4_json_in_string(&g.json.syntax);
             for (int id = 0; id < vocab; id++) {
                 rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-                logits[id] = (float)(rng >> 40) / (float)(1 << 24) + (closing && quoted[id] ? 100.0f : 0.0f);
+                logits[id] = (float)(rng >> 40) / (float)(1 << 24) + (closing && quoted[id] ? 100.0f : 0.0f) -
+                             (outside && blank[id] ? 50.0f : 0.0f); /* on to the next value */
             }
             int pattern;
             uint64_t at;
@@ -668,11 +777,12 @@ static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *
         g4_gen_free(&g);
     }
     CHECK(wrong == 0, "%d masks differ from trying every token whole (%d steps)", wrong, steps);
-    CHECK(in_pattern >= 30 && remembered >= 10 && properties >= 4,
+    CHECK(in_pattern >= 30 && remembered >= 5 && properties >= 8,
           "the walks stayed in patterns for %d of %d steps (%d at places seen twice before) and began %d values",
           in_pattern, steps, remembered, properties);
     free(logits);
     free(quoted);
+    free(blank);
     g4_schema_free(sc);
 }
 

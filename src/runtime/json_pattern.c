@@ -27,6 +27,8 @@ struct g4_pattern {
     uint64_t live;                              /* positions from which a match can still end */
     uint64_t anything;                          /* live positions that take any character and repeat */
     int class0[G4_PATTERN_MAX_POSITIONS + 1], n_class[G4_PATTERN_MAX_POSITIONS + 1]; /* in ranges[] */
+    uint64_t *lengths; /* g4_pattern_count_lengths: per position, LENGTH_WORDS words; bit k: k more characters
+                          from it can end a match */
     int n_ranges;
     range ranges[MAX_RANGES];
 };
@@ -432,7 +434,10 @@ g4_pattern *g4_pattern_compile(const char *re, size_t len, g4_err *err) {
     return p;
 }
 
-void g4_pattern_free(g4_pattern *p) { free(p); }
+void g4_pattern_free(g4_pattern *p) {
+    if (p) free(p->lengths);
+    free(p);
+}
 
 uint64_t g4_pattern_start(const g4_pattern *p) { return 1; }
 
@@ -471,4 +476,58 @@ int g4_pattern_matches(const g4_pattern *p, const char *utf8) {
     uint64_t at = g4_pattern_start(p);
     for (int32_t c; at && (c = next_char(&ps)) >= 0;) at = g4_pattern_step(p, at, (uint32_t)c);
     return at && ps.at == ps.end && g4_pattern_accepts(p, at);
+}
+
+/* ---- lengths ---- */
+
+enum { LENGTH_WORDS = G4_PATTERN_MAX_LENGTH / 64 + 1 };
+
+int g4_pattern_count_lengths(g4_pattern *p) {
+    if (p->lengths) return 0;
+    if (!(p->lengths = calloc((size_t)(p->n_pos + 1) * LENGTH_WORDS, sizeof *p->lengths))) return -1;
+    uint64_t can_end = p->last; /* the positions from which exactly k more characters can end a match */
+    for (int k = 0; k <= G4_PATTERN_MAX_LENGTH && can_end; k++) {
+        uint64_t before = 0;
+        for (int i = 0; i <= p->n_pos; i++) {
+            if (can_end >> i & 1) p->lengths[(size_t)i * LENGTH_WORDS + k / 64] |= 1ull << (k % 64);
+            if (p->follow[i] & p->live & can_end) before |= 1ull << i;
+        }
+        can_end = before;
+    }
+    return 0;
+}
+
+int g4_pattern_length_fits(const g4_pattern *p, uint64_t at, int64_t lo, int64_t hi) {
+    if (lo < 0) lo = 0;
+    if (hi > G4_PATTERN_MAX_LENGTH) hi = G4_PATTERN_MAX_LENGTH;
+    for (int i = 0; lo <= hi && i <= p->n_pos; i++) {
+        if (!(at >> i & 1)) continue;
+        const uint64_t *bits = p->lengths + (size_t)i * LENGTH_WORDS;
+        for (int64_t w = lo / 64; w <= hi / 64; w++) {
+            uint64_t word = bits[w];
+            if (w == lo / 64) word &= ~0ull << (lo % 64);
+            if (w == hi / 64 && hi % 64 != 63) word &= (1ull << (hi % 64 + 1)) - 1;
+            if (word) return 1;
+        }
+    }
+    return 0;
+}
+
+uint64_t g4_pattern_step_range(const g4_pattern *p, uint64_t at, uint32_t lo, uint32_t hi) {
+    uint64_t next = 0;
+    const uint64_t may = may_enter(p, at);
+    for (int i = 1; i <= p->n_pos; i++) {
+        const range *r = p->ranges + p->class0[i];
+        for (int k = 0; may >> i & 1 && k < p->n_class[i]; k++)
+            if (r[k].lo <= hi && r[k].hi >= lo) {
+                next |= 1ull << i;
+                break;
+            }
+    }
+    return next;
+}
+
+/* Matched already, and any next character enters a repeated "any character" that matches too. */
+int g4_pattern_matches_all(const g4_pattern *p, uint64_t at) {
+    return (at & p->last) && (may_enter(p, at) & p->anything & p->last);
 }

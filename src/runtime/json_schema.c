@@ -217,17 +217,30 @@ static int number_range(compiler *c, const cJSON *const bound[4], int integer, d
     return 0;
 }
 
-/* pattern: kept compiled; with a length too, a text could match the one and never reach the other. */
+/* A string with a pattern and a length: its characters are counted, and it holds at most
+ * G4_PATTERN_MAX_LENGTH of them whatever maxLength says (how many more characters can still end a match is known
+ * up to there). */
+static int has_lengths(const schema_node *n) { return n->min_len > 0 || n->max_len >= 0; }
+static int64_t pattern_max_len(const schema_node *n) {
+    return n->max_len < 0 || n->max_len > G4_PATTERN_MAX_LENGTH ? G4_PATTERN_MAX_LENGTH : n->max_len;
+}
+
+/* pattern: kept compiled; beside a length, a string must be able to match within it. */
 static int compile_pattern(compiler *c, schema_node *n, const cJSON *v, const char *where) {
     g4_schema *s = c->s;
     if (!cJSON_IsString(v)) return fail(c, where, "pattern must be a string", NULL);
-    if (n->min_len > 0 || n->max_len >= 0) return fail(c, where, "pattern cannot stand beside minLength or maxLength here", NULL);
+    if (has_lengths(n) && n->min_len > G4_PATTERN_MAX_LENGTH)
+        return fail(c, where, "minLength beside a pattern must be at most 4096", NULL);
     if (s->n_patterns == MAX_PATTERNS) return fail(c, where, "more than 64 patterns", NULL);
     g4_err why = {0};
     g4_pattern *p = g4_pattern_compile(v->valuestring, strlen(v->valuestring), &why);
     if (!p) return why.code == GEMMA4C_ERR_NOMEM ? g4_fail(c->err, why.code, "out of memory") : fail(c, where, "pattern: ", why.msg);
     n->pattern = s->n_patterns;
     s->patterns[s->n_patterns++] = p;
+    if (!has_lengths(n)) return 0;
+    if (g4_pattern_count_lengths(p)) return g4_fail(c->err, GEMMA4C_ERR_NOMEM, "out of memory");
+    if (!g4_pattern_length_fits(p, g4_pattern_start(p), n->min_len, pattern_max_len(n)))
+        return fail(c, where, "no string of minLength to maxLength characters matches the pattern", NULL);
     return 0;
 }
 
@@ -555,24 +568,34 @@ static int hex_value(unsigned char c) { return c <= '9' ? c - '0' : (c | 0x20) -
 
 static uint16_t decoding(int mode, int left, int length) { return (uint16_t)(mode | left << 4 | length << 8); }
 
+/* Whether a character in [lo, hi] would step the pattern on (and, beside a length, leave room to match). */
+static int char_may_come(const g4_schema *s, const g4_schema_frame *f, uint32_t lo, uint32_t hi) {
+    const schema_node *n = &s->nodes[f->node];
+    const g4_pattern *p = s->patterns[n->pattern];
+    if (!has_lengths(n)) return g4_pattern_can_step(p, f->mask, lo, hi);
+    const int64_t chars = (int64_t)f->prop + 1;
+    return g4_pattern_length_fits(p, g4_pattern_step_range(p, f->mask, lo, hi), n->min_len - chars,
+                                  pattern_max_len(n) - chars);
+}
+
 /* Whether some character the one begun may still become steps the pattern on. */
-static int can_finish(const g4_pattern *p, const g4_schema_frame *f) {
+static int can_finish(const g4_schema *s, const g4_schema_frame *f) {
     const int mode = f->pos & 15, left = f->pos >> 4 & 15, length = f->pos >> 8;
     const uint32_t low_hi = 0x10FFFF; /* a backslash may still become any character, through \u */
     uint32_t lo, hi, high;
     switch (mode) {
-    case DEC_ESCAPE: return g4_pattern_can_step(p, f->mask, 0, low_hi);
+    case DEC_ESCAPE: return char_may_come(s, f, 0, low_hi);
     case DEC_UTF8: {
         static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000}; /* overlong forms do not exist */
         lo = f->count << 6 * left, hi = lo + (1u << 6 * left) - 1;
         if (lo < least[length]) lo = least[length];
-        return lo <= hi && g4_pattern_can_step(p, f->mask, lo, hi < 0x10FFFF ? hi : 0x10FFFF);
+        return lo <= hi && char_may_come(s, f, lo, hi < 0x10FFFF ? hi : 0x10FFFF);
     }
     case DEC_HEX: { /* \uXXXX so far: a character of the BMP, or the high half of a pair */
         lo = f->count << 4 * left, hi = lo + (1u << 4 * left) - 1;
-        if (g4_pattern_can_step(p, f->mask, lo, hi)) return 1; /* surrogates are in no class */
+        if (char_may_come(s, f, lo, hi)) return 1; /* surrogates are in no class */
         const uint32_t h0 = lo > 0xD800 ? lo : 0xD800, h1 = hi < 0xDBFF ? hi : 0xDBFF;
-        return h0 <= h1 && g4_pattern_can_step(p, f->mask, 0x10000 + ((h0 - 0xD800) << 10), 0x10000 + ((h1 - 0xD800) << 10) + 0x3FF);
+        return h0 <= h1 && char_may_come(s, f, 0x10000 + ((h0 - 0xD800) << 10), 0x10000 + ((h1 - 0xD800) << 10) + 0x3FF);
     }
     case DEC_LOW_SLASH:
     case DEC_LOW_U: high = f->count & 0x3FF; break;
@@ -581,14 +604,15 @@ static int can_finish(const g4_pattern *p, const g4_schema_frame *f) {
         const uint32_t l0 = (f->count & 0xFFFF) << 4 * left, l1 = l0 + (1u << 4 * left) - 1;
         lo = l0 > 0xDC00 ? l0 : 0xDC00, hi = l1 < 0xDFFF ? l1 : 0xDFFF;
         if (lo > hi) return 0;
-        return g4_pattern_can_step(p, f->mask, 0x10000 + (high << 10) + lo - 0xDC00, 0x10000 + (high << 10) + hi - 0xDC00);
+        return char_may_come(s, f, 0x10000 + (high << 10) + lo - 0xDC00, 0x10000 + (high << 10) + hi - 0xDC00);
     }
     }
-    return g4_pattern_can_step(p, f->mask, 0x10000 + (high << 10), 0x10000 + (high << 10) + 0x3FF);
+    return char_may_come(s, f, 0x10000 + (high << 10), 0x10000 + (high << 10) + 0x3FF);
 }
 
 static int pattern_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c) {
-    const g4_pattern *p = s->patterns[s->nodes[f->node].pattern];
+    const schema_node *n = &s->nodes[f->node];
+    const g4_pattern *p = s->patterns[n->pattern];
     const int mode = f->pos & 15, left = f->pos >> 4 & 15, length = f->pos >> 8;
     enum { PARTIAL = UINT32_MAX };
     uint32_t cp = PARTIAL; /* a whole character, or part of one so far */
@@ -628,10 +652,13 @@ static int pattern_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c)
         f->pos = decoding(DEC_LOW_HEX, 4, 0);
         return 0;
     }
-    if (cp == PARTIAL) return can_finish(p, f) ? 0 : -1;
+    if (cp == PARTIAL) return can_finish(s, f) ? 0 : -1;
     f->pos = DEC_CHAR;
     f->mask = g4_pattern_step(p, f->mask, cp);
-    return f->mask ? 0 : -1;
+    if (!f->mask) return -1;
+    if (!has_lengths(n)) return 0;
+    f->prop++; /* characters so far (prop is an object's field) */
+    return g4_pattern_length_fits(p, f->mask, n->min_len - (int64_t)f->prop, pattern_max_len(n) - (int64_t)f->prop) ? 0 : -1;
 }
 
 static int push(g4_schema_state *st, g4_schema_frame f) {
@@ -696,7 +723,8 @@ static int end(const g4_schema *s, g4_schema_state *st, unsigned char c, int wit
     case F_SCALAR:
         if (with_byte && scalar_byte(s, f, c, 0)) return -1;
         if (n->n_enum && some_whole(s->enums + n->enum0, n->n_enum, f->mask, f->pos) < 0) return -1;
-        if (c == '"' && with_byte && f->count < (uint32_t)n->min_len) return -1; /* a string too short */
+        if (c == '"' && with_byte && (f->scalar == STR_PATTERN ? f->prop : f->count) < (uint32_t)n->min_len)
+            return -1; /* a string too short */
         if (f->scalar == STR_PATTERN && !g4_pattern_accepts(s->patterns[n->pattern], f->mask)) return -1;
         if (f->scalar & G4_NUM_ON && !g4_number_within(&s->bounds[n->bounds], f)) return -1;
         break;
@@ -785,6 +813,8 @@ int64_t g4_schema_string_room(const g4_schema *sc, const g4_schema_state *s) {
     if (f->kind != F_SCALAR) return -1; /* a key */
     const schema_node *n = &sc->nodes[f->node];
     if (n->n_enum) return -1;
+    if (n->pattern >= 0 && f->scalar == STR_PATTERN && has_lengths(n)) /* only where every string goes on matching */
+        return g4_pattern_matches_all(sc->patterns[n->pattern], f->mask) ? pattern_max_len(n) - (int64_t)f->prop : -1;
     if (n->pattern >= 0) return f->scalar == STR_PATTERN && g4_pattern_anything_goes(sc->patterns[n->pattern], f->mask) ? INT64_MAX : -1;
     return n->max_len < 0 ? INT64_MAX : n->max_len - (int64_t)f->count;
 }
@@ -792,7 +822,8 @@ int64_t g4_schema_string_room(const g4_schema *sc, const g4_schema_state *s) {
 int g4_schema_pattern_at(const g4_schema *sc, const g4_schema_state *s, int *pattern, uint64_t *at) {
     if (!sc || !g4_json_in_string(&s->syntax)) return 0;
     const g4_schema_frame *f = &s->f[s->n - 1];
-    if (f->kind != F_SCALAR || f->scalar != STR_PATTERN || f->pos != DEC_CHAR) return 0;
+    if (f->kind != F_SCALAR || f->scalar != STR_PATTERN || f->pos != DEC_CHAR || has_lengths(&sc->nodes[f->node]))
+        return 0; /* a length's place includes the characters so far */
     *pattern = sc->nodes[f->node].pattern;
     *at = f->mask;
     return 1;

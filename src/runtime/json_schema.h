@@ -19,9 +19,10 @@ typedef struct g4_schema g4_schema;
 /* Compiles a schema (JSON text, len bytes) whose instances are objects. Understood: type (one or a list: object,
  * array, string, number, integer, boolean, null), properties (generated in the order given; the required ones
  * always, the others when the model chooses), required, items, minItems, maxItems, minLength and maxLength (in
- * characters), pattern (json_pattern.h; not beside a length), minimum, maximum, exclusiveMinimum and
- * exclusiveMaximum (a bounded number has no exponent), enum, const, anyOf / oneOf whose alternatives begin with
- * different characters (an object and a string, not two objects), allOf of one schema, $ref to "#" or a JSON
+ * characters), pattern (json_pattern.h; beside a length, at most G4_PATTERN_MAX_LENGTH characters), minimum,
+ * maximum, exclusiveMinimum and exclusiveMaximum (a bounded number has no exponent), enum, const, anyOf / oneOf
+ * whose alternatives begin with different characters (an object and a string, not two objects), allOf of one
+ * schema, $ref to "#" or a JSON
  * pointer into the document ($defs, definitions), recursion included. An object without properties, an array
  * without items or an empty schema take any JSON value of that kind. Annotations (title, description, format,
  * default, examples...) are ignored; a keyword that restricts values and is not enforced here (multipleOf,
@@ -45,7 +46,8 @@ typedef struct g4_schema_frame {
                        open; a string: characters so far (up to its minLength when it has no maxLength); a bounded
                        number: its integer digits */
     uint16_t pos;   /* bytes of the key or the enum text matched; a bounded number: its fraction digits */
-    uint16_t prop;  /* an object: the property whose value comes next */
+    uint16_t prop;  /* an object: the property whose value comes next; a string with a pattern and a length: its
+                       characters so far */
     uint64_t mask;  /* the candidates still matching: properties (a key) or enum texts */
 } g4_schema_frame;
 

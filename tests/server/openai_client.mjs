@@ -199,20 +199,22 @@ const shape = {
   properties: { answer: { enum: ["yes", "no"] }, count: { type: "integer", minimum: -5, exclusiveMaximum: 40 },
                 score: { type: "number", minimum: 0, maximum: 1 }, sure: { type: ["boolean", "null"] },
                 picks: { type: "array", items: { $ref: "#/$defs/pick" }, minItems: 1, maxItems: 2 },
-                note: { type: "string", minLength: 1, maxLength: 4 }, day: { type: "string", pattern: "^\\d{4}-\\d{2}-\\d{2}$" } },
-  required: ["answer", "count", "score", "sure", "picks", "note", "day"], additionalProperties: false,
+                note: { type: "string", minLength: 1, maxLength: 4 }, day: { type: "string", pattern: "^\\d{4}-\\d{2}-\\d{2}$" },
+                tag: { type: "string", pattern: "x", minLength: 2, maxLength: 5 } },
+  required: ["answer", "count", "score", "sure", "picks", "note", "day", "tag"], additionalProperties: false,
   $defs: { pick: { enum: [1, 2, "three"] } },
 };
 const structured = { type: "json_schema", json_schema: { name: "verdict", strict: true, schema: shape } };
 const instance = (text, finish, what) => {
   let v = null;
   try { v = JSON.parse(text); } catch (e) { /* checked below */ }
-  check(finish === "stop" && v !== null && JSON.stringify(Object.keys(v)) === JSON.stringify(["answer", "count", "score", "sure", "picks", "note", "day"]) &&
+  check(finish === "stop" && v !== null && JSON.stringify(Object.keys(v)) === JSON.stringify(["answer", "count", "score", "sure", "picks", "note", "day", "tag"]) &&
         ["yes", "no"].includes(v.answer) && Number.isInteger(v.count) && v.count >= -5 && v.count < 40 &&
         typeof v.score === "number" && v.score >= 0 && v.score <= 1 && (v.sure === null || typeof v.sure === "boolean") &&
         Array.isArray(v.picks) && v.picks.length >= 1 && v.picks.length <= 2 && v.picks.every(p => [1, 2, "three"].includes(p)) &&
         typeof v.note === "string" && [...v.note].length >= 1 && [...v.note].length <= 4 &&
-        typeof v.day === "string" && /^\d{4}-\d{2}-\d{2}$/.test(v.day),
+        typeof v.day === "string" && /^\d{4}-\d{2}-\d{2}$/.test(v.day) &&
+        typeof v.tag === "string" && /x/.test(v.tag) && [...v.tag].length >= 2 && [...v.tag].length <= 5,
         `${what}: an instance of the schema (${finish}): ${JSON.stringify(text)}`);
 };
 for (let seed = 0; seed <= 4; seed++) {
@@ -232,6 +234,7 @@ jsonAnswer(anyObject.choices[0].message.content, anyObject.choices[0].finish_rea
 for (const [schema, why] of [[{ type: "object", properties: { a: { type: "integer", multipleOf: 2 } } }, "multipleOf"],
                              [{ type: "object", properties: { a: { type: "string", pattern: "(a)\\1" } } }, "backreferences"],
                              [{ type: "object", properties: { a: { type: "integer", minimum: 1, maximum: 0 } } }, "no number lies within"],
+                             [{ type: "object", properties: { a: { type: "string", pattern: "^abc$", maxLength: 2 } } }, "no string of minLength to maxLength"],
                              [{ type: "string" }, "describe an object"],
                              [{ type: "object", properties: { a: { $ref: "#/$defs/none" } } }, "$ref"]]) {
   const e = await expectError(client.chat.completions.create({ model, messages: hello, response_format:
