@@ -284,10 +284,10 @@ typedef struct gemma4c_generate_options {
                                     subset structured outputs use: type, properties (written in the order given),
                                     required, items, minItems, maxItems, minLength, maxLength, pattern (a
                                     regular expression without backreferences or lookaround), minimum, maximum,
-                                    exclusiveMinimum, exclusiveMaximum, enum, const, anyOf/oneOf of different
-                                    types, allOf of one, $ref into the schema ($defs, recursion). A keyword that
-                                    restricts values otherwise (multipleOf, uniqueItems...) is refused with
-                                    GEMMA4C_ERR_ARG, as is json_schema without json */
+                                    exclusiveMinimum, exclusiveMaximum, multipleOf (whole numbers), enum,
+                                    const, anyOf/oneOf of different types, allOf of one, $ref into the schema
+                                    ($defs, recursion). A keyword that restricts values otherwise (uniqueItems,
+                                    not...) is refused with GEMMA4C_ERR_ARG, as is json_schema without json */
 } gemma4c_generate_options;
 
 typedef struct gemma4c_top_logprob {

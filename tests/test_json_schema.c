@@ -39,7 +39,13 @@ static void check_refusals(void) {
         {"[1]", "a schema must be an object or true"},
         {"{\"type\":\"string\"}", "the schema must describe an object"},
         {"{\"patternProperties\":{\"x\":{}}}", "this server does not enforce the keyword patternProperties"},
-        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"multipleOf\":2}}}", "keyword multipleOf"},
+        {"{\"properties\":{\"a\":{\"type\":\"array\",\"uniqueItems\":true}}}", "keyword uniqueItems"},
+        {"{\"properties\":{\"a\":{\"type\":\"number\",\"multipleOf\":0.5}}}", "multipleOf must be a whole number from 1"},
+        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"multipleOf\":0}}}", "multipleOf must be a whole number"},
+        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"multipleOf\":\"2\"}}}", "multipleOf must be a whole number"},
+        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"multipleOf\":4294967296}}}", "multipleOf must be a whole number"},
+        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"multipleOf\":2,\"minimum\":0}}}", "multipleOf cannot stand beside minimum"},
+        {"{\"properties\":{\"a\":{\"enum\":[2,4],\"multipleOf\":2}}}", "multipleOf cannot stand beside enum"},
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":\"0\"}}}", "minimum, maximum, exclusiveMinimum and exclusiveMaximum must be numbers"},
         {"{\"properties\":{\"a\":{\"maximum\":3,\"exclusiveMaximum\":true}}}", "must be numbers"},
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":1e999}}}", "must be numbers within a double's range"},
@@ -278,6 +284,8 @@ static int valid(const cJSON *root, const cJSON *schema, const cJSON *v, int dep
         if ((lo && chars < lo->valueint) || (hi && chars > hi->valueint)) return 0;
     }
     if (cJSON_IsNumber(v) && !within_bounds(schema, v->valuedouble)) return 0;
+    const cJSON *multiple = cJSON_GetObjectItemCaseSensitive(schema, "multipleOf");
+    if (multiple && cJSON_IsNumber(v) && fmod(v->valuedouble, multiple->valuedouble) != 0) return 0;
     const cJSON *re = cJSON_GetObjectItemCaseSensitive(schema, "pattern");
     if (re && cJSON_IsString(v)) { /* the string as cJSON decodes it, against the whole-string matcher */
         g4_err err;
@@ -416,8 +424,61 @@ static void check_numbers(void) {
     g4_schema_free(sc);
 }
 
-/* Patterns: what the regular expressions match (a table written from ECMA-262's rules), what is refused, and
- * strings inside JSON texts, escapes and surrogate pairs included, checked as they are written. */
+/* Each text taken whole by the constraint, complete at its end, and an instance to the validator. */
+static void check_taken(const g4_schema *sc, const char *schema_text, const char *const *texts, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        int complete;
+        const long at = first_refused(sc, texts[i], &complete);
+        CHECK(at < 0 && complete && valid_text(schema_text, texts[i], strlen(texts[i])), "%s text %zu taken whole (refused at %ld)",
+              what, i, at);
+    }
+}
+
+/* prefix then last: refused where last begins. */
+static void check_refused_after(const g4_schema *sc, const char *prefix, const char *last, const char *what) {
+    char text[512];
+    const int n = snprintf(text, sizeof text, "%s", prefix);
+    snprintf(text + n, sizeof text - (size_t)n, "%s", last);
+    int complete;
+    CHECK(first_refused(sc, text, &complete) == (long)n, "%s text '%s' refused at its last part", what, text);
+}
+
+/* multipleOf (whole numbers): a digit is taken only when some digits after it make a multiple, a number ends only on
+ * one, no fraction or exponent, at most 15 digits; judged by a validator that divides doubles. */
+static void check_multiples(void) {
+    const char *schema_text =
+        "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"multipleOf\":7},"
+        "\"m\":{\"type\":[\"number\",\"null\"],\"multipleOf\":250},\"big\":{\"type\":\"integer\",\"multipleOf\":2147483647},"
+        "\"s\":{\"type\":\"string\",\"multipleOf\":3}},\"required\":[\"n\",\"m\",\"big\",\"s\"]}";
+    g4_err err = {0};
+    g4_schema *sc = compile(schema_text, &err);
+    CHECK(sc != NULL, "the multipleOf schema compiles: %s", err.msg);
+    if (!sc) return;
+    static const char *const good[] = {
+        "{\"n\":14,\"m\":-500,\"big\":0,\"s\":\"x\"}",
+        "{\"n\":-7,\"m\":0,\"big\":4294967294,\"s\":\"\"}",
+        "{\"n\":0,\"m\":null,\"big\":-2147483647,\"s\":\"4\"}",
+        "{\"n\":700000000000007,\"m\":250,\"big\":999999382545667,\"s\":\"\"}", /* 15 digits */
+    };
+    check_taken(sc, schema_text, good, sizeof good / sizeof *good, "multiple");
+    static const struct {
+        const char *prefix, *refused;
+    } bad_texts[] = {
+        {"{\"n\":15", ","},          /* 15 is no multiple of 7 (though 154 would be: the 5 was taken) */
+        {"{\"n\":-1", "}"},
+        {"{\"n\":7", "."},           /* no fraction */
+        {"{\"n\":7", "e"},           /* no exponent */
+        {"{\"n\":700000000000000", "0"}, /* a 16th digit */
+        {"{\"n\":70000000000000", "1"},  /* 15 digits ending in 1 (7000...01..09): none a multiple of 7 but ...07 */
+        {"{\"n\":14,\"m\":25", ","},     /* 25 is no multiple of 250 (though 251000 is: digits go on) */
+        {"{\"n\":14,\"m\":1", "."},
+    };
+    for (size_t i = 0; i < sizeof bad_texts / sizeof *bad_texts; i++)
+        check_refused_after(sc, bad_texts[i].prefix, bad_texts[i].refused, "multiple");
+    check_walks(sc, schema_text, 300);
+    g4_schema_free(sc);
+}
+
 /* A pattern beside minLength / maxLength: characters counted as a length counts them (an escape or a surrogate pair
  * one), no text taken that could not match within the length left, strings held to G4_PATTERN_MAX_LENGTH. */
 static void check_pattern_lengths(void) {
@@ -472,18 +533,12 @@ static void check_pattern_lengths(void) {
         {3, "\"any\":\"aaaaa\\u007", "9"},   /* an escape that is not an x */
         {3, "\"any\":\"aaaaa\\u", "d"},     /* nor the start of a surrogate pair */
     };
-    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
-        int complete;
-        const long at = first_refused(sc, good[i], &complete);
-        CHECK(at < 0 && complete && valid_text(schema_text, good[i], strlen(good[i])), "length text %zu taken whole (refused at %ld)", i, at);
-    }
+    check_taken(sc, schema_text, good, sizeof good / sizeof *good, "length");
     for (size_t i = 0; i < sizeof bad_texts / sizeof *bad_texts; i++) {
         const char *base = bad_texts[i].base == 1 ? id : bad_texts[i].base == 2 ? to_num : bad_texts[i].base == 3 ? to_any : "";
-        char text[512];
-        const int n = snprintf(text, sizeof text, "%s%s", base, bad_texts[i].prefix);
-        snprintf(text + n, sizeof text - (size_t)n, "%s", bad_texts[i].refused);
-        int complete;
-        CHECK(first_refused(sc, text, &complete) == (long)n, "length text '%s' refused at its last part", text);
+        char prefix[256];
+        snprintf(prefix, sizeof prefix, "%s%s", base, bad_texts[i].prefix);
+        check_refused_after(sc, prefix, bad_texts[i].refused, "length");
     }
     /* what may still come: a lead byte or an escape that can still become the x, in the last character's place */
     const char *allowed[] = {"\"any\":\"aaaaa\\u00", "\"any\":\"aaaa\xc3", "\"any\":\"aaaaa\\", "\"any\":\"aaaax"};
@@ -521,6 +576,8 @@ static void check_pattern_lengths(void) {
     g4_schema_free(sc);
 }
 
+/* Patterns: what the regular expressions match (a table written from ECMA-262's rules), what is refused, and
+ * strings inside JSON texts, escapes and surrogate pairs included, checked as they are written. */
 static void check_patterns(void) {
     static const struct {
         const char *re, *text;
@@ -687,9 +744,9 @@ static void check_generation(gemma4c_model *m) {
               strstr(err, "json_schema needs json"),
           "a schema without JSON mode: %s", err);
     gemma4c_generate_options unenforced = {.max_tokens = 4, .json = 1,
-                                           .json_schema = "{\"properties\":{\"a\":{\"type\":\"string\",\"multipleOf\":3}}}"};
+                                           .json_schema = "{\"properties\":{\"a\":{\"type\":\"array\",\"uniqueItems\":true}}}"};
     CHECK(gemma4c_generate(s, &in, &unenforced, keep, &(text){0}, &r, err, sizeof err) == GEMMA4C_ERR_ARG &&
-              strstr(err, "json_schema: properties.a: this server does not enforce the keyword multipleOf"),
+              strstr(err, "json_schema: properties.a: this server does not enforce the keyword uniqueItems"),
           "an unenforced keyword: %s", err);
     gemma4c_session_free(s);
 }
@@ -849,6 +906,7 @@ int main(void) {
     check_refusals();
     check_depth_limit();
     check_numbers();
+    check_multiples();
     check_patterns();
     check_pieces();
     g4_err err;

@@ -33,6 +33,7 @@ typedef struct schema_node {
     int min_len, max_len;     /* a string's characters (code points); max -1: no bound */
     int bounds;               /* >= 0: its numbers lie within bounds[this]; -1: any number */
     int pattern;              /* >= 0: its strings match patterns[this]; -1: any string */
+    uint32_t multiple;        /* > 0: its numbers are whole multiples of this (multipleOf); 0: any number */
     int enum0, n_enum;        /* canonical texts in enums[] */
 } schema_node;
 
@@ -71,7 +72,7 @@ static int fail(compiler *c, const char *where, const char *what, const char *na
 
 /* Keywords that restrict values in ways this constraint does not follow: refused rather than ignored. */
 static const char *const unenforced[] = {
-    "patternProperties", "multipleOf", "uniqueItems", "contains", "minContains", "maxContains", "minProperties",
+    "patternProperties", "uniqueItems", "contains", "minContains", "maxContains", "minProperties",
     "maxProperties", "propertyNames", "dependentRequired", "dependentSchemas", "dependencies", "if", "then", "else",
     "not", "prefixItems", "unevaluatedProperties", "unevaluatedItems", "additionalItems", "$dynamicRef",
     "$recursiveRef", NULL};
@@ -244,6 +245,19 @@ static int compile_pattern(compiler *c, schema_node *n, const cJSON *v, const ch
     return 0;
 }
 
+/* multipleOf: a whole number (validators divide doubles, and 0.3 / 0.1 is not 3 to them), not beside bounds or an
+ * enum; such numbers are written as integers of at most MULTIPLE_DIGITS digits, which doubles hold exactly. */
+enum { MULTIPLE_DIGITS = 15 };
+static int compile_multiple(compiler *c, schema_node *n, const cJSON *v, int bounded, int listed, const char *where) {
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 1 && v->valuedouble <= 2147483647.0) ||
+        (double)(uint32_t)v->valuedouble != v->valuedouble)
+        return fail(c, where, "multipleOf must be a whole number from 1 to 2147483647 here", NULL);
+    if (bounded) return fail(c, where, "multipleOf cannot stand beside minimum or maximum here", NULL);
+    if (listed) return fail(c, where, "multipleOf cannot stand beside enum or const here", NULL);
+    n->multiple = (uint32_t)v->valuedouble;
+    return 0;
+}
+
 /* A string's characters (code points) within the node's minLength and maxLength. */
 static int length_fits(const schema_node *n, const char *utf8) {
     long chars = 0;
@@ -290,7 +304,8 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
     if (cJSON_IsTrue(j)) return 0;
     if (!cJSON_IsObject(j)) return fail(c, where, "a schema must be an object or true", NULL);
     const cJSON *type = NULL, *properties = NULL, *required = NULL, *items = NULL, *values = NULL, *alts = NULL,
-                *ref = NULL, *all = NULL, *pattern = NULL, *bound[4] = {NULL}; /* minimum, maximum, exclusive... */
+                *ref = NULL, *all = NULL, *pattern = NULL, *multiple = NULL,
+                *bound[4] = {NULL}; /* minimum, maximum, exclusive... */
     int rc = 0, constant = 0;
     for (const cJSON *k = j->child; k; k = k->next) {
         const char *key = k->string;
@@ -309,6 +324,7 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
         else if (!strcmp(key, "maximum")) bound[1] = k;
         else if (!strcmp(key, "exclusiveMinimum")) bound[2] = k;
         else if (!strcmp(key, "exclusiveMaximum")) bound[3] = k;
+        else if (!strcmp(key, "multipleOf")) multiple = k;
         else if (!strcmp(key, "additionalProperties") && !cJSON_IsBool(k))
             return fail(c, where, "additionalProperties may only be true or false", NULL);
         else if (!strcmp(key, "minItems") || !strcmp(key, "maxItems")) {
@@ -370,6 +386,9 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
             return fail(c, where, "no number lies within its minimum and maximum", NULL);
     }
     if (pattern && (rc = compile_pattern(c, &s->nodes[id], pattern, where))) return rc;
+    if (multiple && n->types & (T_NUMBER | T_INTEGER) &&
+        (rc = compile_multiple(c, &s->nodes[id], multiple, bound[0] || bound[1] || bound[2] || bound[3], values != NULL, where)))
+        return rc;
     if (values) {
         cJSON *one = NULL;
         if (constant && !(one = cJSON_CreateArray())) return g4_fail(c->err, GEMMA4C_ERR_NOMEM, "out of memory");
@@ -555,7 +574,21 @@ static int some_whole(const schema_text *texts, int count, uint64_t mask, int le
     return -1;
 }
 
-enum { STR_PATTERN = 128 }; /* the frame's scalar: a string with a pattern (G4_NUM_* flag a bounded number) */
+/* The frame's scalar: a string with a pattern, a number with multipleOf (G4_NUM_* flag a bounded number). */
+enum { STR_PATTERN = 128, NUM_MULTIPLE = 64 };
+
+/* ---- numbers with multipleOf ----
+ * mask holds the digits so far modulo the multiple, count how many there are. A digit is taken only when some
+ * digits after it (up to MULTIPLE_DIGITS in all, none at all included) make a multiple. */
+static int multiple_byte(const schema_node *n, g4_schema_frame *f, unsigned char c) {
+    if (c == '-') return 0;
+    if (++f->count > MULTIPLE_DIGITS) return -1;
+    const uint64_t m = n->multiple;
+    uint64_t r = f->mask = (f->mask * 10 + (uint64_t)(c - '0')) % m, power = 1;
+    for (uint32_t more = 0; more <= MULTIPLE_DIGITS - f->count; more++, power *= 10, r = r * 10 % m)
+        if ((m - r) % m < power) return 0; /* that many digits after these make a multiple */
+    return -1;
+}
 
 /* ---- strings with a pattern ----
  * The string's bytes are decoded to characters as they come (UTF-8, escapes, surrogate pairs: the grammar has
@@ -690,6 +723,10 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
     g4_schema_frame f = {.node = id, .kind = F_SCALAR, .integer = t == (T_NUMBER | T_INTEGER) && !(n->types & T_NUMBER)};
     if (t == T_STRING && n->pattern >= 0 && !n->n_enum) f.scalar = STR_PATTERN, f.mask = g4_pattern_start(s->patterns[n->pattern]);
     if (t == (T_NUMBER | T_INTEGER) && n->bounds >= 0 && !n->n_enum && g4_number_begin(&s->bounds[n->bounds], &f, c)) return -1;
+    if (t == (T_NUMBER | T_INTEGER) && n->multiple && !n->n_enum) {
+        f.scalar = NUM_MULTIPLE, f.integer = 1;
+        if (multiple_byte(n, &f, c)) return -1;
+    }
     if (n->n_enum) {
         f.mask = narrow(s, s->enums + n->enum0, n->n_enum, n->n_enum == 64 ? ~0ull : (1ull << n->n_enum) - 1, 0, c);
         if (!f.mask) return -1;
@@ -703,6 +740,7 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
 static int scalar_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c, int char_start) {
     if (f->integer && (c == '.' || c == 'e' || c == 'E')) return -1;
     if (f->scalar == STR_PATTERN) return pattern_byte(s, f, c);
+    if (f->scalar == NUM_MULTIPLE) return multiple_byte(&s->nodes[f->node], f, c);
     if (f->scalar) return g4_number_byte(&s->bounds[s->nodes[f->node].bounds], f, c);
     const schema_node *n = &s->nodes[f->node];
     if (char_start && n->max_len >= 0 && ++f->count > (uint32_t)n->max_len) return -1;
@@ -727,6 +765,7 @@ static int end(const g4_schema *s, g4_schema_state *st, unsigned char c, int wit
             return -1; /* a string too short */
         if (f->scalar == STR_PATTERN && !g4_pattern_accepts(s->patterns[n->pattern], f->mask)) return -1;
         if (f->scalar & G4_NUM_ON && !g4_number_within(&s->bounds[n->bounds], f)) return -1;
+        if (f->scalar == NUM_MULTIPLE && f->mask) return -1; /* not a multiple */
         break;
     case F_OBJECT:
         for (int i = (int)f->count; i < n->n_props; i++)

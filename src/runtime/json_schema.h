@@ -20,13 +20,14 @@ typedef struct g4_schema g4_schema;
  * array, string, number, integer, boolean, null), properties (generated in the order given; the required ones
  * always, the others when the model chooses), required, items, minItems, maxItems, minLength and maxLength (in
  * characters), pattern (json_pattern.h; beside a length, at most G4_PATTERN_MAX_LENGTH characters), minimum,
- * maximum, exclusiveMinimum and exclusiveMaximum (a bounded number has no exponent), enum, const, anyOf / oneOf
+ * maximum, exclusiveMinimum and exclusiveMaximum (a bounded number has no exponent), multipleOf (a whole number,
+ * not beside bounds or enum; such numbers are integers of at most 15 digits), enum, const, anyOf / oneOf
  * whose alternatives begin with different characters (an object and a string, not two objects), allOf of one
  * schema, $ref to "#" or a JSON
  * pointer into the document ($defs, definitions), recursion included. An object without properties, an array
  * without items or an empty schema take any JSON value of that kind. Annotations (title, description, format,
- * default, examples...) are ignored; a keyword that restricts values and is not enforced here (multipleOf,
- * uniqueItems...) is refused: an answer never violates the schema, and every text it takes can still be finished
+ * default, examples...) are ignored; a keyword that restricts values and is not enforced here (uniqueItems,
+ * not...) is refused: an answer never violates the schema, and every text it takes can still be finished
  * within JSON mode's nesting limit (a schema whose instances cannot is refused). Only declared properties are
  * generated, whatever additionalProperties says. NULL with err set on failure. */
 g4_schema *g4_schema_compile(const char *text, size_t len, g4_err *err);
@@ -44,7 +45,8 @@ typedef struct g4_schema_frame {
                        pattern (the character being decoded in count and pos, the pattern's positions in mask) */
     uint32_t count; /* an object: the index of the next property that may come; an array: items begun; any: values
                        open; a string: characters so far (up to its minLength when it has no maxLength); a bounded
-                       number: its integer digits */
+                       number: its integer digits; a number with multipleOf: its digits (their value modulo the
+                       multiple in mask) */
     uint16_t pos;   /* bytes of the key or the enum text matched; a bounded number: its fraction digits */
     uint16_t prop;  /* an object: the property whose value comes next; a string with a pattern and a length: its
                        characters so far */

@@ -197,19 +197,21 @@ jsonAnswer(jsonCmpl.choices[0].text, jsonCmpl.choices[0].finish_reason, "json co
 const shape = {
   type: "object",
   properties: { answer: { enum: ["yes", "no"] }, count: { type: "integer", minimum: -5, exclusiveMaximum: 40 },
+                step: { type: "integer", multipleOf: 5 },
                 score: { type: "number", minimum: 0, maximum: 1 }, sure: { type: ["boolean", "null"] },
                 picks: { type: "array", items: { $ref: "#/$defs/pick" }, minItems: 1, maxItems: 2 },
                 note: { type: "string", minLength: 1, maxLength: 4 }, day: { type: "string", pattern: "^\\d{4}-\\d{2}-\\d{2}$" },
                 tag: { type: "string", pattern: "x", minLength: 2, maxLength: 5 } },
-  required: ["answer", "count", "score", "sure", "picks", "note", "day", "tag"], additionalProperties: false,
+  required: ["answer", "count", "step", "score", "sure", "picks", "note", "day", "tag"], additionalProperties: false,
   $defs: { pick: { enum: [1, 2, "three"] } },
 };
 const structured = { type: "json_schema", json_schema: { name: "verdict", strict: true, schema: shape } };
 const instance = (text, finish, what) => {
   let v = null;
   try { v = JSON.parse(text); } catch (e) { /* checked below */ }
-  check(finish === "stop" && v !== null && JSON.stringify(Object.keys(v)) === JSON.stringify(["answer", "count", "score", "sure", "picks", "note", "day", "tag"]) &&
+  check(finish === "stop" && v !== null && JSON.stringify(Object.keys(v)) === JSON.stringify(["answer", "count", "step", "score", "sure", "picks", "note", "day", "tag"]) &&
         ["yes", "no"].includes(v.answer) && Number.isInteger(v.count) && v.count >= -5 && v.count < 40 &&
+        Number.isInteger(v.step) && v.step % 5 === 0 &&
         typeof v.score === "number" && v.score >= 0 && v.score <= 1 && (v.sure === null || typeof v.sure === "boolean") &&
         Array.isArray(v.picks) && v.picks.length >= 1 && v.picks.length <= 2 && v.picks.every(p => [1, 2, "three"].includes(p)) &&
         typeof v.note === "string" && [...v.note].length >= 1 && [...v.note].length <= 4 &&
@@ -231,7 +233,8 @@ instance(schemaCmpl.choices[0].text, schemaCmpl.choices[0].finish_reason, "json_
 const anyObject = await client.chat.completions.create({ model, messages: hello, max_tokens: 40, temperature: 0,
                                                          response_format: { type: "json_schema", json_schema: { name: "any" } } });
 jsonAnswer(anyObject.choices[0].message.content, anyObject.choices[0].finish_reason, "json_schema without a schema");
-for (const [schema, why] of [[{ type: "object", properties: { a: { type: "integer", multipleOf: 2 } } }, "multipleOf"],
+for (const [schema, why] of [[{ type: "object", properties: { a: { type: "array", uniqueItems: true } } }, "uniqueItems"],
+                             [{ type: "object", properties: { a: { type: "number", multipleOf: 0.5 } } }, "multipleOf must be a whole number"],
                              [{ type: "object", properties: { a: { type: "string", pattern: "(a)\\1" } } }, "backreferences"],
                              [{ type: "object", properties: { a: { type: "integer", minimum: 1, maximum: 0 } } }, "no number lies within"],
                              [{ type: "object", properties: { a: { type: "string", pattern: "^abc$", maxLength: 2 } } }, "no string of minLength to maxLength"],
