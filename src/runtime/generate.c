@@ -164,18 +164,20 @@ static int json_mask(g4_gen *g, float *logits, g4_err *err) {
     struct g4_plain_mask *memo = NULL;
     int rc = room < 0 ? place_memo(g, &memo, err) : 0;
     if (rc) return rc;
+    const uint64_t *known = memo && memo->filled ? memo->bits : NULL; /* plain pieces answered before */
+    uint64_t *record = memo && !memo->filled ? memo->bits : NULL;     /* plain pieces to answer for later */
     int allowed = 0;
     for (int id = 0; id < g->vocab; id++) {
         int ok;
         const int kind = p->kind[id];
         if (kind == G4_PIECE_NONE) ok = g->json_phase == JSON_START && g->p.json == G4_JSON_AFTER_THOUGHT && id == g->channel_open;
         else if (kind == G4_PIECE_PLAIN && room >= 0) ok = p->chars[id] <= room;
-        else if (kind == G4_PIECE_PLAIN && memo && memo->filled) ok = (int)(memo->bits[id / 64] >> (id % 64) & 1);
+        else if (kind == G4_PIECE_PLAIN && known) ok = (int)(known[id / 64] >> (id % 64) & 1);
         else if (!first_ok[p->bytes[p->at[id]]]) ok = 0;
         else {
             g4_schema_copy(t, &g->json);
             ok = !feed_token(g, t, id);
-            if (ok && kind == G4_PIECE_PLAIN && memo) memo->bits[id / 64] |= (uint64_t)1 << (id % 64);
+            if (ok && kind == G4_PIECE_PLAIN && record) record[id / 64] |= (uint64_t)1 << (id % 64);
         }
         if (!ok) logits[id] = -INFINITY;
         allowed += ok;

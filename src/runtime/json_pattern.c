@@ -457,14 +457,22 @@ uint64_t g4_pattern_step(const g4_pattern *p, uint64_t at, uint32_t code_point) 
     return next;
 }
 
-int g4_pattern_can_step(const g4_pattern *p, uint64_t at, uint32_t lo, uint32_t hi) {
+uint64_t g4_pattern_step_range(const g4_pattern *p, uint64_t at, uint32_t lo, uint32_t hi) {
+    uint64_t next = 0;
     const uint64_t may = may_enter(p, at);
     for (int i = 1; i <= p->n_pos; i++) {
         const range *r = p->ranges + p->class0[i];
         for (int k = 0; may >> i & 1 && k < p->n_class[i]; k++)
-            if (r[k].lo <= hi && r[k].hi >= lo) return 1;
+            if (r[k].lo <= hi && r[k].hi >= lo) {
+                next |= 1ull << i;
+                break;
+            }
     }
-    return 0;
+    return next;
+}
+
+int g4_pattern_can_step(const g4_pattern *p, uint64_t at, uint32_t lo, uint32_t hi) {
+    return g4_pattern_step_range(p, at, lo, hi) != 0;
 }
 
 int g4_pattern_anything_goes(const g4_pattern *p, uint64_t at) { return (may_enter(p, at) & p->anything) != 0; }
@@ -511,20 +519,6 @@ int g4_pattern_length_fits(const g4_pattern *p, uint64_t at, int64_t lo, int64_t
         }
     }
     return 0;
-}
-
-uint64_t g4_pattern_step_range(const g4_pattern *p, uint64_t at, uint32_t lo, uint32_t hi) {
-    uint64_t next = 0;
-    const uint64_t may = may_enter(p, at);
-    for (int i = 1; i <= p->n_pos; i++) {
-        const range *r = p->ranges + p->class0[i];
-        for (int k = 0; may >> i & 1 && k < p->n_class[i]; k++)
-            if (r[k].lo <= hi && r[k].hi >= lo) {
-                next |= 1ull << i;
-                break;
-            }
-    }
-    return next;
 }
 
 /* Matched already, and any next character enters a repeated "any character" that matches too. */

@@ -29,6 +29,8 @@ uint64_t g4_pattern_start(const g4_pattern *p);
 uint64_t g4_pattern_step(const g4_pattern *p, uint64_t at, uint32_t code_point);
 /* Whether some code point in [lo, hi] would step on (the rest of a character being written may be any of them). */
 int g4_pattern_can_step(const g4_pattern *p, uint64_t at, uint32_t lo, uint32_t hi);
+/* The positions some code point in [lo, hi] enters from `at` (0: none steps on). */
+uint64_t g4_pattern_step_range(const g4_pattern *p, uint64_t at, uint32_t lo, uint32_t hi);
 /* Whether any characters at all may follow now, the string still able to match (inside an unanchored pattern's
  * "anything before" or "anything after"). */
 int g4_pattern_anything_goes(const g4_pattern *p, uint64_t at);
@@ -38,13 +40,11 @@ int g4_pattern_accepts(const g4_pattern *p, uint64_t at);
 /* Lengths (a pattern beside minLength or maxLength): up to G4_PATTERN_MAX_LENGTH more characters are looked at.
  * g4_pattern_count_lengths works out, once, how many characters from each position can end a match (-1: out of
  * memory); then g4_pattern_length_fits says whether some string going on from `at` matches after lo..hi more
- * characters (hi beyond the limit counts up to it), g4_pattern_step_range where a character in [lo, hi] may
- * lead (the positions some of them enter), and g4_pattern_matches_all whether every string going on from `at`
- * matches (it matches, and whatever comes next enters a repeated "any character" that matches too). */
+ * characters (hi beyond the limit counts up to it), and g4_pattern_matches_all whether every string going on from
+ * `at` matches (it matches, and whatever comes next enters a repeated "any character" that matches too). */
 #define G4_PATTERN_MAX_LENGTH 4096
 int g4_pattern_count_lengths(g4_pattern *p);
 int g4_pattern_length_fits(const g4_pattern *p, uint64_t at, int64_t lo, int64_t hi);
-uint64_t g4_pattern_step_range(const g4_pattern *p, uint64_t at, uint32_t lo, uint32_t hi);
 int g4_pattern_matches_all(const g4_pattern *p, uint64_t at);
 /* Whether a whole UTF-8 string (valid, NUL-terminated) matches. */
 int g4_pattern_matches(const g4_pattern *p, const char *utf8);
