@@ -457,6 +457,13 @@ typedef struct gemma4c_convert_params {
     int n_threads;                    /* 0: one per CPU */
     void (*progress)(void *user, size_t done, size_t total, const char *tensor); /* after each tensor; may be NULL */
     void *progress_user;
+    /* What q4 and q4-mix calibrate their rounding on (all unset: a built-in text of prose, code and a few languages,
+     * through the model's tokenizer); its first 8192 tokens run through the float model. At most one of: */
+    const char *calibration_text;     /* UTF-8 text through the model's tokenizer (e.g. from your own domain) */
+    size_t calibration_text_len;
+    const int32_t *calibration_ids;   /* token ids (for a checkpoint without a tokenizer gemma4c reads) */
+    size_t n_calibration_ids;
+    int no_calibration;               /* 1: round each block on its own (faster; measurably worse output) */
 } gemma4c_convert_params;
 GEMMA4C_API int gemma4c_convert(const char *model, const char *out_path, const gemma4c_convert_params *params, char *err,
                                 size_t err_len);

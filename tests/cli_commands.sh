@@ -342,6 +342,61 @@ ok "repo id from the cache" env HF_HOME="$TMP/hf" "$BIN" run -m google/tiny-gemm
 same "the cached repo answers as its directory" "$TMP/out" "$TMP/greedy1"
 bad "repo id not in the cache" "hf download" env HF_HOME="$TMP/hf" "$BIN" run -m google/other -p hi
 
+# ---- convert: what the 4-bit rounding is calibrated on -----------------------------------------------------------
+differ() { # name, file, file: both exist and differ
+  if [ -s "$2" ] && [ -s "$3" ] && ! cmp -s "$2" "$3"; then checked; else failed "$1: $2 and $3 are the same or missing"; fi
+}
+CALIB="$ROOT/src/model/calibration.txt"
+ok "convert q4" "$BIN" convert "$TINY" -o "$TMP/c_builtin.gguf" --quant q4 -t 2
+nonempty "convert q4 writes the file" "$TMP/c_builtin.gguf"
+ok "convert, calibration text" "$BIN" convert "$TINY" -o "$TMP/c_text.gguf" --quant q4 -t 2 --calibration "$CALIB"
+same "the built-in text is calibration.txt" "$TMP/c_text.gguf" "$TMP/c_builtin.gguf"
+head -c 1500 "$CALIB" >"$TMP/part.txt"
+ok "convert, another text" "$BIN" convert "$TINY" -o "$TMP/c_part.gguf" --quant q4 -t 2 --calibration "$TMP/part.txt"
+differ "another text rounds otherwise" "$TMP/c_part.gguf" "$TMP/c_builtin.gguf"
+ok "convert, no calibration" "$BIN" convert "$TINY" -o "$TMP/c_none.gguf" --quant q4-mix -t 2 --calibration none
+nonempty "convert without calibration writes the file" "$TMP/c_none.gguf"
+ok "convert q4-mix" "$BIN" convert "$TINY" -o "$TMP/c_mix.gguf" --quant q4-mix -t 2
+differ "no calibration rounds otherwise" "$TMP/c_none.gguf" "$TMP/c_mix.gguf"
+ok "a file converted without calibration answers" "$BIN" run -m "$TMP/c_none.gguf" -p Hello --greedy -n 3
+nonempty "an answer" "$TMP/out"
+# The trained checkpoint ships no tokenizer.json: the built-in text goes in as byte-fallback ids (238 + byte), and
+# its own bytes are 3 + byte. Ids given on the command line take the text's place, separated by commas or spaces.
+TRAINED="$GOLDEN/trained/checkpoint"
+od -An -v -tu1 "$CALIB" | awk '{for (i = 1; i <= NF; i++) printf "%d%s", $i + 238, (NR * i) % 7 ? "," : "\n"}' \
+  >"$TMP/ids238.txt"
+od -An -v -tu1 "$CALIB" | awk '{for (i = 1; i <= NF; i++) printf "%d ", $i + 3}' >"$TMP/ids3.txt"
+ok "convert trained" "$BIN" convert "$TRAINED" -o "$TMP/t_builtin.gguf" --quant q4 -t 2
+nonempty "convert trained writes the file" "$TMP/t_builtin.gguf"
+ok "convert trained, the fallback's ids" "$BIN" convert "$TRAINED" -o "$TMP/t_238.gguf" --quant q4 -t 2 \
+  --calibration-ids "$TMP/ids238.txt"
+same "ids equal to the text's tokens round the same" "$TMP/t_238.gguf" "$TMP/t_builtin.gguf"
+ok "convert trained, its own byte ids" "$BIN" convert "$TRAINED" -o "$TMP/t_3.gguf" --quant q4 -t 2 \
+  --calibration-ids "$TMP/ids3.txt"
+differ "other ids round otherwise" "$TMP/t_3.gguf" "$TMP/t_builtin.gguf"
+printf '2 3 999999' >"$TMP/ids_big.txt"
+bad "calibration id outside the vocabulary" "calibration: token id 999999" \
+  "$BIN" convert "$TINY" -o "$TMP/x.gguf" --quant q4 --calibration-ids "$TMP/ids_big.txt"
+printf '2, 3, -4' >"$TMP/ids_neg.txt"
+bad "negative calibration id" "token id 3 is not a non-negative integer" \
+  "$BIN" convert "$TINY" -o "$TMP/x.gguf" --calibration-ids "$TMP/ids_neg.txt"
+printf '2 3x' >"$TMP/ids_junk.txt"
+bad "malformed calibration id" "token id 2 is not" "$BIN" convert "$TINY" -o "$TMP/x.gguf" --calibration-ids "$TMP/ids_junk.txt"
+printf '2 3\0004' >"$TMP/ids_nul.txt"
+bad "NUL among calibration ids" "a NUL byte" "$BIN" convert "$TINY" -o "$TMP/x.gguf" --calibration-ids "$TMP/ids_nul.txt"
+printf ' ,\n' >"$TMP/ids_none.txt"
+bad "no calibration ids" "no token ids" "$BIN" convert "$TINY" -o "$TMP/x.gguf" --calibration-ids "$TMP/ids_none.txt"
+: >"$TMP/empty.txt"
+bad "empty calibration text" "calibration text is empty" "$BIN" convert "$TINY" -o "$TMP/x.gguf" --calibration "$TMP/empty.txt"
+bad "missing calibration file" "cannot open the calibration file" \
+  "$BIN" convert "$TINY" -o "$TMP/x.gguf" --calibration "$TMP/nothing.txt"
+head -c 1100000 /dev/zero | tr '\0' 'a' >"$TMP/huge.txt"
+bad "calibration text over 1 MiB" "at most 1 MiB" "$BIN" convert "$TINY" -o "$TMP/x.gguf" --calibration "$TMP/huge.txt"
+bad "text and ids" "not both" "$BIN" convert "$TINY" -o "$TMP/x.gguf" --calibration "$CALIB" --calibration-ids "$TMP/ids3.txt"
+bad "q8 does not calibrate" "only q4 and q4-mix calibrate, not q8" \
+  "$BIN" convert "$TINY" -o "$TMP/x.gguf" --quant q8 --calibration none
+[ ! -e "$TMP/x.gguf" ] && checked || failed "a refused conversion left $TMP/x.gguf"
+
 # ---- bad input: one line, non-zero exit --------------------------------------------------------------------------
 bad "no such model" "no such model" "$BIN" run -m "$TMP/nowhere" -p hi
 mkdir -p "$TMP/empty"

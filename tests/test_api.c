@@ -736,6 +736,27 @@ static void check_files(void) {
     gemma4c_convert_params q9 = {.quant = "q9"};
     CHECK(gemma4c_convert(tiny, path, &q9, err, sizeof err) != 0, "unknown recipe");
     CHECK(gemma4c_convert("/nonexistent", path, NULL, err, sizeof err) == GEMMA4C_ERR_IO, "missing model");
+    /* What the rounding is calibrated on: one source at most, none empty, and only for the recipes that calibrate
+     * (the command line's tests compare the files each source gives). */
+    const int32_t ids[] = {2, 105, 300};
+    gemma4c_convert_params both = {.quant = "q4", .calibration_text = "hi", .calibration_text_len = 2,
+                                   .calibration_ids = ids, .n_calibration_ids = 3};
+    CHECK(gemma4c_convert(tiny, path, &both, err, sizeof err) == GEMMA4C_ERR_ARG && strstr(err, "not several"),
+          "text and ids: %s", err);
+    gemma4c_convert_params none_and_text = {.quant = "q4-mix", .calibration_text = "hi", .calibration_text_len = 2,
+                                            .no_calibration = 1};
+    CHECK(gemma4c_convert(tiny, path, &none_and_text, err, sizeof err) == GEMMA4C_ERR_ARG, "none and a text");
+    gemma4c_convert_params empty = {.quant = "q4", .calibration_ids = ids, .n_calibration_ids = 0};
+    CHECK(gemma4c_convert(tiny, path, &empty, err, sizeof err) == GEMMA4C_ERR_ARG && strstr(err, "empty"), "no ids: %s", err);
+    gemma4c_convert_params bf16 = {.quant = "bf16", .calibration_ids = ids, .n_calibration_ids = 3};
+    CHECK(gemma4c_convert(tiny, path, &bf16, err, sizeof err) == GEMMA4C_ERR_ARG && strstr(err, "not bf16"),
+          "bf16 with ids: %s", err);
+    const int32_t outside[] = {2, 1 << 30};
+    gemma4c_convert_params far = {.quant = "q4", .calibration_ids = outside, .n_calibration_ids = 2, .n_threads = 2};
+    CHECK(gemma4c_convert(tiny, path, &far, err, sizeof err) == GEMMA4C_ERR_ARG && strstr(err, "calibration: token id"),
+          "an id outside the vocabulary: %s", err);
+    gemma4c_convert_params own = {.quant = "q4", .calibration_ids = ids, .n_calibration_ids = 3, .n_threads = 2};
+    CHECK(gemma4c_convert(tiny, path, &own, err, sizeof err) == 0, "q4 calibrated on 3 ids: %s", err);
     g4t_rm_tree(dir);
 }
 

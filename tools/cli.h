@@ -3,6 +3,7 @@
 #define G4_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "gemma4c.h"
 
@@ -32,6 +33,8 @@ typedef struct cli_opts {
     const char *quant;
     const char *overrides[CLI_MAX_LIST];
     int n_overrides;
+    const char *calibration;     /* a text file, or "none" */
+    const char *calibration_ids; /* a file of token ids */
     /* bench, batch */
     const char *shape;
     int bench_prompt, bench_runs, json, no_bandwidth;
@@ -50,6 +53,10 @@ typedef struct cli_opts {
 /* Parses argv[first..] for `command`, refusing options that command does not take. Returns 0, 2 after --help
  * (printed), or 1 after printing one error line. */
 int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command);
+
+/* A whole stream (at most `limit` bytes), NUL-terminated, its length in *len (may be NULL); NULL when it is longer,
+ * unreadable or memory runs out. */
+char *cli_read_all(FILE *f, size_t limit, size_t *len);
 
 /* Prints "gemma4c: error: <msg>" on stderr and returns 1 (the exit status of a failed command). */
 int cli_error(const char *fmt, ...)

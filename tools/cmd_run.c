@@ -72,34 +72,13 @@ static int add_message(cJSON *messages, const char *role, const char *text, cons
     return 0;
 }
 
-/* A whole stream (at most `limit` bytes), NUL-terminated; NULL when it is longer or memory runs out. */
-static char *read_all(FILE *f, size_t limit) {
-    size_t len = 0, cap = 4096;
-    char *b = malloc(cap);
-    size_t n;
-    while (b && (n = fread(b + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (len > limit) {
-            free(b);
-            return NULL;
-        }
-        if (cap - len < 2) {
-            char *grown = realloc(b, cap *= 2);
-            if (!grown) free(b);
-            b = grown;
-        }
-    }
-    if (b) b[len] = '\0';
-    return b;
-}
-
 /* --json-schema's file into *text (NULL without the option); 1 after an error line. */
 static int read_schema(const cli_opts *o, char **text) {
     *text = NULL;
     if (!o->json_schema) return 0;
     FILE *f = fopen(o->json_schema, "rb");
     if (!f) return cli_error("%s: cannot open the JSON schema", o->json_schema);
-    *text = read_all(f, (size_t)1 << 20);
+    *text = cli_read_all(f, (size_t)1 << 20, NULL);
     fclose(f);
     return *text ? 0 : cli_error("%s: cannot read the JSON schema (at most 1 MiB)", o->json_schema);
 }
@@ -113,7 +92,7 @@ int cmd_run(int argc, char **argv) {
     if (read_schema(&o, &schema)) return 1;
     const char *text = o.prompt ? o.prompt : quick_start_prompt;
     if (o.prompt && strcmp(o.prompt, "-") == 0) {
-        if (!(stdin_text = read_all(stdin, (size_t)1 << 30))) return free(schema), cli_error("cannot read standard input");
+        if (!(stdin_text = cli_read_all(stdin, (size_t)1 << 30, NULL))) return free(schema), cli_error("cannot read standard input");
         text = stdin_text;
     }
     gemma4c_model *m = NULL;
@@ -218,7 +197,7 @@ static int load_chat(gemma4c_session *s, conversation *c, const char *path, int 
     snprintf(side, sizeof side, "%s.json", path);
     FILE *f = fopen(side, "r");
     if (!f) return cli_error("%s: cannot open the conversation", side);
-    char *text = read_all(f, (size_t)64 << 20);
+    char *text = cli_read_all(f, (size_t)64 << 20, NULL);
     fclose(f);
     cJSON *root = text ? cJSON_Parse(text) : NULL, *messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
     cJSON *media = cJSON_GetObjectItemCaseSensitive(root, "media"), *m;

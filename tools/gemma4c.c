@@ -22,6 +22,7 @@ static const char usage[] =
     "                                    OpenAI Batch API lines, run concurrently; results in input order\n"
     "  logits  -m MODEL --ids 2,105,... --out F.safetensors   logits of every position\n"
     "  convert HF_DIR -o OUT.gguf [--quant q4|q4-mix|q8|bf16|f32] [--tensor-type 'PATTERN=TYPE']...\n"
+    "          [--calibration FILE|none | --calibration-ids FILE]\n"
     "                                    one GGUF file: config, tokenizer, template, (quantized) tensors\n"
     "  features -m MODEL (--image F [--max-soft-tokens N] | --video F | --audio F) --out F.safetensors\n"
     "                                    an encoder's soft tokens and its preprocessed input\n"
@@ -58,6 +59,9 @@ static const char usage[] =
     "  -b, --batch N           tokens per batched step (default " CLI_STR(GEMMA4C_DEFAULT_BATCH) ")\n"
     "  --parallel N            batch: requests running at once (default 8); bench: a list of session counts\n"
     "  -v, --verbose           timings (time to first token, tokens/s) on stderr\n"
+    "  --calibration F         convert q4/q4-mix: calibrate the rounding on text file F (UTF-8, at most 1 MiB;\n"
+    "                          its first 8192 tokens) instead of the built-in text; 'none': no calibration\n"
+    "  --calibration-ids F     the same from token ids (file F: decimal ids, separated by spaces, commas or lines)\n"
     "  --image F, --video F, --audio F\n"
     "                          media for the prompt (repeatable, in order); --max-soft-tokens N for images\n";
 
@@ -69,6 +73,28 @@ int cli_error(const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     return 1;
+}
+
+char *cli_read_all(FILE *f, size_t limit, size_t *len_out) {
+    size_t len = 0, cap = 4096;
+    char *b = malloc(cap);
+    size_t n;
+    while (b && (n = fread(b + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len > limit) {
+            free(b);
+            return NULL;
+        }
+        if (cap - len < 2) {
+            char *grown = realloc(b, cap *= 2);
+            if (!grown) free(b);
+            b = grown;
+        }
+    }
+    if (b && ferror(f)) free(b), b = NULL;
+    if (b) b[len] = '\0';
+    if (len_out) *len_out = len;
+    return b;
 }
 
 static int parse_long(const char *opt, const char *v, long long lo, long long hi, long long *out) {
@@ -140,6 +166,8 @@ static const option options[] = {
     {"--input", "-i", 1, "batch"},
     {"--quant", "-q", 1, MODEL_CMDS " convert"},
     {"--tensor-type", NULL, 1, "convert"},
+    {"--calibration", NULL, 1, "convert"},
+    {"--calibration-ids", NULL, 1, "convert"},
     {"--shape", NULL, 1, "bench"},
     {"--prompt-tokens", NULL, 1, "bench"},
     {"--runs", NULL, 1, "bench"},
@@ -232,6 +260,8 @@ int cli_parse(int argc, char **argv, int first, cli_opts *o, const char *command
             if (parse_long(a, v, 1, 1LL << 24, &n)) return 1;
             o->kv_budget = n << 20;
         }
+        else if (IS("--calibration")) o->calibration = v;
+        else if (IS("--calibration-ids")) o->calibration_ids = v;
         else if (IS("--tensor-type")) {
             if (o->n_overrides == CLI_MAX_LIST) return cli_error("too many --tensor-type overrides");
             o->overrides[o->n_overrides++] = v;

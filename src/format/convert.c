@@ -199,6 +199,13 @@ int g4_convert(const char *hf_dir, const char *out_path, const g4_convert_option
     g4_convert_options defaults = {0};
     if (!opt) opt = &defaults;
     const char *quant = opt->quant ? opt->quant : "q4";
+    if (!!opt->calibration_ids + !!opt->calibration_text + !!opt->no_calibration > 1)
+        return g4_fail(err, GEMMA4C_ERR_ARG, "calibration: give a text, ids or none, not several");
+    if ((opt->calibration_ids && !opt->n_calibration_ids) || (opt->calibration_text && !opt->calibration_text_len))
+        return g4_fail(err, GEMMA4C_ERR_ARG, "calibration: the text or ids given are empty");
+    const int calibrated = !strcmp(quant, "q4") || !strcmp(quant, "q4-mix");
+    if (!calibrated && (opt->calibration_ids || opt->calibration_text || opt->no_calibration))
+        return g4_fail(err, GEMMA4C_ERR_ARG, "calibration: only q4 and q4-mix calibrate, not %s", quant);
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", hf_dir);
     g4_model_config cfg;
@@ -256,8 +263,9 @@ int g4_convert(const char *hf_dir, const char *out_path, const g4_convert_option
     if ((rc = g4_gguf_writer_write_header(w, err))) goto done;
 
     /* The 4-bit recipes round their 4- and 6-bit matrices with error compensation, calibrated on the text. */
-    if ((!strcmp(quant, "q4") || !strcmp(quant, "q4-mix")) &&
-        (rc = g4_calibrate(hf_dir, opt->calibration_ids, opt->n_calibration_ids, opt->n_threads, &calib, err)))
+    if (calibrated && !opt->no_calibration &&
+        (rc = g4_calibrate(hf_dir, opt->calibration_text, opt->calibration_text_len, opt->calibration_ids,
+                           opt->n_calibration_ids, opt->n_threads, &calib, err)))
         goto done;
     pool = g4_pool_create(opt->n_threads);
     const int workers = g4_pool_size(pool);

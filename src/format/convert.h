@@ -24,10 +24,14 @@ typedef struct g4_convert_options {
     /* Called after each tensor (may be NULL). */
     void (*progress)(void *ctx, size_t done, size_t total, const char *name);
     void *progress_ctx;
-    /* The 4-bit recipes calibrate their rounding on the built-in text through the checkpoint's tokenizer; these
-     * ids replace it (NULL: none), for a checkpoint whose tokenizer gemma4c cannot know (see g4_calibrate). */
+    /* The 4-bit recipes calibrate their rounding on the built-in text through the checkpoint's tokenizer; this
+     * text (UTF-8, NULL: the built-in one) or these ids (NULL: none; for a checkpoint whose tokenizer gemma4c cannot
+     * know, see g4_calibrate) replace it, or no_calibration rounds each block on its own. At most one of the three. */
     const int32_t *calibration_ids;
     size_t n_calibration_ids;
+    const char *calibration_text;
+    size_t calibration_text_len;
+    int no_calibration;
 } g4_convert_options;
 
 /* The storage type the recipe gives a tensor (before overrides). */

@@ -84,13 +84,15 @@ static int drop_logits(void *ctx, int64_t pos0, int64_t n, const float *logits, 
 }
 
 /* The calibration tokens (given, or the text's) through the decoder, G4_CALIB_SEQ at a time after <bos>. */
-static int run_text(g4_model *m, g4_backend *be, const int32_t *given, size_t n_given, g4_err *err) {
+static int run_text(g4_model *m, g4_backend *be, const char *text, size_t text_len, const int32_t *given,
+                    size_t n_given, g4_err *err) {
     g4_ids ids = {0};
     g4_decoder d;
     g4_kv_budget budget;
     g4_kv_seq seq;
-    int rc = given ? 0 : g4_tokenizer_encode(m->tok, g4_calibration_text, g4_calibration_text_len, &ids, err);
+    int rc = given ? 0 : g4_tokenizer_encode(m->tok, text, text_len, &ids, err);
     if (rc) return rc;
+    if (!given && !ids.n) return g4_fail(err, GEMMA4C_ERR_ARG, "the text gives no tokens");
     const int32_t *tokens = given ? given : ids.v;
     const size_t n_tokens = given ? n_given : ids.n;
     int32_t *chunk = malloc((G4_CALIB_SEQ + 1) * sizeof(int32_t));
@@ -118,8 +120,10 @@ static int run_text(g4_model *m, g4_backend *be, const int32_t *given, size_t n_
     return rc;
 }
 
-int g4_calibrate(const char *dir, const int32_t *ids, size_t n_ids, int n_threads, g4_calib **out, g4_err *err) {
+int g4_calibrate(const char *dir, const char *text, size_t text_len, const int32_t *ids, size_t n_ids, int n_threads,
+                 g4_calib **out, g4_err *err) {
     *out = NULL;
+    if (!text) text = g4_calibration_text, text_len = g4_calibration_text_len;
     g4_model *m = NULL;
     g4_calib *c = calloc(1, sizeof *c);
     if (!c) return g4_fail(err, GEMMA4C_ERR_NOMEM, "out of memory");
@@ -133,7 +137,8 @@ int g4_calibrate(const char *dir, const int32_t *ids, size_t n_ids, int n_thread
             comp.observe_ctx = c;
             g4_backend be;
             if (!(rc = g4_backend_cpu_init(&be, &comp, err))) {
-                rc = run_text(m, &be, ids, n_ids, err);
+                rc = run_text(m, &be, text, text_len, ids, n_ids, err);
+                if (rc) g4_err_prefix(err, "calibration");
                 be.destroy(&be);
             }
             g4_compute_free(&comp);

@@ -14,11 +14,12 @@
 
 typedef struct g4_calib g4_calib;
 
-/* Runs the text decoder of the checkpoint in `dir` (float, as stored) over the built-in calibration text through
- * the checkpoint's tokenizer, or over `ids` when given (n_ids of them: for a checkpoint whose tokenizer gemma4c
- * cannot know, such as golden/trained's bytes at 3 + byte), and keeps, for every matrix it multiplies, the diagonal
- * blocks of its inputs' Gram matrix factored by g4_gptq_factor. */
-int g4_calibrate(const char *dir, const int32_t *ids, size_t n_ids, int n_threads, g4_calib **out, g4_err *err);
+/* Runs the text decoder of the checkpoint in `dir` (float, as stored) over a calibration text through the
+ * checkpoint's tokenizer (`text`, or the built-in one when NULL), or over `ids` when given (n_ids of them: for a
+ * checkpoint whose tokenizer gemma4c cannot know, such as golden/trained's bytes at 3 + byte), and keeps, for every
+ * matrix it multiplies, the diagonal blocks of its inputs' Gram matrix factored by g4_gptq_factor. */
+int g4_calibrate(const char *dir, const char *text, size_t text_len, const int32_t *ids, size_t n_ids, int n_threads,
+                 g4_calib **out, g4_err *err);
 /* The built-in calibration text (prose, Python, C, SQL, JSON, a little German, French and Spanish; written for
  * gemma4c, src/model/calibration.txt). */
 extern const char g4_calibration_text[];

@@ -355,7 +355,9 @@ int gemma4c_convert(const char *model, const char *out_path, const gemma4c_conve
     if (!model || !out_path) return report(&er, g4_fail(&er, GEMMA4C_ERR_ARG, "gemma4c_convert: missing argument"), err, err_len);
     char resolved[4096];
     int rc = g4_resolve_model_path(model, resolved, sizeof resolved, &er);
-    g4_convert_options opt = {p->quant, p->tensor_types, p->n_tensor_types, p->n_threads, p->progress, p->progress_user};
+    g4_convert_options opt = {p->quant,          p->tensor_types,      p->n_tensor_types,    p->n_threads,
+                              p->progress,       p->progress_user,     p->calibration_ids,   p->n_calibration_ids,
+                              p->calibration_text, p->calibration_text_len, p->no_calibration};
     if (!rc) rc = g4_convert(resolved, out_path, &opt, &er);
     return report(&er, rc, err, err_len);
 }
