@@ -285,7 +285,8 @@ typedef struct gemma4c_generate_options {
                                     required, items, minItems, maxItems, minLength, maxLength, pattern (a
                                     regular expression without backreferences or lookaround), minimum, maximum,
                                     exclusiveMinimum, exclusiveMaximum, multipleOf (whole numbers), enum,
-                                    const, anyOf/oneOf of different types, allOf of one, $ref into the schema
+                                    const, anyOf (unions of objects too), oneOf (alternatives no value could
+                                    match two of: different types, or a discriminator), allOf of one, $ref into the schema
                                     ($defs, recursion). A keyword that restricts values otherwise (uniqueItems,
                                     not...) is refused with GEMMA4C_ERR_ARG, as is json_schema without json */
 } gemma4c_generate_options;

@@ -55,9 +55,14 @@ static void check_refusals(void) {
         {"{\"properties\":{\"a\":{\"type\":\"string\",\"uniqueItems\":true}}}", "keyword uniqueItems"},
         {"{\"properties\":{\"a\":{\"type\":\"string\",\"minLength\":3,\"maxLength\":2}}}", "minLength is above maxLength"},
         {"{\"properties\":{\"a\":{\"enum\":[\"abc\"],\"maxLength\":2}}}", "no enum value has the type, length"},
-        {"{\"properties\":{\"a\":{\"anyOf\":[{\"properties\":{}},{\"type\":\"object\"}]}}}", "different types"},
-        {"{\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}}}", "different types"},
-        {"{\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"string\"},{}]}}}", "different types"},
+        {"{\"properties\":{\"a\":{\"oneOf\":[{\"properties\":{}},{\"type\":\"object\"}]}}}", "oneOf alternatives that one value"},
+        {"{\"properties\":{\"a\":{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}}}", "oneOf alternatives that one value"},
+        {"{\"properties\":{\"a\":{\"oneOf\":[{\"type\":\"string\"},{}]}}}", "oneOf alternatives that one value"},
+        /* a discriminator must be required in both, and its values must differ */
+        {"{\"properties\":{\"a\":{\"oneOf\":[{\"properties\":{\"k\":{\"const\":1}},\"required\":[\"k\"]},"
+         "{\"properties\":{\"k\":{\"const\":2}}}]}}}", "oneOf alternatives that one value"},
+        {"{\"properties\":{\"a\":{\"oneOf\":[{\"properties\":{\"k\":{\"enum\":[1,2]}},\"required\":[\"k\"]},"
+         "{\"properties\":{\"k\":{\"enum\":[2,3]}},\"required\":[\"k\"]}]}}}", "oneOf alternatives that one value"},
         {"{\"properties\":{\"a\":{\"$ref\":\"#/$defs/missing\"}}}", "$ref must point into this schema"},
         {"{\"properties\":{\"a\":{\"$ref\":\"http://example.com/s.json\"}}}", "$ref must point into this schema"},
         {"{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}},\"properties\":{\"x\":{\"$ref\":\"#/$defs/a\"}}}", "cycle"},
@@ -261,6 +266,11 @@ static int valid(const cJSON *root, const cJSON *schema, const cJSON *v, int dep
         for (const cJSON *a = k->child; a; a = a->next)
             if (valid(root, a, v, depth + 1)) return 1;
         return 0;
+    }
+    if ((k = cJSON_GetObjectItemCaseSensitive(schema, "oneOf"))) {
+        int matches = 0;
+        for (const cJSON *a = k->child; a; a = a->next) matches += valid(root, a, v, depth + 1);
+        return matches == 1;
     }
     if ((k = cJSON_GetObjectItemCaseSensitive(schema, "type"))) {
         int any = 0;
@@ -701,6 +711,87 @@ static void check_patterns(void) {
     g4_schema_free(sc);
 }
 
+/* anyOf / oneOf whose alternatives share a type (pydantic's unions of models): each is followed on its own path
+ * until the text tells them apart; a text is taken while some alternative takes it. */
+static const char *const union_schema =
+    "{\"$defs\":{\"cat\":{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"cat\"},\"lives\":{\"type\":"
+    "\"integer\",\"minimum\":1,\"maximum\":9}},\"required\":[\"kind\",\"lives\"]},"
+    "\"dog\":{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"dog\"},\"name\":{\"type\":\"string\","
+    "\"maxLength\":3}},\"required\":[\"kind\"]},"
+    "\"note\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":6},\"lives\":"
+    "{\"type\":\"number\",\"maximum\":0}},\"required\":[\"name\"]}},"
+    "\"type\":\"object\",\"properties\":{"
+    "\"pet\":{\"oneOf\":[{\"$ref\":\"#/$defs/cat\"},{\"$ref\":\"#/$defs/dog\"},{\"type\":\"null\"}]},"
+    "\"any\":{\"anyOf\":[{\"$ref\":\"#/$defs/cat\"},{\"$ref\":\"#/$defs/dog\"},{\"$ref\":\"#/$defs/note\"},"
+    "{\"type\":\"integer\",\"minimum\":10},{\"type\":\"number\",\"maximum\":0}]},"
+    "\"list\":{\"type\":\"array\",\"maxItems\":40,\"items\":{\"anyOf\":[{\"type\":\"object\",\"properties\":"
+    "{\"a\":{\"type\":\"string\"}},\"required\":[\"a\"]},{\"type\":\"object\",\"properties\":{\"a\":{\"type\":"
+    "\"string\"},\"b\":{\"type\":\"integer\"}},\"required\":[\"a\"]}]}}},"
+    "\"required\":[\"pet\",\"any\"]}";
+
+static void check_unions(void) {
+    g4_err err = {0};
+    g4_schema *sc = compile(union_schema, &err);
+    CHECK(sc != NULL, "the union schema compiles: %s", err.msg);
+    if (!sc) return;
+    static const char *const good[] = {
+        "{\"pet\":{\"kind\":\"cat\",\"lives\":9},\"any\":{\"kind\":\"dog\",\"name\":\"Rex\"}}",
+        "{\"pet\":{\"kind\":\"dog\"},\"any\":{\"name\":\"Felix\",\"lives\":-1.5}}", /* only the note has a 5-letter name */
+        "{\"pet\":null,\"any\":{\"name\":\"Rex\"}}",                    /* a note, or a dog's name without its kind? a note */
+        "{\"pet\":null,\"any\":12}",
+        "{\"pet\":null,\"any\":-0.5}",
+        "{\"pet\":null,\"any\":{\"kind\":\"cat\",\"lives\":1},\"list\":[{\"a\":\"x\"},{\"a\":\"y\",\"b\":2},{\"a\":\"\"}]}",
+    };
+    check_taken(sc, union_schema, good, sizeof good / sizeof *good, "union");
+    static const struct {
+        const char *prefix, *refused;
+    } bad_texts[] = {
+        {"{\"pet\":{\"kind\":\"", "b"},                        /* neither cat nor dog */
+        {"{\"pet\":{\"kind\":\"cat\",\"", "n"},              /* a cat has no name */
+        {"{\"pet\":{\"kind\":\"cat\"", "}"},                  /* nor goes without lives */
+        {"{\"pet\":{\"kind\":\"dog\",\"name\":\"Rex", "x"},    /* a dog's name is at most 3 letters long */
+        {"{\"pet\":null,\"any\":{\"name\":\"Felixe", "s"},     /* a note's name is at most 6 */
+        {"{\"pet\":null,\"any\":{\"name\":\"Felix\",\"lives\":", "3"}, /* a note's lives are at most 0 */
+        {"{\"pet\":null,\"any\":{\"kind\":\"dog\",\"", "l"},   /* a dog has no lives, a cat's kind is cat */
+        {"{\"pet\":null,\"any\":5", "}"},                       /* at least 10 as an integer, at most 0 as a number */
+        {"{\"pet\":null,\"any\":1", "."},                       /* 1. leads to neither */
+        {"{\"pet\":null,\"any\":10,\"list\":[{\"a\":\"x\",\"b\":1", "."},
+    };
+    for (size_t i = 0; i < sizeof bad_texts / sizeof *bad_texts; i++)
+        check_refused_after(sc, bad_texts[i].prefix, bad_texts[i].refused, "union");
+    /* Alternatives that took the same item leave one path behind when it closes: 40 items both take, then one that
+     * only the second takes (without that, paths would double with each item, past what a state holds). */
+    char text[2048];
+    int n = snprintf(text, sizeof text, "{\"pet\":null,\"any\":10,\"list\":[");
+    for (int i = 0; i < 39; i++) n += snprintf(text + n, sizeof text - (size_t)n, "{\"a\":\"%d\"},", i);
+    snprintf(text + n, sizeof text - (size_t)n, "{\"a\":\"z\",\"b\":7}]}");
+    int complete;
+    const long at = first_refused(sc, text, &complete);
+    CHECK(at < 0 && complete && valid_text(union_schema, text, strlen(text)), "40 items of a union: refused at %ld", at);
+    g4_schema_state st = {0};
+    g4_schema_feed(sc, &st, (const unsigned char *)text, (size_t)n + 8); /* inside the last item's first string */
+    CHECK(st.forks == 1, "inside an item of two alternatives: %d paths", st.forks + 1);
+    check_walks(sc, union_schema, 300);
+    g4_schema_free(sc);
+    /* More alternatives of one type than a state holds paths for: the later ones are left out, never wrongly taken. */
+    char wide[4096];
+    n = snprintf(wide, sizeof wide, "{\"properties\":{\"v\":{\"anyOf\":[");
+    for (int i = 0; i < 16; i++)
+        n += snprintf(wide + n, sizeof wide - (size_t)n, "%s{\"anyOf\":[{\"properties\":{\"k%d\":{\"const\":%d}},"
+                      "\"required\":[\"k%d\"]},{\"properties\":{\"j%d\":{\"const\":%d}},\"required\":[\"j%d\"]}]}",
+                      i ? "," : "", i, i, i, i, i, i);
+    snprintf(wide + n, sizeof wide - (size_t)n, "]}},\"required\":[\"v\"]}");
+    sc = compile(wide, &err);
+    CHECK(sc != NULL, "32 object alternatives compile: %s", err.msg);
+    if (sc) {
+        static const char *const first[] = {"{\"v\":{\"k0\":0}}", "{\"v\":{\"j7\":7}}"};
+        check_taken(sc, wide, first, 2, "the first 16 alternatives");
+        check_refused_after(sc, "{\"v\":{\"k", "8", "the 17th alternative on");
+        check_walks(sc, wide, 100);
+    }
+    g4_schema_free(sc);
+}
+
 /* ---- generation on the tiny model ---- */
 
 typedef struct text {
@@ -751,25 +842,20 @@ static void check_generation(gemma4c_model *m) {
     gemma4c_session_free(s);
 }
 
-/* Over Gemma 4's whole vocabulary, at every step of greedy walks on random logits through strings with patterns:
- * the mask (which remembers, by where a pattern stands, the plain pieces that may come) lets through exactly the
- * tokens that fit, each tried whole from the state before the step. Two of the patterns stand at the same place
- * when their strings begin, so a mask remembered for the wrong pattern would show; another moves between
- * places, more than are remembered; two have lengths (nothing remembered; plain pieces let in by their
- * characters once the unanchored one has matched). Now and then the pieces with a quote get the best logits, so
- * that strings close and the walk goes on to the next property; outside strings, blank pieces get the worst. */
-static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *p) {
-    static const char *const schema =
-        "{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"^[a-z ]+$\"},"
-        "\"d\":{\"type\":\"string\",\"pattern\":\"x\",\"minLength\":2,\"maxLength\":12},"
-        "\"b\":{\"type\":\"string\",\"pattern\":\"^[A-Z0-9 ]+$\"},"
-        "\"e\":{\"type\":\"string\",\"pattern\":\"^[a-z ]+$\",\"maxLength\":9},"
-        "\"c\":{\"type\":\"string\",\"pattern\":\"^(a|bb|ccc|dddd|e{5}|f{6}|g{7}|h{8}|i{9})+$\"}},"
-        "\"required\":[\"a\",\"d\",\"b\",\"e\",\"c\"]}";
-    g4_err err = {0};
-    g4_schema *sc = compile(schema, &err);
-    CHECK(sc != NULL, "the pattern schema compiles: %s", err.msg);
-    if (!sc) return;
+/* What greedy walks on random logits met, over Gemma 4's whole vocabulary: at every step the mask must let through
+ * exactly the tokens that fit, each tried whole from the state before the step. Every 8th step the pieces with a
+ * quote get the best logits, so that strings close and the walk goes on to the next value; outside strings,
+ * blank pieces get the worst. */
+typedef struct walk_stats {
+    int steps, wrong;
+    int in_pattern, remembered; /* steps inside a string with a pattern; at a place seen twice before */
+    int properties;             /* pieces that began a value */
+    int forked;                 /* steps that began with more than one reading of the text */
+} walk_stats;
+
+static walk_stats mask_walks(const g4_tokenizer *tok, const g4_token_pieces *p, const g4_schema *sc, int walks,
+                             int steps_each) {
+    walk_stats w = {0};
     const int vocab = p->vocab;
     float *logits = malloc((size_t)vocab * sizeof *logits);
     uint8_t *quoted = calloc((size_t)vocab, 1), *blank = calloc((size_t)vocab, 1);
@@ -779,9 +865,9 @@ static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *
         quoted[id] = p->kind[id] != G4_PIECE_NONE && memchr(b, '"', n);
         blank[id] = n > 0 && strspn((const char *)b, " \t\r\n") >= n;
     }
-    int steps = 0, wrong = 0, in_pattern = 0, properties = 0, remembered = 0;
     uint64_t rng = 7;
-    for (int walk = 0; logits && quoted && blank && walk < 3; walk++) {
+    g4_err err = {0};
+    for (int walk = 0; logits && quoted && blank && walk < walks; walk++) {
         g4_gen_params gp = {.sampling = {.greedy = 1, .top_p = 1.0f, .repetition_penalty = 1.0f}, .json = 1, .pieces = p, .schema = sc};
         g4_gen g;
         const int32_t prompt[] = {2};
@@ -793,9 +879,9 @@ static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *
             int pattern;
             uint64_t at;
             int visits;
-        } seen[40];
+        } seen[64];
         int n_seen = 0;
-        for (int step = 0; step < 40 && !g.stop_reason; step++, steps++) {
+        for (int step = 0; step < steps_each && !g.stop_reason; step++, w.steps++) {
             const int closing = step % 8 == 7, outside = !g4_json_in_string(&g.json.syntax);
             for (int id = 0; id < vocab; id++) {
                 rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -804,13 +890,14 @@ static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *
             }
             int pattern;
             uint64_t at;
-            if (g4_schema_pattern_at(sc, &g.json, &pattern, &at)) { /* a place seen twice before is read back */
+            if (g4_schema_pattern_at(sc, &g.json, &pattern, &at) && n_seen < 64) { /* a place seen twice before is read back */
                 int k = 0;
                 while (k < n_seen && (seen[k].pattern != pattern || seen[k].at != at)) k++;
                 if (k == n_seen) seen[n_seen++] = (struct place){pattern, at, 0};
-                remembered += seen[k].visits++ >= 2;
-                in_pattern++;
+                w.remembered += seen[k].visits++ >= 2;
+                w.in_pattern++;
             }
+            w.forked += g.json.forks > 0;
             g4_schema_state before;
             g4_schema_copy(&before, &g.json);
             g4_gen_token t = {0};
@@ -824,22 +911,61 @@ static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *
                 g4_schema_copy(&trial, &before);
                 const int fits = p->kind[id] != G4_PIECE_NONE &&
                                  !g4_schema_feed(sc, &trial, p->bytes + p->at[id], p->at[id + 1] - p->at[id]);
-                if (fits != (logits[id] != -INFINITY) && wrong++ < 3)
+                if (fits != (logits[id] != -INFINITY) && w.wrong++ < 3)
                     fprintf(stderr, "  walk %d step %d: token %d '%.*s' fits %d, masked %d\n", walk, step, id,
                             (int)(p->at[id + 1] - p->at[id]), p->bytes + p->at[id], fits, logits[id] == -INFINITY);
             }
-            properties += t.piece.len && memchr(t.piece.data, ':', t.piece.len) != NULL;
+            w.properties += t.piece.len && memchr(t.piece.data, ':', t.piece.len) != NULL;
             g4_gen_token_free(&t);
         }
         g4_gen_free(&g);
     }
-    CHECK(wrong == 0, "%d masks differ from trying every token whole (%d steps)", wrong, steps);
-    CHECK(in_pattern >= 30 && remembered >= 5 && properties >= 8,
-          "the walks stayed in patterns for %d of %d steps (%d at places seen twice before) and began %d values",
-          in_pattern, steps, remembered, properties);
     free(logits);
     free(quoted);
     free(blank);
+    return w;
+}
+
+/* Strings with patterns: the mask remembers, by where a pattern stands, the plain pieces that may come. Two of the
+ * patterns stand at the same place when their strings begin, so a mask remembered for the wrong pattern would
+ * show; another moves between places, more than are remembered; two have lengths (nothing remembered; plain
+ * pieces let in by their characters once the unanchored one has matched). */
+static void check_pattern_masks(const g4_tokenizer *tok, const g4_token_pieces *p) {
+    static const char *const schema =
+        "{\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"^[a-z ]+$\"},"
+        "\"d\":{\"type\":\"string\",\"pattern\":\"x\",\"minLength\":2,\"maxLength\":12},"
+        "\"b\":{\"type\":\"string\",\"pattern\":\"^[A-Z0-9 ]+$\"},"
+        "\"e\":{\"type\":\"string\",\"pattern\":\"^[a-z ]+$\",\"maxLength\":9},"
+        "\"c\":{\"type\":\"string\",\"pattern\":\"^(a|bb|ccc|dddd|e{5}|f{6}|g{7}|h{8}|i{9})+$\"}},"
+        "\"required\":[\"a\",\"d\",\"b\",\"e\",\"c\"]}";
+    g4_err err = {0};
+    g4_schema *sc = compile(schema, &err);
+    CHECK(sc != NULL, "the pattern schema compiles: %s", err.msg);
+    if (!sc) return;
+    const walk_stats w = mask_walks(tok, p, sc, 3, 40);
+    CHECK(w.wrong == 0, "%d masks differ from trying every token whole (%d steps)", w.wrong, w.steps);
+    CHECK(w.in_pattern >= 30 && w.remembered >= 5 && w.properties >= 8,
+          "the walks stayed in patterns for %d of %d steps (%d at places seen twice before) and began %d values",
+          w.in_pattern, w.steps, w.remembered, w.properties);
+    g4_schema_free(sc);
+}
+
+/* Alternatives of one type read side by side: inside a string both may still take, the mask lets in the plain
+ * pieces that fit the longer of their lengths (a piece fits when some reading takes it). */
+static void check_union_masks(const g4_tokenizer *tok, const g4_token_pieces *p) {
+    static const char *const schema =
+        "{\"properties\":{\"v\":{\"anyOf\":[{\"properties\":{\"s\":{\"type\":\"string\",\"maxLength\":4},"
+        "\"t\":{\"const\":1}},\"required\":[\"s\",\"t\"]},{\"properties\":{\"s\":{\"type\":\"string\","
+        "\"maxLength\":12},\"u\":{\"type\":\"boolean\"}},\"required\":[\"s\",\"u\"]}]},"
+        "\"w\":{\"type\":\"array\",\"maxItems\":3,\"items\":{\"anyOf\":[{\"type\":\"integer\",\"minimum\":10},"
+        "{\"type\":\"number\",\"maximum\":0}]}}},\"required\":[\"v\",\"w\"]}";
+    g4_err err = {0};
+    g4_schema *sc = compile(schema, &err);
+    CHECK(sc != NULL, "the union schema compiles: %s", err.msg);
+    if (!sc) return;
+    const walk_stats w = mask_walks(tok, p, sc, 4, 30);
+    CHECK(w.wrong == 0, "%d masks differ from trying every token whole (%d steps)", w.wrong, w.steps);
+    CHECK(w.forked >= 8, "the walks read two alternatives at once for %d of %d steps", w.forked, w.steps);
     g4_schema_free(sc);
 }
 
@@ -860,6 +986,7 @@ static void check_pieces(void) {
         return;
     }
     check_pattern_masks(tok, &p);
+    check_union_masks(tok, &p);
     int plain = 0, quoted = 0, bad_key = 0, bad_len = 0;
     g4_schema *by_max_len[255] = {NULL}; /* the schema of each maxLength tried, made once */
     for (int id = 0; id < vocab; id++) {
@@ -907,6 +1034,7 @@ int main(void) {
     check_depth_limit();
     check_numbers();
     check_multiples();
+    check_unions();
     check_patterns();
     check_pieces();
     g4_err err;

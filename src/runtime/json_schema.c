@@ -25,6 +25,7 @@ typedef struct schema_node {
     uint8_t types;            /* T_* its values may have */
     uint8_t reach;            /* the types it admits once $ref and anyOf are followed */
     uint8_t has_props;        /* properties given: an object has those (else it is any object) */
+    uint8_t one_of;           /* its alternatives came as oneOf: no value may match two */
     int ref;                  /* >= 0: this node is that one ($ref, allOf of one) */
     int alt0, n_alts;         /* anyOf / oneOf, in alts[] */
     int prop0, n_props;       /* in props[], in order */
@@ -355,7 +356,7 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
         const int count = cJSON_GetArraySize(alts);
         if (!cJSON_IsArray(alts) || count < 1 || count > MAX_ALTS) return fail(c, where, "anyOf must hold 1 to 16 schemas", NULL);
         if (count > MAX_ALTS_ALL - s->n_alts) return fail(c, where, "too many anyOf alternatives", NULL);
-        n->alt0 = s->n_alts, n->n_alts = count;
+        n->alt0 = s->n_alts, n->n_alts = count, n->one_of = alts->string[0] == 'o';
         s->n_alts += count;
         int i = 0;
         for (const cJSON *a = alts->child; a; a = a->next, i++) {
@@ -421,8 +422,41 @@ static int reach_of(const g4_schema *s, int id, int hops) {
     return all;
 }
 
-/* Alternatives are chosen by the value's first character: their types must not share one. */
+/* A value's first character tells types apart, except an integer from a number. */
 static int first_char_classes(int types) { return (types & ~T_INTEGER) | (types & T_INTEGER ? T_NUMBER : 0); }
+
+static int deref(const g4_schema *s, int id) {
+    for (int hops = 0; s->nodes[id].ref >= 0 && hops <= s->n_nodes; hops++) id = s->nodes[id].ref;
+    return id;
+}
+
+/* Whether no value can match both nodes, as far as this can tell: enum or const texts that share none, or objects
+ * with a property both require whose values can match no value in common (a discriminator). */
+static int disjoint(const g4_schema *s, int a, int b, int depth) {
+    a = deref(s, a), b = deref(s, b);
+    const schema_node *x = &s->nodes[a], *y = &s->nodes[b];
+    if (!(first_char_classes(x->reach) & first_char_classes(y->reach))) return 1;
+    if (depth > 1 || x->n_alts || y->n_alts) return 0;
+    if (x->n_enum && y->n_enum) {
+        for (int i = 0; i < x->n_enum; i++)
+            for (int j = 0; j < y->n_enum; j++) {
+                const schema_text u = s->enums[x->enum0 + i], v = s->enums[y->enum0 + j];
+                if (u.len == v.len && !memcmp(s->text + u.at, s->text + v.at, u.len)) return 0;
+            }
+        return 1;
+    }
+    if (!x->has_props || !y->has_props || (x->types | y->types) != T_OBJECT) return 0;
+    for (int i = 0; i < x->n_props; i++) {
+        const schema_prop *p = &s->props[x->prop0 + i];
+        for (int j = 0; p->required && j < y->n_props; j++) {
+            const schema_prop *q = &s->props[y->prop0 + j];
+            if (q->required && p->key.len == q->key.len && !memcmp(s->text + p->key.at, s->text + q->key.at, p->key.len) &&
+                disjoint(s, p->node, q->node, depth + 1))
+                return 1;
+        }
+    }
+    return 0;
+}
 
 /* The levels of nesting a value of type t (T_OBJECT or T_ARRAY) of node n needs at least, given each node's need
  * (0 for a node that admits a scalar): its own, plus its required properties' or minItems' deepest need. */
@@ -459,7 +493,7 @@ static void compute_needs(g4_schema *s) {
     }
 }
 
-static int resolve(const g4_schema *s, int id, int t);
+static int resolve(const g4_schema *s, int id, int t, int *out);
 
 static int check(compiler *c) {
     g4_schema *s = c->s;
@@ -470,14 +504,12 @@ static int check(compiler *c) {
     }
     for (int i = 0; i < s->n_nodes; i++) {
         const schema_node *n = &s->nodes[i];
-        int seen = 0;
-        for (int a = 0; a < n->n_alts; a++) {
-            const int t = first_char_classes(s->nodes[s->alts[n->alt0 + a]].reach);
-            if (t & seen)
-                return fail(c, "", "anyOf/oneOf alternatives must be of different types (two of one type cannot be "
-                                   "told apart as the answer is written)", NULL);
-            seen |= t;
-        }
+        for (int a = 0; n->one_of && a < n->n_alts; a++)
+            for (int b = a + 1; b < n->n_alts; b++)
+                if (!disjoint(s, s->alts[n->alt0 + a], s->alts[n->alt0 + b], 0))
+                    return fail(c, "", "oneOf alternatives that one value could match both of (give alternatives of "
+                                       "one type a required property with different const or enum values, or use "
+                                       "anyOf)", NULL);
     }
     if (!(s->nodes[0].reach & T_OBJECT)) return fail(c, "", "the schema must describe an object", NULL);
     compute_needs(s);
@@ -485,9 +517,10 @@ static int check(compiler *c) {
         if (s->need[i] == NEED_NONE)
             return fail(c, "", "a schema in it has no instance of finite size (a required property or minItems that "
                                "recurses forever)", NULL);
-    const int root = resolve(s, 0, T_OBJECT);
-    if (root < 0 || container_need(s, &s->nodes[root], T_OBJECT, s->need) > G4_JSON_MAX_DEPTH)
-        return fail(c, "", "its instances need objects and arrays nested deeper than 64", NULL);
+    int roots[G4_SCHEMA_MAX_PATHS], fits = 0;
+    const int n_roots = resolve(s, 0, T_OBJECT, roots);
+    for (int i = 0; i < n_roots; i++) fits |= container_need(s, &s->nodes[roots[i]], T_OBJECT, s->need) <= G4_JSON_MAX_DEPTH;
+    if (!fits) return fail(c, "", "its instances need objects and arrays nested deeper than 64", NULL);
     return 0;
 }
 
@@ -518,10 +551,15 @@ void g4_schema_free(g4_schema *s) {
 
 /* ---- checking a text ---- */
 
-void g4_schema_copy(g4_schema_state *dst, const g4_schema_state *src) {
-    dst->syntax = src->syntax;
+static void copy_path(g4_schema_path *dst, const g4_schema_path *src) {
     dst->n = src->n;
     memcpy(dst->f, src->f, (size_t)src->n * sizeof *src->f);
+}
+
+void g4_schema_copy(g4_schema_state *dst, const g4_schema_state *src) {
+    dst->syntax = src->syntax;
+    dst->forks = src->forks;
+    for (int i = 0; i <= src->forks; i++) copy_path(&dst->p[i], &src->p[i]);
 }
 
 static int type_of_first(unsigned char c) {
@@ -536,27 +574,23 @@ static int type_of_first(unsigned char c) {
     }
 }
 
-/* The node a value beginning with a character of type t takes: $ref followed, the alternative of that type
- * chosen; -2 when the schema admits no such value. */
-static int resolve(const g4_schema *s, int id, int t) {
-    for (int hops = 0; hops <= s->n_nodes; hops++) {
-        const schema_node *n = &s->nodes[id];
-        if (n->ref >= 0) {
-            id = n->ref;
-            continue;
-        }
-        if (n->n_alts) {
-            int next = -2;
-            for (int a = 0; a < n->n_alts && next < 0; a++)
-                if (s->nodes[s->alts[n->alt0 + a]].reach & t) next = s->alts[n->alt0 + a];
-            if (next < 0) return -2;
-            id = next;
-            continue;
-        }
-        return n->types & t ? id : -2;
+static int gather(const g4_schema *s, int id, int t, int *out, int n, int hops) {
+    id = deref(s, id);
+    const schema_node *a = &s->nodes[id];
+    if (hops > s->n_nodes || !(a->reach & t)) return n; /* compiling refused cycles; this bounds the walk anyway */
+    if (!a->n_alts) {
+        for (int i = 0; i < n; i++)
+            if (out[i] == id) return n;
+        if (n < G4_SCHEMA_MAX_PATHS) out[n++] = id; /* past that, later alternatives are left out */
+        return n;
     }
-    return -2;
+    for (int i = 0; i < a->n_alts; i++) n = gather(s, s->alts[a->alt0 + i], t, out, n, hops + 1);
+    return n;
 }
+
+/* The nodes a value beginning with a character of type t may take ($refs followed, every alternative of that type,
+ * in order) into out; how many (0: the schema admits no such value). */
+static int resolve(const g4_schema *s, int id, int t, int *out) { return gather(s, id, t, out, 0, 0); }
 
 static const char *text_of(const g4_schema *s, schema_text t) { return s->text + t.at; }
 
@@ -694,13 +728,18 @@ static int pattern_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c)
     return g4_pattern_length_fits(p, f->mask, n->min_len - (int64_t)f->prop, pattern_max_len(n) - (int64_t)f->prop) ? 0 : -1;
 }
 
-static int push(g4_schema_state *st, g4_schema_frame f) {
+static int push(g4_schema_path *st, g4_schema_frame f) {
     if (st->n > G4_JSON_MAX_DEPTH) return -1;
     st->f[st->n++] = f;
     return 0;
 }
 
-static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
+static int open_value(const g4_schema *s, g4_schema_path *st, int id, unsigned char c);
+
+/* A value begins on path `at`: each node it may take (several for alternatives of its type) on a path of its own,
+ * the first on this one, the others on copies of it added to the state (up to G4_SCHEMA_MAX_PATHS). */
+static int begin(const g4_schema *s, g4_schema_state *state, int at, unsigned char c) {
+    g4_schema_path *st = &state->p[at];
     int id = 0; /* the root */
     if (st->n) {
         g4_schema_frame *top = &st->f[st->n - 1];
@@ -713,8 +752,26 @@ static int begin(const g4_schema *s, g4_schema_state *st, unsigned char c) {
             id = a->items;
         }
     }
+    if (id < 0) return open_value(s, st, -1, c);
+    int ids[G4_SCHEMA_MAX_PATHS], taken = 0;
+    const int k = resolve(s, id, type_of_first(c), ids);
+    if (k <= 1) return k ? open_value(s, st, ids[0], c) : -1;
+    g4_schema_path before; /* each alternative starts from here */
+    copy_path(&before, st);
+    for (int i = 0; i < k; i++) {
+        g4_schema_path *p = taken ? NULL : st;
+        if (!p && state->forks + 1 < G4_SCHEMA_MAX_PATHS) p = &state->p[++state->forks], copy_path(p, &before);
+        if (!p) break; /* past the paths a state holds: the later alternatives are left out */
+        if (!open_value(s, p, ids[i], c)) taken++;
+        else if (p != st) state->forks--;
+        else copy_path(st, &before); /* for the next alternative to try */
+    }
+    return taken ? 0 : -1;
+}
+
+/* The frame of a value of node id (-1: any value) that begins with c. */
+static int open_value(const g4_schema *s, g4_schema_path *st, int id, unsigned char c) {
     const int t = type_of_first(c);
-    if (id >= 0 && (id = resolve(s, id, t)) == -2) return -1;
     const schema_node *n = id >= 0 ? &s->nodes[id] : NULL;
     if (n && (c == '{' || c == '[') && st->n + container_need(s, n, t, s->need) > G4_JSON_MAX_DEPTH) return -1;
     if (!n || (c == '{' && !n->has_props)) return push(st, (g4_schema_frame){.node = -1, .kind = F_ANY, .count = 1});
@@ -751,7 +808,7 @@ static int scalar_byte(const g4_schema *s, g4_schema_frame *f, unsigned char c, 
     return f->mask ? 0 : -1;
 }
 
-static int end(const g4_schema *s, g4_schema_state *st, unsigned char c, int with_byte) {
+static int end(const g4_schema *s, g4_schema_path *st, unsigned char c, int with_byte) {
     g4_schema_frame *f = &st->f[st->n - 1];
     const schema_node *n = f->node >= 0 ? &s->nodes[f->node] : NULL;
     switch (f->kind) {
@@ -790,8 +847,9 @@ static uint64_t key_candidates(const g4_schema *s, const schema_node *n, int cou
     return mask;
 }
 
-static int event(const g4_schema *s, g4_schema_state *st, int what, unsigned char c) {
-    if (what == G4_JEV_BEGIN) return begin(s, st, c);
+static int event(const g4_schema *s, g4_schema_state *state, int at, int what, unsigned char c) {
+    g4_schema_path *st = &state->p[at];
+    if (what == G4_JEV_BEGIN) return begin(s, state, at, c);
     if (what == G4_JEV_END || what == G4_JEV_END_BEFORE) return end(s, st, c, what == G4_JEV_END);
     g4_schema_frame *f = &st->f[st->n - 1];
     if (f->kind == F_ANY) return 0;
@@ -816,7 +874,7 @@ static int event(const g4_schema *s, g4_schema_state *st, int what, unsigned cha
 }
 
 /* A byte inside a key or a scalar (or whitespace between tokens, which changes nothing). */
-static int plain_byte(const g4_schema *s, g4_schema_state *st, unsigned char c, int char_start) {
+static int plain_byte(const g4_schema *s, g4_schema_path *st, unsigned char c, int char_start) {
     if (!st->n) return 0;
     g4_schema_frame *f = &st->f[st->n - 1];
     if (f->kind == F_SCALAR) return scalar_byte(s, f, c, char_start);
@@ -831,23 +889,56 @@ static int plain_byte(const g4_schema *s, g4_schema_state *st, unsigned char c, 
     return f->mask ? 0 : -1;
 }
 
+/* One byte on path `at` (its events, or a plain byte); 0, or -1 when the path cannot take it. A value's beginning
+ * is the last event of its byte (JSON puts a separator between values), so the paths it adds have taken the byte. */
+static int path_byte(const g4_schema *sc, g4_schema_state *s, int at, const g4_json_events *ev, unsigned char c,
+                     int char_start) {
+    if (!ev->n) return plain_byte(sc, &s->p[at], c, char_start);
+    for (int k = 0; k < ev->n; k++)
+        if (event(sc, s, at, ev->ev[k], c)) return -1;
+    return 0;
+}
+
+static int same_path(const g4_schema_path *a, const g4_schema_path *b) {
+    return a->n == b->n && !memcmp(a->f, b->f, (size_t)a->n * sizeof *a->f);
+}
+
+/* Drops paths that failed (dead[i]) and paths equal to an earlier one (alternatives that took the same text and
+ * closed leave the same reading behind); -1 when none is left. */
+static int prune(g4_schema_state *s, const uint8_t *dead) {
+    int kept = 0;
+    for (int i = 0; i <= s->forks; i++) {
+        int twin = dead[i];
+        for (int j = 0; j < kept && !twin; j++) twin = same_path(&s->p[j], &s->p[i]);
+        if (twin) continue;
+        if (kept != i) copy_path(&s->p[kept], &s->p[i]);
+        kept++;
+    }
+    s->forks = kept ? kept - 1 : 0;
+    return kept ? 0 : -1;
+}
+
 int g4_schema_feed(const g4_schema *sc, g4_schema_state *s, const unsigned char *bytes, size_t n) {
     g4_json_events ev;
     for (size_t i = 0; i < n; i++) {
         const int char_start = g4_json_in_string(&s->syntax) && bytes[i] != '"'; /* a character or an escape */
         if (g4_json_feed_byte(&s->syntax, bytes[i], &ev)) return -1;
         if (!sc) continue;
-        if (!ev.n && plain_byte(sc, s, bytes[i], char_start)) return -1;
-        for (int k = 0; k < ev.n; k++)
-            if (event(sc, s, ev.ev[k], bytes[i])) return -1;
+        if (!s->forks) { /* one reading, as nearly always: it may fork here, into paths that differ */
+            if (path_byte(sc, s, 0, &ev, bytes[i], char_start)) return -1;
+            continue;
+        }
+        uint8_t dead[G4_SCHEMA_MAX_PATHS] = {0};
+        const int paths = s->forks + 1; /* those a value's beginning adds now have taken the byte */
+        for (int at = 0; at < paths; at++) dead[at] = (uint8_t)(path_byte(sc, s, at, &ev, bytes[i], char_start) != 0);
+        if (prune(s, dead)) return -1;
     }
     return 0;
 }
 
-int64_t g4_schema_string_room(const g4_schema *sc, const g4_schema_state *s) {
-    if (!g4_json_in_string(&s->syntax)) return -1;
-    if (!sc) return INT64_MAX;
-    const g4_schema_frame *f = &s->f[s->n - 1];
+/* A path's room in the string it stands in (see g4_schema_string_room). */
+static int64_t path_room(const g4_schema *sc, const g4_schema_path *p) {
+    const g4_schema_frame *f = &p->f[p->n - 1];
     if (f->kind == F_ANY) return INT64_MAX;
     if (f->kind != F_SCALAR) return -1; /* a key */
     const schema_node *n = &sc->nodes[f->node];
@@ -858,9 +949,21 @@ int64_t g4_schema_string_room(const g4_schema *sc, const g4_schema_state *s) {
     return n->max_len < 0 ? INT64_MAX : n->max_len - (int64_t)f->count;
 }
 
+int64_t g4_schema_string_room(const g4_schema *sc, const g4_schema_state *s) {
+    if (!g4_json_in_string(&s->syntax)) return -1;
+    if (!sc) return INT64_MAX;
+    int64_t most = -1; /* a piece some reading takes is taken: the widest room, where every reading has one */
+    for (int i = 0; i <= s->forks; i++) {
+        const int64_t room = path_room(sc, &s->p[i]);
+        if (room < 0) return -1;
+        if (room > most) most = room;
+    }
+    return most;
+}
+
 int g4_schema_pattern_at(const g4_schema *sc, const g4_schema_state *s, int *pattern, uint64_t *at) {
-    if (!sc || !g4_json_in_string(&s->syntax)) return 0;
-    const g4_schema_frame *f = &s->f[s->n - 1];
+    if (!sc || !g4_json_in_string(&s->syntax) || s->forks) return 0; /* a place is one reading's */
+    const g4_schema_frame *f = &s->p[0].f[s->p[0].n - 1];
     if (f->kind != F_SCALAR || f->scalar != STR_PATTERN || f->pos != DEC_CHAR || has_lengths(&sc->nodes[f->node]))
         return 0; /* a length's place includes the characters so far */
     *pattern = sc->nodes[f->node].pattern;

@@ -21,8 +21,10 @@ typedef struct g4_schema g4_schema;
  * always, the others when the model chooses), required, items, minItems, maxItems, minLength and maxLength (in
  * characters), pattern (json_pattern.h; beside a length, at most G4_PATTERN_MAX_LENGTH characters), minimum,
  * maximum, exclusiveMinimum and exclusiveMaximum (a bounded number has no exponent), multipleOf (a whole number,
- * not beside bounds or enum; such numbers are integers of at most 15 digits), enum, const, anyOf / oneOf
- * whose alternatives begin with different characters (an object and a string, not two objects), allOf of one
+ * not beside bounds or enum; such numbers are integers of at most 15 digits), enum, const, anyOf (alternatives of
+ * one type, such as two objects, are followed side by side until the text tells them apart; past
+ * G4_SCHEMA_MAX_PATHS readings at once the later alternatives are left out), oneOf (as anyOf, where alternatives
+ * of one type differ in a required property's const or enum values: a discriminator), allOf of one
  * schema, $ref to "#" or a JSON
  * pointer into the document ($defs, definitions), recursion included. An object without properties, an array
  * without items or an empty schema take any JSON value of that kind. Annotations (title, description, format,
@@ -53,10 +55,19 @@ typedef struct g4_schema_frame {
     uint64_t mask;  /* the candidates still matching: properties (a key) or enum texts */
 } g4_schema_frame;
 
-typedef struct g4_schema_state {
-    g4_json_state syntax;
+/* One reading of the text: anyOf alternatives of one type (two objects, say) are each followed on a path of their
+ * own until the text tells them apart. */
+typedef struct g4_schema_path {
     int n; /* frames in use */
     g4_schema_frame f[G4_JSON_MAX_DEPTH + 1];
+} g4_schema_path;
+
+#define G4_SCHEMA_MAX_PATHS 16
+
+typedef struct g4_schema_state {
+    g4_json_state syntax;
+    int forks; /* paths in use beyond the first */
+    g4_schema_path p[G4_SCHEMA_MAX_PATHS];
 } g4_schema_state;
 
 void g4_schema_copy(g4_schema_state *dst, const g4_schema_state *src);

@@ -230,6 +230,29 @@ for (let seed = 0; seed <= 4; seed++) {
 const schemaCmpl = await client.completions.create({ model, prompt: "The sea is", max_tokens: 1200, temperature: 0,
                                                      response_format: structured });
 instance(schemaCmpl.choices[0].text, schemaCmpl.choices[0].finish_reason, "json_schema completion");
+// a union of models (pydantic's Union[Cat, Dog]): alternatives of one type, told apart as the answer is written
+const pets = {
+  type: "object", required: ["pets"], additionalProperties: false,
+  properties: { pets: { type: "array", minItems: 1, maxItems: 2, items: { anyOf: [{ $ref: "#/$defs/cat" }, { $ref: "#/$defs/dog" }] } } },
+  $defs: {
+    cat: { type: "object", properties: { kind: { const: "cat" }, lives: { type: "integer", minimum: 1, maximum: 9 } },
+           required: ["kind", "lives"], additionalProperties: false },
+    dog: { type: "object", properties: { kind: { const: "dog" }, name: { type: "string", maxLength: 6 } },
+           required: ["kind", "name"], additionalProperties: false },
+  },
+};
+const pet = v => v !== null && typeof v === "object" && (
+  (JSON.stringify(Object.keys(v)) === '["kind","lives"]' && v.kind === "cat" && Number.isInteger(v.lives) && v.lives >= 1 && v.lives <= 9) ||
+  (JSON.stringify(Object.keys(v)) === '["kind","name"]' && v.kind === "dog" && typeof v.name === "string" && [...v.name].length <= 6));
+for (let seed = 0; seed <= 3; seed++) {
+  const r = await client.chat.completions.create({ model, messages: hello, max_tokens: 2000, temperature: seed ? 1 : 0, seed,
+    response_format: { type: "json_schema", json_schema: { name: "pets", strict: true, schema: pets } } });
+  let v = null;
+  try { v = JSON.parse(r.choices[0].message.content); } catch (e) { /* checked below */ }
+  check(r.choices[0].finish_reason === "stop" && v !== null && JSON.stringify(Object.keys(v)) === '["pets"]' &&
+        Array.isArray(v.pets) && v.pets.length >= 1 && v.pets.length <= 2 && v.pets.every(pet),
+        `a union of objects, seed ${seed}: ${JSON.stringify(r.choices[0].message.content)}`);
+}
 const anyObject = await client.chat.completions.create({ model, messages: hello, max_tokens: 40, temperature: 0,
                                                          response_format: { type: "json_schema", json_schema: { name: "any" } } });
 jsonAnswer(anyObject.choices[0].message.content, anyObject.choices[0].finish_reason, "json_schema without a schema");
@@ -239,6 +262,7 @@ for (const [schema, why] of [[{ type: "object", properties: { a: { type: "array"
                              [{ type: "object", properties: { a: { type: "integer", minimum: 1, maximum: 0 } } }, "no number lies within"],
                              [{ type: "object", properties: { a: { type: "string", pattern: "^abc$", maxLength: 2 } } }, "no string of minLength to maxLength"],
                              [{ type: "string" }, "describe an object"],
+                             [{ type: "object", properties: { a: { oneOf: [{ type: "integer" }, { type: "number" }] } } }, "oneOf alternatives that one value"],
                              [{ type: "object", properties: { a: { $ref: "#/$defs/none" } } }, "$ref"]]) {
   const e = await expectError(client.chat.completions.create({ model, messages: hello, response_format:
     { type: "json_schema", json_schema: { name: "x", schema } } }), 400, "response_format.json_schema.schema");
