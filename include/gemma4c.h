@@ -282,12 +282,13 @@ typedef struct gemma4c_generate_options {
                                     opens one first (thinking mode) */
     const char *json_schema;     /* with json: a JSON Schema (text) the object also matches, token by token. The
                                     subset structured outputs use: type, properties (written in the order given),
-                                    required, items, minItems, maxItems, minLength, maxLength, pattern (a
+                                    required, items, minItems, maxItems, uniqueItems (of enum values),
+                                    minLength, maxLength, pattern (a
                                     regular expression without backreferences or lookaround), minimum, maximum,
                                     exclusiveMinimum, exclusiveMaximum, multipleOf (whole numbers), enum,
                                     const, anyOf (unions of objects too), oneOf (alternatives no value could
                                     match two of: different types, or a discriminator), allOf of one, $ref into the schema
-                                    ($defs, recursion). A keyword that restricts values otherwise (uniqueItems,
+                                    ($defs, recursion). A keyword that restricts values otherwise (contains,
                                     not...) is refused with GEMMA4C_ERR_ARG, as is json_schema without json */
 } gemma4c_generate_options;
 

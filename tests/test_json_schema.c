@@ -39,7 +39,12 @@ static void check_refusals(void) {
         {"[1]", "a schema must be an object or true"},
         {"{\"type\":\"string\"}", "the schema must describe an object"},
         {"{\"patternProperties\":{\"x\":{}}}", "this server does not enforce the keyword patternProperties"},
-        {"{\"properties\":{\"a\":{\"type\":\"array\",\"uniqueItems\":true}}}", "keyword uniqueItems"},
+        {"{\"properties\":{\"a\":{\"type\":\"array\",\"uniqueItems\":true}}}", "uniqueItems is enforced only where the items are enum"},
+        {"{\"properties\":{\"a\":{\"type\":\"array\",\"uniqueItems\":true,\"items\":{\"type\":\"string\"}}}}", "uniqueItems is enforced only"},
+        {"{\"properties\":{\"a\":{\"type\":\"array\",\"uniqueItems\":true,\"items\":{\"anyOf\":[{\"enum\":[1]},{\"enum\":[\"a\"]}]}}}}", "uniqueItems is enforced only"},
+        {"{\"properties\":{\"a\":{\"type\":\"array\",\"uniqueItems\":true,\"minItems\":3,\"items\":{\"enum\":[1,2,1.0]}}}}", "minItems asks for more items than there are values"},
+        {"{\"properties\":{\"a\":{\"type\":\"array\",\"uniqueItems\":1,\"items\":{\"enum\":[1]}}}}", "uniqueItems may only be true or false"},
+        {"{\"properties\":{\"a\":{\"type\":\"array\",\"contains\":{\"const\":1}}}}", "keyword contains"},
         {"{\"properties\":{\"a\":{\"type\":\"number\",\"multipleOf\":0.5}}}", "multipleOf must be a whole number from 1"},
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"multipleOf\":0}}}", "multipleOf must be a whole number"},
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"multipleOf\":\"2\"}}}", "multipleOf must be a whole number"},
@@ -52,7 +57,6 @@ static void check_refusals(void) {
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":0.2,\"maximum\":0.8}}}", "no number lies within its minimum and maximum"},
         {"{\"properties\":{\"a\":{\"type\":\"number\",\"exclusiveMinimum\":1,\"maximum\":1}}}", "no number lies within"},
         {"{\"properties\":{\"a\":{\"enum\":[1,2],\"minimum\":3}}}", "no enum value has the type, length, pattern and bounds"},
-        {"{\"properties\":{\"a\":{\"type\":\"string\",\"uniqueItems\":true}}}", "keyword uniqueItems"},
         {"{\"properties\":{\"a\":{\"type\":\"string\",\"minLength\":3,\"maxLength\":2}}}", "minLength is above maxLength"},
         {"{\"properties\":{\"a\":{\"enum\":[\"abc\"],\"maxLength\":2}}}", "no enum value has the type, length"},
         {"{\"properties\":{\"a\":{\"oneOf\":[{\"properties\":{}},{\"type\":\"object\"}]}}}", "oneOf alternatives that one value"},
@@ -320,6 +324,10 @@ static int valid(const cJSON *root, const cJSON *schema, const cJSON *v, int dep
         const cJSON *hi = cJSON_GetObjectItemCaseSensitive(schema, "maxItems");
         const int count = cJSON_GetArraySize(v);
         if ((lo && count < lo->valueint) || (hi && count > hi->valueint)) return 0;
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(schema, "uniqueItems")))
+            for (const cJSON *e = v->child; e; e = e->next)
+                for (const cJSON *f = e->next; f; f = f->next)
+                    if (cJSON_Compare(e, f, 1)) return 0;
         for (const cJSON *e = v->child; e && items; e = e->next)
             if (!valid(root, items, e, depth + 1)) return 0;
     }
@@ -792,6 +800,81 @@ static void check_unions(void) {
     g4_schema_free(sc);
 }
 
+/* Bounded numbers within JSON mode's 48 characters for a number: a prefix is taken only when the rest still fits
+ * (a run of zeros after "0." stops where one more digit is needed), ends far from 1 are kept exactly (a maximum
+ * of 1e-300 is not 1e-44), and a range no number of 48 characters reaches is refused. */
+static void check_number_lengths(void) {
+    static const struct {
+        const char *schema, *message;
+    } bad[] = {
+        {"{\"properties\":{\"a\":{\"type\":\"number\",\"exclusiveMinimum\":0,\"maximum\":1e-300}}}", "no number lies within"},
+        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":1e60}}}", "no number lies within"},
+        {"{\"properties\":{\"a\":{\"type\":\"number\",\"maximum\":-5e77}}}", "no number lies within"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        g4_err err = {0};
+        g4_schema *sc = compile(bad[i].schema, &err);
+        CHECK(!sc && strstr(err.msg, bad[i].message), "refusal %zu: '%s' gave '%s'", i, bad[i].schema, err.msg);
+        g4_schema_free(sc);
+    }
+    const char *schema_text =
+        "{\"properties\":{\"p\":{\"type\":\"number\",\"exclusiveMinimum\":0},\"tiny\":{\"type\":\"number\","
+        "\"minimum\":1e-30,\"maximum\":1e-29},\"big\":{\"type\":\"integer\",\"minimum\":1e40},"
+        "\"small\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1e-300}},\"required\":[\"p\",\"tiny\",\"big\",\"small\"]}";
+    g4_err err = {0};
+    g4_schema *sc = compile(schema_text, &err);
+    CHECK(sc != NULL, "the long numbers' schema compiles: %s", err.msg);
+    if (!sc) return;
+    static const char *const good[] = {
+        "{\"p\":0.5,\"tiny\":0.000000000000000000000000000001,\"big\":10000000000000000000000000000000000000000,\"small\":0}",
+        "{\"p\":0.0000000000000000000000000000000000000000000001," /* 48 characters */
+        "\"tiny\":0.0000000000000000000000000000099,"
+        "\"big\":123456789012345678901234567890123456789012345678,\"small\":0.0}",
+    };
+    check_taken(sc, schema_text, good, sizeof good / sizeof *good, "long number");
+    char zeros[128];
+    snprintf(zeros, sizeof zeros, "{\"p\":0.%.45d", 0); /* "0." and 45 zeros: 47 characters */
+    check_refused_after(sc, zeros, "0", "a 46th zero leaves no room for the digit p needs");
+    snprintf(zeros, sizeof zeros, "{\"p\":1,\"tiny\":0.00000000000000000000000000001,\"big\":10000000000000000000000000000000000000000,"
+             "\"small\":0.%.44d", 0);
+    check_refused_after(sc, zeros, "1", "1e-45 above a maximum of 1e-300");
+    check_walks(sc, schema_text, 300);
+    g4_schema_free(sc);
+}
+
+/* uniqueItems over enum values: each value once (1 and 1.0 are one value), the array ends when none is left. */
+static void check_unique_items(void) {
+    const char *schema_text =
+        "{\"$defs\":{\"yn\":{\"enum\":[true,false]}},\"properties\":{\"tags\":{\"type\":\"array\",\"uniqueItems\":true,"
+        "\"minItems\":1,\"items\":{\"enum\":[\"red\",\"green\",\"blue\",1,1.0,null,\"r\"]}},"
+        "\"two\":{\"type\":\"array\",\"uniqueItems\":true,\"minItems\":2,\"items\":{\"$ref\":\"#/$defs/yn\"}},"
+        "\"free\":{\"type\":\"array\",\"uniqueItems\":false,\"items\":{\"enum\":[1]}}},\"required\":[\"tags\",\"two\"]}";
+    g4_err err = {0};
+    g4_schema *sc = compile(schema_text, &err);
+    CHECK(sc != NULL, "the uniqueItems schema compiles: %s", err.msg);
+    if (!sc) return;
+    static const char *const good[] = {
+        "{\"tags\":[\"red\",\"blue\",1,null,\"r\",\"green\"],\"two\":[false,true]}",
+        "{\"tags\":[\"r\",\"red\"],\"two\":[true,false],\"free\":[1,1,1]}",
+    };
+    check_taken(sc, schema_text, good, sizeof good / sizeof *good, "unique");
+    static const struct {
+        const char *prefix, *refused;
+    } bad_texts[] = {
+        {"{\"tags\":[\"red\",\"r", "e"},     /* red again (r is another value: the quote would be taken) */
+        {"{\"tags\":[\"r\",\"red\",\"", "r"},  /* both used */
+        {"{\"tags\":[1,", "1"},                  /* 1 again (1.0 was the same value) */
+        {"{\"tags\":[\"red\",\"green\",\"blue\",1,null,\"r\"", ","}, /* no value left */
+        {"{\"tags\":[\"red\"],\"two\":[true,", "t"},
+        {"{\"tags\":[\"red\"],\"two\":[true", "]"}, /* minItems 2 */
+        {"{\"tags\":[", "]"},                    /* minItems 1 */
+    };
+    for (size_t i = 0; i < sizeof bad_texts / sizeof *bad_texts; i++)
+        check_refused_after(sc, bad_texts[i].prefix, bad_texts[i].refused, "unique");
+    check_walks(sc, schema_text, 300);
+    g4_schema_free(sc);
+}
+
 /* ---- generation on the tiny model ---- */
 
 typedef struct text {
@@ -835,9 +918,9 @@ static void check_generation(gemma4c_model *m) {
               strstr(err, "json_schema needs json"),
           "a schema without JSON mode: %s", err);
     gemma4c_generate_options unenforced = {.max_tokens = 4, .json = 1,
-                                           .json_schema = "{\"properties\":{\"a\":{\"type\":\"array\",\"uniqueItems\":true}}}"};
+                                           .json_schema = "{\"properties\":{\"a\":{\"type\":\"array\",\"contains\":{}}}}"};
     CHECK(gemma4c_generate(s, &in, &unenforced, keep, &(text){0}, &r, err, sizeof err) == GEMMA4C_ERR_ARG &&
-              strstr(err, "json_schema: properties.a: this server does not enforce the keyword uniqueItems"),
+              strstr(err, "json_schema: properties.a: this server does not enforce the keyword contains"),
           "an unenforced keyword: %s", err);
     gemma4c_session_free(s);
 }
@@ -1035,6 +1118,8 @@ int main(void) {
     check_numbers();
     check_multiples();
     check_unions();
+    check_unique_items();
+    check_number_lengths();
     check_patterns();
     check_pieces();
     g4_err err;

@@ -31,7 +31,7 @@ static g4_decimal decimal_of(double v) {
         if (*c != '.') d.sig[d.n_sig++] = *c;
     while (d.n_sig && d.sig[d.n_sig - 1] == '0') d.n_sig--;
     d.n_int = (int16_t)(exp10 >= 0 ? exp10 + 1 : 0);
-    d.zeros = (uint8_t)(exp10 < 0 ? -exp10 - 1 : 0); /* a double's exponent is above -330 */
+    d.zeros = (uint16_t)(exp10 < 0 ? -exp10 - 1 : 0); /* a double's exponent is above -330 */
     return d;
 }
 
@@ -42,6 +42,9 @@ static int digit_at(const g4_decimal *x, uint32_t i) {
     return i < x->n_sig ? x->sig[i] : '0';
 }
 
+static uint32_t chars_used(const g4_schema_frame *f);
+static uint32_t fewest_more(const g4_number_range *r, const g4_schema_frame *f);
+
 int g4_number_bounds_make(double lo, double hi, g4_number_bounds *b) {
     int any = 0;
     for (int neg = 0; neg < 2; neg++) {
@@ -49,9 +52,11 @@ int g4_number_bounds_make(double lo, double hi, g4_number_bounds *b) {
         g4_number_range *r = &b->sign[neg];
         *r = (g4_number_range){.ok = from <= to, .open = isinf(to)};
         if (!r->ok) continue;
-        any = 1;
         r->lo = decimal_of(from);
         if (!r->open) r->hi = decimal_of(to);
+        const g4_schema_frame none = {.scalar = (uint8_t)(G4_NUM_ON | (neg ? G4_NUM_NEG : 0))};
+        r->ok = chars_used(&none) + fewest_more(r, &none) <= G4_JSON_MAX_NUMBER; /* else none can be written */
+        any |= r->ok;
     }
     return any;
 }
@@ -75,10 +80,50 @@ static const g4_number_range *range_of(const g4_number_bounds *b, const g4_schem
     return &b->sign[f->scalar & G4_NUM_NEG ? 1 : 0];
 }
 
-/* Whether the number begun can still end within its range. */
-static int reachable(const g4_number_range *r, const g4_schema_frame *f) {
+/* Characters written so far: the sign, the integer digits (a leading 0 is not in count), the point, the fraction. */
+static uint32_t chars_used(const g4_schema_frame *f) {
+    return !!(f->scalar & G4_NUM_NEG) + (f->scalar & G4_NUM_ZERO ? 1 : f->count) + !!(f->scalar & G4_NUM_POINT) + f->pos;
+}
+
+/* Whether digits from `from` that follow the low end's up to j - 1 and put the low end's digit j plus one at j stay
+ * at or below the high end's digits there (the number so far equals the high end's leading digits). */
+static int bump_fits(const g4_number_range *r, uint32_t from, uint32_t j) {
+    for (uint32_t k = from; k <= j; k++) {
+        const int d = digit_at(&r->lo, k) + (k == j), h = digit_at(&r->hi, k);
+        if (d != h) return d < h;
+    }
+    return 1;
+}
+
+/* How many more characters, at most, end the number within its range from here (given that reachable's checks of
+ * lengths hold): none once it is at or above the low end; else the digits that overtake the low end at one of its
+ * digits below 9 (the first that keeps to the high end), or the low end's remaining digits as they are. */
+static uint32_t fewest_more(const g4_number_range *r, const g4_schema_frame *f) {
     const int lo = (int)(f->mask & 3), hi = (int)(f->mask >> 2 & 3);
-    if (!r->ok) return 0;
+    const int point = !!(f->scalar & G4_NUM_POINT);
+    const uint32_t lo_int = (uint32_t)r->lo.n_int, written = f->count + f->pos;
+    const uint32_t lo_end = (uint32_t)r->lo.zeros + r->lo.n_sig > lo_int ? (uint32_t)r->lo.zeros + r->lo.n_sig : lo_int;
+    if (f->count > lo_int || (f->count == lo_int && (lo == CMP_GT || lo_end <= written))) return 0;
+    if (f->count == lo_int && lo == CMP_LT) return 1; /* one more integer digit (reachable checked the high end) */
+    const int tight = !r->open && f->count == (uint32_t)r->hi.n_int && hi == CMP_EQ;
+    if (f->count < lo_int && !point) {
+        if (lo != CMP_EQ) return lo_int - f->count + (lo == CMP_LT); /* longer than the low end, or as long */
+        for (uint32_t j = f->count; j < lo_int; j++) /* the high end is longer or as long: compare as it is */
+            if (digit_at(&r->lo, j) < '9' && (r->open || (uint32_t)r->hi.n_int > lo_int || bump_fits(r, f->count, j)))
+                return lo_int - f->count;
+        return lo_int - f->count + 1 + (lo_end - lo_int); /* the low end itself, with its point and fraction */
+    }
+    /* the integer part is the low end's: a point (and a 0 before it) if not written yet, then fraction digits */
+    const uint32_t lead = (uint32_t)!point + (!point && !f->count && !(f->scalar & G4_NUM_ZERO));
+    for (uint32_t j = written; j < lo_end; j++)
+        if (digit_at(&r->lo, j) < '9' && (!tight || bump_fits(r, written, j))) return lead + (j - written + 1);
+    return lead + (lo_end - written);
+}
+
+/* Whether the number begun can still end within its range, within JSON mode's length for a number. */
+static int reachable(const g4_number_range *r, const g4_schema_frame *f) {
+    if (!r->ok || chars_used(f) + fewest_more(r, f) > G4_JSON_MAX_NUMBER) return 0;
+    const int lo = (int)(f->mask & 3), hi = (int)(f->mask >> 2 & 3);
     if (!(f->scalar & G4_NUM_DIGIT)) return 1; /* only the sign so far */
     if (f->scalar & G4_NUM_POINT) return over_lo(r, f->count, lo) && under_hi(r, f->count, hi);
     if (f->scalar & G4_NUM_ZERO) return r->lo.n_int == 0; /* 0 or 0.x reach a low end below 1 (an integer's: 0) */

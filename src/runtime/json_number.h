@@ -11,7 +11,8 @@
  * zero); the integer part is the first n_int digits (zeros once the significant ones run out). 0 has none. */
 typedef struct g4_decimal {
     char sig[18];
-    uint8_t n_sig, zeros;
+    uint8_t n_sig;
+    uint16_t zeros; /* up to 323 */
     int16_t n_int;
 } g4_decimal;
 

@@ -26,6 +26,7 @@ typedef struct schema_node {
     uint8_t reach;            /* the types it admits once $ref and anyOf are followed */
     uint8_t has_props;        /* properties given: an object has those (else it is any object) */
     uint8_t one_of;           /* its alternatives came as oneOf: no value may match two */
+    uint8_t unique;           /* uniqueItems: an array's items (enum or const values) differ */
     int ref;                  /* >= 0: this node is that one ($ref, allOf of one) */
     int alt0, n_alts;         /* anyOf / oneOf, in alts[] */
     int prop0, n_props;       /* in props[], in order */
@@ -73,7 +74,7 @@ static int fail(compiler *c, const char *where, const char *what, const char *na
 
 /* Keywords that restrict values in ways this constraint does not follow: refused rather than ignored. */
 static const char *const unenforced[] = {
-    "patternProperties", "uniqueItems", "contains", "minContains", "maxContains", "minProperties",
+    "patternProperties", "contains", "minContains", "maxContains", "minProperties",
     "maxProperties", "propertyNames", "dependentRequired", "dependentSchemas", "dependencies", "if", "then", "else",
     "not", "prefixItems", "unevaluatedProperties", "unevaluatedItems", "additionalItems", "$dynamicRef",
     "$recursiveRef", NULL};
@@ -283,11 +284,37 @@ static int compile_enum(compiler *c, schema_node *n, const cJSON *values, int ty
         if (t & T_NUMBER && !(v->valuedouble >= lo && v->valuedouble <= hi)) continue;
         int rc = keep_printed(c, v, 0, &s->enums[s->n_enums], where);
         if (rc) return rc;
+        const schema_text kept = s->enums[s->n_enums];
+        int again = 0; /* the same value twice (1 and 1.0 print alike): one text, so that items can differ */
+        for (int i = 0; i < n->n_enum && !again; i++)
+            again = s->enums[n->enum0 + i].len == kept.len && !memcmp(s->text + s->enums[n->enum0 + i].at, s->text + kept.at, kept.len);
+        if (again) {
+            s->n_text -= kept.len;
+            continue;
+        }
         s->n_enums++, n->n_enum++;
         types |= t;
     }
     if (!n->n_enum) return fail(c, where, "no enum value has the type, length, pattern and bounds the schema gives", NULL);
     n->types = (uint8_t)types;
+    return 0;
+}
+
+/* The node a $ref chain ends at. */
+static int deref(const g4_schema *s, int id) {
+    for (int hops = 0; s->nodes[id].ref >= 0 && hops <= s->n_nodes; hops++) id = s->nodes[id].ref;
+    return id;
+}
+
+/* uniqueItems: followed for items that are enum or const values (the texts are canonical, so two items are equal
+ * exactly when their texts are), each value used once; an array that asks for more items than there are values has
+ * no instance. */
+static int check_unique(compiler *c, const schema_node *n, const char *where) {
+    const int item = n->items >= 0 ? deref(c->s, n->items) : -1;
+    const schema_node *it = item >= 0 ? &c->s->nodes[item] : NULL;
+    if (!it || !it->n_enum || it->n_alts)
+        return fail(c, where, "uniqueItems is enforced only where the items are enum or const values", NULL);
+    if (n->min_items > it->n_enum) return fail(c, where, "uniqueItems: minItems asks for more items than there are values", NULL);
     return 0;
 }
 
@@ -328,6 +355,10 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
         else if (!strcmp(key, "multipleOf")) multiple = k;
         else if (!strcmp(key, "additionalProperties") && !cJSON_IsBool(k))
             return fail(c, where, "additionalProperties may only be true or false", NULL);
+        else if (!strcmp(key, "uniqueItems")) {
+            if (!cJSON_IsBool(k)) return fail(c, where, "uniqueItems may only be true or false", NULL);
+            n->unique = (uint8_t)cJSON_IsTrue(k);
+        }
         else if (!strcmp(key, "minItems") || !strcmp(key, "maxItems")) {
             int v;
             if (g4_json_as_int(k, 0, 65535, &v)) return fail(c, where, "minItems and maxItems must be integers in [0, 65535]", NULL);
@@ -403,6 +434,8 @@ static int node_of(compiler *c, const cJSON *j, const char *where, int depth, in
     if (items && (rc = child_node(c, items, where, "items", depth, &s->nodes[id].items))) return rc;
     n = &s->nodes[id];
     if (n->max_items >= 0 && n->min_items > n->max_items) return fail(c, where, "minItems is above maxItems", NULL);
+    if (!(n->types & T_ARRAY)) n->unique = 0; /* it says nothing of other values */
+    if (n->unique && (rc = check_unique(c, n, where))) return rc;
     if (n->max_len >= 0 && n->min_len > n->max_len) return fail(c, where, "minLength is above maxLength", NULL);
     return 0;
 }
@@ -424,11 +457,6 @@ static int reach_of(const g4_schema *s, int id, int hops) {
 
 /* A value's first character tells types apart, except an integer from a number. */
 static int first_char_classes(int types) { return (types & ~T_INTEGER) | (types & T_INTEGER ? T_NUMBER : 0); }
-
-static int deref(const g4_schema *s, int id) {
-    for (int hops = 0; s->nodes[id].ref >= 0 && hops <= s->n_nodes; hops++) id = s->nodes[id].ref;
-    return id;
-}
 
 /* Whether no value can match both nodes, as far as this can tell: enum or const texts that share none, or objects
  * with a property both require whose values can match no value in common (a discriminator). */
@@ -750,6 +778,12 @@ static int begin(const g4_schema *s, g4_schema_state *state, int at, unsigned ch
             if (a->max_items >= 0 && top->count >= (uint32_t)a->max_items) return -1;
             top->count++;
             id = a->items;
+            if (a->unique) { /* one enum node: its values used before are out (top->mask) */
+                if (open_value(s, st, deref(s, id), c)) return -1;
+                if ((st->f[st->n - 1].mask &= ~top->mask)) return 0;
+                st->n--;
+                return -1;
+            }
         }
     }
     if (id < 0) return open_value(s, st, -1, c);
@@ -815,15 +849,19 @@ static int end(const g4_schema *s, g4_schema_path *st, unsigned char c, int with
     case F_ANY:
         if (--f->count) return 0;
         break;
-    case F_SCALAR:
+    case F_SCALAR: {
         if (with_byte && scalar_byte(s, f, c, 0)) return -1;
-        if (n->n_enum && some_whole(s->enums + n->enum0, n->n_enum, f->mask, f->pos) < 0) return -1;
+        const int value = n->n_enum ? some_whole(s->enums + n->enum0, n->n_enum, f->mask, f->pos) : 0;
+        if (value < 0) return -1;
+        g4_schema_frame *up = &st->f[st->n - 2]; /* the root is an object: a scalar has a container */
+        if (n->n_enum && up->kind == F_ARRAY && s->nodes[up->node].unique) up->mask |= 1ull << value;
         if (c == '"' && with_byte && (f->scalar == STR_PATTERN ? f->prop : f->count) < (uint32_t)n->min_len)
             return -1; /* a string too short */
         if (f->scalar == STR_PATTERN && !g4_pattern_accepts(s->patterns[n->pattern], f->mask)) return -1;
         if (f->scalar & G4_NUM_ON && !g4_number_within(&s->bounds[n->bounds], f)) return -1;
         if (f->scalar == NUM_MULTIPLE && f->mask) return -1; /* not a multiple */
         break;
+    }
     case F_OBJECT:
         for (int i = (int)f->count; i < n->n_props; i++)
             if (s->props[n->prop0 + i].required) return -1;
@@ -857,6 +895,7 @@ static int event(const g4_schema *s, g4_schema_state *state, int at, int what, u
     if (what == G4_JEV_COMMA) {
         /* an item begun fitted, so the next one will; a property after this one may not */
         if (f->kind == F_OBJECT) return key_candidates(s, n, (int)f->count, st->n) ? 0 : -1;
+        if (n->unique && __builtin_popcountll(f->mask) >= s->nodes[deref(s, n->items)].n_enum) return -1; /* none left */
         return n->max_items < 0 || f->count < (uint32_t)n->max_items ? 0 : -1;
     }
     if (what == G4_JEV_KEY) {

@@ -20,7 +20,9 @@ typedef struct g4_schema g4_schema;
  * array, string, number, integer, boolean, null), properties (generated in the order given; the required ones
  * always, the others when the model chooses), required, items, minItems, maxItems, minLength and maxLength (in
  * characters), pattern (json_pattern.h; beside a length, at most G4_PATTERN_MAX_LENGTH characters), minimum,
- * maximum, exclusiveMinimum and exclusiveMaximum (a bounded number has no exponent), multipleOf (a whole number,
+ * maximum, exclusiveMinimum and exclusiveMaximum (a bounded number has no exponent and fits G4_JSON_MAX_NUMBER
+ * characters), uniqueItems (for items that are
+ * enum or const values: each value once, 1 and 1.0 being one), multipleOf (a whole number,
  * not beside bounds or enum; such numbers are integers of at most 15 digits), enum, const, anyOf (alternatives of
  * one type, such as two objects, are followed side by side until the text tells them apart; past
  * G4_SCHEMA_MAX_PATHS readings at once the later alternatives are left out), oneOf (as anyOf, where alternatives
@@ -28,7 +30,7 @@ typedef struct g4_schema g4_schema;
  * schema, $ref to "#" or a JSON
  * pointer into the document ($defs, definitions), recursion included. An object without properties, an array
  * without items or an empty schema take any JSON value of that kind. Annotations (title, description, format,
- * default, examples...) are ignored; a keyword that restricts values and is not enforced here (uniqueItems,
+ * default, examples...) are ignored; a keyword that restricts values and is not enforced here (contains,
  * not...) is refused: an answer never violates the schema, and every text it takes can still be finished
  * within JSON mode's nesting limit (a schema whose instances cannot is refused). Only declared properties are
  * generated, whatever additionalProperties says. NULL with err set on failure. */

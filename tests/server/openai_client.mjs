@@ -256,7 +256,8 @@ for (let seed = 0; seed <= 3; seed++) {
 const anyObject = await client.chat.completions.create({ model, messages: hello, max_tokens: 40, temperature: 0,
                                                          response_format: { type: "json_schema", json_schema: { name: "any" } } });
 jsonAnswer(anyObject.choices[0].message.content, anyObject.choices[0].finish_reason, "json_schema without a schema");
-for (const [schema, why] of [[{ type: "object", properties: { a: { type: "array", uniqueItems: true } } }, "uniqueItems"],
+for (const [schema, why] of [[{ type: "object", properties: { a: { type: "array", contains: { const: 1 } } } }, "keyword contains"],
+                             [{ type: "object", properties: { a: { type: "array", uniqueItems: true } } }, "uniqueItems is enforced only where"],
                              [{ type: "object", properties: { a: { type: "number", multipleOf: 0.5 } } }, "multipleOf must be a whole number"],
                              [{ type: "object", properties: { a: { type: "string", pattern: "(a)\\1" } } }, "backreferences"],
                              [{ type: "object", properties: { a: { type: "integer", minimum: 1, maximum: 0 } } }, "no number lies within"],
