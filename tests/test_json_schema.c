@@ -56,6 +56,10 @@ static void check_refusals(void) {
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":1e999}}}", "must be numbers within a double's range"},
         {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":0.2,\"maximum\":0.8}}}", "no number lies within its minimum and maximum"},
         {"{\"properties\":{\"a\":{\"type\":\"number\",\"exclusiveMinimum\":1,\"maximum\":1}}}", "no number lies within"},
+        /* no number of JSON mode's 48 characters reaches these (check_number_lengths) */
+        {"{\"properties\":{\"a\":{\"type\":\"number\",\"exclusiveMinimum\":0,\"maximum\":1e-300}}}", "no number lies within"},
+        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":1e60}}}", "no number lies within"},
+        {"{\"properties\":{\"a\":{\"type\":\"number\",\"maximum\":-5e77}}}", "no number lies within"},
         {"{\"properties\":{\"a\":{\"enum\":[1,2],\"minimum\":3}}}", "no enum value has the type, length, pattern and bounds"},
         {"{\"properties\":{\"a\":{\"type\":\"string\",\"minLength\":3,\"maxLength\":2}}}", "minLength is above maxLength"},
         {"{\"properties\":{\"a\":{\"enum\":[\"abc\"],\"maxLength\":2}}}", "no enum value has the type, length"},
@@ -461,6 +465,24 @@ static void check_refused_after(const g4_schema *sc, const char *prefix, const c
     CHECK(first_refused(sc, text, &complete) == (long)n, "%s text '%s' refused at its last part", what, text);
 }
 
+typedef struct refused_at {
+    const char *prefix, *refused; /* the text is refused where `refused` begins */
+} refused_at;
+
+/* A schema that must compile: its instances taken whole, texts refused where their last part begins, and `walks`
+ * random walks judged by the validator. The compiled schema for more checks (the caller frees it), or NULL. */
+static g4_schema *check_schema(const char *what, const char *schema_text, const char *const *good, size_t n_good,
+                               const refused_at *bad, size_t n_bad, int walks) {
+    g4_err err = {0};
+    g4_schema *sc = compile(schema_text, &err);
+    CHECK(sc != NULL, "the %s schema compiles: %s", what, err.msg);
+    if (!sc) return NULL;
+    check_taken(sc, schema_text, good, n_good, what);
+    for (size_t i = 0; i < n_bad; i++) check_refused_after(sc, bad[i].prefix, bad[i].refused, what);
+    check_walks(sc, schema_text, walks);
+    return sc;
+}
+
 /* multipleOf (whole numbers): a digit is taken only when some digits after it make a multiple, a number ends only on
  * one, no fraction or exponent, at most 15 digits; judged by a validator that divides doubles. */
 static void check_multiples(void) {
@@ -468,20 +490,13 @@ static void check_multiples(void) {
         "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"multipleOf\":7},"
         "\"m\":{\"type\":[\"number\",\"null\"],\"multipleOf\":250},\"big\":{\"type\":\"integer\",\"multipleOf\":2147483647},"
         "\"s\":{\"type\":\"string\",\"multipleOf\":3}},\"required\":[\"n\",\"m\",\"big\",\"s\"]}";
-    g4_err err = {0};
-    g4_schema *sc = compile(schema_text, &err);
-    CHECK(sc != NULL, "the multipleOf schema compiles: %s", err.msg);
-    if (!sc) return;
     static const char *const good[] = {
         "{\"n\":14,\"m\":-500,\"big\":0,\"s\":\"x\"}",
         "{\"n\":-7,\"m\":0,\"big\":4294967294,\"s\":\"\"}",
         "{\"n\":0,\"m\":null,\"big\":-2147483647,\"s\":\"4\"}",
         "{\"n\":700000000000007,\"m\":250,\"big\":999999382545667,\"s\":\"\"}", /* 15 digits */
     };
-    check_taken(sc, schema_text, good, sizeof good / sizeof *good, "multiple");
-    static const struct {
-        const char *prefix, *refused;
-    } bad_texts[] = {
+    static const refused_at bad[] = {
         {"{\"n\":15", ","},          /* 15 is no multiple of 7 (though 154 would be: the 5 was taken) */
         {"{\"n\":-1", "}"},
         {"{\"n\":7", "."},           /* no fraction */
@@ -491,10 +506,7 @@ static void check_multiples(void) {
         {"{\"n\":14,\"m\":25", ","},     /* 25 is no multiple of 250 (though 251000 is: digits go on) */
         {"{\"n\":14,\"m\":1", "."},
     };
-    for (size_t i = 0; i < sizeof bad_texts / sizeof *bad_texts; i++)
-        check_refused_after(sc, bad_texts[i].prefix, bad_texts[i].refused, "multiple");
-    check_walks(sc, schema_text, 300);
-    g4_schema_free(sc);
+    g4_schema_free(check_schema("multiple", schema_text, good, sizeof good / sizeof *good, bad, sizeof bad / sizeof *bad, 300));
 }
 
 /* A pattern beside minLength / maxLength: characters counted as a length counts them (an escape or a surrogate pair
@@ -738,10 +750,6 @@ static const char *const union_schema =
     "\"required\":[\"pet\",\"any\"]}";
 
 static void check_unions(void) {
-    g4_err err = {0};
-    g4_schema *sc = compile(union_schema, &err);
-    CHECK(sc != NULL, "the union schema compiles: %s", err.msg);
-    if (!sc) return;
     static const char *const good[] = {
         "{\"pet\":{\"kind\":\"cat\",\"lives\":9},\"any\":{\"kind\":\"dog\",\"name\":\"Rex\"}}",
         "{\"pet\":{\"kind\":\"dog\"},\"any\":{\"name\":\"Felix\",\"lives\":-1.5}}", /* only the note has a 5-letter name */
@@ -750,10 +758,7 @@ static void check_unions(void) {
         "{\"pet\":null,\"any\":-0.5}",
         "{\"pet\":null,\"any\":{\"kind\":\"cat\",\"lives\":1},\"list\":[{\"a\":\"x\"},{\"a\":\"y\",\"b\":2},{\"a\":\"\"}]}",
     };
-    check_taken(sc, union_schema, good, sizeof good / sizeof *good, "union");
-    static const struct {
-        const char *prefix, *refused;
-    } bad_texts[] = {
+    static const refused_at bad[] = {
         {"{\"pet\":{\"kind\":\"", "b"},                        /* neither cat nor dog */
         {"{\"pet\":{\"kind\":\"cat\",\"", "n"},              /* a cat has no name */
         {"{\"pet\":{\"kind\":\"cat\"", "}"},                  /* nor goes without lives */
@@ -765,8 +770,8 @@ static void check_unions(void) {
         {"{\"pet\":null,\"any\":1", "."},                       /* 1. leads to neither */
         {"{\"pet\":null,\"any\":10,\"list\":[{\"a\":\"x\",\"b\":1", "."},
     };
-    for (size_t i = 0; i < sizeof bad_texts / sizeof *bad_texts; i++)
-        check_refused_after(sc, bad_texts[i].prefix, bad_texts[i].refused, "union");
+    g4_schema *sc = check_schema("union", union_schema, good, sizeof good / sizeof *good, bad, sizeof bad / sizeof *bad, 300);
+    if (!sc) return;
     /* Alternatives that took the same item leave one path behind when it closes: 40 items both take, then one that
      * only the second takes (without that, paths would double with each item, past what a state holds). */
     char text[2048];
@@ -779,7 +784,6 @@ static void check_unions(void) {
     g4_schema_state st = {0};
     g4_schema_feed(sc, &st, (const unsigned char *)text, (size_t)n + 8); /* inside the last item's first string */
     CHECK(st.forks == 1, "inside an item of two alternatives: %d paths", st.forks + 1);
-    check_walks(sc, union_schema, 300);
     g4_schema_free(sc);
     /* More alternatives of one type than a state holds paths for: the later ones are left out, never wrongly taken. */
     char wide[4096];
@@ -789,57 +793,34 @@ static void check_unions(void) {
                       "\"required\":[\"k%d\"]},{\"properties\":{\"j%d\":{\"const\":%d}},\"required\":[\"j%d\"]}]}",
                       i ? "," : "", i, i, i, i, i, i);
     snprintf(wide + n, sizeof wide - (size_t)n, "]}},\"required\":[\"v\"]}");
-    sc = compile(wide, &err);
-    CHECK(sc != NULL, "32 object alternatives compile: %s", err.msg);
-    if (sc) {
-        static const char *const first[] = {"{\"v\":{\"k0\":0}}", "{\"v\":{\"j7\":7}}"};
-        check_taken(sc, wide, first, 2, "the first 16 alternatives");
-        check_refused_after(sc, "{\"v\":{\"k", "8", "the 17th alternative on");
-        check_walks(sc, wide, 100);
-    }
-    g4_schema_free(sc);
+    static const char *const first[] = {"{\"v\":{\"k0\":0}}", "{\"v\":{\"j7\":7}}"}; /* the first 16 alternatives */
+    static const refused_at later[] = {{"{\"v\":{\"k", "8"}};                      /* the 17th alternative on */
+    g4_schema_free(check_schema("32 object alternatives", wide, first, 2, later, 1, 100));
 }
 
 /* Bounded numbers within JSON mode's 48 characters for a number: a prefix is taken only when the rest still fits
- * (a run of zeros after "0." stops where one more digit is needed), ends far from 1 are kept exactly (a maximum
- * of 1e-300 is not 1e-44), and a range no number of 48 characters reaches is refused. */
+ * (a run of zeros after "0." stops where one more digit is needed), and ends far from 1 are kept exactly (a maximum
+ * of 1e-300 is not 1e-44); ranges no number of 48 characters reaches are among check_refusals'. */
 static void check_number_lengths(void) {
-    static const struct {
-        const char *schema, *message;
-    } bad[] = {
-        {"{\"properties\":{\"a\":{\"type\":\"number\",\"exclusiveMinimum\":0,\"maximum\":1e-300}}}", "no number lies within"},
-        {"{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":1e60}}}", "no number lies within"},
-        {"{\"properties\":{\"a\":{\"type\":\"number\",\"maximum\":-5e77}}}", "no number lies within"},
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        g4_err err = {0};
-        g4_schema *sc = compile(bad[i].schema, &err);
-        CHECK(!sc && strstr(err.msg, bad[i].message), "refusal %zu: '%s' gave '%s'", i, bad[i].schema, err.msg);
-        g4_schema_free(sc);
-    }
     const char *schema_text =
         "{\"properties\":{\"p\":{\"type\":\"number\",\"exclusiveMinimum\":0},\"tiny\":{\"type\":\"number\","
         "\"minimum\":1e-30,\"maximum\":1e-29},\"big\":{\"type\":\"integer\",\"minimum\":1e40},"
         "\"small\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1e-300}},\"required\":[\"p\",\"tiny\",\"big\",\"small\"]}";
-    g4_err err = {0};
-    g4_schema *sc = compile(schema_text, &err);
-    CHECK(sc != NULL, "the long numbers' schema compiles: %s", err.msg);
-    if (!sc) return;
     static const char *const good[] = {
         "{\"p\":0.5,\"tiny\":0.000000000000000000000000000001,\"big\":10000000000000000000000000000000000000000,\"small\":0}",
         "{\"p\":0.0000000000000000000000000000000000000000000001," /* 48 characters */
         "\"tiny\":0.0000000000000000000000000000099,"
         "\"big\":123456789012345678901234567890123456789012345678,\"small\":0.0}",
     };
-    check_taken(sc, schema_text, good, sizeof good / sizeof *good, "long number");
-    char zeros[128];
+    char zeros[128], small[160];
     snprintf(zeros, sizeof zeros, "{\"p\":0.%.45d", 0); /* "0." and 45 zeros: 47 characters */
-    check_refused_after(sc, zeros, "0", "a 46th zero leaves no room for the digit p needs");
-    snprintf(zeros, sizeof zeros, "{\"p\":1,\"tiny\":0.00000000000000000000000000001,\"big\":10000000000000000000000000000000000000000,"
+    snprintf(small, sizeof small, "{\"p\":1,\"tiny\":0.00000000000000000000000000001,\"big\":10000000000000000000000000000000000000000,"
              "\"small\":0.%.44d", 0);
-    check_refused_after(sc, zeros, "1", "1e-45 above a maximum of 1e-300");
-    check_walks(sc, schema_text, 300);
-    g4_schema_free(sc);
+    const refused_at bad[] = {
+        {zeros, "0"}, /* a 46th zero leaves no room for the digit p needs */
+        {small, "1"}, /* 1e-45 is above a maximum of 1e-300 */
+    };
+    g4_schema_free(check_schema("long number", schema_text, good, sizeof good / sizeof *good, bad, sizeof bad / sizeof *bad, 300));
 }
 
 /* uniqueItems over enum values: each value once (1 and 1.0 are one value), the array ends when none is left. */
@@ -849,18 +830,11 @@ static void check_unique_items(void) {
         "\"minItems\":1,\"items\":{\"enum\":[\"red\",\"green\",\"blue\",1,1.0,null,\"r\"]}},"
         "\"two\":{\"type\":\"array\",\"uniqueItems\":true,\"minItems\":2,\"items\":{\"$ref\":\"#/$defs/yn\"}},"
         "\"free\":{\"type\":\"array\",\"uniqueItems\":false,\"items\":{\"enum\":[1]}}},\"required\":[\"tags\",\"two\"]}";
-    g4_err err = {0};
-    g4_schema *sc = compile(schema_text, &err);
-    CHECK(sc != NULL, "the uniqueItems schema compiles: %s", err.msg);
-    if (!sc) return;
     static const char *const good[] = {
         "{\"tags\":[\"red\",\"blue\",1,null,\"r\",\"green\"],\"two\":[false,true]}",
         "{\"tags\":[\"r\",\"red\"],\"two\":[true,false],\"free\":[1,1,1]}",
     };
-    check_taken(sc, schema_text, good, sizeof good / sizeof *good, "unique");
-    static const struct {
-        const char *prefix, *refused;
-    } bad_texts[] = {
+    static const refused_at bad[] = {
         {"{\"tags\":[\"red\",\"r", "e"},     /* red again (r is another value: the quote would be taken) */
         {"{\"tags\":[\"r\",\"red\",\"", "r"},  /* both used */
         {"{\"tags\":[1,", "1"},                  /* 1 again (1.0 was the same value) */
@@ -869,10 +843,7 @@ static void check_unique_items(void) {
         {"{\"tags\":[\"red\"],\"two\":[true", "]"}, /* minItems 2 */
         {"{\"tags\":[", "]"},                    /* minItems 1 */
     };
-    for (size_t i = 0; i < sizeof bad_texts / sizeof *bad_texts; i++)
-        check_refused_after(sc, bad_texts[i].prefix, bad_texts[i].refused, "unique");
-    check_walks(sc, schema_text, 300);
-    g4_schema_free(sc);
+    g4_schema_free(check_schema("unique", schema_text, good, sizeof good / sizeof *good, bad, sizeof bad / sizeof *bad, 300));
 }
 
 /* ---- generation on the tiny model ---- */

@@ -42,44 +42,6 @@ static int digit_at(const g4_decimal *x, uint32_t i) {
     return i < x->n_sig ? x->sig[i] : '0';
 }
 
-static uint32_t chars_used(const g4_schema_frame *f);
-static uint32_t fewest_more(const g4_number_range *r, const g4_schema_frame *f);
-
-int g4_number_bounds_make(double lo, double hi, g4_number_bounds *b) {
-    int any = 0;
-    for (int neg = 0; neg < 2; neg++) {
-        const double from = neg ? fmax(0, -hi) : fmax(0, lo), to = neg ? -lo : hi;
-        g4_number_range *r = &b->sign[neg];
-        *r = (g4_number_range){.ok = from <= to, .open = isinf(to)};
-        if (!r->ok) continue;
-        r->lo = decimal_of(from);
-        if (!r->open) r->hi = decimal_of(to);
-        const g4_schema_frame none = {.scalar = (uint8_t)(G4_NUM_ON | (neg ? G4_NUM_NEG : 0))};
-        r->ok = chars_used(&none) + fewest_more(r, &none) <= G4_JSON_MAX_NUMBER; /* else none can be written */
-        any |= r->ok;
-    }
-    return any;
-}
-
-static uint64_t compare_digit(uint64_t cmp, const g4_decimal *x, uint32_t i, int d) {
-    if (cmp != CMP_EQ) return cmp;
-    const int xd = digit_at(x, i);
-    return d < xd ? CMP_LT : d > xd ? CMP_GT : CMP_EQ;
-}
-
-/* A number of `len` integer digits beginning with the prefix (compared `cmp` with the end's leading digits). */
-static int under_hi(const g4_number_range *r, uint32_t len, int cmp) {
-    return r->open || len < (uint32_t)r->hi.n_int || (len == (uint32_t)r->hi.n_int && cmp != CMP_GT);
-}
-
-static int over_lo(const g4_number_range *r, uint32_t len, int cmp) {
-    return len > (uint32_t)r->lo.n_int || (len == (uint32_t)r->lo.n_int && cmp != CMP_LT);
-}
-
-static const g4_number_range *range_of(const g4_number_bounds *b, const g4_schema_frame *f) {
-    return &b->sign[f->scalar & G4_NUM_NEG ? 1 : 0];
-}
-
 /* Characters written so far: the sign, the integer digits (a leading 0 is not in count), the point, the fraction. */
 static uint32_t chars_used(const g4_schema_frame *f) {
     return !!(f->scalar & G4_NUM_NEG) + (f->scalar & G4_NUM_ZERO ? 1 : f->count) + !!(f->scalar & G4_NUM_POINT) + f->pos;
@@ -118,6 +80,41 @@ static uint32_t fewest_more(const g4_number_range *r, const g4_schema_frame *f) 
     for (uint32_t j = written; j < lo_end; j++)
         if (digit_at(&r->lo, j) < '9' && (!tight || bump_fits(r, written, j))) return lead + (j - written + 1);
     return lead + (lo_end - written);
+}
+
+int g4_number_bounds_make(double lo, double hi, g4_number_bounds *b) {
+    int any = 0;
+    for (int neg = 0; neg < 2; neg++) {
+        const double from = neg ? fmax(0, -hi) : fmax(0, lo), to = neg ? -lo : hi;
+        g4_number_range *r = &b->sign[neg];
+        *r = (g4_number_range){.ok = from <= to, .open = isinf(to)};
+        if (!r->ok) continue;
+        r->lo = decimal_of(from);
+        if (!r->open) r->hi = decimal_of(to);
+        const g4_schema_frame none = {.scalar = (uint8_t)(G4_NUM_ON | (neg ? G4_NUM_NEG : 0))};
+        r->ok = chars_used(&none) + fewest_more(r, &none) <= G4_JSON_MAX_NUMBER; /* else none can be written */
+        any |= r->ok;
+    }
+    return any;
+}
+
+static uint64_t compare_digit(uint64_t cmp, const g4_decimal *x, uint32_t i, int d) {
+    if (cmp != CMP_EQ) return cmp;
+    const int xd = digit_at(x, i);
+    return d < xd ? CMP_LT : d > xd ? CMP_GT : CMP_EQ;
+}
+
+/* A number of `len` integer digits beginning with the prefix (compared `cmp` with the end's leading digits). */
+static int under_hi(const g4_number_range *r, uint32_t len, int cmp) {
+    return r->open || len < (uint32_t)r->hi.n_int || (len == (uint32_t)r->hi.n_int && cmp != CMP_GT);
+}
+
+static int over_lo(const g4_number_range *r, uint32_t len, int cmp) {
+    return len > (uint32_t)r->lo.n_int || (len == (uint32_t)r->lo.n_int && cmp != CMP_LT);
+}
+
+static const g4_number_range *range_of(const g4_number_bounds *b, const g4_schema_frame *f) {
+    return &b->sign[f->scalar & G4_NUM_NEG ? 1 : 0];
 }
 
 /* Whether the number begun can still end within its range, within JSON mode's length for a number. */

@@ -109,6 +109,10 @@ static int keep_text(g4_schema *s, const char *bytes, size_t len, schema_text *o
     return 0;
 }
 
+static int same_text(const g4_schema *s, schema_text a, schema_text b) {
+    return a.len == b.len && !memcmp(s->text + a.at, s->text + b.at, a.len);
+}
+
 /* Whether the grammar lets a key (or a value) be written so: cJSON reads strings that are not UTF-8, which an
  * answer can never hold. */
 static int writable(const char *printed, int key) {
@@ -284,12 +288,10 @@ static int compile_enum(compiler *c, schema_node *n, const cJSON *values, int ty
         if (t & T_NUMBER && !(v->valuedouble >= lo && v->valuedouble <= hi)) continue;
         int rc = keep_printed(c, v, 0, &s->enums[s->n_enums], where);
         if (rc) return rc;
-        const schema_text kept = s->enums[s->n_enums];
         int again = 0; /* the same value twice (1 and 1.0 print alike): one text, so that items can differ */
-        for (int i = 0; i < n->n_enum && !again; i++)
-            again = s->enums[n->enum0 + i].len == kept.len && !memcmp(s->text + s->enums[n->enum0 + i].at, s->text + kept.at, kept.len);
+        for (int i = 0; i < n->n_enum && !again; i++) again = same_text(s, s->enums[n->enum0 + i], s->enums[s->n_enums]);
         if (again) {
-            s->n_text -= kept.len;
+            s->n_text -= s->enums[s->n_enums].len;
             continue;
         }
         s->n_enums++, n->n_enum++;
@@ -308,13 +310,14 @@ static int deref(const g4_schema *s, int id) {
 
 /* uniqueItems: followed for items that are enum or const values (the texts are canonical, so two items are equal
  * exactly when their texts are), each value used once; an array that asks for more items than there are values has
- * no instance. */
-static int check_unique(compiler *c, const schema_node *n, const char *where) {
+ * no instance. items becomes the enum node itself, past any $ref. */
+static int check_unique(compiler *c, schema_node *n, const char *where) {
     const int item = n->items >= 0 ? deref(c->s, n->items) : -1;
     const schema_node *it = item >= 0 ? &c->s->nodes[item] : NULL;
     if (!it || !it->n_enum || it->n_alts)
         return fail(c, where, "uniqueItems is enforced only where the items are enum or const values", NULL);
     if (n->min_items > it->n_enum) return fail(c, where, "uniqueItems: minItems asks for more items than there are values", NULL);
+    n->items = item;
     return 0;
 }
 
@@ -467,10 +470,8 @@ static int disjoint(const g4_schema *s, int a, int b, int depth) {
     if (depth > 1 || x->n_alts || y->n_alts) return 0;
     if (x->n_enum && y->n_enum) {
         for (int i = 0; i < x->n_enum; i++)
-            for (int j = 0; j < y->n_enum; j++) {
-                const schema_text u = s->enums[x->enum0 + i], v = s->enums[y->enum0 + j];
-                if (u.len == v.len && !memcmp(s->text + u.at, s->text + v.at, u.len)) return 0;
-            }
+            for (int j = 0; j < y->n_enum; j++)
+                if (same_text(s, s->enums[x->enum0 + i], s->enums[y->enum0 + j])) return 0;
         return 1;
     }
     if (!x->has_props || !y->has_props || (x->types | y->types) != T_OBJECT) return 0;
@@ -478,8 +479,7 @@ static int disjoint(const g4_schema *s, int a, int b, int depth) {
         const schema_prop *p = &s->props[x->prop0 + i];
         for (int j = 0; p->required && j < y->n_props; j++) {
             const schema_prop *q = &s->props[y->prop0 + j];
-            if (q->required && p->key.len == q->key.len && !memcmp(s->text + p->key.at, s->text + q->key.at, p->key.len) &&
-                disjoint(s, p->node, q->node, depth + 1))
+            if (q->required && same_text(s, p->key, q->key) && disjoint(s, p->node, q->node, depth + 1))
                 return 1;
         }
     }
@@ -769,6 +769,7 @@ static int open_value(const g4_schema *s, g4_schema_path *st, int id, unsigned c
 static int begin(const g4_schema *s, g4_schema_state *state, int at, unsigned char c) {
     g4_schema_path *st = &state->p[at];
     int id = 0; /* the root */
+    uint64_t used = 0; /* uniqueItems: the enum values earlier items took */
     if (st->n) {
         g4_schema_frame *top = &st->f[st->n - 1];
         if (top->kind == F_ANY) return top->count++, 0;
@@ -778,18 +779,18 @@ static int begin(const g4_schema *s, g4_schema_state *state, int at, unsigned ch
             if (a->max_items >= 0 && top->count >= (uint32_t)a->max_items) return -1;
             top->count++;
             id = a->items;
-            if (a->unique) { /* one enum node: its values used before are out (top->mask) */
-                if (open_value(s, st, deref(s, id), c)) return -1;
-                if ((st->f[st->n - 1].mask &= ~top->mask)) return 0;
-                st->n--;
-                return -1;
-            }
+            if (a->unique) used = top->mask;
         }
     }
     if (id < 0) return open_value(s, st, -1, c);
     int ids[G4_SCHEMA_MAX_PATHS], taken = 0;
     const int k = resolve(s, id, type_of_first(c), ids);
-    if (k <= 1) return k ? open_value(s, st, ids[0], c) : -1;
+    if (k <= 1) { /* a unique array's items are one enum node */
+        if (!k || open_value(s, st, ids[0], c)) return -1;
+        if (!used || (st->f[st->n - 1].mask &= ~used)) return 0;
+        st->n--;
+        return -1;
+    }
     g4_schema_path before; /* each alternative starts from here */
     copy_path(&before, st);
     for (int i = 0; i < k; i++) {
@@ -895,7 +896,7 @@ static int event(const g4_schema *s, g4_schema_state *state, int at, int what, u
     if (what == G4_JEV_COMMA) {
         /* an item begun fitted, so the next one will; a property after this one may not */
         if (f->kind == F_OBJECT) return key_candidates(s, n, (int)f->count, st->n) ? 0 : -1;
-        if (n->unique && __builtin_popcountll(f->mask) >= s->nodes[deref(s, n->items)].n_enum) return -1; /* none left */
+        if (n->unique && __builtin_popcountll(f->mask) >= s->nodes[n->items].n_enum) return -1; /* none left */
         return n->max_items < 0 || f->count < (uint32_t)n->max_items ? 0 : -1;
     }
     if (what == G4_JEV_KEY) {
