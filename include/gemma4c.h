@@ -460,7 +460,9 @@ typedef struct gemma4c_convert_params {
     void (*progress)(void *user, size_t done, size_t total, const char *tensor); /* after each tensor; may be NULL */
     void *progress_user;
     /* What q4 and q4-mix calibrate their rounding on (all unset: a built-in text of prose, code and a few languages,
-     * through the model's tokenizer); its first 8192 tokens run through the float model. At most one of: */
+     * through the model's tokenizer); its first 8192 tokens run through the float model. Read during the call only.
+     * GEMMA4C_ERR_ARG when more than one is set, one is empty, the recipe is not q4/q4-mix, or an id lies outside
+     * the vocabulary. At most one of: */
     const char *calibration_text;     /* UTF-8 text through the model's tokenizer (e.g. from your own domain) */
     size_t calibration_text_len;
     const int32_t *calibration_ids;   /* token ids (for a checkpoint without a tokenizer gemma4c reads) */
