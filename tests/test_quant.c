@@ -537,9 +537,9 @@ static void check_many(const g4_quant_ops *ops, int threads, int64_t T, int64_t 
 }
 
 static void check_products(void) {
-    /* 6 to 48: the few-row product where a variant has one (13 and up in passes: 16 as 8 + 8, 37 as 13 + 12 + 12);
-     * 150 x 2560 cuts K into chunks for every variant */
-    const int64_t Ts[] = {1, 3, 5, 6, 9, 12, 13, 16, 24, 37, 48, 49, 70, 150};
+    /* 4 to 48: the few-row product where a variant has one (in panels of 8 rows: 37 as 8 + 8 + 8 + 8 + 5); 150 x
+     * 2560 cuts K into chunks for every variant */
+    const int64_t Ts[] = {1, 3, 4, 5, 6, 8, 9, 12, 13, 16, 24, 37, 48, 49, 70, 150};
     for (int v = 0; v < n_variants; v++)
         for (int threads = 1; threads <= 3; threads++)
             for (int qt = 0; qt < G4_QT_COUNT; qt++)
@@ -548,7 +548,7 @@ static void check_products(void) {
                     if (T == 150 && (threads != 2 || qt != G4_QT_Q4)) continue; /* slow check: once is enough */
                     check_qmatmul(variants[v], threads, qt, T, K, N);
                 }
-    /* rows of more than 512 blocks: the few-row product takes them in chunks, adding up */
+    /* rows of 515 blocks: a few-row panel of 198 KB, larger than L1 and half of L2 */
     for (int v = 0; v < n_variants; v++) check_qmatmul(variants[v], 2, G4_QT_Q4, 7, 515 * 32, 21);
 }
 

@@ -489,23 +489,21 @@ static size_t worker_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
            align64((size_t)n_panels(ops, T) * GROUP_TILES * (size_t)ops->n_tile * (size_t)ops->t_tile * sizeof(float));
 }
 
-/* The few-row product: up to WS_CHUNK blocks of G4_QWS_ROWS weight rows packed at a time (per worker; a row of
- * the widest matrices in one go: smaller chunks measured slower), and the rows WS_AHEAD groups on prefetched
- * meanwhile (1 to 32 measured alike within the noise; 2 kept), 1/WS_PACK_SHARE of them while packing and the rest
- * while multiplying, so that the memory stream overlaps the arithmetic: 8 rows of a 16384 x 8192 Q4 matrix took
- * 6.3-6.5 ms with every prefetch in the packing, 5.0-5.3 ms so (a quarter to a third in the packing measured best). */
-enum { WS_CHUNK = 512, WS_AHEAD = 2, WS_PACK_SHARE = 4 };
-/* Up to WS_PASSES x ws_max_t activation rows take the few-row product, in passes over each packed chunk (the
- * weights are still read once); beyond, the panel product is faster. */
-enum { WS_PASSES = 4 };
-static size_t ws_bytes(const g4_quant_ops *ops, int64_t K) {
-    return ops->ws_max_t ? align64((size_t)WS_CHUNK * G4_QWS_ROWS * 36) : 0;
+/* The few-row product (ops->few_rows) takes up to FEW_MAX_T activation rows, in panels of G4_QFEW_T; beyond, the
+ * panel product is faster. Work items are FEW_ROWS weight rows. */
+enum { FEW_MAX_T = 48, FEW_ROWS = 16 };
+static int takes_few(const g4_quant_ops *ops, int64_t T) { return ops->few_rows && T <= FEW_MAX_T; }
+static size_t few_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
+    int64_t t = T < FEW_MAX_T ? T : FEW_MAX_T;
+    if (!ops->few_rows) return 0;
+    return (size_t)((t + G4_QFEW_T - 1) / G4_QFEW_T) * (size_t)(K / G4_QBLOCK) * G4_QFEW_PANEL_BLOCK;
 }
 
 size_t g4_qmatmul_act_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K) {
     if (T < GEMM_MIN_T) return 0;
-    size_t worker = worker_bytes(ops, T, K) > ws_bytes(ops, K) ? worker_bytes(ops, T, K) : ws_bytes(ops, K);
-    return 64 + align64((size_t)n_panels(ops, T) * g4_qpanel_bytes(ops->t_tile, K)) + (size_t)g4_pool_size(pool) * worker;
+    size_t gemm = align64((size_t)n_panels(ops, T) * g4_qpanel_bytes(ops->t_tile, K)) +
+                  (size_t)g4_pool_size(pool) * worker_bytes(ops, T, K);
+    return 64 + (gemm > few_bytes(ops, T, K) ? gemm : few_bytes(ops, T, K));
 }
 
 size_t g4_qmatmul_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K) {
@@ -666,38 +664,13 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end, int worker) {
     }
 }
 
-/* Groups of G4_QWS_ROWS weight rows, WS_CHUNK blocks at a time: each chunk packed and run against every
- * activation row (in passes of at most ws_max_t rows); meanwhile the group WS_AHEAD groups on is prefetched, as one stream. */
-static void ws_range(void *ctx, int64_t begin, int64_t end, int worker) {
+/* Rows [begin, end) x FEW_ROWS in one call, prefetching up to FEW_ROWS rows past them. */
+static void few_range(void *ctx, int64_t begin, int64_t end, int worker) {
     qjob *j = ctx;
-    unsigned char *packed = j->work + (size_t)worker * j->work_bytes;
-    const int64_t nb = j->K / G4_QBLOCK;
-    const size_t bb = j->row_bytes / (size_t)nb;
-    const int64_t passes = (j->T + j->ops->ws_max_t - 1) / j->ops->ws_max_t;
-    for (int64_t g = begin; g < end; g++) {
-        const int64_t n0 = g * G4_QWS_ROWS, ahead = n0 + WS_AHEAD * G4_QWS_ROWS;
-        const int nr = (int)min64(j->N - n0, G4_QWS_ROWS);
-        const int64_t next = ahead < j->N ? min64(j->N - ahead, G4_QWS_ROWS) : 0;
-        for (int64_t b0 = 0; b0 < nb; b0 += WS_CHUNK) {
-            const int64_t n = min64(nb - b0, WS_CHUNK);
-            /* this chunk's share of the rows ahead */
-            const size_t span = (size_t)next * j->row_bytes, from = span * (size_t)b0 / (size_t)nb;
-            const size_t share = span * (size_t)(b0 + n) / (size_t)nb - from;
-            const unsigned char *ahead_w = next ? j->w + (size_t)ahead * j->row_bytes + from : NULL;
-            const size_t in_pack = ahead_w ? share / WS_PACK_SHARE & ~(size_t)63 : 0;
-            j->ops->ws_pack(j->qt, j->w + (size_t)n0 * j->row_bytes + (size_t)b0 * bb, j->row_bytes, nr, n, packed,
-                            ahead_w, in_pack);
-            size_t done = in_pack;
-            for (int64_t t0 = 0, p = 0; p < passes; p++) { /* even passes: 16 rows as 8 + 8, not 12 + 4 */
-                const int64_t rows = (j->T - t0) / (passes - p);
-                const size_t part = ahead_w ? (share - done) / (size_t)(passes - p) : 0;
-                j->ops->ws_gemm(packed, n, j->act + (size_t)t0 * j->act_stride, j->act_stride, (int)rows, j->K, b0,
-                                j->y + t0 * j->N + n0, j->N, nr, ahead_w ? ahead_w + done : NULL, part);
-                done += part;
-                t0 += rows;
-            }
-        }
-    }
+    const int64_t n0 = begin * FEW_ROWS, n1 = min64(end * FEW_ROWS, j->N);
+    j->ops->few_rows(j->qt, j->w + (size_t)n0 * j->row_bytes, j->row_bytes, n1 - n0, j->K / G4_QBLOCK, j->panels,
+                     (int)j->T, j->y + n0, j->N, min64(j->N - n1, FEW_ROWS));
+    (void)worker;
 }
 
 int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
@@ -710,10 +683,13 @@ int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int6
         return g4_qmatvec_many(ops, pool, act, T, K, &m, 1, NULL, NULL);
     }
     int64_t panels = n_panels(ops, T), group = (int64_t)ops->n_tile * GROUP_TILES;
-    if (T <= (int64_t)ops->ws_max_t * WS_PASSES) {
-        j.work = align_ptr(scratch);
-        j.work_bytes = ws_bytes(ops, K);
-        g4_pool_for(pool, (N + G4_QWS_ROWS - 1) / G4_QWS_ROWS, 1, ws_range, &j);
+    if (takes_few(ops, T)) {
+        j.panels = align_ptr(scratch);
+        const size_t pass_bytes = (size_t)(K / G4_QBLOCK) * G4_QFEW_PANEL_BLOCK;
+        for (int64_t t0 = 0; t0 < T; t0 += G4_QFEW_T)
+            ops->few_panel(wtype, j.act + (size_t)t0 * j.act_stride, j.act_stride, (int)min64(T - t0, G4_QFEW_T), K,
+                           j.panels + (size_t)(t0 / G4_QFEW_T) * pass_bytes);
+        g4_pool_for(pool, (N + FEW_ROWS - 1) / FEW_ROWS, 1, few_range, &j);
         return 0;
     }
     j.panels = align_ptr(scratch);

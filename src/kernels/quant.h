@@ -112,23 +112,22 @@ typedef struct g4_quant_ops {
      * rows t >= nt of the panel are padding the kernel may skip (their outputs are then unspecified). */
     void (*gemm)(int qt, const void *wrows, size_t wstride, int nr, const void *panel, int nt, int64_t b0,
                  int64_t nb, float *out, int accumulate);
-    /* Optional (0 / NULL: unused), for a few activation rows (a batch of decoding sessions): weight rows rather
-     * than activation rows fill the vector lanes, so that no lane is idle however few rows there are.
-     * ws_pack turns blocks [0, nb) of G4_QWS_ROWS weight rows (nr of them real, the rest zero) into one buffer:
-     * per block, G4_QWS_ROWS * 32 bytes (group g of 4 values of every row, rows side by side: the value + 128),
-     * then G4_QWS_ROWS float scales. ws_gemm: y[t * ldy + i] = Σ_b (row i, block b) · (activation row t, block b)
-     * for t < T <= ws_max_t and i < nr, activation rows act_stride bytes apart. Both prefetch the next_bytes at
-     * `next` (rows still to come: NULL for none) evenly along the way, one stream the hardware keeps up with, so
-     * that reading memory overlaps the arithmetic. */
-    int ws_max_t;
-    void (*ws_pack)(int qt, const void *w, size_t row_bytes, int nr, int64_t nb, void *dst, const void *next,
-                    size_t next_bytes);
-    void (*ws_gemm)(const void *packed, int64_t nb, const void *act, size_t act_stride, int T, int64_t K, int64_t b0,
-                    float *y, int64_t ldy, int nr, const void *next, size_t next_bytes);
+    /* Optional (NULL: unused), for a few activation rows (sessions decoding together): the weights are read as
+     * stored, each row once, with the activation rows in the vector lanes, so nothing is repacked per product.
+     * few_panel arranges T <= G4_QFEW_T activation rows (act_stride bytes apart) for weights of format qt into
+     * G4_QFEW_PANEL_BLOCK bytes per block (K/32 blocks; rows past T count as zero). few_rows: y[t * ldy + i] =
+     * W_i · (activation row t) for i < n and t < T, W_i the n rows at w (row_bytes apart, nb blocks each), the
+     * activation rows given as ceil(T / G4_QFEW_T) panels one after the other (rows 8p.. in panel p); the
+     * `ahead` rows after the n are prefetched along the way, so that reading memory overlaps the arithmetic. */
+    void (*few_panel)(int qt, const void *act, size_t act_stride, int T, int64_t K, void *panel);
+    void (*few_rows)(int qt, const void *w, size_t row_bytes, int64_t n, int64_t nb, const void *panels, int T,
+                     float *y, int64_t ldy, int64_t ahead);
 } g4_quant_ops;
 
-/* Weight rows side by side in the optional few-row product (one 512-bit vector of 32-bit lanes). */
-#define G4_QWS_ROWS 16
+/* Activation rows one few-row panel holds (two halves of a block each in a 512-bit vector's 32-bit lanes), and
+ * its bytes per block: 4 vectors of activation bytes, the offsets' start values, the scales. */
+#define G4_QFEW_T 8
+#define G4_QFEW_PANEL_BLOCK 384
 
 const g4_quant_ops *g4_quant_ops_portable(void);
 const g4_quant_ops *g4_quant_ops_avx2(void);       /* NULL when the build or the CPU lacks AVX2 + FMA */
@@ -151,9 +150,10 @@ void g4_qpanel_pack(int t_tile, const void *act, size_t act_stride, int nt, int6
 /* ---- Matrix products -----------------------------------------------------------------------------------------
  * y[T, N] = x[T, K] · W[N, K]^T with W of format wtype (N rows of g4_qrow_bytes(wtype, K) bytes, K a multiple of
  * 32). x rows are quantized once (int8 per block of 32), then the N output rows are split over the pool (NULL:
- * run inline). Up to G4_QVEC_MAX_ROWS rows of x (decode) each weight row streams once per row of x through ops->vec; above,
- * weight tiles are unpacked once and the register-blocked ops->gemm runs them over panels of x, cut into
- * K-chunks that stay in cache. scratch: g4_qmatmul_scratch_bytes(ops, pool, T, K) bytes for this pool, any
+ * run inline). Up to G4_QVEC_MAX_ROWS rows of x (decode) each weight row streams once per row of x through ops->vec;
+ * up to 48 (sessions decoding together) the variant's few-row product, where it has one, reads each weight row
+ * once for all of them; above, weight tiles are unpacked once and the register-blocked ops->gemm runs them over
+ * panels of x, cut into K-chunks that stay in cache. scratch: g4_qmatmul_scratch_bytes(ops, pool, T, K) bytes for this pool, any
  * alignment, reusable, and enough for any smaller T and K too; nothing is allocated. Returns 0, or -1 (y
  * untouched) for an unknown wtype, a K that is not a multiple of 32, or T or N < 1. One product at a time per
  * pool. */

@@ -403,165 +403,125 @@ VNNI static void gemm_avx512(int qt, const void *wrows, size_t wstride, int nr, 
     (void)qt;
 }
 
-/* ---- few activation rows: weight rows in the lanes ---------------------------------------------------------- */
+/* ---- few activation rows: the weights as stored --------------------------------------------------------------
+ * Lane h * 8 + t of a vector belongs to activation row t and half h of a block (elements 16h..16h+15). A weight
+ * block becomes one vector whose 128-bit lanes hold its first half twice, then its second half twice; broadcasting
+ * dword q within each 128-bit lane then gives every lane (t, h) group 4h + q of the block, against panel vector q,
+ * which holds group 4h + q of every row t. Four dpbusd take a whole block for 8 rows, and the scales apply once per
+ * block and weight row to all 8 rows at once. */
 
-enum { WS_MAX_T = 12, WS_BLOCK = G4_QWS_ROWS * 36 };
+enum { FEW_R = 4 }; /* weight rows per step: the panel's vectors are loaded once for all four */
 
-/* One block of a row as 32 bytes of value + 128, and its scale (unpack_w for a single block, in a register). */
-VNNI static INLINE __m256i block_bytes(int qt, const uint8_t *blk, float *d) {
-    if (qt == G4_QT_Q4) {
-        *d = g4_bf16_to_f32(g4_read16(blk));
-        return _mm256_add_epi8(nibbles(blk + 2), _mm256_set1_epi8(120));
+/* Log2 of the offset that makes a format's values unsigned (Q4: q = v + 8, Q6: v + 32, Q8: v + 128). */
+static INLINE int few_offset_shift(int qt) { return qt == G4_QT_Q4 ? 3 : qt == G4_QT_Q6 ? 5 : 7; }
+
+VNNI static void few_panel_avx512(int qt, const void *act, size_t act_stride, int T, int64_t K, void *panel) {
+    const uint8_t *a = act;
+    const int stride = (int)act_stride;
+    const __mmask16 rows = (__mmask16)((1u << T) - 1), both = (__mmask16)(rows | rows << 8);
+    const __m512i t = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512i h = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
+    const __m512i row = _mm512_mullo_epi32(t, _mm512_set1_epi32(stride)), group = _mm512_add_epi32(row, h);
+    const int shift = few_offset_shift(qt);
+    for (int64_t b = 0; b < K / 32; b++) {
+        uint8_t *out = (uint8_t *)panel + (size_t)b * G4_QFEW_PANEL_BLOCK;
+        for (int q = 0; q < 4; q++) {
+            const __m512i at = _mm512_add_epi32(group, _mm512_set1_epi32(4 * q));
+            const __m512i zero = _mm512_setzero_si512();
+            _mm512_store_si512(out + q * 64, _mm512_mask_i32gather_epi32(zero, both, at, a + b * 32, 1));
+        }
+        const __m512i sums = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows & 0xff, row,
+                                                         g4_qact_s(a, K) + b, 1);
+        _mm512_store_si512(out + 256, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, shift)));
+        _mm512_store_ps(out + 320, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), both, row, g4_qact_d(a, K) + b, 1));
     }
-    if (qt == G4_QT_Q6) {
-        *d = g4_bf16_to_f32(g4_read16(blk));
-        return _mm256_add_epi8(q6_values((const g4_block_q6 *)blk), _mm256_set1_epi8(96));
-    }
-    *d = g4_readf(blk);
-    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 4)), _mm256_set1_epi8(-128));
 }
 
-/* Block b of nb: its share of the bytes to prefetch. */
-static INLINE void prefetch_share(const uint8_t *next, size_t bytes, int64_t b, int64_t nb) {
-    if (!next) return;
-    for (size_t off = bytes * (size_t)b / (size_t)nb & ~(size_t)63; off < bytes * (size_t)(b + 1) / (size_t)nb; off += 64)
-        __builtin_prefetch(next + off);
+/* A block's values as unsigned bytes, laid out as the section's comment says, and its scale in every lane. */
+VNNI static INLINE __m512i few_block(int qt, const uint8_t *blk, __m512 *d) {
+    if (qt == G4_QT_Q8) {
+        *d = _mm512_set1_ps(g4_readf(blk));
+        const __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 4)));
+        return _mm512_xor_si512(_mm512_shuffle_i64x2(v, v, 0x50), _mm512_set1_epi8(-128));
+    }
+    /* bf16 scale: the block's first two bytes, as the high half of a float */
+    *d = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_set1_epi32((int)g4_read32(blk)), 16));
+    const __m512i x = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(blk + 2)));
+    const __m512i nib = _mm512_and_si512(
+        _mm512_srlv_epi32(x, _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4)), _mm512_set1_epi8(15));
+    if (qt == G4_QT_Q4) return nib;
+    /* Q6: the 2 high bits of element j in qh[j % 8] at bit 2 * (j / 8); 64-bit lane k holds elements of j / 8 =
+     * k % 2 + 2 * (k / 4) */
+    __m512i hi = _mm512_set1_epi64((long long)g4_read64(((const g4_block_q6 *)blk)->qh));
+    hi = _mm512_and_si512(_mm512_srlv_epi64(hi, _mm512_setr_epi64(0, 2, 0, 2, 4, 6, 4, 6)), _mm512_set1_epi8(3));
+    return _mm512_or_si512(nib, _mm512_slli_epi16(hi, 4));
 }
 
-/* G4_Q4 (the bulk of a model's weights) packs without expanding first: the 16 nibble bytes of a block hold
- * group g' (bytes 4g'..4g'+3) in their low nibbles and group g' + 4 in their high ones. Register k holds rows k,
- * k + 4, k + 8 and k + 12 in its four 128-bit lanes, so a 4 x 4 dword transpose inside the lanes leaves dword g' of
- * rows 0..15, in order, in one register: two groups per vector once the nibbles are split. */
-VNNI static void ws_pack_q4(const uint8_t *w, size_t row_bytes, int nr, int64_t nb, uint8_t *dst, const uint8_t *next,
-                            size_t next_bytes) {
-    const __m512i low = _mm512_set1_epi8(15), offset = _mm512_set1_epi8(120);
-    for (int64_t b = 0; b < nb; b++) {
-        prefetch_share(next, next_bytes, b, nb);
-        uint8_t *out = dst + (size_t)b * WS_BLOCK;
-        float *d = (float *)(out + G4_QWS_ROWS * 32);
-        __m512i z[4];
-        for (int k = 0; k < 4; k++) {
-            __m128i part[4];
-            for (int j = 0; j < 4; j++) {
-                const int r = 4 * j + k;
-                part[j] = r < nr ? _mm_loadu_si128((const __m128i *)(w + (size_t)r * row_bytes + (size_t)b * 18 + 2))
-                                 : _mm_set1_epi8((char)0x88); /* value 0 in both nibbles */
+/* Prefetches rows [0, n) from `rows` (row_bytes apart), the part of their blocks at b: every `every` blocks
+ * (at most 128 bytes of them) two cache lines. A fixed stride, not a test of which block starts a line: that
+ * branch is taken in a pattern the predictor misses, and measured 25-30 % slower (8 rows, Q4, from memory). */
+static INLINE void few_prefetch(const uint8_t *rows, size_t row_bytes, int n, size_t bb, int every, int64_t b) {
+    if (b % every) return;
+    for (int r = 0; r < n; r++) {
+        const uint8_t *p = rows + (size_t)r * row_bytes + (size_t)b * bb;
+        __builtin_prefetch(p);
+        __builtin_prefetch(p + 64);
+    }
+}
+
+VNNI static INLINE void few_rows_qt(int qt, const uint8_t *w, size_t row_bytes, int64_t n, int64_t nb,
+                                    const uint8_t *panels, int T, float *y, int64_t ldy, int64_t ahead) {
+    const size_t bb = g4_qtype_block_bytes(qt), pass_bytes = (size_t)nb * G4_QFEW_PANEL_BLOCK;
+    const int every = qt == G4_QT_Q8 ? 2 : 4; /* 72, 72 or 104 bytes */
+    for (int64_t r0 = 0; r0 < n; r0 += FEW_R) {
+        const int nr = n - r0 < FEW_R ? (int)(n - r0) : FEW_R;
+        const int64_t next = n + ahead - (r0 + FEW_R);
+        const int n_next = next < 0 ? 0 : next < FEW_R ? (int)next : FEW_R;
+        const uint8_t *row[FEW_R];
+        for (int r = 0; r < FEW_R; r++) row[r] = w + (size_t)(r0 + (r < nr ? r : nr - 1)) * row_bytes; /* pad: repeat */
+        for (int p = 0; p * G4_QFEW_T < T; p++) {
+            const uint8_t *panel = panels + (size_t)p * pass_bytes;
+            __m512 f[FEW_R];
+            for (int r = 0; r < FEW_R; r++) f[r] = _mm512_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *pb = panel + (size_t)b * G4_QFEW_PANEL_BLOCK;
+                if (p == 0 && n_next)
+                    few_prefetch(w + (size_t)(r0 + FEW_R) * row_bytes, row_bytes, n_next, bb, every, b);
+                const __m512i a0 = _mm512_load_si512(pb), a1 = _mm512_load_si512(pb + 64);
+                const __m512i a2 = _mm512_load_si512(pb + 128), a3 = _mm512_load_si512(pb + 192);
+                const __m512i start = _mm512_load_si512(pb + 256);
+                const __m512 da = _mm512_load_ps(pb + 320);
+#pragma GCC unroll 4
+                for (int r = 0; r < FEW_R; r++) {
+                    __m512 dw;
+                    const __m512i v = few_block(qt, row[r] + (size_t)b * bb, &dw);
+                    __m512i acc = _mm512_dpbusd_epi32(start, _mm512_shuffle_epi32(v, _MM_PERM_AAAA), a0);
+                    acc = _mm512_dpbusd_epi32(acc, _mm512_shuffle_epi32(v, _MM_PERM_BBBB), a1);
+                    acc = _mm512_dpbusd_epi32(acc, _mm512_shuffle_epi32(v, _MM_PERM_CCCC), a2);
+                    acc = _mm512_dpbusd_epi32(acc, _mm512_shuffle_epi32(v, _MM_PERM_DDDD), a3);
+                    f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(da, dw), f[r]);
+                }
             }
-            z[k] = _mm512_inserti32x4(
-                _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(part[0]), part[1], 1), part[2], 2),
-                part[3], 3);
-        }
-        const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-        const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-        const __m512i g[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                              _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
-        for (int k = 0; k < 4; k++) {
-            _mm512_storeu_si512(out + k * 64, _mm512_add_epi8(_mm512_and_si512(g[k], low), offset));
-            _mm512_storeu_si512(out + (k + 4) * 64,
-                                _mm512_add_epi8(_mm512_and_si512(_mm512_srli_epi16(g[k], 4), low), offset));
-        }
-        for (int r = 0; r < G4_QWS_ROWS; r++)
-            d[r] = r < nr ? g4_bf16_to_f32(g4_read16(w + (size_t)r * row_bytes + (size_t)b * 18)) : 0;
-    }
-}
-
-/* Sixteen rows' blocks (8 dwords each) transposed so that vector g holds dword g of every row: rows i and 8 + i
- * share a register, two 8 x 8 transposes run side by side, and a final lane permute joins their halves. */
-VNNI static void ws_pack_avx512(int qt, const void *w, size_t row_bytes, int nr, int64_t nb, void *dst, const void *next,
-                                size_t next_bytes) {
-    if (qt == G4_QT_Q4) {
-        ws_pack_q4(w, row_bytes, nr, nb, dst, next, next_bytes);
-        return;
-    }
-    const size_t bb = g4_qtype_block_bytes(qt);
-    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
-    for (int64_t b = 0; b < nb; b++) {
-        prefetch_share(next, next_bytes, b, nb);
-        uint8_t *out = (uint8_t *)dst + (size_t)b * WS_BLOCK;
-        float *d = (float *)(out + G4_QWS_ROWS * 32);
-        __m256i row[G4_QWS_ROWS];
-        for (int r = 0; r < G4_QWS_ROWS; r++) {
-            if (r < nr) {
-                row[r] = block_bytes(qt, (const uint8_t *)w + (size_t)r * row_bytes + (size_t)b * bb, &d[r]);
-            } else { /* value 0, scale 0: a padding row adds nothing */
-                row[r] = _mm256_set1_epi8((char)128);
-                d[r] = 0;
+            const int nt = T - p * G4_QFEW_T < G4_QFEW_T ? T - p * G4_QFEW_T : G4_QFEW_T;
+            for (int r = 0; r < nr; r++) { /* row t's two halves */
+                float lanes[16];
+                _mm512_storeu_ps(lanes, f[r]);
+                for (int t = 0; t < nt; t++) y[(p * G4_QFEW_T + t) * ldy + r0 + r] = lanes[t] + lanes[8 + t];
             }
         }
-        __m512i y[8], t[8], u[8];
-        for (int i = 0; i < 8; i++) y[i] = _mm512_inserti64x4(_mm512_castsi256_si512(row[i]), row[8 + i], 1);
-        for (int i = 0; i < 8; i += 2) {
-            t[i] = _mm512_unpacklo_epi32(y[i], y[i + 1]);
-            t[i + 1] = _mm512_unpackhi_epi32(y[i], y[i + 1]);
-        }
-        for (int i = 0; i < 8; i += 4) {
-            u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-            u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-            u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-            u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-        }
-        /* u[k] (k < 4) holds, per 128-bit lane, 4 rows' dword k (lanes 0, 2) or k + 4 (lanes 1, 3); u[k + 4] the
-         * next 4 rows' */
-        for (int k = 0; k < 4; k++) {
-            _mm512_storeu_si512(out + k * 64, _mm512_permutex2var_epi64(u[k], lo, u[k + 4]));
-            _mm512_storeu_si512(out + (k + 4) * 64, _mm512_permutex2var_epi64(u[k], hi, u[k + 4]));
-        }
     }
 }
 
-#define EACH_T(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-
-/* T activation rows against 16 weight rows: per block and group, one load of the weights and, per activation
- * row, one broadcast of its 4 bytes and one dpbusd; T is a constant in each instance, so that the accumulators
- * stay in registers. */
-VNNI static INLINE void ws_tile(int T, const uint8_t *packed, int64_t nb, const uint8_t *act, size_t act_stride,
-                                int64_t K, int64_t b0, float *y, int64_t ldy, int nr, const uint8_t *next,
-                                size_t next_bytes) {
-    __m512 f[WS_MAX_T];
-    __m512i acc[WS_MAX_T];
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-#define WS_INIT(t) \
-    if (t < T) f[t] = b0 ? _mm512_maskz_loadu_ps(keep, y + t * ldy) : _mm512_setzero_ps();
-    EACH_T(WS_INIT)
-    act += b0 * 32; /* the chunk's first block; its scales and sums are indexed from b0 below */
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = packed + (size_t)b * WS_BLOCK;
-        prefetch_share(next, next_bytes, b, nb);
-#define WS_START(t) \
-    if (t < T) acc[t] = _mm512_set1_epi32(-128 * g4_qact_s(act - b0 * 32 + t * act_stride, K)[b0 + b]);
-        EACH_T(WS_START)
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            const __m512i wv = _mm512_loadu_si512(blk + g * 64);
-#define WS_DOT(t) \
-    if (t < T) acc[t] = _mm512_dpbusd_epi32(acc[t], wv, _mm512_set1_epi32((int)g4_read32(act + t * act_stride + b * 32 + g * 4)));
-            EACH_T(WS_DOT)
-        }
-        const __m512 dw = _mm512_loadu_ps((const float *)(blk + G4_QWS_ROWS * 32));
-#define WS_SCALE(t) \
-    if (t < T) f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(dw, _mm512_set1_ps(g4_qact_d(act - b0 * 32 + t * act_stride, K)[b0 + b])), f[t]);
-        EACH_T(WS_SCALE)
-    }
-#define WS_STORE(t) \
-    if (t < T) _mm512_mask_storeu_ps(y + t * ldy, keep, f[t]);
-    EACH_T(WS_STORE)
-#undef WS_INIT
-#undef WS_START
-#undef WS_DOT
-#undef WS_SCALE
-#undef WS_STORE
+/* One instance per format, so that few_block's branches fold away. */
+VNNI static void few_rows_avx512(int qt, const void *w, size_t row_bytes, int64_t n, int64_t nb, const void *panels,
+                                 int T, float *y, int64_t ldy, int64_t ahead) {
+    if (qt == G4_QT_Q4) few_rows_qt(G4_QT_Q4, w, row_bytes, n, nb, panels, T, y, ldy, ahead);
+    else if (qt == G4_QT_Q6) few_rows_qt(G4_QT_Q6, w, row_bytes, n, nb, panels, T, y, ldy, ahead);
+    else few_rows_qt(G4_QT_Q8, w, row_bytes, n, nb, panels, T, y, ldy, ahead);
 }
 
-#define WS_CASE(t) \
-    case t + 1: ws_tile(t + 1, packed, nb, act, act_stride, K, b0, y, ldy, nr, next, next_bytes); break;
-
-VNNI static void ws_gemm_avx512(const void *packed, int64_t nb, const void *act, size_t act_stride, int T, int64_t K,
-                                int64_t b0, float *y, int64_t ldy, int nr, const void *next, size_t next_bytes) {
-    switch (T) { EACH_T(WS_CASE) }
-}
-
-static const g4_quant_ops avx512_ops = {"avx512vnni",    quantize_act_avx512, vec_avx512,   T_TILE,        N_TILE,
-                                        unpack_w_avx512, gemm_avx512,         WS_MAX_T, ws_pack_avx512, ws_gemm_avx512};
+static const g4_quant_ops avx512_ops = {"avx512vnni",    quantize_act_avx512, vec_avx512,       T_TILE,         N_TILE,
+                                        unpack_w_avx512, gemm_avx512,         few_panel_avx512, few_rows_avx512};
 
 /* The OS must save the opmask and all 512-bit registers (XCR0 bits 1, 2, 5, 6, 7), or the instructions fault. */
 static int os_saves_zmm(void) {
