@@ -494,8 +494,8 @@ static size_t worker_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
 enum { FEW_MAX_T = 48, FEW_ROWS = 16 };
 static int takes_few(const g4_quant_ops *ops, int64_t T) { return ops->few_rows && T <= FEW_MAX_T; }
 static size_t few_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
-    int64_t t = T < FEW_MAX_T ? T : FEW_MAX_T;
     if (!ops->few_rows) return 0;
+    const int64_t t = T < FEW_MAX_T ? T : FEW_MAX_T;
     return (size_t)((t + G4_QFEW_T - 1) / G4_QFEW_T) * (size_t)(K / G4_QBLOCK) * G4_QFEW_PANEL_BLOCK;
 }
 
@@ -685,10 +685,7 @@ int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int6
     int64_t panels = n_panels(ops, T), group = (int64_t)ops->n_tile * GROUP_TILES;
     if (takes_few(ops, T)) {
         j.panels = align_ptr(scratch);
-        const size_t pass_bytes = (size_t)(K / G4_QBLOCK) * G4_QFEW_PANEL_BLOCK;
-        for (int64_t t0 = 0; t0 < T; t0 += G4_QFEW_T)
-            ops->few_panel(wtype, j.act + (size_t)t0 * j.act_stride, j.act_stride, (int)min64(T - t0, G4_QFEW_T), K,
-                           j.panels + (size_t)(t0 / G4_QFEW_T) * pass_bytes);
+        ops->few_panel(wtype, j.act, j.act_stride, (int)T, K, j.panels);
         g4_pool_for(pool, (N + FEW_ROWS - 1) / FEW_ROWS, 1, few_range, &j);
         return 0;
     }

@@ -114,12 +114,13 @@ typedef struct g4_quant_ops {
                  int64_t nb, float *out, int accumulate);
     /* Optional (NULL: unused), for a few activation rows (sessions decoding together): the weights are read as
      * stored, each row once, with the activation rows in the vector lanes, so nothing is repacked per product.
-     * few_panel arranges T <= G4_QFEW_T activation rows (act_stride bytes apart) for weights of format qt into
-     * G4_QFEW_PANEL_BLOCK bytes per block (K/32 blocks; rows past T count as zero). few_rows: y[t * ldy + i] =
-     * W_i · (activation row t) for i < n and t < T, W_i the n rows at w (row_bytes apart, nb blocks each), the
-     * activation rows given as ceil(T / G4_QFEW_T) panels one after the other (rows 8p.. in panel p); the
-     * `ahead` rows after the n are prefetched along the way, so that reading memory overlaps the arithmetic. */
-    void (*few_panel)(int qt, const void *act, size_t act_stride, int T, int64_t K, void *panel);
+     * few_panel arranges T activation rows (act_stride bytes apart) for weights of format qt into ceil(T /
+     * G4_QFEW_T) panels one after the other (rows 8p.. in panel p, rows past T as zero), G4_QFEW_PANEL_BLOCK bytes
+     * per block (K/32 blocks) each, at 64-byte aligned `panels`. few_rows: y[t * ldy + i] = W_i · (activation
+     * row t) for i < n and t < T, W_i the n rows at w (row_bytes apart, nb blocks each), the activations as
+     * few_panel left them; the `ahead` rows after the n are prefetched along the way, so that reading memory
+     * overlaps the arithmetic. */
+    void (*few_panel)(int qt, const void *act, size_t act_stride, int T, int64_t K, void *panels);
     void (*few_rows)(int qt, const void *w, size_t row_bytes, int64_t n, int64_t nb, const void *panels, int T,
                      float *y, int64_t ldy, int64_t ahead);
 } g4_quant_ops;
@@ -153,8 +154,8 @@ void g4_qpanel_pack(int t_tile, const void *act, size_t act_stride, int nt, int6
  * run inline). Up to G4_QVEC_MAX_ROWS rows of x (decode) each weight row streams once per row of x through ops->vec;
  * up to 48 (sessions decoding together) the variant's few-row product, where it has one, reads each weight row
  * once for all of them; above, weight tiles are unpacked once and the register-blocked ops->gemm runs them over
- * panels of x, cut into K-chunks that stay in cache. scratch: g4_qmatmul_scratch_bytes(ops, pool, T, K) bytes for this pool, any
- * alignment, reusable, and enough for any smaller T and K too; nothing is allocated. Returns 0, or -1 (y
+ * panels of x, cut into K-chunks that stay in cache. scratch: g4_qmatmul_scratch_bytes(ops, pool, T, K) bytes for
+ * this pool, any alignment, reusable, and enough for any smaller T and K too; nothing is allocated. Returns 0, or -1 (y
  * untouched) for an unknown wtype, a K that is not a multiple of 32, or T or N < 1. One product at a time per
  * pool. */
 size_t g4_qmatmul_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K);

@@ -415,46 +415,47 @@ enum { FEW_R = 4 }; /* weight rows per step: the panel's vectors are loaded once
 /* Log2 of the offset that makes a format's values unsigned (Q4: q = v + 8, Q6: v + 32, Q8: v + 128). */
 static INLINE int few_offset_shift(int qt) { return qt == G4_QT_Q4 ? 3 : qt == G4_QT_Q6 ? 5 : 7; }
 
-VNNI static void few_panel_avx512(int qt, const void *act, size_t act_stride, int T, int64_t K, void *panel) {
-    const uint8_t *a = act;
-    const int stride = (int)act_stride;
-    const __mmask16 rows = (__mmask16)((1u << T) - 1), both = (__mmask16)(rows | rows << 8);
+/* One panel per G4_QFEW_T rows of the T, one after the other. */
+VNNI static void few_panel_avx512(int qt, const void *act, size_t act_stride, int T, int64_t K, void *panels) {
+    const int stride = (int)act_stride, shift = few_offset_shift(qt);
     const __m512i t = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
     const __m512i h = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
     const __m512i row = _mm512_mullo_epi32(t, _mm512_set1_epi32(stride)), group = _mm512_add_epi32(row, h);
-    const int shift = few_offset_shift(qt);
-    for (int64_t b = 0; b < K / 32; b++) {
-        uint8_t *out = (uint8_t *)panel + (size_t)b * G4_QFEW_PANEL_BLOCK;
-        for (int q = 0; q < 4; q++) {
-            const __m512i at = _mm512_add_epi32(group, _mm512_set1_epi32(4 * q));
-            const __m512i zero = _mm512_setzero_si512();
-            _mm512_store_si512(out + q * 64, _mm512_mask_i32gather_epi32(zero, both, at, a + b * 32, 1));
+    const __m512i zero = _mm512_setzero_si512();
+    uint8_t *out = panels;
+    for (int t0 = 0; t0 < T; t0 += G4_QFEW_T) {
+        const uint8_t *a = (const uint8_t *)act + (size_t)t0 * act_stride;
+        const int nt = T - t0 < G4_QFEW_T ? T - t0 : G4_QFEW_T;
+        const __mmask16 rows = (__mmask16)((1u << nt) - 1), both = (__mmask16)(rows | rows << 8);
+        for (int64_t b = 0; b < K / 32; b++, out += G4_QFEW_PANEL_BLOCK) {
+            for (int q = 0; q < 4; q++) {
+                const __m512i at = _mm512_add_epi32(group, _mm512_set1_epi32(4 * q));
+                _mm512_store_si512(out + q * 64, _mm512_mask_i32gather_epi32(zero, both, at, a + b * 32, 1));
+            }
+            const __m512i sums = _mm512_mask_i32gather_epi32(zero, rows, row, g4_qact_s(a, K) + b, 1);
+            _mm512_store_si512(out + 256, _mm512_sub_epi32(zero, _mm512_slli_epi32(sums, shift)));
+            const __m512 da = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), both, row, g4_qact_d(a, K) + b, 1);
+            _mm512_store_ps(out + 320, da);
         }
-        const __m512i sums = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows & 0xff, row,
-                                                         g4_qact_s(a, K) + b, 1);
-        _mm512_store_si512(out + 256, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, shift)));
-        _mm512_store_ps(out + 320, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), both, row, g4_qact_d(a, K) + b, 1));
     }
 }
 
-/* A block's values as unsigned bytes, laid out as the section's comment says, and its scale in every lane. */
+/* A block's values as unsigned bytes, laid out as the section's comment says, and its scale in every lane. Q4 (most
+ * weights) splits its nibbles in the 512-bit vector; Q6 and Q8 take the one-row kernel's 32 bytes and spread them. */
 VNNI static INLINE __m512i few_block(int qt, const uint8_t *blk, __m512 *d) {
-    if (qt == G4_QT_Q8) {
-        *d = _mm512_set1_ps(g4_readf(blk));
-        const __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 4)));
-        return _mm512_xor_si512(_mm512_shuffle_i64x2(v, v, 0x50), _mm512_set1_epi8(-128));
+    if (qt == G4_QT_Q8) *d = _mm512_set1_ps(g4_readf(blk));
+    else /* bf16 scale: the block's first two bytes, as the high half of a float */
+        *d = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_set1_epi32((int)g4_read32(blk)), 16));
+    if (qt == G4_QT_Q4) {
+        const __m512i x = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(blk + 2)));
+        const __m512i shift = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
+        return _mm512_and_si512(_mm512_srlv_epi32(x, shift), _mm512_set1_epi8(15));
     }
-    /* bf16 scale: the block's first two bytes, as the high half of a float */
-    *d = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_set1_epi32((int)g4_read32(blk)), 16));
-    const __m512i x = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(blk + 2)));
-    const __m512i nib = _mm512_and_si512(
-        _mm512_srlv_epi32(x, _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4)), _mm512_set1_epi8(15));
-    if (qt == G4_QT_Q4) return nib;
-    /* Q6: the 2 high bits of element j in qh[j % 8] at bit 2 * (j / 8); 64-bit lane k holds elements of j / 8 =
-     * k % 2 + 2 * (k / 4) */
-    __m512i hi = _mm512_set1_epi64((long long)g4_read64(((const g4_block_q6 *)blk)->qh));
-    hi = _mm512_and_si512(_mm512_srlv_epi64(hi, _mm512_setr_epi64(0, 2, 0, 2, 4, 6, 4, 6)), _mm512_set1_epi8(3));
-    return _mm512_or_si512(nib, _mm512_slli_epi16(hi, 4));
+    const __m256i v = qt == G4_QT_Q6 ? q6_values((const g4_block_q6 *)blk)
+                                     : _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 4)),
+                                                        _mm256_set1_epi8(-128));
+    const __m512i z = _mm512_castsi256_si512(v);
+    return _mm512_shuffle_i64x2(z, z, 0x50); /* 128-bit lanes 0, 0, 1, 1 */
 }
 
 /* Prefetches rows [0, n) from `rows` (row_bytes apart), the part of their blocks at b: every `every` blocks
