@@ -552,6 +552,48 @@ static void check_products(void) {
     for (int v = 0; v < n_variants; v++) check_qmatmul(variants[v], 2, G4_QT_Q4, 7, 515 * 32, 21);
 }
 
+/* One summation order for every kernel, variant and batch: each output is Σ over the blocks in order of
+ * fma(exact block dot, weight scale * activation scale, sum), so a row's results do not depend on how many rows
+ * run with it (the one-row, few-row and panel products) nor on the variant (all equal to the portable one, bit for
+ * bit). That is what makes a session's greedy tokens the same alone or in a batch. */
+static void check_canonical(void) {
+    const int64_t Ts[] = {1, 2, 3, 4, 7, 8, 9, 16, 17, 48, 49, 150};
+    const int64_t Ks[] = {32, 96, 2560, 10240};
+    const g4_quant_ops *portable = g4_quant_ops_portable();
+    for (int qt = 0; qt < G4_QT_COUNT; qt++)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
+            const int64_t K = Ks[ki], N = 37, maxT = 150;
+            const size_t rb = g4_qact_row_bytes(K);
+            testmat m = make_mat(qt, N, K);
+            unsigned char *act = make_acts(maxT, K);
+            float *want = malloc((size_t)(maxT * N) * 4), *y = malloc((size_t)(maxT * N) * 4);
+            for (int64_t t = 0; t < maxT; t++)
+                portable->vec(qt, m.w, g4_qrow_bytes(qt, K), N, act + (size_t)t * rb, K, want + t * N);
+            for (int v = 0; v < n_variants; v++)
+                for (int threads = 1; threads <= 2; threads++) {
+                    g4_pool *pool = g4_pool_create(threads);
+                    int bad = 0;
+                    for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++) {
+                        const int64_t T = Ts[ti];
+                        if (K == 10240 && T == 150 && threads == 1) continue; /* slow; chunked K once is enough */
+                        unsigned char *s = malloc(g4_qmatmul_act_scratch_bytes(variants[v], pool, T, K) + 1);
+                        g4_qmatmul_act(variants[v], pool, act, T, K, m.w, qt, N, y, s + 1);
+                        for (int64_t i = 0; i < T * N; i++)
+                            if (memcmp(&y[i], &want[i], 4) && bad++ < 3)
+                                fprintf(stderr, "  %s %s K=%lld T=%lld row %lld col %lld: %.9g vs %.9g\n",
+                                        variants[v]->name, g4_qtype_name(qt), (long long)K, (long long)T,
+                                        (long long)(i / N), (long long)(i % N), y[i], want[i]);
+                        free(s);
+                    }
+                    CHECK(bad == 0, "%s %s K=%lld threads=%d: %d outputs not bit-identical to one row alone",
+                          variants[v]->name, g4_qtype_name(qt), (long long)K, threads, bad);
+                    g4_pool_destroy(pool);
+                }
+            free(want), free(y), free(act);
+            free_mat(&m);
+        }
+}
+
 int main(void) {
     const g4_quant_ops *all[5] = {g4_quant_ops_portable(), g4_quant_ops_avx2(), g4_quant_ops_avx512vnni(),
                                   g4_quant_ops_amx(), g4_quant_ops_neon()};
@@ -567,6 +609,7 @@ int main(void) {
     check_act_quant();
     check_act_variants();
     check_kernels();
+    check_canonical();
     check_products();
     for (int v = 0; v < n_variants; v++) {
         check_shared_scratch(variants[v]);

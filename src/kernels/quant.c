@@ -389,7 +389,7 @@ static void vec_portable(int qt, const void *w, size_t row_bytes, int64_t n, con
         float acc = 0;
         for (int64_t b = 0; b < K / G4_QBLOCK; b++) {
             const unsigned char *blk = row + (size_t)b * bb;
-            acc += (block_scale(qt, blk) * ad[b]) * (float)block_dot(qt, blk, aq + b * G4_QBLOCK);
+            acc = fmaf((float)block_dot(qt, blk, aq + b * G4_QBLOCK), block_scale(qt, blk) * ad[b], acc);
         }
         y[r] = acc;
     }
@@ -421,7 +421,7 @@ static void gemm_portable(int qt, const void *wrows, size_t wstride, int nr, con
                 int32_t s = 0;
                 for (int g = 0; g < 8; g++)
                     for (int j = 0; j < 4; j++) s += wv[4 * g + j] * p[(g * PORTABLE_T + t) * 4 + j];
-                acc[i][t] += (wd * ad[t]) * (float)s;
+                acc[i][t] = fmaf((float)s, wd * ad[t], acc[i][t]);
             }
         }
     }

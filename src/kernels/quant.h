@@ -84,8 +84,11 @@ static inline const int32_t *g4_qact_s(const void *row, int64_t K) {
 }
 
 /* ---- Kernels -------------------------------------------------------------------------------------------------
- * The per-ISA primitives. Integer parts are exact, so variants differ from the portable one only by the order of
- * float additions across blocks.
+ * The per-ISA primitives. Every kernel of every variant computes an output in one order: acc = 0, then for each
+ * block b in order acc = fma((float)D_b, dw_b * da_b, acc), D_b the block's exact integer dot product, dw_b and
+ * da_b the weight and activation scales (one rounded float product). So a row's results are bit for bit the
+ * same whichever kernel the batch size picks, and the same in every variant: a session decodes the same tokens
+ * alone or among others.
  *
  * Batched products go through two intermediate layouts built by the driver (g4_qmatmul):
  * - an activation panel: t_tile activation rows regrouped per block so that one vector holds the same 4 bytes
@@ -125,10 +128,10 @@ typedef struct g4_quant_ops {
                      float *y, int64_t ldy, int64_t ahead);
 } g4_quant_ops;
 
-/* Activation rows one few-row panel holds (two halves of a block each in a 512-bit vector's 32-bit lanes), and
- * its bytes per block: 4 vectors of activation bytes, the offsets' start values, the scales. */
+/* Activation rows one few-row panel holds, and its bytes per block: 8 groups of 4 activation bytes per row, the
+ * offsets' start values, the scales. */
 #define G4_QFEW_T 8
-#define G4_QFEW_PANEL_BLOCK 384
+#define G4_QFEW_PANEL_BLOCK 320
 
 const g4_quant_ops *g4_quant_ops_portable(void);
 const g4_quant_ops *g4_quant_ops_avx2(void);       /* NULL when the build or the CPU lacks AVX2 + FMA */

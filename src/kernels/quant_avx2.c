@@ -28,28 +28,16 @@ AVX2 static INLINE __m256i q6_values(const g4_block_q6 *b) {
 
 /* maddubs multiplies unsigned by signed bytes into saturating int16 pairs. Q4 and Q6 go in as their stored
  * unsigned codes (v + 8, v + 32: |pair| <= 2 * 63 * 127, no saturation) and the offset comes off through the
- * activation block sum; Q8 is signed, so its sign moves onto the activations instead. */
-AVX2 static INLINE __m256 block_step(int qt, const uint8_t *blk, const int8_t *a_, float da, int32_t sa, __m256 acc) {
-    __m256i a = _mm256_loadu_si256((const __m256i *)a_), ones = _mm256_set1_epi16(1), dot;
-    float d;
+ * activation block sum; Q8 is signed, so its sign moves onto the activations instead. The block's products come
+ * out as 8 partial sums, without the offset. */
+AVX2 static INLINE __m256i block_dot(int qt, const uint8_t *blk, __m256i a) {
+    const __m256i ones = _mm256_set1_epi16(1);
     if (qt == G4_QT_Q8) {
-        __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 4));
-        dot = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(a, wv)), ones);
-        d = g4_readf(blk);
-    } else {
-        __m256i wv = qt == G4_QT_Q4 ? nibbles(blk + 2) : q6_values((const g4_block_q6 *)blk);
-        dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, a), ones);
-        dot = _mm256_add_epi32(dot, _mm256_set1_epi32(qt == G4_QT_Q4 ? -sa : -4 * sa)); /* 8 lanes share it */
-        d = g4_bf16_to_f32(g4_read16(blk));
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 4));
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(a, wv)), ones);
     }
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * da), acc);
-}
-
-AVX2 static INLINE float hsum256(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
+    const __m256i wv = qt == G4_QT_Q4 ? nibbles(blk + 2) : q6_values((const g4_block_q6 *)blk);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(wv, a), ones);
 }
 
 AVX2 static INLINE float hmax256(__m256 v) {
@@ -94,23 +82,58 @@ AVX2 static void quantize_act_avx2(const float *x, int64_t K, void *row) {
     }
 }
 
-/* Two accumulators hide the latency of the float chain. */
-AVX2 static INLINE void vec_rows(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const int8_t *aq,
-                                 const float *ad, const int32_t *as, int64_t nb, float *y) {
-    size_t bb = g4_qtype_block_bytes(qt);
-    for (int64_t r = 0; r < n; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-        int64_t b = 0;
-        for (; b + 2 <= nb; b += 2) {
-            acc0 = block_step(qt, row + (size_t)b * bb, aq + b * 32, ad[b], as[b], acc0);
-            acc1 = block_step(qt, row + (size_t)(b + 1) * bb, aq + (b + 1) * 32, ad[b + 1], as[b + 1], acc1);
-        }
-        if (b < nb) acc0 = block_step(qt, row + (size_t)b * bb, aq + b * 32, ad[b], as[b], acc0);
-        y[r] = hsum256(_mm256_add_ps(acc0, acc1));
-    }
+/* ---- one activation row (decode) -----------------------------------------------------------------------------
+ * Eight weight rows at a time: each row's partial sums of a block are reduced across lanes with integer adds
+ * (exact) while transposing, so that one vector holds the block's whole sum for the 8 rows (lane r: row r) and the
+ * float part runs once per block for all 8, in block order, the order every kernel keeps (quant.h). */
+enum { VEC_R = 8 };
+
+/* Each of 8 rows' 8 partial sums to one: pairs of lanes within 128-bit halves, then the two halves. */
+AVX2 static INLINE __m256i reduce_rows(const __m256i d[VEC_R]) {
+    const __m256i q0 = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
+    const __m256i q1 = _mm256_hadd_epi32(_mm256_hadd_epi32(d[4], d[5]), _mm256_hadd_epi32(d[6], d[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
 }
 
+/* nr (1..8) rows from row0; rows past nr repeat the last one and are not stored. The next 8 rows are prefetched
+ * along the way, two cache lines each every 4 blocks (2 for Q8). */
+AVX2 static INLINE void vec_group(int qt, const uint8_t *row0, size_t row_bytes, int nr, const int8_t *aq,
+                                  const float *ad, const int32_t *as, int64_t nb, float *y) {
+    const size_t bb = g4_qtype_block_bytes(qt);
+    const int every = qt == G4_QT_Q8 ? 2 : 4, offset = qt == G4_QT_Q4 ? 8 : 32;
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i offsets =
+        _mm256_mullo_epi32(_mm256_min_epi32(lanes, _mm256_set1_epi32(nr - 1)), _mm256_set1_epi32((int)row_bytes));
+    size_t off[VEC_R];
+    for (int r = 0; r < VEC_R; r++) off[r] = (size_t)(r < nr ? r : nr - 1) * row_bytes;
+    const uint8_t *next = row0 + (size_t)nr * row_bytes;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        if (b % every == 0)
+            for (int r = 0; r < VEC_R; r++) {
+                __builtin_prefetch(next + (size_t)r * row_bytes + (size_t)b * bb);
+                __builtin_prefetch(next + (size_t)r * row_bytes + (size_t)b * bb + 64);
+            }
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(aq + b * 32));
+        __m256i d[VEC_R];
+        for (int r = 0; r < VEC_R; r++) d[r] = block_dot(qt, row0 + off[r] + (size_t)b * bb, a);
+        __m256i sums = reduce_rows(d);
+        if (qt != G4_QT_Q8) sums = _mm256_sub_epi32(sums, _mm256_set1_epi32(as[b] * offset));
+        __m256i raw = _mm256_i32gather_epi32((const int *)(row0 + (size_t)b * bb), offsets, 1);
+        const __m256 dw = _mm256_castsi256_ps(qt == G4_QT_Q8 ? raw : _mm256_slli_epi32(raw, 16));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_set1_ps(ad[b])), acc);
+    }
+    _mm256_maskstore_ps(y, _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lanes), acc);
+}
+
+AVX2 static INLINE void vec_rows(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const int8_t *aq,
+                                 const float *ad, const int32_t *as, int64_t nb, float *y) {
+    for (int64_t r = 0; r < n; r += VEC_R)
+        vec_group(qt, w + (size_t)r * row_bytes, row_bytes, n - r < VEC_R ? (int)(n - r) : VEC_R, aq, ad, as, nb,
+                  y + r);
+}
+
+/* One instance per format, so that the format's branches fold away. */
 AVX2 static void vec_avx2(int qt, const void *w, size_t row_bytes, int64_t n, const void *act, int64_t K, float *y) {
     const int8_t *aq = act;
     const float *ad = g4_qact_d(act, K);
@@ -120,7 +143,7 @@ AVX2 static void vec_avx2(int qt, const void *w, size_t row_bytes, int64_t n, co
     else vec_rows(G4_QT_Q8, w, row_bytes, n, aq, ad, as, K / 32, y);
 }
 
-/* Unpacked rows keep each format's own encoding: Q4 and Q6 codes unsigned, Q8 signed (see block_step). */
+/* Unpacked rows keep each format's own encoding: Q4 and Q6 codes unsigned, Q8 signed (see block_dot). */
 AVX2 static void unpack_w_avx2(int qt, const void *wrow, int64_t b0, int64_t nb, void *dst) {
     size_t bb = g4_qtype_block_bytes(qt);
     uint8_t *v = dst;

@@ -32,34 +32,15 @@ VNNI static INLINE __m256i q6_values(const g4_block_q6 *b) {
 
 /* dpbusd multiplies unsigned by signed bytes, so weights go in as v + offset (Q4: nibble = v + 8, Q6: v + 32,
  * Q8: v + 128 by flipping the sign bit); the offset times the activation block sum comes off through the
- * accumulator's start value, spread over the 8 lanes. */
-VNNI static INLINE __m256 block_step(int qt, const uint8_t *blk, const int8_t *a, float da, int32_t sa, __m256 acc) {
-    __m256i wv;
-    float d;
-    int32_t start;
-    if (qt == G4_QT_Q4) {
-        wv = nibbles(blk + 2);
-        d = g4_bf16_to_f32(g4_read16(blk));
-        start = -sa;
-    } else if (qt == G4_QT_Q6) {
-        wv = q6_values((const g4_block_q6 *)blk);
-        d = g4_bf16_to_f32(g4_read16(blk));
-        start = -4 * sa;
-    } else {
-        wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 4)), _mm256_set1_epi8(-128));
-        d = g4_readf(blk);
-        start = -16 * sa;
-    }
-    __m256i dot = _mm256_dpbusd_epi32(_mm256_set1_epi32(start), wv, _mm256_loadu_si256((const __m256i *)a));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * da), acc);
+ * accumulator's start value, spread over the block's 8 lanes. */
+VNNI static INLINE __m256i block_values(int qt, const uint8_t *blk) {
+    if (qt == G4_QT_Q4) return nibbles(blk + 2);
+    if (qt == G4_QT_Q6) return q6_values((const g4_block_q6 *)blk);
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 4)), _mm256_set1_epi8(-128));
 }
 
-VNNI static INLINE float hsum256(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
+/* Log2 of that offset: 8, 32 or 128 over a block's 8 lanes. */
+static INLINE int lane_offset_shift(int qt) { return qt == G4_QT_Q4 ? 0 : qt == G4_QT_Q6 ? 2 : 4; }
 
 /* g4_quantize_act_row with the same float operations in the same order, so the bytes are identical: NaN counts
  * as 0 in the maximum (max_ps returns its second operand for NaN) and clamps to -127. */
@@ -89,160 +70,169 @@ VNNI static void quantize_act_avx512(const float *x, int64_t K, void *row) {
     }
 }
 
-/* G4_Q8 (two 36-byte blocks do not fit one load) a block per 256-bit step; two accumulators hide the latency of
- * the float chain, which would otherwise bound the loop. */
-VNNI static INLINE void vec_rows(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const int8_t *aq,
-                                 const float *ad, const int32_t *as, int64_t nb, float *y) {
-    size_t bb = g4_qtype_block_bytes(qt);
-    for (int64_t r = 0; r < n; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-        int64_t b = 0;
-        for (; b + 2 <= nb; b += 2) {
-            acc0 = block_step(qt, row + (size_t)b * bb, aq + b * 32, ad[b], as[b], acc0);
-            acc1 = block_step(qt, row + (size_t)(b + 1) * bb, aq + (b + 1) * 32, ad[b + 1], as[b + 1], acc1);
-        }
-        if (b < nb) acc0 = block_step(qt, row + (size_t)b * bb, aq + b * 32, ad[b], as[b], acc0);
-        y[r] = hsum256(_mm256_add_ps(acc0, acc1));
-    }
+/* ---- one activation row (decode) -----------------------------------------------------------------------------
+ * Sixteen weight rows at a time. Each row's dot products with a pair of blocks come out of dpbusd as partial sums
+ * in 8 lanes a block; integer adds (exact) reduce them while transposing, so that one vector holds block b's whole
+ * sum for all 16 rows and another block b + 1's. The float part then runs once per block for the 16 rows, in block
+ * order, which is the order every kernel keeps (quant.h). */
+enum { VEC_R = 16 };
+
+/* The activation side of blocks (b, b + 1): their 64 int8 values and the dot products' start values, the weights'
+ * offset times each block sum spread over the block's 8 lanes. Rows processed together share it. `two` = 0: block
+ * b alone (the upper half is then block b again, and its sums are not used). */
+typedef struct act_pair {
+    __m512i a, start;
+} act_pair;
+
+VNNI static INLINE act_pair load_act_pair(int qt, int64_t b, int two, const int8_t *aq, const int32_t *as) {
+    const __m256i a0 = _mm256_loadu_si256((const __m256i *)(aq + b * 32));
+    const __m256i a1 = two ? _mm256_loadu_si256((const __m256i *)(aq + b * 32 + 32)) : a0;
+    const __m256i s0 = _mm256_set1_epi32(as[b]), s1 = two ? _mm256_set1_epi32(as[b + 1]) : s0;
+    const __m512i sums = _mm512_inserti64x4(_mm512_castsi256_si512(s0), s1, 1);
+    act_pair p;
+    p.a = _mm512_inserti64x4(_mm512_castsi256_si512(a0), a1, 1);
+    p.start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, lane_offset_shift(qt)));
+    return p;
 }
 
-/* Word indices of the permutes below, for a pair of Q4 (blocks of 9 words) or Q6 (13 words) blocks. */
+/* Word indices of the permute below, for a pair of Q4 (blocks of 9 words) or Q6 (13 words) blocks. */
 #define PAIR_LO(w) 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, w + 1, w + 2, w + 3, w + 4, w + 5, w + 6, w + 7, \
                    w + 8, w + 1, w + 2, w + 3, w + 4, w + 5, w + 6, w + 7, w + 8
-#define PAIR_D(w) 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w
 static const uint16_t pair_lo_idx[2][32] __attribute__((aligned(64))) = {{PAIR_LO(9)}, {PAIR_LO(13)}};
-static const uint16_t pair_d_idx[2][32] __attribute__((aligned(64))) = {{PAIR_D(9)}, {PAIR_D(13)}};
 static const uint16_t pair_hi_idx[32] __attribute__((aligned(64))) = {
     9, 10, 11, 12, 9, 10, 11, 12, 9, 10, 11, 12, 9, 10, 11, 12,
     22, 23, 24, 25, 22, 23, 24, 25, 22, 23, 24, 25, 22, 23, 24, 25};
 
-/* The activation side of a pair of blocks (b, b + 1): their 64 int8 values, the weights' offset (8 or 32) times
- * each block sum spread over the block's 8 lanes (the dot product's start value) and each block's scale, also
- * spread. It does not depend on the weight row, so rows processed together share it. */
-typedef struct act_pair {
-    __m512i a, start;
-    __m512 da;
-} act_pair;
-
-VNNI static INLINE act_pair load_act_pair(int qt, int64_t b, const int8_t *aq, const float *ad, const int32_t *as) {
-    const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    __m512i sums = _mm512_permutexvar_epi32(halves, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(as + b))));
-    act_pair p;
-    p.a = _mm512_loadu_si512(aq + b * 32);
-    p.start = _mm512_sub_epi32(_mm512_setzero_si512(), qt == G4_QT_Q6 ? _mm512_slli_epi32(sums, 2) : sums);
-    p.da = _mm512_permutexvar_ps(halves,
-                                 _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(ad + b)))));
-    return p;
-}
-
-/* Two consecutive blocks of 18 (Q4) or 26 (Q6) bytes fit in one 64-byte load; word permutes then lay out in one
- * vector the nibbles of both blocks, their high bits (Q6) and both bf16 scales as floats, so that a pair of blocks
- * costs about as many instructions as one block done alone. */
-VNNI static INLINE __m512 pair_step(int qt, const uint8_t *src, const act_pair *ap, __m512 acc) {
+/* Two consecutive blocks of 18 (Q4) or 26 (Q6) bytes fit in one 64-byte load; word permutes then lay out the
+ * values of both in one vector (block b in the low half), at about the cost of one block done alone. */
+VNNI static INLINE __m512i pair_dot(int qt, const uint8_t *src, const act_pair *ap) {
     const int q6 = qt == G4_QT_Q6;
     /* 128-bit lanes: block 0 nibbles low/high, block 1 nibbles low/high */
-    const __m512i lo_idx = _mm512_loadu_si512(pair_lo_idx[q6]);
+    const __m512i lo_idx = _mm512_load_si512(pair_lo_idx[q6]);
     const __m512i lo_shift = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
                                                0x0004000400040004, 0x0004000400040004);
-    /* Q6 high bits: a block's qh (words 9..12) in each 64-bit lane of its half, shifted 2 more per lane */
-    const __m512i hi_idx = _mm512_loadu_si512(pair_hi_idx);
-    const __m512i hi_shift = _mm512_setr_epi64(0, 2, 4, 6, 0, 2, 4, 6);
-    /* the scales: each bf16 word into the high half of 8 float lanes (the low halves masked to zero) */
-    const __m512i d_idx = _mm512_loadu_si512(pair_d_idx[q6]);
-    const __m512i nib = _mm512_set1_epi8(15), two = _mm512_set1_epi8(3);
     __m512i x = _mm512_loadu_si512(src);
     /* Held in a register: compilers fold the load into each permute that reads it, loading the same 64 bytes two
-     * or three times (3 % slower from cache here). */
+     * or three times. */
     __asm__("" : "+v"(x));
-    __m512i v = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(lo_idx, x), lo_shift), nib);
-    if (q6) {
-        __m512i h = _mm512_srlv_epi64(_mm512_permutexvar_epi16(hi_idx, x), hi_shift);
-        v = _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(h, two), 4));
+    __m512i v = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(lo_idx, x), lo_shift),
+                                 _mm512_set1_epi8(15));
+    if (q6) { /* the high bits: a block's qh (words 9..12) in each 64-bit lane of its half, shifted 2 more a lane */
+        const __m512i h = _mm512_srlv_epi64(_mm512_permutexvar_epi16(_mm512_load_si512(pair_hi_idx), x),
+                                            _mm512_setr_epi64(0, 2, 4, 6, 0, 2, 4, 6));
+        v = _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(h, _mm512_set1_epi8(3)), 4));
     }
-    __m512 dw = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xaaaaaaaa, d_idx, x));
-    __m512i dot = _mm512_dpbusd_epi32(ap->start, v, ap->a);
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, ap->da), acc);
+    return _mm512_dpbusd_epi32(ap->start, v, ap->a);
 }
 
-/* A decode step reads each weight row once, from memory. The kernel runs a pointer through the matrix about this
- * many bytes ahead of its reads and prefetches every line up to it. A prefetch per pair of blocks instead (which
- * skipped a line in nine and each row's tail) streamed 2560-wide 4-bit rows at 45 GB/s and 10240-wide ones at 54
- * on this 2-core Zen 4; line by line 48-51 and 58-64 (4 KiB ahead: 47 and 58; 16 KiB: no better; into L2 only: 43
- * and 48). The hardware prefetcher alone streamed 6-bit rows at 27 GB/s. */
-enum { PREFETCH_AHEAD = 8192 };
-
-/* Prefetches the lines from pf up to goal; returns where it stopped. */
-static INLINE const char *prefetch_until(const char *pf, const char *goal) {
-    for (; pf < goal; pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
-    return pf;
+/* The same for any format from each block's own bytes (G4_Q8, whose 36-byte blocks do not pair in one load, and
+ * the last blocks of a row, where a 64-byte load would pass its end); blk1 == blk0 for a block alone. */
+VNNI static INLINE __m512i blocks_dot(int qt, const uint8_t *blk0, const uint8_t *blk1, const act_pair *ap) {
+    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(block_values(qt, blk0)), block_values(qt, blk1), 1);
+    return _mm512_dpbusd_epi32(ap->start, v, ap->a);
 }
 
-/* Where a kernel's prefetch pointer starts for a matrix at w: its first line, PREFETCH_AHEAD bytes on. */
-static INLINE const char *prefetch_start(const void *w) {
-    return (const char *)((uintptr_t)w & ~(uintptr_t)63) + PREFETCH_AHEAD;
-}
-
-/* `rows` (1, 2 or 4) consecutive rows: rows read together share the activation side of every pair (two rows: 39 vs
- * 36 GB/s from cache on 2560-wide rows, 43 vs 38 on 10240-wide ones; from memory, alternating in one process,
- * 45-52 vs 38-46 and no slower); two accumulators per row hide the float chain's latency. The 64-byte loads of
- * the pairs must stay inside the row (masked loads would, but they stall streaming from memory), so the last few
- * blocks go one by one. */
-VNNI static INLINE void row_group(int qt, int rows, const uint8_t *row0, size_t row_bytes, const int8_t *aq,
-                                  const float *ad, const int32_t *as, int64_t nb, const char **prefetched, float *y) {
-    const int bb = qt == G4_QT_Q6 ? 26 : 18;
-    const int64_t full = nb - (64 + bb - 1) / bb; /* the last pair start whose 64 bytes stay in the row */
-    const char *pf = *prefetched;
-    __m512 acc[4][2];
-    for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= full; b += 4) {
-        /* ahead of the last row's position, moving `rows` times as fast, so that it meets the next group's start */
-        const size_t done = (size_t)(rows - 1) * row_bytes + (size_t)rows * (size_t)(b + 4) * bb;
-        pf = prefetch_until(pf, (const char *)row0 + done + PREFETCH_AHEAD);
-        for (int half = 0; half < 2; half++) { /* one pair's activation side at a time: fewer live registers */
-            const act_pair p = load_act_pair(qt, b + 2 * half, aq, ad, as);
-            for (int r = 0; r < rows; r++)
-                acc[r][half] =
-                    pair_step(qt, row0 + (size_t)r * row_bytes + (size_t)(b + 2 * half) * bb, &p, acc[r][half]);
+/* Dot vectors of 16 rows (lanes 0-7: block b's partial sums, 8-15: block b + 1's) to each block's whole sums,
+ * lane r for row r. In-lane unpacks add pairs of rows and then of row pairs, so that each 128-bit lane holds 4
+ * rows; 128-bit shuffles add a block's two lanes and gather the rows in order. */
+VNNI static INLINE void reduce_rows(const __m512i d[VEC_R], __m512i *even, __m512i *odd) {
+    __m512i w[4];
+    for (int q = 0; q < 4; q++) {
+        __m512i s[2];
+        for (int k = 0; k < 2; k++) {
+            const __m512i a = d[4 * q + 2 * k], b = d[4 * q + 2 * k + 1];
+            s[k] = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
         }
+        w[q] = _mm512_add_epi32(_mm512_unpacklo_epi64(s[0], s[1]), _mm512_unpackhi_epi64(s[0], s[1]));
     }
-    *prefetched = prefetch_until(pf, (const char *)row0 + (size_t)(2 * rows - 1) * row_bytes + PREFETCH_AHEAD);
-    for (; b <= full; b += 2) {
-        act_pair p = load_act_pair(qt, b, aq, ad, as);
-        for (int r = 0; r < rows; r++)
-            acc[r][0] = pair_step(qt, row0 + (size_t)r * row_bytes + (size_t)b * bb, &p, acc[r][0]);
-    }
-    for (int r = 0; r < rows; r++) {
-        const uint8_t *row = row0 + (size_t)r * row_bytes;
-        __m256 tail = _mm256_setzero_ps();
-        for (int64_t t = b; t < nb; t++) tail = block_step(qt, row + (size_t)t * bb, aq + t * 32, ad[t], as[t], tail);
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])) + hsum256(tail);
+    const __m512i x01 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x88), _mm512_shuffle_i32x4(w[0], w[1], 0xdd));
+    const __m512i x23 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[2], w[3], 0x88), _mm512_shuffle_i32x4(w[2], w[3], 0xdd));
+    *even = _mm512_shuffle_i32x4(x01, x23, 0x88);
+    *odd = _mm512_shuffle_i32x4(x01, x23, 0xdd);
+}
+
+/* The 16 rows' scales of block b, as floats (bf16 words widen by a shift). */
+VNNI static INLINE __m512 row_scales(int qt, const uint8_t *row0, __m512i offsets, int64_t b) {
+    const __m512i raw = _mm512_i32gather_epi32(offsets, row0 + (size_t)b * g4_qtype_block_bytes(qt), 1);
+    return _mm512_castsi512_ps(qt == G4_QT_Q8 ? raw : _mm512_slli_epi32(raw, 16));
+}
+
+/* acc (lane r: row r's sum so far) += blocks b and, when `two`, b + 1, in that order. */
+VNNI static INLINE __m512 scale_add(int qt, const __m512i d[VEC_R], int two, const uint8_t *row0, __m512i offsets,
+                                    int64_t b, const float *ad, __m512 acc) {
+    __m512i even, odd;
+    reduce_rows(d, &even, &odd);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(even),
+                          _mm512_mul_ps(row_scales(qt, row0, offsets, b), _mm512_set1_ps(ad[b])), acc);
+    if (two)
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(odd),
+                              _mm512_mul_ps(row_scales(qt, row0, offsets, b + 1), _mm512_set1_ps(ad[b + 1])), acc);
+    return acc;
+}
+
+/* Prefetches the next group's rows (`next`, row_bytes apart, `n` of them) where this one is at block b: every 4
+ * blocks (2 for Q8) two cache lines each, a fixed stride (see few_prefetch). */
+static INLINE void vec_prefetch(const uint8_t *next, size_t row_bytes, int n, size_t bb, int64_t b) {
+    for (int r = 0; r < n; r++) {
+        const uint8_t *p = next + (size_t)r * row_bytes + (size_t)b * bb;
+        __builtin_prefetch(p);
+        __builtin_prefetch(p + 64);
     }
 }
 
-VNNI static INLINE void vec_pair_rows(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const int8_t *aq,
-                                      const float *ad, const int32_t *as, int64_t nb, float *y) {
-    const char *prefetched = prefetch_start(w);
-    int64_t r = 0;
-    /* Short rows four at a time. From memory, alternating with two at a time in one process: 4-bit rows of 1536
-     * (864 bytes) 58-64 vs 50-56 GB/s, of 2048 (1152 bytes) 54-57 vs 50-53, 6-bit rows of 1536 (1248 bytes) 58-59
-     * vs 54-56; but 4-bit rows of 2560 (1440 bytes) 55-57 vs 60-65. */
-    if (row_bytes <= 1280)
-        for (; r + 4 <= n; r += 4)
-            row_group(qt, 4, w + (size_t)r * row_bytes, row_bytes, aq, ad, as, nb, &prefetched, y + r);
-    for (; r + 2 <= n; r += 2)
-        row_group(qt, 2, w + (size_t)r * row_bytes, row_bytes, aq, ad, as, nb, &prefetched, y + r);
-    if (r < n) row_group(qt, 1, w + (size_t)r * row_bytes, row_bytes, aq, ad, as, nb, &prefetched, y + r);
+/* nr (1..16) rows from row0; rows past nr repeat the last one and are not stored. `ahead` rows after them are
+ * prefetched along the way. */
+VNNI static INLINE void vec_group(int qt, const uint8_t *row0, size_t row_bytes, int nr, const int8_t *aq,
+                                  const float *ad, const int32_t *as, int64_t nb, int ahead, float *y) {
+    const size_t bb = g4_qtype_block_bytes(qt);
+    const int every = qt == G4_QT_Q8 ? 2 : 4;
+    size_t off[VEC_R];
+    for (int r = 0; r < VEC_R; r++) off[r] = (size_t)(r < nr ? r : nr - 1) * row_bytes;
+    const __m512i offsets = _mm512_mullo_epi32(
+        _mm512_min_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(nr - 1)),
+        _mm512_set1_epi32((int)row_bytes));
+    const uint8_t *next = row0 + (size_t)nr * row_bytes;
+    /* the last pair start whose 64-byte load stays inside the row (Q4 and Q6) */
+    const int64_t paired = qt == G4_QT_Q8 ? -1 : nb - (64 + (int64_t)bb - 1) / (int64_t)bb;
+    __m512 acc = _mm512_setzero_ps();
+    __m512i d[VEC_R];
+    int64_t b = 0;
+    for (; b <= paired; b += 2) {
+        if (b % every == 0) vec_prefetch(next, row_bytes, ahead, bb, b);
+        const act_pair ap = load_act_pair(qt, b, 1, aq, as);
+        for (int r = 0; r < VEC_R; r++) d[r] = pair_dot(qt, row0 + off[r] + (size_t)b * bb, &ap);
+        acc = scale_add(qt, d, 1, row0, offsets, b, ad, acc);
+    }
+    for (; b < nb; b += 2) {
+        const int two = b + 1 < nb;
+        if (b % every == 0) vec_prefetch(next, row_bytes, ahead, bb, b);
+        const act_pair ap = load_act_pair(qt, b, two, aq, as);
+        for (int r = 0; r < VEC_R; r++) {
+            const uint8_t *blk = row0 + off[r] + (size_t)b * bb;
+            d[r] = blocks_dot(qt, blk, two ? blk + bb : blk, &ap);
+        }
+        acc = scale_add(qt, d, two, row0, offsets, b, ad, acc);
+    }
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), acc);
 }
 
-VNNI static void vec_avx512(int qt, const void *w, size_t row_bytes, int64_t n, const void *act, int64_t K, float *y) {
+VNNI static INLINE void vec_qt(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const void *act, int64_t K,
+                               float *y) {
     const int8_t *aq = act;
     const float *ad = g4_qact_d(act, K);
     const int32_t *as = g4_qact_s(act, K);
-    if (qt == G4_QT_Q4) vec_pair_rows(G4_QT_Q4, w, row_bytes, n, aq, ad, as, K / 32, y);
-    else if (qt == G4_QT_Q6) vec_pair_rows(G4_QT_Q6, w, row_bytes, n, aq, ad, as, K / 32, y);
-    else vec_rows(G4_QT_Q8, w, row_bytes, n, aq, ad, as, K / 32, y);
+    for (int64_t r = 0; r < n; r += VEC_R) {
+        const int nr = n - r < VEC_R ? (int)(n - r) : VEC_R;
+        vec_group(qt, w + (size_t)r * row_bytes, row_bytes, nr, aq, ad, as, K / 32, VEC_R, y + r);
+    }
+}
+
+/* One instance per format, so that the format's branches fold away. */
+VNNI static void vec_avx512(int qt, const void *w, size_t row_bytes, int64_t n, const void *act, int64_t K, float *y) {
+    if (qt == G4_QT_Q4) vec_qt(G4_QT_Q4, w, row_bytes, n, act, K, y);
+    else if (qt == G4_QT_Q6) vec_qt(G4_QT_Q6, w, row_bytes, n, act, K, y);
+    else vec_qt(G4_QT_Q8, w, row_bytes, n, act, K, y);
 }
 
 /* Unpacked rows hold v + 128 for every format, so the gemm needs one offset correction whatever the weights. */
@@ -250,20 +240,12 @@ VNNI static void unpack_w_avx512(int qt, const void *wrow, int64_t b0, int64_t n
     size_t bb = g4_qtype_block_bytes(qt);
     uint8_t *v = dst;
     float *d = (float *)(v + nb * 32);
+    /* block_values gives v + 8 (Q4), v + 32 (Q6) or v + 128 (Q8) */
+    const __m256i to128 = _mm256_set1_epi8(qt == G4_QT_Q4 ? 120 : qt == G4_QT_Q6 ? 96 : 0);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = (const uint8_t *)wrow + (size_t)(b0 + b) * bb;
-        __m256i x;
-        if (qt == G4_QT_Q4) {
-            x = _mm256_add_epi8(nibbles(blk + 2), _mm256_set1_epi8(120));
-            d[b] = g4_bf16_to_f32(g4_read16(blk));
-        } else if (qt == G4_QT_Q6) {
-            x = _mm256_add_epi8(q6_values((const g4_block_q6 *)blk), _mm256_set1_epi8(96));
-            d[b] = g4_bf16_to_f32(g4_read16(blk));
-        } else {
-            x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 4)), _mm256_set1_epi8(-128));
-            d[b] = g4_readf(blk);
-        }
-        _mm256_storeu_si256((__m256i *)(v + b * 32), x);
+        _mm256_storeu_si256((__m256i *)(v + b * 32), _mm256_add_epi8(block_values(qt, blk), to128));
+        d[b] = qt == G4_QT_Q8 ? g4_readf(blk) : g4_bf16_to_f32(g4_read16(blk));
     }
 }
 
@@ -404,58 +386,50 @@ VNNI static void gemm_avx512(int qt, const void *wrows, size_t wstride, int nr, 
 }
 
 /* ---- few activation rows: the weights as stored --------------------------------------------------------------
- * Lane h * 8 + t of a vector belongs to activation row t and half h of a block (elements 16h..16h+15). A weight
- * block becomes one vector whose 128-bit lanes hold its first half twice, then its second half twice; broadcasting
- * dword q within each 128-bit lane then gives every lane (t, h) group 4h + q of the block, against panel vector q,
- * which holds group 4h + q of every row t. Four dpbusd take a whole block for 8 rows, and the scales apply once per
- * block and weight row to all 8 rows at once. */
+ * Two weight rows at a time: lane t of a vector belongs to activation row t and the first weight row, lane 8 + t
+ * to row t and the second. One vector holds both weight rows' blocks (32 value bytes each); a cross-lane dword
+ * permute per group g gives lanes 0-7 the first row's group g and lanes 8-15 the second's, against a panel vector
+ * holding group g of every activation row in both halves. Eight dpbusd take a whole block for 8 activation rows
+ * and 2 weight rows, each lane summing the block exactly, and the float part runs once per block for all 16
+ * outputs, in block order (quant.h). */
 
 enum { FEW_R = 4 }; /* weight rows per step: the panel's vectors are loaded once for all four */
 
-/* Log2 of the offset that makes a format's values unsigned (Q4: q = v + 8, Q6: v + 32, Q8: v + 128). */
-static INLINE int few_offset_shift(int qt) { return qt == G4_QT_Q4 ? 3 : qt == G4_QT_Q6 ? 5 : 7; }
-
-/* One panel per G4_QFEW_T rows of the T, one after the other. */
+/* One panel per G4_QFEW_T rows of the T, one after the other; per block: group g of rows 0..7 (8 dwords) for each
+ * g, then the start values (minus the weights' offset times each row's block sum), then the scales. */
 VNNI static void few_panel_avx512(int qt, const void *act, size_t act_stride, int T, int64_t K, void *panels) {
-    const int stride = (int)act_stride, shift = few_offset_shift(qt);
-    const __m512i t = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
-    const __m512i h = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
-    const __m512i row = _mm512_mullo_epi32(t, _mm512_set1_epi32(stride)), group = _mm512_add_epi32(row, h);
-    const __m512i zero = _mm512_setzero_si512();
+    const __m256i row = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)act_stride));
+    const __m256i zero = _mm256_setzero_si256();
+    const int shift = qt == G4_QT_Q4 ? 3 : qt == G4_QT_Q6 ? 5 : 7;
     uint8_t *out = panels;
     for (int t0 = 0; t0 < T; t0 += G4_QFEW_T) {
         const uint8_t *a = (const uint8_t *)act + (size_t)t0 * act_stride;
         const int nt = T - t0 < G4_QFEW_T ? T - t0 : G4_QFEW_T;
-        const __mmask16 rows = (__mmask16)((1u << nt) - 1), both = (__mmask16)(rows | rows << 8);
+        const __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(nt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         for (int64_t b = 0; b < K / 32; b++, out += G4_QFEW_PANEL_BLOCK) {
-            for (int q = 0; q < 4; q++) {
-                const __m512i at = _mm512_add_epi32(group, _mm512_set1_epi32(4 * q));
-                _mm512_store_si512(out + q * 64, _mm512_mask_i32gather_epi32(zero, both, at, a + b * 32, 1));
-            }
-            const __m512i sums = _mm512_mask_i32gather_epi32(zero, rows, row, g4_qact_s(a, K) + b, 1);
-            _mm512_store_si512(out + 256, _mm512_sub_epi32(zero, _mm512_slli_epi32(sums, shift)));
-            const __m512 da = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), both, row, g4_qact_d(a, K) + b, 1);
-            _mm512_store_ps(out + 320, da);
+            for (int g = 0; g < 8; g++)
+                _mm256_store_si256((__m256i *)(out + g * 32),
+                                   _mm256_mask_i32gather_epi32(zero, (const int *)(a + b * 32 + g * 4), row, rows, 1));
+            const __m256i sums = _mm256_mask_i32gather_epi32(zero, (const int *)(g4_qact_s(a, K) + b), row, rows, 1);
+            _mm256_store_si256((__m256i *)(out + 256), _mm256_sub_epi32(zero, _mm256_slli_epi32(sums, shift)));
+            _mm256_store_si256((__m256i *)(out + 288),
+                               _mm256_mask_i32gather_epi32(zero, (const int *)(g4_qact_d(a, K) + b), row, rows, 1));
         }
     }
 }
 
-/* A block's values as unsigned bytes, laid out as the section's comment says, and its scale in every lane. Q4 (most
- * weights) splits its nibbles in the 512-bit vector; Q6 and Q8 take the one-row kernel's 32 bytes and spread them. */
-VNNI static INLINE __m512i few_block(int qt, const uint8_t *blk, __m512 *d) {
-    if (qt == G4_QT_Q8) *d = _mm512_set1_ps(g4_readf(blk));
-    else /* bf16 scale: the block's first two bytes, as the high half of a float */
-        *d = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_set1_epi32((int)g4_read32(blk)), 16));
-    if (qt == G4_QT_Q4) {
-        const __m512i x = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(blk + 2)));
-        const __m512i shift = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
+/* Two rows' blocks as unsigned bytes, the first's 32 in the low half, and their scales (each in its half). */
+VNNI static INLINE __m512i few_pair(int qt, const uint8_t *blk0, const uint8_t *blk1, __m512 *d) {
+    __m512i raw = _mm512_mask_set1_epi32(_mm512_set1_epi32((int)g4_read32(blk0)), 0xff00, (int)g4_read32(blk1));
+    *d = _mm512_castsi512_ps(qt == G4_QT_Q8 ? raw : _mm512_slli_epi32(raw, 16)); /* bf16: the high half of a float */
+    if (qt == G4_QT_Q4) { /* 128-bit lanes: low nibbles, high nibbles of the first row, then of the second */
+        const __m512i x = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk0 + 2)))),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk1 + 2))), 1);
+        const __m512i shift = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
         return _mm512_and_si512(_mm512_srlv_epi32(x, shift), _mm512_set1_epi8(15));
     }
-    const __m256i v = qt == G4_QT_Q6 ? q6_values((const g4_block_q6 *)blk)
-                                     : _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 4)),
-                                                        _mm256_set1_epi8(-128));
-    const __m512i z = _mm512_castsi256_si512(v);
-    return _mm512_shuffle_i64x2(z, z, 0x50); /* 128-bit lanes 0, 0, 1, 1 */
+    return _mm512_inserti64x4(_mm512_castsi256_si512(block_values(qt, blk0)), block_values(qt, blk1), 1);
 }
 
 /* Prefetches rows [0, n) from `rows` (row_bytes apart), the part of their blocks at b: every `every` blocks
@@ -474,6 +448,9 @@ VNNI static INLINE void few_rows_qt(int qt, const uint8_t *w, size_t row_bytes, 
                                     const uint8_t *panels, int T, float *y, int64_t ldy, int64_t ahead) {
     const size_t bb = g4_qtype_block_bytes(qt), pass_bytes = (size_t)nb * G4_QFEW_PANEL_BLOCK;
     const int every = qt == G4_QT_Q8 ? 2 : 4; /* 72, 72 or 104 bytes */
+    __m512i group[8]; /* lanes 0-7: dword g of the first row, 8-15: of the second */
+    for (int g = 0; g < 8; g++)
+        group[g] = _mm512_setr_epi32(g, g, g, g, g, g, g, g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g);
     for (int64_t r0 = 0; r0 < n; r0 += FEW_R) {
         const int nr = n - r0 < FEW_R ? (int)(n - r0) : FEW_R;
         const int64_t next = n + ahead - (r0 + FEW_R);
@@ -482,38 +459,38 @@ VNNI static INLINE void few_rows_qt(int qt, const uint8_t *w, size_t row_bytes, 
         for (int r = 0; r < FEW_R; r++) row[r] = w + (size_t)(r0 + (r < nr ? r : nr - 1)) * row_bytes; /* pad: repeat */
         for (int p = 0; p * G4_QFEW_T < T; p++) {
             const uint8_t *panel = panels + (size_t)p * pass_bytes;
-            __m512 f[FEW_R];
-            for (int r = 0; r < FEW_R; r++) f[r] = _mm512_setzero_ps();
+            __m512 f[FEW_R / 2];
+            for (int k = 0; k < FEW_R / 2; k++) f[k] = _mm512_setzero_ps();
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *pb = panel + (size_t)b * G4_QFEW_PANEL_BLOCK;
                 if (p == 0 && n_next)
                     few_prefetch(w + (size_t)(r0 + FEW_R) * row_bytes, row_bytes, n_next, bb, every, b);
-                const __m512i a0 = _mm512_load_si512(pb), a1 = _mm512_load_si512(pb + 64);
-                const __m512i a2 = _mm512_load_si512(pb + 128), a3 = _mm512_load_si512(pb + 192);
-                const __m512i start = _mm512_load_si512(pb + 256);
-                const __m512 da = _mm512_load_ps(pb + 320);
-#pragma GCC unroll 4
-                for (int r = 0; r < FEW_R; r++) {
+                __m512i a[8];
+                for (int g = 0; g < 8; g++) a[g] = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(pb + 32 * g)));
+                const __m512i start = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(pb + 256)));
+                const __m512 da = _mm512_castsi512_ps(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(pb + 288))));
+#pragma GCC unroll 2
+                for (int k = 0; k < FEW_R / 2; k++) {
                     __m512 dw;
-                    const __m512i v = few_block(qt, row[r] + (size_t)b * bb, &dw);
-                    __m512i acc = _mm512_dpbusd_epi32(start, _mm512_shuffle_epi32(v, _MM_PERM_AAAA), a0);
-                    acc = _mm512_dpbusd_epi32(acc, _mm512_shuffle_epi32(v, _MM_PERM_BBBB), a1);
-                    acc = _mm512_dpbusd_epi32(acc, _mm512_shuffle_epi32(v, _MM_PERM_CCCC), a2);
-                    acc = _mm512_dpbusd_epi32(acc, _mm512_shuffle_epi32(v, _MM_PERM_DDDD), a3);
-                    f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(da, dw), f[r]);
+                    const __m512i v = few_pair(qt, row[2 * k] + (size_t)b * bb, row[2 * k + 1] + (size_t)b * bb, &dw);
+                    __m512i acc = start;
+#pragma GCC unroll 8
+                    for (int g = 0; g < 8; g++) acc = _mm512_dpbusd_epi32(acc, _mm512_permutexvar_epi32(group[g], v), a[g]);
+                    f[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dw, da), f[k]);
                 }
             }
             const int nt = T - p * G4_QFEW_T < G4_QFEW_T ? T - p * G4_QFEW_T : G4_QFEW_T;
-            for (int r = 0; r < nr; r++) { /* row t's two halves */
+            for (int k = 0; k < FEW_R / 2; k++) {
                 float lanes[16];
-                _mm512_storeu_ps(lanes, f[r]);
-                for (int t = 0; t < nt; t++) y[(p * G4_QFEW_T + t) * ldy + r0 + r] = lanes[t] + lanes[8 + t];
+                _mm512_storeu_ps(lanes, f[k]);
+                for (int h = 0; h < 2 && 2 * k + h < nr; h++)
+                    for (int t = 0; t < nt; t++) y[(p * G4_QFEW_T + t) * ldy + r0 + 2 * k + h] = lanes[8 * h + t];
             }
         }
     }
 }
 
-/* One instance per format, so that few_block's branches fold away. */
+/* One instance per format, so that few_pair's branches fold away. */
 VNNI static void few_rows_avx512(int qt, const void *w, size_t row_bytes, int64_t n, int64_t nb, const void *panels,
                                  int T, float *y, int64_t ldy, int64_t ahead) {
     if (qt == G4_QT_Q4) few_rows_qt(G4_QT_Q4, w, row_bytes, n, nb, panels, T, y, ldy, ahead);

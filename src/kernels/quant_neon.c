@@ -58,28 +58,41 @@ DOTPROD static INLINE float block_values(int qt, const uint8_t *blk, int8x16_t v
     return g4_bf16_to_f32(g4_read16(blk));
 }
 
-DOTPROD static INLINE float32x4_t block_step(int qt, const uint8_t *blk, const int8_t *a, float da, float32x4_t acc) {
+/* One activation row (decode), four weight rows at a time: each row's block dot product comes out of sdot as 4
+ * partial sums; pairwise adds (exact) reduce 4 rows' at once into one vector, lane r for row r, and the float part
+ * runs once per block for the 4, in block order, the order every kernel keeps (quant.h). */
+enum { VEC_R = 4 };
+
+DOTPROD static INLINE int32x4_t block_dot(int qt, const uint8_t *blk, int8x16_t a0, int8x16_t a1, float *d) {
     int8x16_t v[2];
-    float d = block_values(qt, blk, v);
-    int32x4_t dot = sdot(sdot(vdupq_n_s32(0), v[0], vld1q_s8(a)), v[1], vld1q_s8(a + 16));
-    return vfmaq_n_f32(acc, vcvtq_f32_s32(dot), d * da);
+    *d = block_values(qt, blk, v);
+    return sdot(sdot(vdupq_n_s32(0), v[0], a0), v[1], a1);
 }
 
-/* Two accumulators hide the latency of the float chain. */
+/* nr (1..4) rows from row0; rows past nr repeat the last one and are not stored. */
+DOTPROD static INLINE void vec_group(int qt, const uint8_t *row0, size_t row_bytes, int nr, const int8_t *aq,
+                                     const float *ad, int64_t nb, float *y) {
+    const size_t bb = g4_qtype_block_bytes(qt);
+    const uint8_t *row[VEC_R];
+    for (int r = 0; r < VEC_R; r++) row[r] = row0 + (size_t)(r < nr ? r : nr - 1) * row_bytes;
+    float32x4_t acc = vdupq_n_f32(0);
+    for (int64_t b = 0; b < nb; b++) {
+        const int8x16_t a0 = vld1q_s8(aq + b * 32), a1 = vld1q_s8(aq + b * 32 + 16);
+        int32x4_t d[VEC_R];
+        float dw[VEC_R];
+        for (int r = 0; r < VEC_R; r++) d[r] = block_dot(qt, row[r] + (size_t)b * bb, a0, a1, &dw[r]);
+        const int32x4_t sums = vpaddq_s32(vpaddq_s32(d[0], d[1]), vpaddq_s32(d[2], d[3]));
+        acc = vfmaq_f32(acc, vcvtq_f32_s32(sums), vmulq_n_f32(vld1q_f32(dw), ad[b]));
+    }
+    float out[VEC_R];
+    vst1q_f32(out, acc);
+    for (int r = 0; r < nr; r++) y[r] = out[r];
+}
+
 DOTPROD static INLINE void vec_rows(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const int8_t *aq,
                                     const float *ad, int64_t nb, float *y) {
-    size_t bb = g4_qtype_block_bytes(qt);
-    for (int64_t r = 0; r < n; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
-        float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-        int64_t b = 0;
-        for (; b + 2 <= nb; b += 2) {
-            acc0 = block_step(qt, row + (size_t)b * bb, aq + b * 32, ad[b], acc0);
-            acc1 = block_step(qt, row + (size_t)(b + 1) * bb, aq + (b + 1) * 32, ad[b + 1], acc1);
-        }
-        if (b < nb) acc0 = block_step(qt, row + (size_t)b * bb, aq + b * 32, ad[b], acc0);
-        y[r] = vaddvq_f32(vaddq_f32(acc0, acc1));
-    }
+    for (int64_t r = 0; r < n; r += VEC_R)
+        vec_group(qt, w + (size_t)r * row_bytes, row_bytes, n - r < VEC_R ? (int)(n - r) : VEC_R, aq, ad, nb, y + r);
 }
 
 DOTPROD static void vec_neon(int qt, const void *w, size_t row_bytes, int64_t n, const void *act, int64_t K, float *y) {
