@@ -497,15 +497,16 @@ static void check_many(const g4_quant_ops *ops, int threads, int64_t T, int64_t 
     g4_pool *pool = g4_pool_create(threads);
     testmat m[3] = {make_mat(G4_QT_Q4, 131, K), make_mat(G4_QT_Q8, 17, K), make_mat(G4_QT_Q6, 131, K)};
     unsigned char *act = make_acts(T, K);
+    unsigned char *scratch = malloc(g4_qmatmul_act_scratch_bytes(ops, pool, T, K) + 1);
     float *want[3], *got[3];
     g4_qmat mats[3];
     for (int i = 0; i < 3; i++) {
         want[i] = malloc((size_t)(T * m[i].N) * 4), got[i] = malloc((size_t)(T * m[i].N) * 4);
         memset(got[i], 0, (size_t)(T * m[i].N) * 4);
-        g4_qmatmul_act(ops, pool, act, T, K, m[i].w, m[i].qt, m[i].N, want[i], NULL);
+        g4_qmatmul_act(ops, pool, act, T, K, m[i].w, m[i].qt, m[i].N, want[i], scratch + 1);
         mats[i] = (g4_qmat){m[i].w, m[i].qt, m[i].N, got[i]};
     }
-    CHECK(g4_qmatvec_many(ops, pool, act, T, K, mats, 3, NULL, NULL) == 0, "stacked product accepted");
+    CHECK(g4_qmatvec_many(ops, pool, act, T, K, mats, 3, NULL, NULL, scratch + 1) == 0, "stacked product accepted");
     int bad = 0;
     for (int i = 0; i < 3; i++) bad += memcmp(want[i], got[i], (size_t)(T * m[i].N) * 4) != 0;
     CHECK(bad == 0, "%s stacked T=%lld K=%lld threads=%d: %d matrices differ from single products", ops->name,
@@ -515,7 +516,7 @@ static void check_many(const g4_quant_ops *ops, int threads, int64_t T, int64_t 
     for (int i = 0; i < 2; i++) memset(pair[i].y, 0, (size_t)(T * pair[i].N) * 4);
     int seen[131] = {0}, early[131] = {0};
     lockstep_log log = {{pair[0].y, pair[1].y}, {want[0], want[2]}, 131, seen, early};
-    CHECK(g4_qmatvec_many(ops, pool, act, T, K, pair, 2, log_rows, &log) == 0, "lockstep product accepted");
+    CHECK(g4_qmatvec_many(ops, pool, act, T, K, pair, 2, log_rows, &log, scratch + 1) == 0, "lockstep product accepted");
     int once = 1, n_early = 0;
     for (int n = 0; n < 131; n++) once &= seen[n] == 1, n_early += early[n];
     CHECK(once && n_early == 0 && memcmp(want[0], pair[0].y, (size_t)(T * 131) * 4) == 0 &&
@@ -524,15 +525,15 @@ static void check_many(const g4_quant_ops *ops, int threads, int64_t T, int64_t 
           (long long)T, (long long)K, threads, n_early);
 
     g4_qmat uneven[2] = {mats[0], mats[1]}, badk = {m[0].w, G4_QT_Q4, 131, got[0]};
-    CHECK(g4_qmatvec_many(ops, pool, act, G4_QVEC_MAX_ROWS + 1, K, mats, 3, NULL, NULL) == -1 &&
-              g4_qmatvec_many(ops, pool, act, 0, K, mats, 3, NULL, NULL) == -1 &&
-              g4_qmatvec_many(ops, pool, act, T, K, mats, 0, NULL, NULL) == -1 &&
-              g4_qmatvec_many(ops, pool, act, T, K, mats, G4_QMAT_MAX + 1, NULL, NULL) == -1 &&
-              g4_qmatvec_many(ops, pool, act, T, K, uneven, 2, log_rows, &log) == -1 &&
-              g4_qmatvec_many(ops, pool, act, T, K + 1, &badk, 1, NULL, NULL) == -1,
+    CHECK(g4_qmatvec_many(ops, pool, act, g4_qmany_max_rows(ops) + 1, K, mats, 3, NULL, NULL, scratch) == -1 &&
+              g4_qmatvec_many(ops, pool, act, 0, K, mats, 3, NULL, NULL, scratch) == -1 &&
+              g4_qmatvec_many(ops, pool, act, T, K, mats, 0, NULL, NULL, scratch) == -1 &&
+              g4_qmatvec_many(ops, pool, act, T, K, mats, G4_QMAT_MAX + 1, NULL, NULL, scratch) == -1 &&
+              g4_qmatvec_many(ops, pool, act, T, K, uneven, 2, log_rows, &log, scratch) == -1 &&
+              g4_qmatvec_many(ops, pool, act, T, K + 1, &badk, 1, NULL, NULL, scratch) == -1,
           "bad fused products refused");
     for (int i = 0; i < 3; i++) free(want[i]), free(got[i]), free_mat(&m[i]);
-    free(act);
+    free(act), free(scratch);
     g4_pool_destroy(pool);
 }
 
@@ -611,12 +612,15 @@ int main(void) {
     check_kernels();
     check_canonical();
     check_products();
+    /* one-row and few-row products (where a variant has them: 4 up to g4_qmany_max_rows) */
+    const int64_t many_rows[] = {1, G4_QVEC_MAX_ROWS, G4_QVEC_MAX_ROWS + 1, 8, 13, 48};
     for (int v = 0; v < n_variants; v++) {
         check_shared_scratch(variants[v]);
         for (int threads = 1; threads <= 3; threads++)
-            for (int64_t T = 1; T <= G4_QVEC_MAX_ROWS; T += G4_QVEC_MAX_ROWS - 1) {
-                check_many(variants[v], threads, T, 96);
-                check_many(variants[v], threads, T, 2560);
+            for (size_t ti = 0; ti < sizeof many_rows / sizeof *many_rows; ti++) {
+                if (many_rows[ti] > g4_qmany_max_rows(variants[v])) continue;
+                check_many(variants[v], threads, many_rows[ti], 96);
+                check_many(variants[v], threads, many_rows[ti], 2560);
             }
     }
     return g4t_finish("test_quant");

@@ -454,9 +454,9 @@ const g4_quant_ops *g4_quant_ops_best(void) {
 
 /* ---- The threaded product ----------------------------------------------------------------------------------- */
 
-/* From this many activation rows on, unpacking a weight tile once and reusing it across the batch beats streaming
- * each weight row once per activation row (decode). */
-enum { GEMM_MIN_T = G4_QVEC_MAX_ROWS + 1 };
+/* From this many activation rows on, products need scratch: the few-row product's panels, the panel product's
+ * tiles. */
+enum { SCRATCH_MIN_T = G4_QVEC_MAX_ROWS + 1 };
 /* Decode work items: enough rows to amortize the call, few enough to balance the workers. */
 enum { VEC_ROWS = 32 };
 /* gemm work items: this many tiles of n_tile rows, sharing each pass over an activation chunk in cache. */
@@ -492,7 +492,6 @@ static size_t worker_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
 /* The few-row product (ops->few_rows) takes up to FEW_MAX_T activation rows, in panels of G4_QFEW_T; beyond, the
  * panel product is faster. Work items are FEW_ROWS weight rows. */
 enum { FEW_MAX_T = 48, FEW_ROWS = 16 };
-static int takes_few(const g4_quant_ops *ops, int64_t T) { return ops->few_rows && T <= FEW_MAX_T; }
 static size_t few_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
     if (!ops->few_rows) return 0;
     const int64_t t = T < FEW_MAX_T ? T : FEW_MAX_T;
@@ -500,7 +499,7 @@ static size_t few_bytes(const g4_quant_ops *ops, int64_t T, int64_t K) {
 }
 
 size_t g4_qmatmul_act_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool, int64_t T, int64_t K) {
-    if (T < GEMM_MIN_T) return 0;
+    if (T < SCRATCH_MIN_T) return 0;
     size_t gemm = align64((size_t)n_panels(ops, T) * g4_qpanel_bytes(ops->t_tile, K)) +
                   (size_t)g4_pool_size(pool) * worker_bytes(ops, T, K);
     return 64 + (gemm > few_bytes(ops, T, K) ? gemm : few_bytes(ops, T, K));
@@ -539,11 +538,15 @@ void g4_quantize_acts(const g4_quant_ops *ops, g4_pool *pool, const float *x, in
     g4_pool_for(pool, T, 8, quantize_range, &j);
 }
 
+/* g4_qmatvec_many's work: items of `item_rows` rows, stacked matrix after matrix or in lockstep. Up to
+ * G4_QVEC_MAX_ROWS activation rows each weight row streams once per activation row through ops->vec; more go
+ * through the few-row product on the panels. */
 typedef struct many_job {
     const g4_quant_ops *ops;
     const unsigned char *act;
     size_t act_stride;
-    int64_t T, K;
+    int64_t T, K, item_rows;
+    const unsigned char *panels; /* NULL: ops->vec */
     const g4_qmat *mats;
     int count;
     int64_t first_item[G4_QMAT_MAX + 1]; /* stacked: matrix i has items first_item[i] .. first_item[i + 1] - 1 */
@@ -551,19 +554,24 @@ typedef struct many_job {
     void *ctx;
 } many_job;
 
-static void vec_rows(const many_job *j, const g4_qmat *m, int64_t n0, int64_t n1) {
-    size_t rb = g4_qrow_bytes(m->qt, j->K);
+static void mat_rows(const many_job *j, const g4_qmat *m, int64_t n0, int64_t n1) {
+    const size_t rb = g4_qrow_bytes(m->qt, j->K);
+    const unsigned char *w = (const unsigned char *)m->w + (size_t)n0 * rb;
+    if (j->panels) {
+        const int64_t ahead = m->N - n1 < j->item_rows ? m->N - n1 : j->item_rows;
+        j->ops->few_rows(m->qt, w, rb, n1 - n0, j->K / G4_QBLOCK, j->panels, (int)j->T, m->y + n0, m->N, ahead);
+        return;
+    }
     for (int64_t t = 0; t < j->T; t++)
-        j->ops->vec(m->qt, (const unsigned char *)m->w + (size_t)n0 * rb, rb, n1 - n0,
-                    j->act + (size_t)t * j->act_stride, j->K, m->y + t * m->N + n0);
+        j->ops->vec(m->qt, w, rb, n1 - n0, j->act + (size_t)t * j->act_stride, j->K, m->y + t * m->N + n0);
 }
 
 static void many_range(void *ctx, int64_t begin, int64_t end, int worker) {
     many_job *j = ctx;
     (void)worker;
     if (j->rows_done) {
-        int64_t n0 = begin * VEC_ROWS, n1 = end * VEC_ROWS < j->mats[0].N ? end * VEC_ROWS : j->mats[0].N;
-        for (int i = 0; i < j->count; i++) vec_rows(j, &j->mats[i], n0, n1);
+        int64_t n0 = begin * j->item_rows, n1 = end * j->item_rows < j->mats[0].N ? end * j->item_rows : j->mats[0].N;
+        for (int i = 0; i < j->count; i++) mat_rows(j, &j->mats[i], n0, n1);
         j->rows_done(j->ctx, n0, n1);
         return;
     }
@@ -571,19 +579,28 @@ static void many_range(void *ctx, int64_t begin, int64_t end, int worker) {
         int64_t b = begin > j->first_item[i] ? begin : j->first_item[i];
         int64_t e = end < j->first_item[i + 1] ? end : j->first_item[i + 1];
         if (b >= e) continue;
-        int64_t n0 = (b - j->first_item[i]) * VEC_ROWS, n1 = (e - j->first_item[i]) * VEC_ROWS;
-        vec_rows(j, &j->mats[i], n0, n1 < j->mats[i].N ? n1 : j->mats[i].N);
+        int64_t n0 = (b - j->first_item[i]) * j->item_rows, n1 = (e - j->first_item[i]) * j->item_rows;
+        mat_rows(j, &j->mats[i], n0, n1 < j->mats[i].N ? n1 : j->mats[i].N);
     }
 }
 
+int64_t g4_qmany_max_rows(const g4_quant_ops *ops) { return ops->few_rows ? FEW_MAX_T : G4_QVEC_MAX_ROWS; }
+
 int g4_qmatvec_many(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K,
-                    const g4_qmat *mats, int count, g4_qrows_fn rows_done, void *ctx) {
-    if (T <= 0 || T > G4_QVEC_MAX_ROWS || count <= 0 || count > G4_QMAT_MAX) return -1;
-    many_job j = {.ops = ops, .act = act, .act_stride = g4_qact_row_bytes(K), .T = T, .K = K, .mats = mats,
-                  .count = count, .rows_done = rows_done, .ctx = ctx};
+                    const g4_qmat *mats, int count, g4_qrows_fn rows_done, void *ctx, void *scratch) {
+    if (T <= 0 || T > g4_qmany_max_rows(ops) || count <= 0 || count > G4_QMAT_MAX) return -1;
+    const int few = T > G4_QVEC_MAX_ROWS;
+    many_job j = {.ops = ops, .act = act, .act_stride = g4_qact_row_bytes(K), .T = T, .K = K,
+                  .item_rows = few ? FEW_ROWS : VEC_ROWS, .mats = mats, .count = count, .rows_done = rows_done,
+                  .ctx = ctx};
     for (int i = 0; i < count; i++) {
         if (mats[i].N <= 0 || !g4_qrow_bytes(mats[i].qt, K) || (rows_done && mats[i].N != mats[0].N)) return -1;
-        j.first_item[i + 1] = j.first_item[i] + (mats[i].N + VEC_ROWS - 1) / VEC_ROWS;
+        j.first_item[i + 1] = j.first_item[i] + (mats[i].N + j.item_rows - 1) / j.item_rows;
+    }
+    if (few) {
+        unsigned char *panels = align_ptr(scratch);
+        ops->few_panel(act, j.act_stride, (int)T, K, panels);
+        j.panels = panels;
     }
     g4_pool_for(pool, rows_done ? j.first_item[1] : j.first_item[count], 1, many_range, &j);
     return 0;
@@ -664,31 +681,16 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end, int worker) {
     }
 }
 
-/* Rows [begin, end) x FEW_ROWS in one call, prefetching up to FEW_ROWS rows past them. */
-static void few_range(void *ctx, int64_t begin, int64_t end, int worker) {
-    qjob *j = ctx;
-    const int64_t n0 = begin * FEW_ROWS, n1 = min64(end * FEW_ROWS, j->N);
-    j->ops->few_rows(j->qt, j->w + (size_t)n0 * j->row_bytes, j->row_bytes, n1 - n0, j->K / G4_QBLOCK, j->panels,
-                     (int)j->T, j->y + n0, j->N, min64(j->N - n1, FEW_ROWS));
-    (void)worker;
-}
-
 int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
                    int wtype, int64_t N, float *y, void *scratch) {
     if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K)) return -1;
     qjob j = {.ops = ops, .act = (unsigned char *)act, .act_stride = g4_qact_row_bytes(K), .T = T, .K = K, .N = N,
               .w = w, .row_bytes = g4_qrow_bytes(wtype, K), .qt = wtype, .y = y};
-    if (T < GEMM_MIN_T) {
+    if (T <= g4_qmany_max_rows(ops)) {
         g4_qmat m = {w, wtype, N, y};
-        return g4_qmatvec_many(ops, pool, act, T, K, &m, 1, NULL, NULL);
+        return g4_qmatvec_many(ops, pool, act, T, K, &m, 1, NULL, NULL, scratch);
     }
     int64_t panels = n_panels(ops, T), group = (int64_t)ops->n_tile * GROUP_TILES;
-    if (takes_few(ops, T)) {
-        j.panels = align_ptr(scratch);
-        ops->few_panel(wtype, j.act, j.act_stride, (int)T, K, j.panels);
-        g4_pool_for(pool, (N + FEW_ROWS - 1) / FEW_ROWS, 1, few_range, &j);
-        return 0;
-    }
     j.panels = align_ptr(scratch);
     j.panel_bytes = g4_qpanel_bytes(ops->t_tile, K);
     j.work = j.panels + align64((size_t)panels * j.panel_bytes);

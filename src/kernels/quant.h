@@ -117,13 +117,13 @@ typedef struct g4_quant_ops {
                  int64_t nb, float *out, int accumulate);
     /* Optional (NULL: unused), for a few activation rows (sessions decoding together): the weights are read as
      * stored, each row once, with the activation rows in the vector lanes, so nothing is repacked per product.
-     * few_panel arranges T activation rows (act_stride bytes apart) for weights of format qt into ceil(T /
-     * G4_QFEW_T) panels one after the other (rows 8p.. in panel p, rows past T as zero), G4_QFEW_PANEL_BLOCK bytes
-     * per block (K/32 blocks) each, at 64-byte aligned `panels`. few_rows: y[t * ldy + i] = W_i · (activation
-     * row t) for i < n and t < T, W_i the n rows at w (row_bytes apart, nb blocks each), the activations as
-     * few_panel left them; the `ahead` rows after the n are prefetched along the way, so that reading memory
+     * few_panel arranges T activation rows (act_stride bytes apart) into ceil(T / G4_QFEW_T) panels one after the
+     * other (rows 8p.. in panel p, rows past T as zero), G4_QFEW_PANEL_BLOCK bytes per block (K/32 blocks) each, at
+     * 64-byte aligned `panels`; they serve weights of every format. few_rows: y[t * ldy + i] = W_i · (activation
+     * row t) for i < n and t < T, W_i the n rows at w (format qt, row_bytes apart, nb blocks each), the activations
+     * as few_panel left them; the `ahead` rows after the n are prefetched along the way, so that reading memory
      * overlaps the arithmetic. */
-    void (*few_panel)(int qt, const void *act, size_t act_stride, int T, int64_t K, void *panels);
+    void (*few_panel)(const void *act, size_t act_stride, int T, int64_t K, void *panels);
     void (*few_rows)(int qt, const void *w, size_t row_bytes, int64_t n, int64_t nb, const void *panels, int T,
                      float *y, int64_t ldy, int64_t ahead);
 } g4_quant_ops;
@@ -173,8 +173,10 @@ size_t g4_qmatmul_act_scratch_bytes(const g4_quant_ops *ops, const g4_pool *pool
 int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
                    int wtype, int64_t N, float *y, void *scratch);
 
-/* Decode-sized products of one quantized input with several weights (q, k and v; gate and up) as one parallel
- * loop, so that the workers meet once rather than once per weight. y[T, N] = act · W^T per g4_qmat. */
+/* Products of one quantized input with several weights (q, k and v; gate and up) as one parallel loop, so that
+ * the workers meet once rather than once per weight: decode-sized inputs, up to g4_qmany_max_rows(ops) rows (a
+ * few sessions decoding together where the variant has the few-row product, else G4_QVEC_MAX_ROWS).
+ * y[T, N] = act · W^T per g4_qmat. */
 #define G4_QMAT_MAX 4
 typedef struct g4_qmat {
     const void *w;
@@ -182,13 +184,15 @@ typedef struct g4_qmat {
     int64_t N;
     float *y;
 } g4_qmat;
+int64_t g4_qmany_max_rows(const g4_quant_ops *ops);
 /* Called once rows [n0, n1) of every matrix of a lockstep product are done, on the worker that did them. */
 typedef void (*g4_qrows_fn)(void *ctx, int64_t n0, int64_t n1);
 /* rows_done NULL: the matrices' rows are one loop, one matrix after the other. rows_done given: the matrices have
  * equal N and are walked in lockstep, each worker calling rows_done on the rows it finished (an epilogue such as
- * gelu(gate) * up, while those rows are in cache). Returns -1 (nothing written) for T outside
- * 1..G4_QVEC_MAX_ROWS, count outside 1..G4_QMAT_MAX, unequal heights in lockstep, or a bad qt, K or N. */
+ * gelu(gate) * up, while those rows are in cache). scratch: g4_qmatmul_act_scratch_bytes(ops, pool, T, K) bytes, any
+ * alignment (none below 4 rows). Returns -1 (nothing written) for T outside 1..g4_qmany_max_rows(ops), count
+ * outside 1..G4_QMAT_MAX, unequal heights in lockstep, or a bad qt, K or N. */
 int g4_qmatvec_many(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K,
-                    const g4_qmat *mats, int count, g4_qrows_fn rows_done, void *ctx);
+                    const g4_qmat *mats, int count, g4_qrows_fn rows_done, void *ctx, void *scratch);
 
 #endif

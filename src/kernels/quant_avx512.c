@@ -396,11 +396,11 @@ VNNI static void gemm_avx512(int qt, const void *wrows, size_t wstride, int nr, 
 enum { FEW_R = 4 }; /* weight rows per step: the panel's vectors are loaded once for all four */
 
 /* One panel per G4_QFEW_T rows of the T, one after the other; per block: group g of rows 0..7 (8 dwords) for each
- * g, then the start values (minus the weights' offset times each row's block sum), then the scales. */
-VNNI static void few_panel_avx512(int qt, const void *act, size_t act_stride, int T, int64_t K, void *panels) {
+ * g, then each row's block sum (the kernel turns it into the start value for the weights' format), then the
+ * scales. */
+VNNI static void few_panel_avx512(const void *act, size_t act_stride, int T, int64_t K, void *panels) {
     const __m256i row = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)act_stride));
     const __m256i zero = _mm256_setzero_si256();
-    const int shift = qt == G4_QT_Q4 ? 3 : qt == G4_QT_Q6 ? 5 : 7;
     uint8_t *out = panels;
     for (int t0 = 0; t0 < T; t0 += G4_QFEW_T) {
         const uint8_t *a = (const uint8_t *)act + (size_t)t0 * act_stride;
@@ -410,8 +410,8 @@ VNNI static void few_panel_avx512(int qt, const void *act, size_t act_stride, in
             for (int g = 0; g < 8; g++)
                 _mm256_store_si256((__m256i *)(out + g * 32),
                                    _mm256_mask_i32gather_epi32(zero, (const int *)(a + b * 32 + g * 4), row, rows, 1));
-            const __m256i sums = _mm256_mask_i32gather_epi32(zero, (const int *)(g4_qact_s(a, K) + b), row, rows, 1);
-            _mm256_store_si256((__m256i *)(out + 256), _mm256_sub_epi32(zero, _mm256_slli_epi32(sums, shift)));
+            _mm256_store_si256((__m256i *)(out + 256),
+                               _mm256_mask_i32gather_epi32(zero, (const int *)(g4_qact_s(a, K) + b), row, rows, 1));
             _mm256_store_si256((__m256i *)(out + 288),
                                _mm256_mask_i32gather_epi32(zero, (const int *)(g4_qact_d(a, K) + b), row, rows, 1));
         }
@@ -448,6 +448,7 @@ VNNI static INLINE void few_rows_qt(int qt, const uint8_t *w, size_t row_bytes, 
                                     const uint8_t *panels, int T, float *y, int64_t ldy, int64_t ahead) {
     const size_t bb = g4_qtype_block_bytes(qt), pass_bytes = (size_t)nb * G4_QFEW_PANEL_BLOCK;
     const int every = qt == G4_QT_Q8 ? 2 : 4; /* 72, 72 or 104 bytes */
+    const int shift = qt == G4_QT_Q4 ? 3 : qt == G4_QT_Q6 ? 5 : 7; /* the values' offset: 8, 32 or 128 */
     __m512i group[8]; /* lanes 0-7: dword g of the first row, 8-15: of the second */
     for (int g = 0; g < 8; g++)
         group[g] = _mm512_setr_epi32(g, g, g, g, g, g, g, g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g);
@@ -467,7 +468,8 @@ VNNI static INLINE void few_rows_qt(int qt, const uint8_t *w, size_t row_bytes, 
                     few_prefetch(w + (size_t)(r0 + FEW_R) * row_bytes, row_bytes, n_next, bb, every, b);
                 __m512i a[8];
                 for (int g = 0; g < 8; g++) a[g] = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(pb + 32 * g)));
-                const __m512i start = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(pb + 256)));
+                const __m512i sums = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(pb + 256)));
+                const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, shift));
                 const __m512 da = _mm512_castsi512_ps(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(pb + 288))));
 #pragma GCC unroll 2
                 for (int k = 0; k < FEW_R / 2; k++) {
