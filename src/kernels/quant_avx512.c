@@ -145,8 +145,10 @@ VNNI static INLINE void reduce_rows(const __m512i d[VEC_R], __m512i *even, __m51
         }
         w[q] = _mm512_add_epi32(_mm512_unpacklo_epi64(s[0], s[1]), _mm512_unpackhi_epi64(s[0], s[1]));
     }
-    const __m512i x01 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x88), _mm512_shuffle_i32x4(w[0], w[1], 0xdd));
-    const __m512i x23 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[2], w[3], 0x88), _mm512_shuffle_i32x4(w[2], w[3], 0xdd));
+    const __m512i x01 =
+        _mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x88), _mm512_shuffle_i32x4(w[0], w[1], 0xdd));
+    const __m512i x23 =
+        _mm512_add_epi32(_mm512_shuffle_i32x4(w[2], w[3], 0x88), _mm512_shuffle_i32x4(w[2], w[3], 0xdd));
     *even = _mm512_shuffle_i32x4(x01, x23, 0x88);
     *odd = _mm512_shuffle_i32x4(x01, x23, 0xdd);
 }
@@ -170,11 +172,14 @@ VNNI static INLINE __m512 scale_add(int qt, const __m512i d[VEC_R], int two, con
     return acc;
 }
 
-/* Prefetches the next group's rows (`next`, row_bytes apart, `n` of them) where this one is at block b: every 4
- * blocks (2 for Q8) two cache lines each, a fixed stride (see few_prefetch). */
-static INLINE void vec_prefetch(const uint8_t *next, size_t row_bytes, int n, size_t bb, int64_t b) {
+/* Prefetches rows [0, n) from `rows` (row_bytes apart), the part of their blocks at b: every `every` blocks
+ * (at most 128 bytes of them) two cache lines. A fixed stride, not a test of which block starts a line: that
+ * branch is taken in a pattern the predictor misses, and measured 25-30 % slower in the few-row product (8 rows,
+ * Q4, from memory). */
+static INLINE void prefetch_rows(const uint8_t *rows, size_t row_bytes, int n, size_t bb, int every, int64_t b) {
+    if (b % every) return;
     for (int r = 0; r < n; r++) {
-        const uint8_t *p = next + (size_t)r * row_bytes + (size_t)b * bb;
+        const uint8_t *p = rows + (size_t)r * row_bytes + (size_t)b * bb;
         __builtin_prefetch(p);
         __builtin_prefetch(p + 64);
     }
@@ -199,14 +204,14 @@ VNNI static INLINE void vec_group(int qt, const uint8_t *row0, size_t row_bytes,
     __m512i d[VEC_R];
     int64_t b = 0;
     for (; b <= paired; b += 2) {
-        if (b % every == 0) vec_prefetch(next, row_bytes, ahead, bb, b);
+        prefetch_rows(next, row_bytes, ahead, bb, every, b);
         const act_pair ap = load_act_pair(qt, b, 1, aq, as);
         for (int r = 0; r < VEC_R; r++) d[r] = pair_dot(qt, row0 + off[r] + (size_t)b * bb, &ap);
         acc = scale_add(qt, d, 1, row0, offsets, b, ad, acc);
     }
     for (; b < nb; b += 2) {
         const int two = b + 1 < nb;
-        if (b % every == 0) vec_prefetch(next, row_bytes, ahead, bb, b);
+        prefetch_rows(next, row_bytes, ahead, bb, every, b);
         const act_pair ap = load_act_pair(qt, b, two, aq, as);
         for (int r = 0; r < VEC_R; r++) {
             const uint8_t *blk = row0 + off[r] + (size_t)b * bb;
@@ -399,13 +404,14 @@ enum { FEW_R = 4 }; /* weight rows per step: the panel's vectors are loaded once
  * g, then each row's block sum (the kernel turns it into the start value for the weights' format), then the
  * scales. */
 VNNI static void few_panel_avx512(const void *act, size_t act_stride, int T, int64_t K, void *panels) {
-    const __m256i row = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)act_stride));
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i row = _mm256_mullo_epi32(lanes, _mm256_set1_epi32((int)act_stride));
     const __m256i zero = _mm256_setzero_si256();
     uint8_t *out = panels;
     for (int t0 = 0; t0 < T; t0 += G4_QFEW_T) {
         const uint8_t *a = (const uint8_t *)act + (size_t)t0 * act_stride;
         const int nt = T - t0 < G4_QFEW_T ? T - t0 : G4_QFEW_T;
-        const __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(nt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(nt), lanes);
         for (int64_t b = 0; b < K / 32; b++, out += G4_QFEW_PANEL_BLOCK) {
             for (int g = 0; g < 8; g++)
                 _mm256_store_si256((__m256i *)(out + g * 32),
@@ -432,16 +438,9 @@ VNNI static INLINE __m512i few_pair(int qt, const uint8_t *blk0, const uint8_t *
     return _mm512_inserti64x4(_mm512_castsi256_si512(block_values(qt, blk0)), block_values(qt, blk1), 1);
 }
 
-/* Prefetches rows [0, n) from `rows` (row_bytes apart), the part of their blocks at b: every `every` blocks
- * (at most 128 bytes of them) two cache lines. A fixed stride, not a test of which block starts a line: that
- * branch is taken in a pattern the predictor misses, and measured 25-30 % slower (8 rows, Q4, from memory). */
-static INLINE void few_prefetch(const uint8_t *rows, size_t row_bytes, int n, size_t bb, int every, int64_t b) {
-    if (b % every) return;
-    for (int r = 0; r < n; r++) {
-        const uint8_t *p = rows + (size_t)r * row_bytes + (size_t)b * bb;
-        __builtin_prefetch(p);
-        __builtin_prefetch(p + 64);
-    }
+/* 32 panel bytes (8 activation rows) in both halves of a vector. */
+VNNI static INLINE __m512i panel_vector(const uint8_t *p) {
+    return _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)p));
 }
 
 VNNI static INLINE void few_rows_qt(int qt, const uint8_t *w, size_t row_bytes, int64_t n, int64_t nb,
@@ -465,19 +464,20 @@ VNNI static INLINE void few_rows_qt(int qt, const uint8_t *w, size_t row_bytes, 
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *pb = panel + (size_t)b * G4_QFEW_PANEL_BLOCK;
                 if (p == 0 && n_next)
-                    few_prefetch(w + (size_t)(r0 + FEW_R) * row_bytes, row_bytes, n_next, bb, every, b);
+                    prefetch_rows(w + (size_t)(r0 + FEW_R) * row_bytes, row_bytes, n_next, bb, every, b);
                 __m512i a[8];
-                for (int g = 0; g < 8; g++) a[g] = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(pb + 32 * g)));
-                const __m512i sums = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(pb + 256)));
+                for (int g = 0; g < 8; g++) a[g] = panel_vector(pb + 32 * g);
+                const __m512i sums = panel_vector(pb + 256);
                 const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, shift));
-                const __m512 da = _mm512_castsi512_ps(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(pb + 288))));
+                const __m512 da = _mm512_castsi512_ps(panel_vector(pb + 288));
 #pragma GCC unroll 2
                 for (int k = 0; k < FEW_R / 2; k++) {
                     __m512 dw;
                     const __m512i v = few_pair(qt, row[2 * k] + (size_t)b * bb, row[2 * k + 1] + (size_t)b * bb, &dw);
                     __m512i acc = start;
 #pragma GCC unroll 8
-                    for (int g = 0; g < 8; g++) acc = _mm512_dpbusd_epi32(acc, _mm512_permutexvar_epi32(group[g], v), a[g]);
+                    for (int g = 0; g < 8; g++)
+                        acc = _mm512_dpbusd_epi32(acc, _mm512_permutexvar_epi32(group[g], v), a[g]);
                     f[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dw, da), f[k]);
                 }
             }
