@@ -440,6 +440,13 @@ static void check_qmatmul(const g4_quant_ops *ops, int threads, int qt, int64_t 
               g4_qmatmul_act(ops, pool, act, 0, K, m.w, qt, N, y2, s2) == -1,
           "bad arguments refused");
     CHECK(memcmp(y, y2, (size_t)(T * N) * 4) == 0, "%s qmatmul_act differs from qmatmul", ops->name);
+    /* the fused entry from float rows: the same numbers where it applies, refused before any work elsewhere */
+    g4_qmat one = {m.w, qt, N, y2};
+    memset(y2, 0, (size_t)(T * N) * 4);
+    const int many = g4_qmatmul_many(ops, pool, x, T, K, &one, 1, NULL, NULL, scratch + 1);
+    CHECK(T <= g4_qmany_max_rows(ops) ? many == 0 && memcmp(y, y2, (size_t)(T * N) * 4) == 0
+                                      : many == -1 && y2[0] == 0 && y2[T * N - 1] == 0,
+          "%s qmatmul_many T=%lld: %d", ops->name, (long long)T, many);
     free(act), free(y2), free(s2);
     free(x), free(y), free(scratch);
     free_mat(&m);
@@ -516,7 +523,8 @@ static void check_many(const g4_quant_ops *ops, int threads, int64_t T, int64_t 
     for (int i = 0; i < 2; i++) memset(pair[i].y, 0, (size_t)(T * pair[i].N) * 4);
     int seen[131] = {0}, early[131] = {0};
     lockstep_log log = {{pair[0].y, pair[1].y}, {want[0], want[2]}, 131, seen, early};
-    CHECK(g4_qmatvec_many(ops, pool, act, T, K, pair, 2, log_rows, &log, scratch + 1) == 0, "lockstep product accepted");
+    CHECK(g4_qmatvec_many(ops, pool, act, T, K, pair, 2, log_rows, &log, scratch + 1) == 0,
+          "lockstep product accepted");
     int once = 1, n_early = 0;
     for (int n = 0; n < 131; n++) once &= seen[n] == 1, n_early += early[n];
     CHECK(once && n_early == 0 && memcmp(want[0], pair[0].y, (size_t)(T * 131) * 4) == 0 &&

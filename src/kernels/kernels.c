@@ -97,20 +97,14 @@ void g4_matmul(g4_compute *c, const float *x, int64_t T, int64_t K, const g4_ten
 
 /* The decode path of g4_matmul_many / g4_matmul_gelu (one row, or the rows of sessions decoding together): one
  * quantization of x, one loop over every weight's rows. 0 when it does not apply (too many rows or weights, a
- * weight that is not block-quantized, unequal heights in lockstep); the caller then runs one product per weight. */
+ * weight that is not block-quantized, unequal heights in lockstep: g4_qmatmul_many refuses before any work); the
+ * caller then runs one product per weight. */
 static int fused_decode(g4_compute *c, const float *x, int64_t T, int64_t K, int count, const g4_tensor *const w[],
                         float *const y[], g4_qrows_fn rows_done, void *ctx) {
-    g4_qmat mats[G4_QMAT_MAX];
-    if (T > g4_qmany_max_rows(c->qops) || T > G4_QMATMUL_ROWS || count > G4_QMAT_MAX || c->observe) return 0;
-    for (int i = 0; i < count; i++) {
-        mats[i] = (g4_qmat){w[i]->data, g4_quant_type(w[i]->dtype), w[i]->shape[0], y[i]};
-        if (mats[i].qt < 0 || (rows_done && mats[i].N != mats[0].N)) return 0;
-    }
-    /* the scratch as g4_qmatmul lays it out: the quantized rows, then what the product needs */
-    unsigned char *act = (unsigned char *)(((uintptr_t)c->qscratch + 63) & ~(uintptr_t)63);
-    unsigned char *rest = act + ((T * g4_qact_row_bytes(K) + 63) & ~(size_t)63);
-    g4_quantize_acts(c->qops, c->pool, x, T, K, act);
-    return g4_qmatvec_many(c->qops, c->pool, act, T, K, mats, count, rows_done, ctx, rest) == 0;
+    g4_qmat mats[G4_QMAT_MAX] = {{0}};
+    if (T > G4_QMATMUL_ROWS || count > G4_QMAT_MAX || c->observe) return 0; /* qscratch holds this many rows */
+    for (int i = 0; i < count; i++) mats[i] = (g4_qmat){w[i]->data, g4_quant_type(w[i]->dtype), w[i]->shape[0], y[i]};
+    return g4_qmatmul_many(c->qops, c->pool, x, T, K, mats, count, rows_done, ctx, c->qscratch) == 0;
 }
 
 void g4_matmul_many(g4_compute *c, const float *x, int64_t T, int64_t K, int count, const g4_tensor *const w[],

@@ -586,17 +586,24 @@ static void many_range(void *ctx, int64_t begin, int64_t end, int worker) {
 
 int64_t g4_qmany_max_rows(const g4_quant_ops *ops) { return ops->few_rows ? FEW_MAX_T : G4_QVEC_MAX_ROWS; }
 
+/* Whether g4_qmatvec_many takes these arguments. */
+static int many_args_ok(const g4_quant_ops *ops, int64_t T, int64_t K, const g4_qmat *mats, int count,
+                        g4_qrows_fn rows_done) {
+    if (T <= 0 || T > g4_qmany_max_rows(ops) || count <= 0 || count > G4_QMAT_MAX) return 0;
+    for (int i = 0; i < count; i++)
+        if (mats[i].N <= 0 || !g4_qrow_bytes(mats[i].qt, K) || (rows_done && mats[i].N != mats[0].N)) return 0;
+    return 1;
+}
+
 int g4_qmatvec_many(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K,
                     const g4_qmat *mats, int count, g4_qrows_fn rows_done, void *ctx, void *scratch) {
-    if (T <= 0 || T > g4_qmany_max_rows(ops) || count <= 0 || count > G4_QMAT_MAX) return -1;
+    if (!many_args_ok(ops, T, K, mats, count, rows_done)) return -1;
     const int few = T > G4_QVEC_MAX_ROWS;
     many_job j = {.ops = ops, .act = act, .act_stride = g4_qact_row_bytes(K), .T = T, .K = K,
                   .item_rows = few ? FEW_ROWS : VEC_ROWS, .mats = mats, .count = count, .rows_done = rows_done,
                   .ctx = ctx};
-    for (int i = 0; i < count; i++) {
-        if (mats[i].N <= 0 || !g4_qrow_bytes(mats[i].qt, K) || (rows_done && mats[i].N != mats[0].N)) return -1;
+    for (int i = 0; i < count; i++)
         j.first_item[i + 1] = j.first_item[i] + (mats[i].N + j.item_rows - 1) / j.item_rows;
-    }
     if (few) {
         unsigned char *panels = align_ptr(scratch);
         ops->few_panel(act, j.act_stride, (int)T, K, panels);
@@ -684,12 +691,12 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end, int worker) {
 int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K, const void *w,
                    int wtype, int64_t N, float *y, void *scratch) {
     if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K)) return -1;
-    qjob j = {.ops = ops, .act = (unsigned char *)act, .act_stride = g4_qact_row_bytes(K), .T = T, .K = K, .N = N,
-              .w = w, .row_bytes = g4_qrow_bytes(wtype, K), .qt = wtype, .y = y};
     if (T <= g4_qmany_max_rows(ops)) {
         g4_qmat m = {w, wtype, N, y};
         return g4_qmatvec_many(ops, pool, act, T, K, &m, 1, NULL, NULL, scratch);
     }
+    qjob j = {.ops = ops, .act = (unsigned char *)act, .act_stride = g4_qact_row_bytes(K), .T = T, .K = K, .N = N,
+              .w = w, .row_bytes = g4_qrow_bytes(wtype, K), .qt = wtype, .y = y};
     int64_t panels = n_panels(ops, T), group = (int64_t)ops->n_tile * GROUP_TILES;
     j.panels = align_ptr(scratch);
     j.panel_bytes = g4_qpanel_bytes(ops->t_tile, K);
@@ -701,10 +708,25 @@ int g4_qmatmul_act(const g4_quant_ops *ops, g4_pool *pool, const void *act, int6
     return 0;
 }
 
+/* g4_qmatmul_scratch_bytes's layout: the quantized rows, then the product's own scratch. */
+static unsigned char *quantize_into(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K,
+                                    void *scratch, unsigned char **rest) {
+    unsigned char *act = align_ptr(scratch);
+    g4_quantize_acts(ops, pool, x, T, K, act);
+    *rest = act + align64((size_t)T * g4_qact_row_bytes(K));
+    return act;
+}
+
 int g4_qmatmul(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K, const void *w,
                int wtype, int64_t N, float *y, void *scratch) {
     if (T <= 0 || N <= 0 || !g4_qrow_bytes(wtype, K)) return -1;
-    unsigned char *act = align_ptr(scratch);
-    g4_quantize_acts(ops, pool, x, T, K, act);
-    return g4_qmatmul_act(ops, pool, act, T, K, w, wtype, N, y, act + align64((size_t)T * g4_qact_row_bytes(K)));
+    unsigned char *rest, *act = quantize_into(ops, pool, x, T, K, scratch, &rest);
+    return g4_qmatmul_act(ops, pool, act, T, K, w, wtype, N, y, rest);
+}
+
+int g4_qmatmul_many(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K,
+                    const g4_qmat *mats, int count, g4_qrows_fn rows_done, void *ctx, void *scratch) {
+    if (!many_args_ok(ops, T, K, mats, count, rows_done)) return -1;
+    unsigned char *rest, *act = quantize_into(ops, pool, x, T, K, scratch, &rest);
+    return g4_qmatvec_many(ops, pool, act, T, K, mats, count, rows_done, ctx, rest);
 }

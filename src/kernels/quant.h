@@ -194,5 +194,9 @@ typedef void (*g4_qrows_fn)(void *ctx, int64_t n0, int64_t n1);
  * outside 1..G4_QMAT_MAX, unequal heights in lockstep, or a bad qt, K or N. */
 int g4_qmatvec_many(const g4_quant_ops *ops, g4_pool *pool, const void *act, int64_t T, int64_t K,
                     const g4_qmat *mats, int count, g4_qrows_fn rows_done, void *ctx, void *scratch);
+/* The same from float rows x[T, K], quantized once (as g4_qmatmul does); scratch: g4_qmatmul_scratch_bytes(ops,
+ * pool, T, K) bytes, any alignment. -1 as above, before any work. */
+int g4_qmatmul_many(const g4_quant_ops *ops, g4_pool *pool, const float *x, int64_t T, int64_t K,
+                    const g4_qmat *mats, int count, g4_qrows_fn rows_done, void *ctx, void *scratch);
 
 #endif

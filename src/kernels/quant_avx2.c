@@ -99,13 +99,11 @@ AVX2 static INLINE __m256i reduce_rows(const __m256i d[VEC_R]) {
  * along the way, two cache lines each every 4 blocks (2 for Q8). */
 AVX2 static INLINE void vec_group(int qt, const uint8_t *row0, size_t row_bytes, int nr, const int8_t *aq,
                                   const float *ad, const int32_t *as, int64_t nb, float *y) {
-    const size_t bb = g4_qtype_block_bytes(qt);
+    const size_t bb = g4_block_size(qt);
     const int every = qt == G4_QT_Q8 ? 2 : 4, offset = qt == G4_QT_Q4 ? 8 : 32;
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i offsets =
-        _mm256_mullo_epi32(_mm256_min_epi32(lanes, _mm256_set1_epi32(nr - 1)), _mm256_set1_epi32((int)row_bytes));
-    size_t off[VEC_R];
-    for (int r = 0; r < VEC_R; r++) off[r] = (size_t)(r < nr ? r : nr - 1) * row_bytes;
+    int32_t off[VEC_R]; /* row r's bytes from row0 (int32: the gather's offsets) */
+    for (int r = 0; r < VEC_R; r++) off[r] = (r < nr ? r : nr - 1) * (int32_t)row_bytes;
+    const __m256i offsets = _mm256_loadu_si256((const __m256i *)off);
     const uint8_t *next = row0 + (size_t)nr * row_bytes;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -123,7 +121,7 @@ AVX2 static INLINE void vec_group(int qt, const uint8_t *row0, size_t row_bytes,
         const __m256 dw = _mm256_castsi256_ps(qt == G4_QT_Q8 ? raw : _mm256_slli_epi32(raw, 16));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_set1_ps(ad[b])), acc);
     }
-    _mm256_maskstore_ps(y, _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lanes), acc);
+    _mm256_maskstore_ps(y, _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), acc);
 }
 
 AVX2 static INLINE void vec_rows(int qt, const uint8_t *w, size_t row_bytes, int64_t n, const int8_t *aq,
@@ -145,7 +143,7 @@ AVX2 static void vec_avx2(int qt, const void *w, size_t row_bytes, int64_t n, co
 
 /* Unpacked rows keep each format's own encoding: Q4 and Q6 codes unsigned, Q8 signed (see block_dot). */
 AVX2 static void unpack_w_avx2(int qt, const void *wrow, int64_t b0, int64_t nb, void *dst) {
-    size_t bb = g4_qtype_block_bytes(qt);
+    size_t bb = g4_block_size(qt);
     uint8_t *v = dst;
     float *d = (float *)(v + nb * 32);
     for (int64_t b = 0; b < nb; b++) {

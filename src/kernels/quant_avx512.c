@@ -39,8 +39,8 @@ VNNI static INLINE __m256i block_values(int qt, const uint8_t *blk) {
     return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 4)), _mm256_set1_epi8(-128));
 }
 
-/* Log2 of that offset: 8, 32 or 128 over a block's 8 lanes. */
-static INLINE int lane_offset_shift(int qt) { return qt == G4_QT_Q4 ? 0 : qt == G4_QT_Q6 ? 2 : 4; }
+/* Log2 of that offset: 8, 32 or 128. */
+static INLINE int offset_log2(int qt) { return qt == G4_QT_Q4 ? 3 : qt == G4_QT_Q6 ? 5 : 7; }
 
 /* g4_quantize_act_row with the same float operations in the same order, so the bytes are identical: NaN counts
  * as 0 in the maximum (max_ps returns its second operand for NaN) and clamps to -127. */
@@ -91,7 +91,8 @@ VNNI static INLINE act_pair load_act_pair(int qt, int64_t b, int two, const int8
     const __m512i sums = _mm512_inserti64x4(_mm512_castsi256_si512(s0), s1, 1);
     act_pair p;
     p.a = _mm512_inserti64x4(_mm512_castsi256_si512(a0), a1, 1);
-    p.start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, lane_offset_shift(qt)));
+    /* spread over the block's 8 lanes: offset / 8 each */
+    p.start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, offset_log2(qt) - 3));
     return p;
 }
 
@@ -155,7 +156,7 @@ VNNI static INLINE void reduce_rows(const __m512i d[VEC_R], __m512i *even, __m51
 
 /* The 16 rows' scales of block b, as floats (bf16 words widen by a shift). */
 VNNI static INLINE __m512 row_scales(int qt, const uint8_t *row0, __m512i offsets, int64_t b) {
-    const __m512i raw = _mm512_i32gather_epi32(offsets, row0 + (size_t)b * g4_qtype_block_bytes(qt), 1);
+    const __m512i raw = _mm512_i32gather_epi32(offsets, row0 + (size_t)b * g4_block_size(qt), 1);
     return _mm512_castsi512_ps(qt == G4_QT_Q8 ? raw : _mm512_slli_epi32(raw, 16));
 }
 
@@ -172,31 +173,27 @@ VNNI static INLINE __m512 scale_add(int qt, const __m512i d[VEC_R], int two, con
     return acc;
 }
 
-/* Prefetches rows [0, n) from `rows` (row_bytes apart), the part of their blocks at b: every `every` blocks
- * (at most 128 bytes of them) two cache lines. A fixed stride, not a test of which block starts a line: that
+/* Prefetches rows [0, n) from `rows` (row_bytes apart, format qt), the part of their blocks at b: every 4 blocks
+ * (2 for Q8: 72, 104 or 72 bytes) two cache lines. A fixed stride, not a test of which block starts a line: that
  * branch is taken in a pattern the predictor misses, and measured 25-30 % slower in the few-row product (8 rows,
- * Q4, from memory). */
-static INLINE void prefetch_rows(const uint8_t *rows, size_t row_bytes, int n, size_t bb, int every, int64_t b) {
-    if (b % every) return;
+ * Q4, from memory). b may step by 1 or 2: both strides are even. */
+static INLINE void prefetch_rows(int qt, const uint8_t *rows, size_t row_bytes, int n, int64_t b) {
+    if (b % (qt == G4_QT_Q8 ? 2 : 4)) return;
     for (int r = 0; r < n; r++) {
-        const uint8_t *p = rows + (size_t)r * row_bytes + (size_t)b * bb;
+        const uint8_t *p = rows + (size_t)r * row_bytes + (size_t)b * g4_block_size(qt);
         __builtin_prefetch(p);
         __builtin_prefetch(p + 64);
     }
 }
 
-/* nr (1..16) rows from row0; rows past nr repeat the last one and are not stored. `ahead` rows after them are
+/* nr (1..16) rows from row0; rows past nr repeat the last one and are not stored. The 16 rows after them are
  * prefetched along the way. */
 VNNI static INLINE void vec_group(int qt, const uint8_t *row0, size_t row_bytes, int nr, const int8_t *aq,
-                                  const float *ad, const int32_t *as, int64_t nb, int ahead, float *y) {
-    const size_t bb = g4_qtype_block_bytes(qt);
-    const int every = qt == G4_QT_Q8 ? 2 : 4;
-    size_t off[VEC_R];
-    for (int r = 0; r < VEC_R; r++) off[r] = (size_t)(r < nr ? r : nr - 1) * row_bytes;
-    const __m512i offsets = _mm512_mullo_epi32(
-        _mm512_min_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                         _mm512_set1_epi32(nr - 1)),
-        _mm512_set1_epi32((int)row_bytes));
+                                  const float *ad, const int32_t *as, int64_t nb, float *y) {
+    const size_t bb = g4_block_size(qt);
+    int32_t off[VEC_R]; /* row r's bytes from row0 (int32: the gathers' offsets) */
+    for (int r = 0; r < VEC_R; r++) off[r] = (r < nr ? r : nr - 1) * (int32_t)row_bytes;
+    const __m512i offsets = _mm512_loadu_si512(off);
     const uint8_t *next = row0 + (size_t)nr * row_bytes;
     /* the last pair start whose 64-byte load stays inside the row (Q4 and Q6) */
     const int64_t paired = qt == G4_QT_Q8 ? -1 : nb - (64 + (int64_t)bb - 1) / (int64_t)bb;
@@ -204,14 +201,14 @@ VNNI static INLINE void vec_group(int qt, const uint8_t *row0, size_t row_bytes,
     __m512i d[VEC_R];
     int64_t b = 0;
     for (; b <= paired; b += 2) {
-        prefetch_rows(next, row_bytes, ahead, bb, every, b);
+        prefetch_rows(qt, next, row_bytes, VEC_R, b);
         const act_pair ap = load_act_pair(qt, b, 1, aq, as);
         for (int r = 0; r < VEC_R; r++) d[r] = pair_dot(qt, row0 + off[r] + (size_t)b * bb, &ap);
         acc = scale_add(qt, d, 1, row0, offsets, b, ad, acc);
     }
     for (; b < nb; b += 2) {
         const int two = b + 1 < nb;
-        prefetch_rows(next, row_bytes, ahead, bb, every, b);
+        prefetch_rows(qt, next, row_bytes, VEC_R, b);
         const act_pair ap = load_act_pair(qt, b, two, aq, as);
         for (int r = 0; r < VEC_R; r++) {
             const uint8_t *blk = row0 + off[r] + (size_t)b * bb;
@@ -229,7 +226,7 @@ VNNI static INLINE void vec_qt(int qt, const uint8_t *w, size_t row_bytes, int64
     const int32_t *as = g4_qact_s(act, K);
     for (int64_t r = 0; r < n; r += VEC_R) {
         const int nr = n - r < VEC_R ? (int)(n - r) : VEC_R;
-        vec_group(qt, w + (size_t)r * row_bytes, row_bytes, nr, aq, ad, as, K / 32, VEC_R, y + r);
+        vec_group(qt, w + (size_t)r * row_bytes, row_bytes, nr, aq, ad, as, K / 32, y + r);
     }
 }
 
@@ -242,7 +239,7 @@ VNNI static void vec_avx512(int qt, const void *w, size_t row_bytes, int64_t n, 
 
 /* Unpacked rows hold v + 128 for every format, so the gemm needs one offset correction whatever the weights. */
 VNNI static void unpack_w_avx512(int qt, const void *wrow, int64_t b0, int64_t nb, void *dst) {
-    size_t bb = g4_qtype_block_bytes(qt);
+    size_t bb = g4_block_size(qt);
     uint8_t *v = dst;
     float *d = (float *)(v + nb * 32);
     /* block_values gives v + 8 (Q4), v + 32 (Q6) or v + 128 (Q8) */
@@ -445,9 +442,7 @@ VNNI static INLINE __m512i panel_vector(const uint8_t *p) {
 
 VNNI static INLINE void few_rows_qt(int qt, const uint8_t *w, size_t row_bytes, int64_t n, int64_t nb,
                                     const uint8_t *panels, int T, float *y, int64_t ldy, int64_t ahead) {
-    const size_t bb = g4_qtype_block_bytes(qt), pass_bytes = (size_t)nb * G4_QFEW_PANEL_BLOCK;
-    const int every = qt == G4_QT_Q8 ? 2 : 4; /* 72, 72 or 104 bytes */
-    const int shift = qt == G4_QT_Q4 ? 3 : qt == G4_QT_Q6 ? 5 : 7; /* the values' offset: 8, 32 or 128 */
+    const size_t bb = g4_block_size(qt), pass_bytes = (size_t)nb * G4_QFEW_PANEL_BLOCK;
     __m512i group[8]; /* lanes 0-7: dword g of the first row, 8-15: of the second */
     for (int g = 0; g < 8; g++)
         group[g] = _mm512_setr_epi32(g, g, g, g, g, g, g, g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g, 8 + g);
@@ -464,11 +459,11 @@ VNNI static INLINE void few_rows_qt(int qt, const uint8_t *w, size_t row_bytes, 
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *pb = panel + (size_t)b * G4_QFEW_PANEL_BLOCK;
                 if (p == 0 && n_next)
-                    prefetch_rows(w + (size_t)(r0 + FEW_R) * row_bytes, row_bytes, n_next, bb, every, b);
+                    prefetch_rows(qt, w + (size_t)(r0 + FEW_R) * row_bytes, row_bytes, n_next, b);
                 __m512i a[8];
                 for (int g = 0; g < 8; g++) a[g] = panel_vector(pb + 32 * g);
                 const __m512i sums = panel_vector(pb + 256);
-                const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, shift));
+                const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, offset_log2(qt)));
                 const __m512 da = _mm512_castsi512_ps(panel_vector(pb + 288));
 #pragma GCC unroll 2
                 for (int k = 0; k < FEW_R / 2; k++) {

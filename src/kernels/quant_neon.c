@@ -72,7 +72,7 @@ DOTPROD static INLINE int32x4_t block_dot(int qt, const uint8_t *blk, int8x16_t 
 /* nr (1..4) rows from row0; rows past nr repeat the last one and are not stored. */
 DOTPROD static INLINE void vec_group(int qt, const uint8_t *row0, size_t row_bytes, int nr, const int8_t *aq,
                                      const float *ad, int64_t nb, float *y) {
-    const size_t bb = g4_qtype_block_bytes(qt);
+    const size_t bb = g4_block_size(qt);
     const uint8_t *row[VEC_R];
     for (int r = 0; r < VEC_R; r++) row[r] = row0 + (size_t)(r < nr ? r : nr - 1) * row_bytes;
     float32x4_t acc = vdupq_n_f32(0);
@@ -105,7 +105,7 @@ DOTPROD static void vec_neon(int qt, const void *w, size_t row_bytes, int64_t n,
 
 /* sdot multiplies signed by signed, so unpacked rows are the plain signed values. */
 DOTPROD static void unpack_w_neon(int qt, const void *wrow, int64_t b0, int64_t nb, void *dst) {
-    size_t bb = g4_qtype_block_bytes(qt);
+    size_t bb = g4_block_size(qt);
     int8_t *v = dst;
     float *d = (float *)((char *)dst + nb * 32);
     for (int64_t b = 0; b < nb; b++) {
