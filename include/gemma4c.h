@@ -90,7 +90,7 @@ typedef struct gemma4c_model_params {
                                     found in the local Hugging Face cache ("google/gemma-4-E4B-it"), or
                                     "synthetic:small|e2b|e4b" (random weights, for demos and benchmarks);
                                     NULL: "synthetic:small" */
-    const char *synthetic_quant; /* synthetic models only: "q4", "q4-mix", "q8", "bf16" (NULL) or "f32" storage */
+    const char *synthetic_quant; /* synthetic models only: "q4", "q4-mix", "q6", "q8", "bf16" (NULL) or "f32" storage */
     int n_threads;               /* compute threads; 0: one per CPU */
     int n_batch;                 /* most token rows one step computes; 0: GEMMA4C_DEFAULT_BATCH */
     int64_t kv_budget_bytes;     /* KV memory of all sessions together; 0: no limit but the machine's. A request
@@ -453,15 +453,15 @@ GEMMA4C_API int gemma4c_save_tensors(const char *path, const gemma4c_tensor *ten
 
 /* Converts a Hugging Face checkpoint (directory or cached repo id) to one GGUF file. All fields may be zero. */
 typedef struct gemma4c_convert_params {
-    const char *quant;                /* "q4" (NULL), "q4-mix", "q8", "bf16", "f32" */
+    const char *quant;                /* "q4" (NULL), "q4-mix", "q6", "q8", "bf16", "f32" */
     const char *const *tensor_types;  /* overrides "PATTERN=TYPE" (fnmatch on tensor names; TYPE f32|f16|bf16|q8|q6|q4) */
     size_t n_tensor_types;
     int n_threads;                    /* 0: one per CPU */
     void (*progress)(void *user, size_t done, size_t total, const char *tensor); /* after each tensor; may be NULL */
     void *progress_user;
-    /* What q4 and q4-mix calibrate their rounding on (all unset: a built-in text of prose, code and a few languages,
+    /* What q4, q4-mix and q6 calibrate their rounding on (all unset: a built-in text of prose, code and a few languages,
      * through the model's tokenizer); its first 8192 tokens run through the float model. Read during the call only.
-     * GEMMA4C_ERR_ARG when more than one is set, one is empty, the recipe is not q4/q4-mix, or an id lies outside
+     * GEMMA4C_ERR_ARG when more than one is set, one is empty, the recipe is not q4/q4-mix/q6, or an id lies outside
      * the vocabulary. At most one of: */
     const char *calibration_text;     /* UTF-8 text through the model's tokenizer (e.g. from your own domain) */
     size_t calibration_text_len;

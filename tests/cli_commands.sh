@@ -360,6 +360,12 @@ ok "convert q4-mix" "$BIN" convert "$TINY" -o "$TMP/c_mix.gguf" --quant q4-mix -
 differ "no calibration rounds otherwise" "$TMP/c_none.gguf" "$TMP/c_mix.gguf"
 ok "a file converted without calibration answers" "$BIN" run -m "$TMP/c_none.gguf" -p Hello --greedy -n 3
 nonempty "an answer" "$TMP/out"
+ok "convert q6" "$BIN" convert "$TINY" -o "$TMP/c_q6.gguf" --quant q6 -t 2
+nonempty "convert q6 writes the file" "$TMP/c_q6.gguf"
+ok "convert q6, no calibration" "$BIN" convert "$TINY" -o "$TMP/c_q6none.gguf" --quant q6 -t 2 --calibration none
+differ "q6 calibrates its 6-bit rounding" "$TMP/c_q6none.gguf" "$TMP/c_q6.gguf"
+ok "a q6 file answers" "$BIN" run -m "$TMP/c_q6.gguf" -p Hello --greedy -n 3
+nonempty "an answer" "$TMP/out"
 # The trained checkpoint ships no tokenizer.json: the built-in text goes in as byte-fallback ids (238 + byte), and
 # its own bytes are 3 + byte. Ids given on the command line take the text's place, separated by commas or spaces.
 TRAINED="$GOLDEN/trained/checkpoint"
@@ -393,7 +399,7 @@ bad "missing calibration file" "cannot open the calibration file" \
 head -c 1100000 /dev/zero | tr '\0' 'a' >"$TMP/huge.txt"
 bad "calibration text over 1 MiB" "at most 1 MiB" "$BIN" convert "$TINY" -o "$TMP/x.gguf" --calibration "$TMP/huge.txt"
 bad "text and ids" "not both" "$BIN" convert "$TINY" -o "$TMP/x.gguf" --calibration "$CALIB" --calibration-ids "$TMP/ids3.txt"
-bad "q8 does not calibrate" "only q4 and q4-mix calibrate, not q8" \
+bad "q8 does not calibrate" "only q4, q4-mix and q6 calibrate, not q8" \
   "$BIN" convert "$TINY" -o "$TMP/x.gguf" --quant q8 --calibration none
 [ ! -e "$TMP/x.gguf" ] && checked || failed "a refused conversion left $TMP/x.gguf"
 

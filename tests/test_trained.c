@@ -138,7 +138,8 @@ static quality convert_and_measure(const char *ckpt, const char *dir, const char
         int32_t *ids = malloc(g4_calibration_text_len * sizeof(int32_t));
         for (size_t i = 0; ids && i < g4_calibration_text_len; i++) ids[i] = 3 + (unsigned char)g4_calibration_text[i];
         snprintf(path, sizeof path, "%s/trained-%s.gguf", dir, quant);
-        const int calibrated = !strcmp(quant, "q4") || !strcmp(quant, "q4-mix"); /* the others take no calibration */
+        /* the others take no calibration */
+        const int calibrated = !strcmp(quant, "q4") || !strcmp(quant, "q4-mix") || !strcmp(quant, "q6");
         g4_convert_options opt = {quant, overrides, n_overrides, 2, NULL, NULL, calibrated ? ids : NULL,
                                   calibrated ? g4_calibration_text_len : 0};
         int rc = g4_convert(ckpt, path, &opt, &err);
@@ -179,10 +180,10 @@ int main(int argc, char **argv) {
     /* The checkpoint as loaded and its float32 file compute what the reference computed (1e-4 of the logit range,
      * every argmax, the whole greedy continuation). The quantized recipes are held to their size and just past the
      * quality measured when the recipe last changed (bench/RESULTS.md, "Quantization quality"; AVX-512, AVX2 and
-     * portable kernels: q8 KL 6.5-6.6e-4, top-1 506-508/512, greedy 69-105; q4 4.0e-2, 478-481/512, 16; q4-mix
-     * 3.0-3.1e-2, 488/512, 5-16): mean KL 15 % above, top-1 about 1 % below. Greedy agreement ends at the first
-     * near-tie the quantization tips, and the kernels' float order alone moves it (q8: 105 or 69), so it is held to
-     * about two thirds of the least measured. */
+     * portable kernels: q8 KL 6.5-6.6e-4, top-1 506-508/512, greedy 69-105; q6 3.95-3.99e-3, 501-506/512, 90; q4
+     * 4.0e-2, 478-481/512, 16; q4-mix 3.0-3.1e-2, 488/512, 5-16): mean KL 15 % above, top-1 about 1 % below.
+     * Greedy agreement ends at the first near-tie the quantization tips, and the kernels' float order alone moves
+     * it (q8: 105 or 69), so it is held to about two thirds of the least measured. */
     struct {
         const char *quant; /* NULL: the checkpoint directory itself */
         double max_rel, max_kl, min_top1;
@@ -191,6 +192,7 @@ int main(int argc, char **argv) {
     } cases[] = {{NULL, 1e-4, 1e-6, 1.0, 192, 0},
                  {"f32", 1e-4, 1e-6, 1.0, 192, 4.0},
                  {"q8", 1.0, 7.6e-4, 0.978, 46, 1.125},
+                 {"q6", 1.0, 4.6e-3, 0.968, 60, 0.822},
                  {"q4", 1.0, 4.6e-2, 0.924, 10, 0.585},
                  {"q4-mix", 1.0, 3.6e-2, 0.943, 3, 0.631}};
     const char *header = "recipe  bytes/w  rel.err   KL(mean)  top-1          greedy\n";

@@ -1,4 +1,4 @@
-/* cmd_convert.c — `gemma4c convert HF_DIR -o OUT.gguf [--quant q4|q4-mix|q8|bf16|f32] [--tensor-type PATTERN=TYPE]
+/* cmd_convert.c — `gemma4c convert HF_DIR -o OUT.gguf [--quant q4|q4-mix|q6|q8|bf16|f32] [--tensor-type PATTERN=TYPE]
  * [--calibration FILE|none | --calibration-ids FILE]`. */
 #include <errno.h>
 #include <stdio.h>
@@ -59,7 +59,7 @@ static int32_t *parse_ids(const char *path, const char *text, size_t *n) {
 }
 
 int cmd_convert(int argc, char **argv) {
-    if (argc < 3 || argv[2][0] == '-') return cli_error("convert: usage: gemma4c convert HF_DIR -o OUT.gguf [--quant q4|q4-mix|q8|bf16|f32]");
+    if (argc < 3 || argv[2][0] == '-') return cli_error("convert: usage: gemma4c convert HF_DIR -o OUT.gguf [--quant q4|q4-mix|q6|q8|bf16|f32]");
     cli_opts o;
     int rc = cli_parse(argc, argv, 3, &o, "convert");
     if (rc) return rc == 2 ? 0 : 1;

@@ -21,6 +21,11 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* The token embedding, which the tied output matrix is too. */
+static int is_token_embedding(const char *name) {
+    return ends_with(name, "embed_tokens.weight") || strcmp(name, "lm_head.weight") == 0;
+}
+
 static int parse_type(const char *s, g4_dtype *out) {
     static const struct {
         const char *name;
@@ -37,9 +42,9 @@ static int is_float(g4_dtype dt) { return dt == G4_DT_F32 || dt == G4_DT_F16 || 
 int g4_convert_recipe_type(const char *quant, const char *name, int ndim, const int64_t *shape, g4_dtype src,
                            g4_dtype *out, g4_err *err) {
     if (!quant) quant = "q4";
-    const int mix = strcmp(quant, "q4-mix") == 0;
-    if (strcmp(quant, "q4") && !mix && strcmp(quant, "q8") && strcmp(quant, "bf16") && strcmp(quant, "f32"))
-        return g4_fail(err, GEMMA4C_ERR_ARG, "unknown --quant '%s' (q4, q4-mix, q8, bf16, f32)", quant);
+    const int mix = strcmp(quant, "q4-mix") == 0, six = strcmp(quant, "q6") == 0;
+    if (strcmp(quant, "q4") && !mix && !six && strcmp(quant, "q8") && strcmp(quant, "bf16") && strcmp(quant, "f32"))
+        return g4_fail(err, GEMMA4C_ERR_ARG, "unknown --quant '%s' (q4, q4-mix, q6, q8, bf16, f32)", quant);
     if (!is_float(src)) return *out = src, 0; /* integer buffers are stored as they are */
     /* Norm weights, scalars, biases and clip bounds are tiny and sensitive: always float32. */
     if (ndim < 2 || strcmp(quant, "f32") == 0) return *out = G4_DT_F32, 0;
@@ -47,20 +52,21 @@ int g4_convert_recipe_type(const char *quant, const char *name, int ndim, const 
     /* Only matrices whose rows split into 32-element blocks are quantized; convolutions stay bf16. */
     if (strcmp(quant, "bf16") == 0 || ndim != 2 || K % 32) return *out = G4_DT_BF16, 0;
     if (strcmp(quant, "q8") == 0) return *out = G4_DT_Q8, 0;
-    /* q4: 4-bit transformer matrices; the per-layer embedding table at 8 bits (4-bit flips greedy tokens); the
-     * token embedding / tied output matrix at 6 bits; the encoders and the per-layer projection at 8 bits. */
+    /* q4: 4-bit transformer matrices (q6: 6-bit); the per-layer embedding table at 8 bits (4-bit flips greedy
+     * tokens); the token embedding / tied output matrix at 6 bits; the encoders and the per-layer projection at 8
+     * bits. */
     if (ends_with(name, "embed_tokens_per_layer.weight") || strstr(name, "per_layer_model_projection") ||
         strstr(name, "vision_tower") || strstr(name, "audio_tower") || strstr(name, "embed_vision") ||
         strstr(name, "embed_audio"))
         return *out = G4_DT_Q8, 0;
-    if (ends_with(name, "embed_tokens.weight") || strcmp(name, "lm_head.weight") == 0) return *out = G4_DT_Q6, 0;
+    if (is_token_embedding(name)) return *out = G4_DT_Q6, 0;
     /* q4-mix: the matrices that cost the most quality per byte at 4 bits on the trained golden model go to 8 bits
      * (the k and v projections, the per-layer input gate and projection: KL 6.0e-2 -> 4.1e-2 there); on E4B they
      * are 2.6 % of the bytes a token reads (bench/RESULTS.md). */
     if (mix && (ends_with(name, "self_attn.k_proj.weight") || ends_with(name, "self_attn.v_proj.weight") ||
                 ends_with(name, "per_layer_input_gate.weight") || ends_with(name, "per_layer_projection.weight")))
         return *out = G4_DT_Q8, 0;
-    return *out = G4_DT_Q4, 0;
+    return *out = six ? G4_DT_Q6 : G4_DT_Q4, 0;
 }
 
 /* Overrides to a quantized type touch only matrices (a pattern like "*.mlp.*" also matches clip bounds). */
@@ -203,9 +209,9 @@ int g4_convert(const char *hf_dir, const char *out_path, const g4_convert_option
         return g4_fail(err, GEMMA4C_ERR_ARG, "calibration: give a text, ids or none, not several");
     if ((opt->calibration_ids && !opt->n_calibration_ids) || (opt->calibration_text && !opt->calibration_text_len))
         return g4_fail(err, GEMMA4C_ERR_ARG, "calibration: the text or ids given are empty");
-    const int calibrated = !strcmp(quant, "q4") || !strcmp(quant, "q4-mix");
+    const int calibrated = !strcmp(quant, "q4") || !strcmp(quant, "q4-mix") || !strcmp(quant, "q6");
     if (!calibrated && (opt->calibration_ids || opt->calibration_text || opt->no_calibration))
-        return g4_fail(err, GEMMA4C_ERR_ARG, "calibration: only q4 and q4-mix calibrate, not %s", quant);
+        return g4_fail(err, GEMMA4C_ERR_ARG, "calibration: only q4, q4-mix and q6 calibrate, not %s", quant);
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", hf_dir);
     g4_model_config cfg;
@@ -262,7 +268,8 @@ int g4_convert(const char *hf_dir, const char *out_path, const g4_convert_option
     }
     if ((rc = g4_gguf_writer_write_header(w, err))) goto done;
 
-    /* The 4-bit recipes round their 4- and 6-bit matrices with error compensation, calibrated on the text. */
+    /* q4, q4-mix and q6 round their 4- and 6-bit matrices with error compensation, calibrated on the text; not the
+     * token embedding, whose rows are looked up as much as multiplied (it measured worse with it). */
     if (calibrated && !opt->no_calibration &&
         (rc = g4_calibrate(hf_dir, opt->calibration_text, opt->calibration_text_len, opt->calibration_ids,
                            opt->n_calibration_ids, opt->n_threads, &calib, err)))
@@ -283,7 +290,8 @@ int g4_convert(const char *hf_dir, const char *out_path, const g4_convert_option
         if (rows_per_chunk < 1) rows_per_chunk = 1;
         for (int64_t r0 = 0; r0 < it->rows; r0 += rows_per_chunk) {
             int64_t nr = it->rows - r0 < rows_per_chunk ? it->rows - r0 : rows_per_chunk;
-            const float *gptq = it->dt == G4_DT_Q4 ? g4_calib_factor(calib, it->src->name, it->K) : NULL;
+            const int compensated = (it->dt == G4_DT_Q4 || it->dt == G4_DT_Q6) && !is_token_embedding(it->src->name);
+            const float *gptq = compensated ? g4_calib_factor(calib, it->src->name, it->K) : NULL;
             convert_job j = {it, g4_kernels_best(), gptq, r0, out_row, out, scratch};
             g4_pool_for(pool, nr, 4, convert_rows, &j);
             if ((rc = g4_gguf_writer_write(w, out, (size_t)nr * out_row, err))) goto done;

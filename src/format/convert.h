@@ -17,14 +17,14 @@
 #define G4_GGUF_FORMAT_VERSION 1
 
 typedef struct g4_convert_options {
-    const char *quant;                /* "q4" (default), "q4-mix", "q8", "bf16", "f32" */
+    const char *quant;                /* "q4" (default), "q4-mix", "q6", "q8", "bf16", "f32" */
     const char *const *overrides;     /* "PATTERN=TYPE": fnmatch pattern on tensor names; TYPE f32|f16|bf16|q8|q6|q4 */
     size_t n_overrides;
     int n_threads;                    /* for quantizing; <= 0: all CPUs */
     /* Called after each tensor (may be NULL). */
     void (*progress)(void *ctx, size_t done, size_t total, const char *name);
     void *progress_ctx;
-    /* The 4-bit recipes calibrate their rounding on the built-in text through the checkpoint's tokenizer; this
+    /* q4, q4-mix and q6 calibrate their rounding on the built-in text through the checkpoint's tokenizer; this
      * text (UTF-8, NULL: the built-in one) or these ids (NULL: none; for a checkpoint whose tokenizer gemma4c cannot
      * know, see g4_calibrate) replace it, or no_calibration rounds each block on its own. At most one of the three. */
     const int32_t *calibration_ids;

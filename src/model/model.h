@@ -70,7 +70,7 @@ int g4_model_load(const char *path, g4_model **out, g4_err *err);
 
 /* Builds a model whose weights follow the synthetic formula for the given config.json text (the full-size
  * golden references use it; so do the quick start and the benchmarks). The per-layer embedding table is
- * never materialised. quant: the convert recipe (q4, q4-mix, q8, bf16, f32; NULL = bf16) the weights are stored in.
+ * never materialised. quant: the convert recipe (q4, q4-mix, q6, q8, bf16, f32; NULL = bf16) the weights are stored in.
  * n_threads: for filling the weights. */
 int g4_model_synthetic(const char *config_json, const char *quant, int n_threads, g4_model **out, g4_err *err);
 
