@@ -138,8 +138,7 @@ static quality convert_and_measure(const char *ckpt, const char *dir, const char
         int32_t *ids = malloc(g4_calibration_text_len * sizeof(int32_t));
         for (size_t i = 0; ids && i < g4_calibration_text_len; i++) ids[i] = 3 + (unsigned char)g4_calibration_text[i];
         snprintf(path, sizeof path, "%s/trained-%s.gguf", dir, quant);
-        /* the others take no calibration */
-        const int calibrated = !strcmp(quant, "q4") || !strcmp(quant, "q4-mix") || !strcmp(quant, "q6");
+        const int calibrated = g4_convert_recipe_calibrates(quant);
         g4_convert_options opt = {quant, overrides, n_overrides, 2, NULL, NULL, calibrated ? ids : NULL,
                                   calibrated ? g4_calibration_text_len : 0};
         int rc = g4_convert(ckpt, path, &opt, &err);

@@ -37,6 +37,10 @@ static int parse_type(const char *s, g4_dtype *out) {
     return -1;
 }
 
+int g4_convert_recipe_calibrates(const char *quant) {
+    return !quant || !strcmp(quant, "q4") || !strcmp(quant, "q4-mix") || !strcmp(quant, "q6");
+}
+
 static int is_float(g4_dtype dt) { return dt == G4_DT_F32 || dt == G4_DT_F16 || dt == G4_DT_BF16 || dt == G4_DT_F64; }
 
 int g4_convert_recipe_type(const char *quant, const char *name, int ndim, const int64_t *shape, g4_dtype src,
@@ -209,7 +213,7 @@ int g4_convert(const char *hf_dir, const char *out_path, const g4_convert_option
         return g4_fail(err, GEMMA4C_ERR_ARG, "calibration: give a text, ids or none, not several");
     if ((opt->calibration_ids && !opt->n_calibration_ids) || (opt->calibration_text && !opt->calibration_text_len))
         return g4_fail(err, GEMMA4C_ERR_ARG, "calibration: the text or ids given are empty");
-    const int calibrated = !strcmp(quant, "q4") || !strcmp(quant, "q4-mix") || !strcmp(quant, "q6");
+    const int calibrated = g4_convert_recipe_calibrates(quant);
     if (!calibrated && (opt->calibration_ids || opt->calibration_text || opt->no_calibration))
         return g4_fail(err, GEMMA4C_ERR_ARG, "calibration: only q4, q4-mix and q6 calibrate, not %s", quant);
     char path[4200];
@@ -288,10 +292,10 @@ int g4_convert(const char *hf_dir, const char *out_path, const g4_convert_option
         const size_t out_row = g4_row_bytes(it->dt, it->K);
         int64_t rows_per_chunk = out_row ? (int64_t)(chunk_bytes / out_row) : 1;
         if (rows_per_chunk < 1) rows_per_chunk = 1;
+        const int compensated = (it->dt == G4_DT_Q4 || it->dt == G4_DT_Q6) && !is_token_embedding(it->src->name);
+        const float *gptq = compensated ? g4_calib_factor(calib, it->src->name, it->K) : NULL;
         for (int64_t r0 = 0; r0 < it->rows; r0 += rows_per_chunk) {
             int64_t nr = it->rows - r0 < rows_per_chunk ? it->rows - r0 : rows_per_chunk;
-            const int compensated = (it->dt == G4_DT_Q4 || it->dt == G4_DT_Q6) && !is_token_embedding(it->src->name);
-            const float *gptq = compensated ? g4_calib_factor(calib, it->src->name, it->K) : NULL;
             convert_job j = {it, g4_kernels_best(), gptq, r0, out_row, out, scratch};
             g4_pool_for(pool, nr, 4, convert_rows, &j);
             if ((rc = g4_gguf_writer_write(w, out, (size_t)nr * out_row, err))) goto done;

@@ -34,6 +34,9 @@ typedef struct g4_convert_options {
     int no_calibration;
 } g4_convert_options;
 
+/* Whether the recipe calibrates its rounding (q4, q4-mix, q6; NULL is q4): the calibration options apply to it. */
+int g4_convert_recipe_calibrates(const char *quant);
+
 /* The storage type the recipe gives a tensor (before overrides). */
 int g4_convert_recipe_type(const char *quant, const char *name, int ndim, const int64_t *shape, g4_dtype src,
                            g4_dtype *out, g4_err *err);
